@@ -1,0 +1,13 @@
+"""mpigd: data-parallel training of linear and logistic regression with MPI.
+
+Each rank reads its own rows of an HDF5 dataset, computes local loss and gradient sums,
+and one ``Allreduce`` per evaluation adds them; every rank applies the same update.
+"""
+
+__version__ = "0.1.0"
+
+from .errors import MpigdError  # noqa: E402
+from .fit import FitResult, fit  # noqa: E402
+from .model import LinearModel, load_model  # noqa: E402
+
+__all__ = ["FitResult", "LinearModel", "MpigdError", "__version__", "fit", "load_model"]

@@ -1,0 +1,177 @@
+"""The ``mpigd`` command line: argument parsing, rank-0 reporting, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+from threadpoolctl import threadpool_limits
+
+from . import __version__
+from .errors import MpigdError
+from .files import output_problem
+from .fit import fit
+from .losses import LOSSES
+from .optimize import OPTIMIZERS, Progress
+from .parallel import agreed, default_comm, library_version, print0, run_guarded, wtime
+from .synthetic import make_dataset
+
+EXIT_USAGE = 2
+
+
+class _RootParser(argparse.ArgumentParser):
+    """An ArgumentParser whose help and usage errors are printed by rank 0 only.
+
+    Every rank parses the same arguments and exits the same way; only the printing is
+    limited, so a bad option gives one message instead of one per rank.
+    """
+
+    rank = 0
+
+    def _print_message(self, message, file=None):
+        if self.rank == 0:
+            super()._print_message(message, file)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def build_parser(rank: int = 0) -> argparse.ArgumentParser:
+    _RootParser.rank = rank
+    common = _RootParser(add_help=False)
+    common.add_argument("--quiet", action="store_true", help="print only errors")
+    common.add_argument("--debug", action="store_true",
+                        help="show Python tracebacks on errors (also MPIGD_DEBUG=1)")
+    common.add_argument(
+        "--threads", type=_positive_int, default=int(os.environ.get("MPIGD_NUM_THREADS", 1)),
+        help="BLAS threads per rank (default: $MPIGD_NUM_THREADS or 1; "
+             "ranks x threads should not exceed the cores)")
+
+    parser = _RootParser(prog="mpigd", description="Train linear models on HDF5 data with MPI. "
+                         "Run under mpiexec: mpiexec -n P mpigd train ...")
+    parser.add_argument("--version", action="version", version=f"mpigd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", parents=[common], help="train a model",
+                                description="Train a linear or logistic regression.")
+    train.add_argument("data", help="HDF5 file with datasets X (rows, features) and y (rows,)")
+    train.add_argument("--model", required=True, choices=list(LOSSES))
+    train.add_argument("--out", required=True, help="model file to write (HDF5)")
+    train.add_argument("--optimizer", default="gd", choices=list(OPTIMIZERS))
+    train.add_argument("--l2", type=float, default=0.0, help="ridge penalty (l2/2)||w||^2")
+    train.add_argument("--max-iter", type=int, default=1000)
+    train.add_argument("--tol", type=float, default=1e-6, help="stop at this gradient 2-norm")
+    train.add_argument("--ftol", type=float, default=1e-12,
+                       help="stop when one iteration changes the loss by at most this, relative")
+    train.add_argument("--lr", type=float, default=None,
+                       help="fixed step size (default: backtracking line search)")
+    train.add_argument("--x-key", default="X", help="name of the feature dataset")
+    train.add_argument("--y-key", default="y", help="name of the label dataset")
+    train.add_argument("--print-every", type=_positive_int, default=10,
+                       help="progress line every N iterations")
+    train.set_defaults(func=_train)
+
+    data = commands.add_parser("data", help="dataset tools").add_subparsers(
+        dest="data_command", required=True)
+    make = data.add_parser("make", parents=[common], help="write a synthetic dataset",
+                           description="Write a synthetic regression dataset, block by block.")
+    make.add_argument("out", help="HDF5 file to write")
+    make.add_argument("--rows", type=_positive_int, required=True)
+    make.add_argument("--features", type=_positive_int, required=True)
+    make.add_argument("--model", choices=list(LOSSES), default="logistic")
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--noise", type=float, default=0.1, help="label noise (linear only)")
+    make.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    make.set_defaults(func=_make)
+    return parser
+
+
+def _progress_printer(comm, quiet: bool, every: int, start: float):
+    def show(p: Progress) -> None:
+        if not quiet and (p.nit == 1 or p.nit % every == 0):
+            print0(comm, f"{p.nit:>7d}  {p.fun:.9e}  {p.grad_norm:9.2e}  {p.step:9.2e}  "
+                         f"{wtime() - start:8.2f}s")
+
+    return show
+
+
+def _reporter(comm, quiet: bool):
+    """Rank-0 progress output, or nothing with ``--quiet``."""
+    return (lambda *parts: None) if quiet else (lambda *parts: print0(comm, *parts))
+
+
+def _check_output(comm, path) -> None:
+    """Fail on every rank, before any work, if rank 0 cannot write ``path``."""
+    with agreed(comm):
+        problem = output_problem(path) if comm.rank == 0 else None
+        if problem:
+            raise MpigdError(problem)
+
+
+def _train(args, comm) -> int:
+    say = _reporter(comm, args.quiet)
+    _check_output(comm, args.out)
+    say(f"mpigd {__version__}: {args.model} regression on {args.data}, {comm.size} rank"
+        f"{'s' if comm.size > 1 else ''} ({library_version()})")
+    say(f"{'iter':>7}  {'loss':>15}  {'|grad|':>9}  {'step':>9}  {'elapsed':>9}")
+    start = wtime()
+    fitted = fit(
+        args.data, args.model, comm=comm, optimizer=args.optimizer, l2=args.l2, lr=args.lr,
+        max_iter=args.max_iter, tol=args.tol, ftol=args.ftol, x_key=args.x_key,
+        y_key=args.y_key, callback=_progress_printer(comm, args.quiet, args.print_every, start),
+    )
+    with agreed(comm):
+        if comm.rank == 0:
+            _save(fitted.model, args.out)
+
+    r, t, info = fitted.result, fitted.timings, fitted.model.info
+    say(f"{'converged' if r.converged else 'NOT converged'}: {r.message}")
+    say(f"iterations {r.nit}, function evaluations {r.nfev}, allreduces {info['allreduces']}")
+    say(f"final loss {r.fun:.12g}, gradient norm {r.grad_norm:.3g}")
+    say(f"data: {info['n_rows']:,} rows x {info['n_features']} features on {comm.size} ranks")
+    say("time, max over ranks: " + "  ".join(f"{k} {v:.3f}s" for k, v in t.items()))
+    say(f"model written to {args.out}")
+    return 0
+
+
+def _save(model, path) -> None:
+    try:
+        model.save(path)
+    except OSError as exc:
+        raise MpigdError(f"cannot write {path}: {exc}") from exc
+
+
+def _make(args, comm) -> int:
+    say = _reporter(comm, args.quiet)
+    _check_output(comm, args.out)
+    with agreed(comm):
+        if comm.rank == 0:
+            make_dataset(args.out, args.rows, args.features, kind=args.model, seed=args.seed,
+                         noise=args.noise, dtype=args.dtype,
+                         progress=lambda done, total: say(f"{done:,} / {total:,} rows"))
+    say(f"wrote {args.out}: {args.rows:,} x {args.features} {args.dtype}, "
+        f"{args.model}, seed {args.seed}")
+    return 0
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"mpigd: warning: {message}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``mpigd`` and ``python -m mpigd``. Collective: yes."""
+    comm = default_comm()
+    args = build_parser(comm.rank).parse_args(argv)
+    warnings.formatwarning = _one_line_warning
+    with threadpool_limits(limits=args.threads, user_api="blas"):
+        return run_guarded(lambda: args.func(args, comm), comm, debug=args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

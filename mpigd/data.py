@@ -1,0 +1,139 @@
+"""Reading the training data: check the file's layout, then read this rank's rows only.
+
+Layout: an HDF5 file with a 2-D dataset ``X`` of shape (m, n) and a 1-D dataset ``y`` of
+length m (an (m, 1) column is accepted); the names are options. Every rank opens the
+file read-only and reads the contiguous hyperslab of rows that
+:func:`mpigd.partition.block_range` gives it, so no rank ever holds all of X.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .errors import MpigdError
+from .partition import block_range
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What every rank learns from the file's metadata, before reading any rows."""
+
+    path: str
+    x_key: str
+    y_key: str
+    n_rows: int
+    n_features: int
+    x_dtype: np.dtype
+    y_dtype: np.dtype
+
+
+@dataclass(frozen=True)
+class LocalData:
+    """This rank's rows ``start:stop`` of the dataset."""
+
+    info: DatasetInfo
+    start: int
+    stop: int
+    X: np.ndarray  # (stop - start, n), float32 or float64
+    y: np.ndarray  # (stop - start,), float64
+
+
+def _numeric_problem(name: str, dtype: np.dtype) -> str | None:
+    if dtype.kind in "iuf":
+        return None
+    kind = "complex" if dtype.kind == "c" else "non-numeric"
+    return f"dataset '{name}' has {kind} dtype {dtype}; it must hold real numbers"
+
+
+def _get_dataset(f: h5py.File, key: str, path: str) -> h5py.Dataset:
+    if key not in f:
+        names = ", ".join(sorted(f.keys())) or "none"
+        raise MpigdError(f"{path}: no dataset '{key}' (the file has: {names})")
+    obj = f[key]
+    if not isinstance(obj, h5py.Dataset):
+        raise MpigdError(f"{path}: '{key}' is a group, not a dataset")
+    return obj
+
+
+def inspect_dataset(path: str | os.PathLike, x_key: str = "X", y_key: str = "y") -> DatasetInfo:
+    """Check that ``path`` holds a valid ``X``, ``y`` pair and describe it.
+
+    Reads metadata only, so every rank can call it and reach the same verdict.
+    Collective: no.
+
+    Raises
+    ------
+    MpigdError
+        Missing or unreadable file, missing dataset, wrong shapes or dtypes.
+    """
+    path = str(path)
+    if not Path(path).exists():
+        raise MpigdError(f"data file not found: {path}")
+    if Path(path).is_dir():
+        raise MpigdError(f"data path is a folder, not an HDF5 file: {path}")
+    try:
+        is_hdf5 = h5py.is_hdf5(path)
+    except OSError as exc:
+        raise MpigdError(f"cannot read data file {path}: {exc.strerror or exc}") from exc
+    if not is_hdf5:
+        raise MpigdError(f"not an HDF5 file: {path}")
+    try:
+        with h5py.File(path, "r") as f:
+            X = _get_dataset(f, x_key, path)
+            y = _get_dataset(f, y_key, path)
+            x_shape, y_shape, x_dtype, y_dtype = X.shape, y.shape, X.dtype, y.dtype
+    except OSError as exc:
+        raise MpigdError(f"cannot read data file {path}: {exc}") from exc
+
+    if len(x_shape) != 2:
+        raise MpigdError(f"{path}: '{x_key}' must be 2-D (rows, features), got shape {x_shape}")
+    m, n = x_shape
+    if m == 0 or n == 0:
+        raise MpigdError(f"{path}: '{x_key}' has shape {x_shape}; it needs rows and features")
+    if not (len(y_shape) == 1 or (len(y_shape) == 2 and y_shape[1] == 1)):
+        raise MpigdError(f"{path}: '{y_key}' must be 1-D (rows,), got shape {y_shape}")
+    if y_shape[0] != m:
+        raise MpigdError(
+            f"{path}: '{y_key}' has {y_shape[0]} rows but '{x_key}' has {m}; they must match"
+        )
+    for key, dtype in ((x_key, x_dtype), (y_key, y_dtype)):
+        problem = _numeric_problem(key, dtype)
+        if problem:
+            raise MpigdError(f"{path}: {problem}")
+    return DatasetInfo(path, x_key, y_key, m, n, x_dtype, y_dtype)
+
+
+def read_block(info: DatasetInfo, rank: int, size: int) -> LocalData:
+    """Read rank ``rank``'s block of rows (of ``size`` ranks) as one hyperslab per dataset.
+
+    ``X`` keeps a float32 or float64 file dtype (float32 halves memory; the arithmetic is
+    float64 either way); integer features are converted to float64 as they are read.
+    Labels are always float64. Collective: no.
+
+    Raises
+    ------
+    MpigdError
+        The read failed or the block holds NaN or infinite values.
+    """
+    start, stop = block_range(info.n_rows, size, rank)
+    x_dtype = info.x_dtype if info.x_dtype in (np.float32, np.float64) else np.float64
+    X = np.empty((stop - start, info.n_features), dtype=x_dtype)
+    y = np.empty(stop - start, dtype=np.float64)
+    if stop > start:
+        try:
+            with h5py.File(info.path, "r") as f:
+                f[info.x_key].read_direct(X, np.s_[start:stop])  # HDF5 converts the type
+                y[:] = f[info.y_key].astype(np.float64)[start:stop].reshape(-1)
+        except OSError as exc:
+            raise MpigdError(f"reading rows {start}:{stop} of {info.path} failed: {exc}") from exc
+    for key, values in ((info.x_key, X), (info.y_key, y)):
+        bad = values.size - np.count_nonzero(np.isfinite(values))
+        if bad:
+            raise MpigdError(f"{info.path}: '{key}' holds {bad} NaN or infinite values "
+                             f"in rows {start}:{stop}")
+    return LocalData(info, start, stop, X, y)

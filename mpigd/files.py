@@ -1,0 +1,60 @@
+"""Output files: checked before the work starts, written atomically when it ends."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def output_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be written as an output file, or None if it can.
+
+    Checked before training so that a bad ``--out`` fails in seconds, not after the run.
+    Collective: no.
+    """
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        return f"output path is a folder: {path}"
+    if not folder.is_dir():
+        return f"output folder does not exist: {folder}"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"output folder is not writable: {folder}"
+    return None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temporary file name beside ``path``; on success it replaces ``path``.
+
+    The temporary file lives in the same folder, so the final ``os.replace`` is an atomic
+    rename: readers see the old file or the complete new one, never a partial one. On
+    failure the temporary file is removed and ``path`` is left untouched.
+    Collective: no.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    folder_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder_fd)
+    finally:
+        os.close(folder_fd)

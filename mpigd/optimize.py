@@ -1,0 +1,175 @@
+"""Optimisers. Each sees only a function ``theta -> (loss, grad)`` and never MPI.
+
+Every optimiser is a plain function ``optimizer(fun, theta0, **options) -> OptimizeResult``
+registered in :data:`OPTIMIZERS`. Under MPI every rank runs the same optimiser on the
+same reduced numbers, so all decisions (step acceptance, stopping) come out the same
+everywhere; nothing here may depend on rank-local state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Function = Callable[[np.ndarray], tuple[float, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a callback sees after each iteration."""
+
+    nit: int
+    fun: float
+    grad_norm: float
+    step: float
+    nfev: int
+
+
+@dataclass
+class OptimizeResult:
+    """The outcome of one run.
+
+    ``converged`` says whether a stopping test was met (gradient norm or stalled loss);
+    ``diverged`` that the loss became NaN or infinite. ``history`` holds the loss after
+    every iteration, starting with the initial point.
+    """
+
+    x: np.ndarray
+    fun: float
+    grad: np.ndarray
+    nit: int
+    nfev: int
+    converged: bool
+    message: str
+    diverged: bool = False
+    history: list[float] = field(default_factory=list)
+
+    @property
+    def grad_norm(self) -> float:
+        return float(np.linalg.norm(self.grad))
+
+
+def check_stopping(*, max_iter: int, tol: float, ftol: float, lr: float | None) -> None:
+    """Raise ValueError, naming the allowed range, for out-of-range common options."""
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+    if not tol >= 0:
+        raise ValueError(f"tol must be >= 0, got {tol}")
+    if not ftol >= 0:
+        raise ValueError(f"ftol must be >= 0, got {ftol}")
+    if lr is not None and not (lr > 0 and np.isfinite(lr)):
+        raise ValueError(f"lr must be a finite number > 0, got {lr}")
+
+
+def gradient_descent(
+    fun: Function,
+    theta0: np.ndarray,
+    *,
+    lr: float | None = None,
+    max_iter: int = 1000,
+    tol: float = 1e-6,
+    ftol: float = 1e-12,
+    initial_step: float = 1.0,
+    shrink: float = 0.5,
+    grow: float = 2.0,
+    c1: float = 1e-4,
+    approx_tol: float = 1e-10,
+    min_step: float = 1e-20,
+    callback: Callable[[Progress], None] | None = None,
+) -> OptimizeResult:
+    """Minimise ``fun`` by gradient descent, ``theta <- theta - step * grad``.
+
+    With ``lr`` the step is fixed. Without it (the default) each step is found by
+    backtracking: starting from the last accepted step (``initial_step`` at first, and
+    ``grow`` times longer after a step accepted at its first trial), the step is
+    multiplied by ``shrink`` until it decreases the loss enough.
+    "Enough" is the Armijo condition ``f(t) <= f(0) - c1 t ||g||^2``, or, once loss
+    differences are down to rounding error near the minimum, its derivative form from
+    Hager & Zhang's approximate Wolfe conditions (SIAM J. Optim. 16, 2005):
+    ``g(t).g >= -(1 - 2 c1) ||g||^2`` with ``f(t) <= f(0) + approx_tol |f(0)|``. The
+    gradient at the trial point comes with every evaluation, so the second test is free,
+    and it lets the search reach gradient norms far below ``sqrt(eps)``.
+
+    Stops when ``||grad||_2 <= tol`` or the relative loss change of one iteration is at
+    most ``ftol`` (both count as converged), after ``max_iter`` iterations (not
+    converged, not an error), when the loss or gradient stops being finite (diverged;
+    the result keeps the last finite point), or when no step down to ``min_step``
+    decreases the loss.
+
+    Parameters
+    ----------
+    fun : callable
+        ``theta (p,) -> (loss, grad (p,))``; called once per trial point.
+    theta0 : ndarray, shape (p,)
+    lr : float, optional
+        Fixed step size; turns the line search off.
+    callback : callable, optional
+        Called with a :class:`Progress` after every iteration.
+
+    Returns
+    -------
+    OptimizeResult
+    """
+    check_stopping(max_iter=max_iter, tol=tol, ftol=ftol, lr=lr)
+    theta = np.array(theta0, dtype=np.float64)
+    f, g = fun(theta)
+    nfev = 1
+    history = [f]
+    step = initial_step if lr is None else lr
+    nit = 0
+
+    def result(converged: bool, message: str, diverged: bool = False) -> OptimizeResult:
+        return OptimizeResult(theta, f, g, nit, nfev, converged, message, diverged, history)
+
+    if not _finite(f, g):
+        return result(False, "loss or gradient is not finite at the initial point", True)
+
+    while True:
+        g_norm2 = float(g @ g)
+        if np.sqrt(g_norm2) <= tol:
+            return result(True, f"gradient norm {np.sqrt(g_norm2):.3g} <= tol {tol:g}")
+        if nit >= max_iter:
+            return result(False, f"reached max_iter={max_iter} before the stopping tests")
+
+        trials = 0
+        while True:
+            theta_new = theta - step * g
+            f_new, g_new = fun(theta_new)
+            nfev += 1
+            trials += 1
+            if lr is not None or _sufficient_decrease(f, g, f_new, g_new, g_norm2, step,
+                                                      c1, approx_tol):
+                break
+            step *= shrink
+            if step < min_step:
+                return result(False, "line search found no decrease; the loss is flat to "
+                              "rounding error here (try a larger tol)")
+        taken = step
+        if lr is None and trials == 1:
+            step *= grow  # the first trial passed: try a longer step next time
+
+        nit += 1
+        if not _finite(f_new, g_new):
+            return result(False, f"loss or gradient became {f_new} at iteration {nit}", True)
+        f_old = f
+        theta, f, g = theta_new, f_new, g_new
+        history.append(f)
+        if callback is not None:
+            callback(Progress(nit, f, float(np.linalg.norm(g)), taken, nfev))
+        if abs(f_old - f) <= ftol * max(abs(f_old), abs(f), 1.0):
+            return result(True, f"relative loss change <= ftol {ftol:g}")
+
+
+def _finite(f: float, g: np.ndarray) -> bool:
+    return bool(np.isfinite(f) and np.isfinite(g).all())
+
+
+def _sufficient_decrease(f, g, f_new, g_new, g_norm2, step, c1, approx_tol) -> bool:
+    if f_new <= f - c1 * step * g_norm2:
+        return True
+    return bool(f_new <= f + approx_tol * abs(f) and g_new @ g >= -(1 - 2 * c1) * g_norm2)
+
+
+OPTIMIZERS: dict[str, Callable[..., OptimizeResult]] = {"gd": gradient_descent}

@@ -1,0 +1,134 @@
+"""Everything that touches MPI directly.
+
+The communicator is always a parameter; only :func:`default_comm` (called by the driver)
+falls back to ``COMM_WORLD``. Rank-0 output, the one packed reduction of the objective,
+collective agreement on errors and the job-wide abort guard live here so that the rest
+of the package never imports ``mpi4py``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+from mpi4py import MPI
+
+from .errors import MpigdError
+
+wtime = MPI.Wtime
+
+
+def default_comm(comm: MPI.Comm | None = None) -> MPI.Comm:
+    """``comm``, or ``COMM_WORLD`` when it is None. Collective: no."""
+    return MPI.COMM_WORLD if comm is None else comm
+
+
+def print0(comm: MPI.Comm, *args, file=None) -> None:
+    """Print on rank 0 only (stdout by default), flushed. Collective: no."""
+    if comm.rank == 0:
+        print(*args, file=sys.stdout if file is None else file, flush=True)
+
+
+def warn0(comm: MPI.Comm, message: str, category: type[Warning] = UserWarning) -> None:
+    """Issue a Python warning on rank 0 only. Collective: no."""
+    if comm.rank == 0:
+        warnings.warn(message, category, stacklevel=3)
+
+
+def allreduce_sum(comm: MPI.Comm, buf: np.ndarray) -> None:
+    """Sum ``buf`` over all ranks, in place, with the buffer API. Collective: yes."""
+    comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+
+
+def max_over_ranks(comm: MPI.Comm, values: np.ndarray) -> np.ndarray:
+    """Element-wise maximum of a float64 vector over all ranks. Collective: yes."""
+    out = np.array(values, dtype=np.float64)
+    comm.Allreduce(MPI.IN_PLACE, out, op=MPI.MAX)
+    return out
+
+
+def library_version() -> str:
+    """First line of the MPI library's version string. Collective: no."""
+    return " ".join(MPI.Get_library_version().splitlines()[0].split())
+
+
+def _rank_list(ranks: list[int], shown: int = 8) -> str:
+    text = ", ".join(map(str, ranks[:shown]))
+    if len(ranks) > shown:
+        text += f" and {len(ranks) - shown} more"
+    return f"rank{'s' if len(ranks) > 1 else ''} {text}"
+
+
+def agree(comm: MPI.Comm, error: str | None) -> None:
+    """Raise one :class:`MpigdError` on every rank if any rank passes an error message.
+
+    The message names the ranks that failed unless all of them failed with the same
+    message. Collective: yes (a small ``allgather`` of the messages).
+    """
+    errors = comm.allgather(error)
+    by_message: dict[str, list[int]] = {}
+    for rank, message in enumerate(errors):
+        if message is not None:
+            by_message.setdefault(message, []).append(rank)
+    if not by_message:
+        return
+    parts = [
+        message if len(ranks) == comm.size else f"{message} (on {_rank_list(ranks)})"
+        for message, ranks in by_message.items()
+    ]
+    raise MpigdError("; ".join(parts))
+
+
+@contextmanager
+def agreed(comm: MPI.Comm) -> Iterator[None]:
+    """Run a block on every rank; if it raises :class:`MpigdError` on any, raise on all.
+
+    Use it around rank-local work that can fail (reading a slice, checking its values,
+    writing a file on rank 0) so that a failure on one rank cannot leave the others
+    waiting in the next collective. Collective: yes.
+    """
+    error = None
+    try:
+        yield
+    except MpigdError as exc:
+        error = str(exc) or type(exc).__name__
+    agree(comm, error)
+
+
+def run_guarded(main: Callable[[], int], comm: MPI.Comm, *, debug: bool = False) -> int:
+    """Run ``main`` so that no failure can leave ranks hanging.
+
+    An :class:`MpigdError` (raised on every rank by construction) is reported once by
+    rank 0 and turns into exit status 2 on every rank. Any other exception is a bug or an
+    environment failure that may have hit this rank only: it is reported with the rank
+    and the whole job is aborted with ``MPI_Abort`` instead of waiting in a collective.
+    ``SystemExit`` passes through: it is raised deliberately, and identically on every
+    rank (argument parsing). ``debug`` (or ``MPIGD_DEBUG=1``) adds tracebacks.
+    Collective: no.
+    """
+    debug = debug or os.environ.get("MPIGD_DEBUG", "") not in ("", "0")
+    try:
+        return main()
+    except MpigdError as exc:
+        if debug:
+            traceback.print_exc()
+        print0(comm, f"mpigd: error: {exc}", file=sys.stderr)
+        return 2
+    except (Exception, KeyboardInterrupt) as exc:
+        if debug:
+            traceback.print_exc()
+        what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "internal error"
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        print(
+            f"mpigd: {what} on rank {comm.rank}: {detail}; aborting all ranks"
+            + ("" if debug else " (MPIGD_DEBUG=1 or --debug shows the traceback)"),
+            file=sys.stderr,
+            flush=True,
+        )
+        comm.Abort(1)
+        return 1  # not reached
