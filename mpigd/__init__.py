@@ -6,8 +6,8 @@ and one ``Allreduce`` per evaluation adds them; every rank applies the same upda
 
 __version__ = "0.1.0"
 
-from .errors import MpigdError  # noqa: E402
-from .fit import FitResult, fit  # noqa: E402
-from .model import LinearModel, load_model  # noqa: E402
+from .errors import MpigdError
+from .fit import FitResult, fit
+from .model import LinearModel, load_model
 
 __all__ = ["FitResult", "LinearModel", "MpigdError", "__version__", "fit", "load_model"]

@@ -46,20 +46,31 @@ def build_parser(rank: int = 0) -> argparse.ArgumentParser:
     _RootParser.rank = rank
     common = _RootParser(add_help=False)
     common.add_argument("--quiet", action="store_true", help="print only errors")
-    common.add_argument("--debug", action="store_true",
-                        help="show Python tracebacks on errors (also MPIGD_DEBUG=1)")
     common.add_argument(
-        "--threads", type=_positive_int, default=int(os.environ.get("MPIGD_NUM_THREADS", 1)),
+        "--debug", action="store_true", help="show Python tracebacks on errors (also MPIGD_DEBUG=1)"
+    )
+    common.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=int(os.environ.get("MPIGD_NUM_THREADS", 1)),
         help="BLAS threads per rank (default: $MPIGD_NUM_THREADS or 1; "
-             "ranks x threads should not exceed the cores)")
+        "ranks x threads should not exceed the cores)",
+    )
 
-    parser = _RootParser(prog="mpigd", description="Train linear models on HDF5 data with MPI. "
-                         "Run under mpiexec: mpiexec -n P mpigd train ...")
+    parser = _RootParser(
+        prog="mpigd",
+        description="Train linear models on HDF5 data with MPI. "
+        "Run under mpiexec: mpiexec -n P mpigd train ...",
+    )
     parser.add_argument("--version", action="version", version=f"mpigd {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", parents=[common], help="train a model",
-                                description="Train a linear or logistic regression.")
+    train = commands.add_parser(
+        "train",
+        parents=[common],
+        help="train a model",
+        description="Train a linear or logistic regression.",
+    )
     train.add_argument("data", help="HDF5 file with datasets X (rows, features) and y (rows,)")
     train.add_argument("--model", required=True, choices=list(LOSSES))
     train.add_argument("--out", required=True, help="model file to write (HDF5)")
@@ -67,20 +78,31 @@ def build_parser(rank: int = 0) -> argparse.ArgumentParser:
     train.add_argument("--l2", type=float, default=0.0, help="ridge penalty (l2/2)||w||^2")
     train.add_argument("--max-iter", type=int, default=1000)
     train.add_argument("--tol", type=float, default=1e-6, help="stop at this gradient 2-norm")
-    train.add_argument("--ftol", type=float, default=1e-12,
-                       help="stop when one iteration changes the loss by at most this, relative")
-    train.add_argument("--lr", type=float, default=None,
-                       help="fixed step size (default: backtracking line search)")
+    train.add_argument(
+        "--ftol",
+        type=float,
+        default=1e-12,
+        help="stop when one iteration changes the loss by less than this, relative",
+    )
+    train.add_argument(
+        "--lr", type=float, default=None, help="fixed step size (default: backtracking line search)"
+    )
     train.add_argument("--x-key", default="X", help="name of the feature dataset")
     train.add_argument("--y-key", default="y", help="name of the label dataset")
-    train.add_argument("--print-every", type=_positive_int, default=10,
-                       help="progress line every N iterations")
+    train.add_argument(
+        "--print-every", type=_positive_int, default=10, help="progress line every N iterations"
+    )
     train.set_defaults(func=_train)
 
     data = commands.add_parser("data", help="dataset tools").add_subparsers(
-        dest="data_command", required=True)
-    make = data.add_parser("make", parents=[common], help="write a synthetic dataset",
-                           description="Write a synthetic regression dataset, block by block.")
+        dest="data_command", required=True
+    )
+    make = data.add_parser(
+        "make",
+        parents=[common],
+        help="write a synthetic dataset",
+        description="Write a synthetic regression dataset, block by block.",
+    )
     make.add_argument("out", help="HDF5 file to write")
     make.add_argument("--rows", type=_positive_int, required=True)
     make.add_argument("--features", type=_positive_int, required=True)
@@ -92,11 +114,15 @@ def build_parser(rank: int = 0) -> argparse.ArgumentParser:
     return parser
 
 
-def _progress_printer(comm, quiet: bool, every: int, start: float):
+def _progress_printer(say, every: int, start: float):
     def show(p: Progress) -> None:
-        if not quiet and (p.nit == 1 or p.nit % every == 0):
-            print0(comm, f"{p.nit:>7d}  {p.fun:.9e}  {p.grad_norm:9.2e}  {p.step:9.2e}  "
-                         f"{wtime() - start:8.2f}s")
+        if p.nit == 1:
+            say(f"{'iter':>7}  {'loss':>15}  {'|grad|':>9}  {'step':>9}  {'elapsed':>9}")
+        if p.nit == 1 or p.nit % every == 0:
+            say(
+                f"{p.nit:>7d}  {p.fun:.9e}  {p.grad_norm:9.2e}  {p.step:9.2e}  "
+                f"{wtime() - start:8.2f}s"
+            )
 
     return show
 
@@ -108,7 +134,7 @@ def _reporter(comm, quiet: bool):
 
 def _check_output(comm, path) -> None:
     """Fail on every rank, before any work, if rank 0 cannot write ``path``."""
-    with agreed(comm):
+    with agreed(comm, root=0):
         problem = output_problem(path) if comm.rank == 0 else None
         if problem:
             raise MpigdError(problem)
@@ -117,16 +143,26 @@ def _check_output(comm, path) -> None:
 def _train(args, comm) -> int:
     say = _reporter(comm, args.quiet)
     _check_output(comm, args.out)
-    say(f"mpigd {__version__}: {args.model} regression on {args.data}, {comm.size} rank"
-        f"{'s' if comm.size > 1 else ''} ({library_version()})")
-    say(f"{'iter':>7}  {'loss':>15}  {'|grad|':>9}  {'step':>9}  {'elapsed':>9}")
+    say(
+        f"mpigd {__version__}: {args.model} regression on {args.data}, {comm.size} rank"
+        f"{'s' if comm.size > 1 else ''} ({library_version()})"
+    )
     start = wtime()
     fitted = fit(
-        args.data, args.model, comm=comm, optimizer=args.optimizer, l2=args.l2, lr=args.lr,
-        max_iter=args.max_iter, tol=args.tol, ftol=args.ftol, x_key=args.x_key,
-        y_key=args.y_key, callback=_progress_printer(comm, args.quiet, args.print_every, start),
+        args.data,
+        args.model,
+        comm=comm,
+        optimizer=args.optimizer,
+        l2=args.l2,
+        lr=args.lr,
+        max_iter=args.max_iter,
+        tol=args.tol,
+        ftol=args.ftol,
+        x_key=args.x_key,
+        y_key=args.y_key,
+        callback=_progress_printer(say, args.print_every, start),
     )
-    with agreed(comm):
+    with agreed(comm, root=0):
         if comm.rank == 0:
             _save(fitted.model, args.out)
 
@@ -147,16 +183,38 @@ def _save(model, path) -> None:
         raise MpigdError(f"cannot write {path}: {exc}") from exc
 
 
+def _tenths(say):
+    """A progress callback that reports each tenth of the rows once."""
+    reported = [0]
+
+    def progress(done: int, total: int) -> None:
+        tenth = 10 * done // total
+        if tenth > reported[0]:
+            reported[0] = tenth
+            say(f"{done:,} / {total:,} rows ({10 * tenth}%)")
+
+    return progress
+
+
 def _make(args, comm) -> int:
     say = _reporter(comm, args.quiet)
     _check_output(comm, args.out)
-    with agreed(comm):
+    with agreed(comm, root=0):
         if comm.rank == 0:
-            make_dataset(args.out, args.rows, args.features, kind=args.model, seed=args.seed,
-                         noise=args.noise, dtype=args.dtype,
-                         progress=lambda done, total: say(f"{done:,} / {total:,} rows"))
-    say(f"wrote {args.out}: {args.rows:,} x {args.features} {args.dtype}, "
-        f"{args.model}, seed {args.seed}")
+            make_dataset(
+                args.out,
+                args.rows,
+                args.features,
+                kind=args.model,
+                seed=args.seed,
+                noise=args.noise,
+                dtype=args.dtype,
+                progress=_tenths(say),
+            )
+    say(
+        f"wrote {args.out}: {args.rows:,} x {args.features} {args.dtype}, "
+        f"{args.model}, seed {args.seed}"
+    )
     return 0
 
 

@@ -134,6 +134,7 @@ def read_block(info: DatasetInfo, rank: int, size: int) -> LocalData:
     for key, values in ((info.x_key, X), (info.y_key, y)):
         bad = values.size - np.count_nonzero(np.isfinite(values))
         if bad:
-            raise MpigdError(f"{info.path}: '{key}' holds {bad} NaN or infinite values "
-                             f"in rows {start}:{stop}")
+            raise MpigdError(
+                f"{info.path}: '{key}' holds {bad} NaN or infinite values in rows {start}:{stop}"
+            )
     return LocalData(info, start, stop, X, y)

@@ -85,18 +85,19 @@ def gradient_descent(
     backtracking: starting from the last accepted step (``initial_step`` at first, and
     ``grow`` times longer after a step accepted at its first trial), the step is
     multiplied by ``shrink`` until it decreases the loss enough.
-    "Enough" is the Armijo condition ``f(t) <= f(0) - c1 t ||g||^2``, or, once loss
-    differences are down to rounding error near the minimum, its derivative form from
-    Hager & Zhang's approximate Wolfe conditions (SIAM J. Optim. 16, 2005):
-    ``g(t).g >= -(1 - 2 c1) ||g||^2`` with ``f(t) <= f(0) + approx_tol |f(0)|``. The
-    gradient at the trial point comes with every evaluation, so the second test is free,
-    and it lets the search reach gradient norms far below ``sqrt(eps)``.
+    "Enough" is the Armijo condition ``f(t) <= f(0) - c1 t ||g||^2``; but where the loss
+    changes by at most ``approx_tol |f(0)|``, so that rounding error could decide that
+    test either way, its derivative form from Hager & Zhang's approximate Wolfe
+    conditions (SIAM J. Optim. 16, 2005) decides instead:
+    ``g(t).g >= -(1 - 2 c1) ||g||^2`` (the two agree exactly on quadratics). The
+    gradient at the trial point comes with every evaluation, so this costs nothing, and
+    it lets the search reach gradient norms far below ``sqrt(eps)``.
 
-    Stops when ``||grad||_2 <= tol`` or the relative loss change of one iteration is at
-    most ``ftol`` (both count as converged), after ``max_iter`` iterations (not
-    converged, not an error), when the loss or gradient stops being finite (diverged;
-    the result keeps the last finite point), or when no step down to ``min_step``
-    decreases the loss.
+    Stops when ``||grad||_2 <= tol`` or the relative loss change of one iteration is
+    below ``ftol`` (both count as converged; ``ftol=0`` turns the second test off),
+    after ``max_iter`` iterations (not converged, not an error), when the loss or
+    gradient stops being finite (diverged; the result keeps the last finite point), or
+    when no step down to ``min_step`` decreases the loss.
 
     Parameters
     ----------
@@ -139,13 +140,17 @@ def gradient_descent(
             f_new, g_new = fun(theta_new)
             nfev += 1
             trials += 1
-            if lr is not None or _sufficient_decrease(f, g, f_new, g_new, g_norm2, step,
-                                                      c1, approx_tol):
+            if lr is not None or _sufficient_decrease(
+                f, g, f_new, g_new, g_norm2, step, c1, approx_tol
+            ):
                 break
             step *= shrink
             if step < min_step:
-                return result(False, "line search found no decrease; the loss is flat to "
-                              "rounding error here (try a larger tol)")
+                return result(
+                    False,
+                    "line search found no decrease; the loss is flat to "
+                    "rounding error here (try a larger tol)",
+                )
         taken = step
         if lr is None and trials == 1:
             step *= grow  # the first trial passed: try a longer step next time
@@ -158,8 +163,8 @@ def gradient_descent(
         history.append(f)
         if callback is not None:
             callback(Progress(nit, f, float(np.linalg.norm(g)), taken, nfev))
-        if abs(f_old - f) <= ftol * max(abs(f_old), abs(f), 1.0):
-            return result(True, f"relative loss change <= ftol {ftol:g}")
+        if abs(f_old - f) < ftol * max(abs(f_old), abs(f), 1.0):
+            return result(True, f"relative loss change < ftol {ftol:g}")
 
 
 def _finite(f: float, g: np.ndarray) -> bool:
@@ -167,9 +172,11 @@ def _finite(f: float, g: np.ndarray) -> bool:
 
 
 def _sufficient_decrease(f, g, f_new, g_new, g_norm2, step, c1, approx_tol) -> bool:
-    if f_new <= f - c1 * step * g_norm2:
-        return True
-    return bool(f_new <= f + approx_tol * abs(f) and g_new @ g >= -(1 - 2 * c1) * g_norm2)
+    if abs(f_new - f) <= approx_tol * abs(f):
+        # The loss difference is close to its rounding error and cannot be trusted
+        # either way; the directional derivative at the trial point can.
+        return bool(g_new @ g >= -(1 - 2 * c1) * g_norm2)
+    return bool(f_new <= f - c1 * step * g_norm2)
 
 
 OPTIMIZERS: dict[str, Callable[..., OptimizeResult]] = {"gd": gradient_descent}

@@ -64,12 +64,19 @@ def _rank_list(ranks: list[int], shown: int = 8) -> str:
     return f"rank{'s' if len(ranks) > 1 else ''} {text}"
 
 
-def agree(comm: MPI.Comm, error: str | None) -> None:
+def agree(comm: MPI.Comm, error: str | None, *, root: int | None = None) -> None:
     """Raise one :class:`MpigdError` on every rank if any rank passes an error message.
 
     The message names the ranks that failed unless all of them failed with the same
-    message. Collective: yes (a small ``allgather`` of the messages).
+    message. With ``root``, only that rank's error counts (work done on one rank, such
+    as writing the output) and no rank is named.
+    Collective: yes (a small ``allgather``, or ``bcast`` with ``root``, of the messages).
     """
+    if root is not None:
+        error = comm.bcast(error, root=root)
+        if error is not None:
+            raise MpigdError(error)
+        return
     errors = comm.allgather(error)
     by_message: dict[str, list[int]] = {}
     for rank, message in enumerate(errors):
@@ -85,19 +92,19 @@ def agree(comm: MPI.Comm, error: str | None) -> None:
 
 
 @contextmanager
-def agreed(comm: MPI.Comm) -> Iterator[None]:
+def agreed(comm: MPI.Comm, *, root: int | None = None) -> Iterator[None]:
     """Run a block on every rank; if it raises :class:`MpigdError` on any, raise on all.
 
     Use it around rank-local work that can fail (reading a slice, checking its values,
     writing a file on rank 0) so that a failure on one rank cannot leave the others
-    waiting in the next collective. Collective: yes.
+    waiting in the next collective. ``root`` as in :func:`agree`. Collective: yes.
     """
     error = None
     try:
         yield
     except MpigdError as exc:
         error = str(exc) or type(exc).__name__
-    agree(comm, error)
+    agree(comm, error, root=root)
 
 
 def run_guarded(main: Callable[[], int], comm: MPI.Comm, *, debug: bool = False) -> int:

@@ -51,8 +51,7 @@ def make_dataset(
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         X = f.create_dataset("X", (n_rows, n_features), dtype, chunks=(chunk_rows, n_features))
         y = f.create_dataset("y", (n_rows,), np.float64, chunks=(min(n_rows, 1 << 16),))
-        f.attrs.update(kind=kind, seed=seed, noise=noise, coef_true=coef,
-                       intercept_true=intercept)
+        f.attrs.update(kind=kind, seed=seed, noise=noise, coef_true=coef, intercept_true=intercept)
         for block, start in enumerate(range(0, n_rows, GENERATION_ROWS)):
             stop = min(start + GENERATION_ROWS, n_rows)
             block_rng = np.random.default_rng([seed, block])

@@ -1,0 +1,73 @@
+"""Model files: contents, prediction, atomic writes."""
+
+import os
+import stat
+
+import h5py
+import numpy as np
+import pytest
+
+from mpigd.errors import MpigdError
+from mpigd.files import atomic_path, output_problem
+from mpigd.model import LinearModel, load_model
+
+
+def test_round_trip_keeps_coefficients_record_and_history(tmp_path):
+    model = LinearModel(
+        "logistic",
+        np.array([1.5, -2.0]),
+        0.25,
+        {"iterations": 7, "converged": True, "optimizer": "gd"},
+        np.array([0.7, 0.5, 0.4]),
+    )
+    model.save(tmp_path / "m.h5")
+    loaded = load_model(tmp_path / "m.h5")
+    assert loaded.kind == "logistic" and loaded.intercept == 0.25
+    np.testing.assert_array_equal(loaded.coef, model.coef)
+    np.testing.assert_array_equal(loaded.history, model.history)
+    assert loaded.info == {"iterations": 7, "converged": True, "optimizer": "gd"}
+
+
+def test_predictions():
+    X = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    linear = LinearModel("linear", np.array([2.0, -1.0]), 0.5)
+    np.testing.assert_array_equal(linear.predict(X), [2.5, -0.5, 0.5])
+    logistic = LinearModel("logistic", np.array([2.0, -1.0]), 0.0)
+    np.testing.assert_array_equal(logistic.predict(X), [1, 0, 0])
+    np.testing.assert_allclose(logistic.predict_proba(X), 1 / (1 + np.exp([-2.0, 1.0, 0.0])))
+    with pytest.raises(ValueError):
+        linear.predict_proba(X)
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "m.h5"
+    target.write_bytes(b"previous good model")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(b"half a model")
+        raise RuntimeError("killed mid-write")
+    assert target.read_bytes() == b"previous good model"
+    assert os.listdir(tmp_path) == ["m.h5"]
+
+
+def test_outputs_get_the_usual_permissions(tmp_path):
+    LinearModel("linear", np.ones(1), 0.0).save(tmp_path / "m.h5")
+    mode = stat.S_IMODE((tmp_path / "m.h5").stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
+
+
+def test_output_problems_are_named(tmp_path):
+    assert output_problem(tmp_path / "m.h5") is None
+    assert "is a folder" in output_problem(tmp_path)
+    assert "does not exist" in output_problem(tmp_path / "no" / "m.h5")
+
+
+def test_loading_something_else_is_a_clear_error(tmp_path):
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f["X"] = np.ones((2, 2))
+    with pytest.raises(MpigdError, match="cannot read model file"):
+        load_model(tmp_path / "d.h5")
+    with pytest.raises(MpigdError, match="cannot read model file"):
+        load_model(tmp_path / "missing.h5")

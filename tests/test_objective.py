@@ -1,0 +1,99 @@
+"""Losses and the objective on one process (COMM_SELF): formulas, derivatives, stability."""
+
+import warnings
+
+import numpy as np
+import pytest
+from conftest import random_problem, reference_objective
+from mpi4py import MPI
+
+from mpigd.losses import LOSSES, local_sums, log1pexp
+from mpigd.objective import Objective
+
+KINDS = ["linear", "logistic"]
+
+
+def objective(kind, X, y, l2=0.0):
+    return Objective(MPI.COMM_SELF, X, y, LOSSES[kind], l2=l2)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("l2", [0.0, 0.3])
+def test_matches_the_stated_formula(kind, l2):
+    X, y = random_problem(kind, 57, 5)
+    theta = np.random.default_rng(1).standard_normal(6)
+    loss, grad = objective(kind, X, y, l2)(theta)
+    ref_loss, ref_grad = reference_objective(kind, X, y, theta, l2)
+    assert loss == pytest.approx(ref_loss, rel=1e-13)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("l2", [0.0, 0.3])
+def test_gradient_matches_finite_differences(kind, l2):
+    X, y = random_problem(kind, 40, 4, seed=3)
+    f = objective(kind, X, y, l2)
+    theta = np.random.default_rng(2).standard_normal(5)
+    _, grad = f(theta)
+    h = 1e-6
+    numeric = [(f(theta + h * e)[0] - f(theta - h * e)[0]) / (2 * h) for e in np.eye(len(theta))]
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_intercept_is_not_penalised():
+    X, y = random_problem("linear", 30, 3)
+    theta = np.array([0.0, 0.0, 0.0, 5.0])
+    plain, penalised = objective("linear", X, y)(theta), objective("linear", X, y, 10.0)(theta)
+    assert plain[0] == penalised[0]
+    np.testing.assert_array_equal(plain[1], penalised[1])
+
+
+def test_logistic_is_stable_at_large_margins():
+    z = np.array([-1000.0, -800.0, 800.0, 1000.0])
+    X, y = z[:, None], np.array([0.0, 1.0, 0.0, 1.0])
+    with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(log1pexp(z), [0.0, 0.0, 800.0, 1000.0])
+        loss, grad = objective("logistic", X, y)(np.array([1.0, 0.0]))
+    # rows 0 and 3 are right with certainty; rows 1 and 2 are wrong by a margin of 800
+    assert loss == pytest.approx(1600 / 4, rel=1e-15)
+    np.testing.assert_allclose(grad, [(800 + 800) / 4, (-1 + 1) / 4], atol=1e-15)
+
+
+def test_logistic_labels_must_be_binary():
+    check = LOSSES["logistic"].label_problem
+    assert check(np.array([0.0, 1.0, 1.0])) is None
+    message = check(np.array([0.0, 2.0, -1.0, 1.0]))
+    assert "found 2 other values" in message and "e.g. 2" in message
+    assert LOSSES["linear"].label_problem(np.array([3.5, -2.0])) is None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_blocks_and_float32_do_not_change_the_sums(kind):
+    X, y = random_problem(kind, 1001, 6)
+    theta = np.random.default_rng(4).standard_normal(7)
+    loss_sum, grad_sum = local_sums(X, y, theta, LOSSES[kind])
+    small_blocks = local_sums(X, y, theta, LOSSES[kind], block_bytes=8 * 6 * 7)
+    assert small_blocks[0] == pytest.approx(loss_sum, rel=1e-13)
+    np.testing.assert_allclose(small_blocks[1], grad_sum, rtol=1e-12)
+
+    X32 = X.astype(np.float32)
+    wide = local_sums(X32.astype(np.float64), y, theta, LOSSES[kind])
+    narrow = local_sums(X32, y, theta, LOSSES[kind])
+    assert narrow[0] == pytest.approx(wide[0], rel=1e-13)  # float64 arithmetic either way
+    np.testing.assert_allclose(narrow[1], wide[1], rtol=1e-12)
+
+
+def test_a_rank_without_rows_contributes_zeros():
+    loss_sum, grad_sum = local_sums(np.empty((0, 3)), np.empty(0), np.ones(4), LOSSES["logistic"])
+    assert loss_sum == 0.0
+    np.testing.assert_array_equal(grad_sum, np.zeros(4))
+
+
+def test_evaluations_and_time_are_counted():
+    X, y = random_problem("linear", 20, 2)
+    f = objective("linear", X, y)
+    f(np.zeros(3))
+    f(np.ones(3))
+    assert f.n_evals == 2
+    assert f.timings.compute > 0 and f.timings.allreduce >= 0

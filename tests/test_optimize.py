@@ -1,0 +1,100 @@
+"""Gradient descent on functions with known minima; no MPI involved."""
+
+import numpy as np
+import pytest
+from conftest import random_problem
+from mpi4py import MPI
+
+from mpigd.losses import LOSSES
+from mpigd.objective import Objective
+from mpigd.optimize import OPTIMIZERS, gradient_descent
+
+
+def quadratic(A, b):
+    """f(x) = x^T A x / 2 - b^T x, minimised at A^-1 b."""
+
+    def fun(x):
+        return 0.5 * x @ A @ x - b @ x, A @ x - b
+
+    return fun
+
+
+def ill_conditioned(n=6, condition=100.0, seed=0):
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    A = Q @ np.diag(np.geomspace(1.0, condition, n)) @ Q.T
+    return A, rng.standard_normal(n)
+
+
+def test_line_search_converges_to_the_minimum_to_a_tight_tolerance():
+    A, b = ill_conditioned()
+    result = gradient_descent(quadratic(A, b), np.zeros(6), tol=1e-11, ftol=0, max_iter=20000)
+    assert result.converged and not result.diverged
+    assert result.grad_norm <= 1e-11
+    np.testing.assert_allclose(result.x, np.linalg.solve(A, b), rtol=1e-9)
+    assert result.nfev >= result.nit + 1 and len(result.history) == result.nit + 1
+
+
+def test_every_line_search_step_decreases_the_loss():
+    X, y = random_problem("logistic", 300, 5)
+    f = Objective(MPI.COMM_SELF, X, y, LOSSES["logistic"])
+    result = gradient_descent(f, np.zeros(6), tol=1e-7, initial_step=50.0)
+    assert result.converged
+    steps = np.diff(result.history)
+    assert (steps[: len(steps) // 2] < 0).all()  # strict decrease while far from the minimum
+    assert (steps <= 1e-10 * abs(result.history[0])).all()  # never more than rounding up
+
+
+def test_fixed_step_follows_the_textbook_update():
+    A, b = np.diag([1.0, 2.0]), np.array([1.0, 1.0])
+    result = gradient_descent(quadratic(A, b), np.zeros(2), lr=0.1, max_iter=3, tol=0)
+    x = np.zeros(2)
+    for _ in range(3):
+        x = x - 0.1 * (A @ x - b)
+    np.testing.assert_array_equal(result.x, x)
+    assert result.nfev == 4  # one evaluation per point, no line search
+
+
+def test_too_large_fixed_step_reports_divergence_and_keeps_a_finite_point():
+    A, b = np.diag([1.0, 100.0]), np.ones(2)
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = gradient_descent(quadratic(A, b), np.zeros(2), lr=1.0, max_iter=10_000)
+    assert result.diverged and not result.converged
+    assert np.isfinite(result.x).all() and np.isfinite(result.fun)
+
+
+def test_max_iter_is_reported_not_raised():
+    A, b = ill_conditioned(condition=1e4)
+    result = gradient_descent(quadratic(A, b), np.zeros(6), max_iter=5)
+    assert not result.converged and result.nit == 5
+    assert "max_iter" in result.message
+
+
+def test_stalled_loss_stops_the_run():
+    A, b = ill_conditioned(condition=1e6)
+    result = gradient_descent(quadratic(A, b), np.zeros(6), tol=0, ftol=1e-3, max_iter=10_000)
+    assert result.converged and "relative loss change" in result.message
+    assert result.nit < 10_000
+
+
+def test_callback_sees_every_iteration():
+    A, b = ill_conditioned()
+    seen = []
+    result = gradient_descent(quadratic(A, b), np.zeros(6), max_iter=7, tol=0, callback=seen.append)
+    assert [p.nit for p in seen] == list(range(1, 8))
+    assert seen[-1].fun == result.fun and seen[-1].nfev == result.nfev
+
+
+@pytest.mark.parametrize(
+    "options", [{"max_iter": 0}, {"tol": -1.0}, {"ftol": -1.0}, {"lr": 0.0}, {"lr": np.inf}]
+)
+def test_invalid_options_are_rejected_before_any_evaluation(options):
+    def fun(x):
+        raise AssertionError("evaluated")
+
+    with pytest.raises(ValueError):
+        gradient_descent(fun, np.zeros(2), **options)
+
+
+def test_registry_holds_gradient_descent():
+    assert OPTIMIZERS["gd"] is gradient_descent
