@@ -52,7 +52,7 @@ def build_parser(rank: int = 0) -> argparse.ArgumentParser:
     common.add_argument(
         "--threads",
         type=_positive_int,
-        default=int(os.environ.get("MPIGD_NUM_THREADS", 1)),
+        default=os.environ.get("MPIGD_NUM_THREADS", "1"),  # argparse applies the type
         help="BLAS threads per rank (default: $MPIGD_NUM_THREADS or 1; "
         "ranks x threads should not exceed the cores)",
     )

@@ -60,6 +60,9 @@ class Objective:
         self.timings = Timings()
         self._buffer = np.empty(self.n_features + 3)
 
+    # Overflow only happens on a diverging run; the optimiser sees the non-finite result
+    # and reports the divergence once, instead of a NumPy warning on every rank.
+    @np.errstate(over="ignore", invalid="ignore")
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Loss and gradient at ``theta`` (shape (n + 1,)); the gradient is a new array."""
         n = self.n_features

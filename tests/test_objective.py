@@ -7,7 +7,7 @@ import pytest
 from conftest import random_problem, reference_objective
 from mpi4py import MPI
 
-from mpigd.losses import LOSSES, local_sums, log1pexp
+from mpigd.losses import LOSSES, local_sums, log1pexp_and_expit
 from mpigd.objective import Objective
 
 KINDS = ["linear", "logistic"]
@@ -53,11 +53,22 @@ def test_logistic_is_stable_at_large_margins():
     X, y = z[:, None], np.array([0.0, 1.0, 0.0, 1.0])
     with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
         warnings.simplefilter("error")
-        np.testing.assert_array_equal(log1pexp(z), [0.0, 0.0, 800.0, 1000.0])
+        softplus, sigmoid = log1pexp_and_expit(z)
+        np.testing.assert_array_equal(softplus, [0.0, 0.0, 800.0, 1000.0])
+        np.testing.assert_array_equal(sigmoid, [0.0, 0.0, 1.0, 1.0])
         loss, grad = objective("logistic", X, y)(np.array([1.0, 0.0]))
     # rows 0 and 3 are right with certainty; rows 1 and 2 are wrong by a margin of 800
     assert loss == pytest.approx(1600 / 4, rel=1e-15)
     np.testing.assert_allclose(grad, [(800 + 800) / 4, (-1 + 1) / 4], atol=1e-15)
+
+
+def test_softplus_and_sigmoid_match_the_reference_functions():
+    from scipy.special import expit
+
+    z = np.linspace(-40, 40, 8001)
+    softplus, sigmoid = log1pexp_and_expit(z)
+    np.testing.assert_allclose(softplus, np.logaddexp(0.0, z), rtol=1e-15, atol=0)
+    np.testing.assert_allclose(sigmoid, expit(z), rtol=1e-15, atol=0)
 
 
 def test_logistic_labels_must_be_binary():
