@@ -24,12 +24,12 @@ def whole_slice(X, y, theta, loss):
     return loss_sum, np.append(X64.T @ dz, dz.sum())
 
 
-def median_seconds(fn, repeats):
-    fn()  # warm-up
+def median_seconds(repeats, fn, *args):
+    fn(*args)  # warm-up
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        fn()
+        fn(*args)
         times.append(time.perf_counter() - start)
     return float(np.median(times))
 
@@ -38,19 +38,25 @@ def main(rows=1_000_000, features=64, repeats=7):
     rng = np.random.default_rng(0)
     theta = 0.1 * rng.standard_normal(features + 1)
     y = (rng.random(rows) < 0.5).astype(np.float64)
-    print(f"# {platform.processor() or platform.machine()}, numpy {np.__version__}, "
-          f"1 BLAS thread, {rows:,} x {features}, median of {repeats}")
-    print(f"{'dtype':8} {'loss':9} {'read X':>8} {'whole':>8} {'blocked':>8} "
-          f"{'speed-up':>8} {'blocked GB/s':>12} {'of read':>8}")
+    print(
+        f"# {platform.processor() or platform.machine()}, numpy {np.__version__}, "
+        f"1 BLAS thread, {rows:,} x {features}, median of {repeats}"
+    )
+    print(
+        f"{'dtype':8} {'loss':9} {'read X':>8} {'whole':>8} {'blocked':>8} "
+        f"{'speed-up':>8} {'blocked GB/s':>12} {'of read':>8}"
+    )
     for dtype in (np.float64, np.float32):
         X = rng.standard_normal((rows, features)).astype(dtype)
-        read = median_seconds(X.sum, repeats)
+        read = median_seconds(repeats, X.sum)
         for name, loss in LOSSES.items():
-            whole = median_seconds(lambda: whole_slice(X, y, theta, loss), repeats)
-            blocked = median_seconds(lambda: local_sums(X, y, theta, loss), repeats)
-            print(f"{np.dtype(dtype).name:8} {name:9} {read:8.4f} {whole:8.4f} {blocked:8.4f} "
-                  f"{whole / blocked:8.2f} {X.nbytes / blocked / 1e9:12.2f} "
-                  f"{read / blocked:8.0%}")
+            whole = median_seconds(repeats, whole_slice, X, y, theta, loss)
+            blocked = median_seconds(repeats, local_sums, X, y, theta, loss)
+            print(
+                f"{np.dtype(dtype).name:8} {name:9} {read:8.4f} {whole:8.4f} {blocked:8.4f} "
+                f"{whole / blocked:8.2f} {X.nbytes / blocked / 1e9:12.2f} "
+                f"{read / blocked:8.0%}"
+            )
 
 
 if __name__ == "__main__":
