@@ -18,8 +18,6 @@ from .optimize import OPTIMIZERS, Progress
 from .parallel import agreed, default_comm, library_version, print0, run_guarded, wtime
 from .synthetic import make_dataset
 
-EXIT_USAGE = 2
-
 
 class _RootParser(argparse.ArgumentParser):
     """An ArgumentParser whose help and usage errors are printed by rank 0 only.

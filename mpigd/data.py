@@ -43,10 +43,14 @@ class LocalData:
     y: np.ndarray  # (stop - start,), float64
 
 
+#: What h5py raises for unreadable, truncated or corrupt files and chunks.
+READ_ERRORS = (OSError, RuntimeError, KeyError, ValueError)
+
+
 def _numeric_problem(name: str, dtype: np.dtype) -> str | None:
     if dtype.kind in "iuf":
         return None
-    kind = "complex" if dtype.kind == "c" else "non-numeric"
+    kind = {"c": "complex", "V": "compound"}.get(dtype.kind, "non-numeric")
     return f"dataset '{name}' has {kind} dtype {dtype}; it must hold real numbers"
 
 
@@ -87,8 +91,8 @@ def inspect_dataset(path: str | os.PathLike, x_key: str = "X", y_key: str = "y")
             X = _get_dataset(f, x_key, path)
             y = _get_dataset(f, y_key, path)
             x_shape, y_shape, x_dtype, y_dtype = X.shape, y.shape, X.dtype, y.dtype
-    except OSError as exc:
-        raise MpigdError(f"cannot read data file {path}: {exc}") from exc
+    except READ_ERRORS as exc:
+        raise MpigdError(f"cannot read data file {path} (truncated or corrupt?): {exc}") from exc
 
     if len(x_shape) != 2:
         raise MpigdError(f"{path}: '{x_key}' must be 2-D (rows, features), got shape {x_shape}")
@@ -108,6 +112,39 @@ def inspect_dataset(path: str | os.PathLike, x_key: str = "X", y_key: str = "y")
     return DatasetInfo(path, x_key, y_key, m, n, x_dtype, y_dtype)
 
 
+def _memory_dtype(info: DatasetInfo) -> np.dtype:
+    """float32 and float64 features stay as they are; integers become float64."""
+    return info.x_dtype if info.x_dtype in (np.float32, np.float64) else np.dtype(np.float64)
+
+
+def _human_bytes(n_bytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n_bytes < 1024:
+            return f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+    return f"{n_bytes:.1f} TiB"
+
+
+def memory_problem(info: DatasetInfo, rank: int, size: int, budget: float) -> str | None:
+    """Why rank ``rank``'s block would not fit in ``budget`` bytes, or None.
+
+    Estimated from the metadata before anything is read; the message says how many
+    ranks with this budget each would hold the whole dataset. Collective: no.
+    """
+    row_bytes = info.n_features * _memory_dtype(info).itemsize + np.dtype(np.float64).itemsize
+    start, stop = block_range(info.n_rows, size, rank)
+    need = (stop - start) * row_bytes
+    if need <= budget:
+        return None
+    largest = -(-info.n_rows // size)  # the same words on every rank that fails
+    ranks = int(np.ceil(info.n_rows / max(1, budget // row_bytes)))
+    return (
+        f"{info.path}: blocks of up to {largest:,} rows need {_human_bytes(largest * row_bytes)}"
+        f" of memory at {size} ranks but a rank has about {_human_bytes(budget)}; use at "
+        f"least {ranks:,} ranks with that much memory each"
+    )
+
+
 def read_block(info: DatasetInfo, rank: int, size: int) -> LocalData:
     """Read rank ``rank``'s block of rows (of ``size`` ranks) as one hyperslab per dataset.
 
@@ -121,7 +158,7 @@ def read_block(info: DatasetInfo, rank: int, size: int) -> LocalData:
         The read failed or the block holds NaN or infinite values.
     """
     start, stop = block_range(info.n_rows, size, rank)
-    x_dtype = info.x_dtype if info.x_dtype in (np.float32, np.float64) else np.float64
+    x_dtype = _memory_dtype(info)
     X = np.empty((stop - start, info.n_features), dtype=x_dtype)
     y = np.empty(stop - start, dtype=np.float64)
     if stop > start:
@@ -129,7 +166,7 @@ def read_block(info: DatasetInfo, rank: int, size: int) -> LocalData:
             with h5py.File(info.path, "r") as f:
                 f[info.x_key].read_direct(X, np.s_[start:stop])  # HDF5 converts the type
                 y[:] = f[info.y_key].astype(np.float64)[start:stop].reshape(-1)
-        except OSError as exc:
+        except READ_ERRORS as exc:
             raise MpigdError(f"reading rows {start}:{stop} of {info.path} failed: {exc}") from exc
     for key, values in ((info.x_key, X), (info.y_key, y)):
         bad = values.size - np.count_nonzero(np.isfinite(values))

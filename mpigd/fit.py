@@ -14,13 +14,21 @@ from datetime import UTC, datetime
 import numpy as np
 
 from . import __version__
-from .data import inspect_dataset, read_block
-from .errors import MpigdError
+from .data import inspect_dataset, memory_problem, read_block
+from .errors import Diverged, MpigdError
 from .losses import LOSSES
 from .model import LinearModel
 from .objective import Objective
 from .optimize import OPTIMIZERS, OptimizeResult, Progress, check_stopping
-from .parallel import agreed, default_comm, library_version, max_over_ranks, warn0, wtime
+from .parallel import (
+    agreed,
+    default_comm,
+    library_version,
+    max_over_ranks,
+    memory_per_rank,
+    warn0,
+    wtime,
+)
 
 TIMING_KEYS = ("read", "compute", "allreduce", "total")
 
@@ -109,6 +117,11 @@ def fit(
 
     with agreed(comm):
         info = inspect_dataset(data, x_key, y_key)
+    budget = memory_per_rank(comm)
+    with agreed(comm):
+        problem = memory_problem(info, comm.rank, comm.size, budget)
+        if problem:
+            raise MpigdError(problem)
     with agreed(comm):
         local = read_block(info, comm.rank, comm.size)
         problem = loss.label_problem(local.y)
@@ -122,7 +135,7 @@ def fit(
         objective, theta0, lr=lr, max_iter=max_iter, tol=tol, ftol=ftol, callback=callback
     )
     if result.diverged:
-        raise MpigdError(
+        raise Diverged(
             f"training diverged: {result.message}; use a smaller --lr (or none, for the "
             "line search) or standardise the features"
         )

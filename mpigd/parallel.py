@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import numpy as np
 from mpi4py import MPI
 
-from .errors import MpigdError
+from .errors import EXIT_ABORTED, MpigdError
 
 wtime = MPI.Wtime
 
@@ -50,6 +50,52 @@ def max_over_ranks(comm: MPI.Comm, values: np.ndarray) -> np.ndarray:
     out = np.array(values, dtype=np.float64)
     comm.Allreduce(MPI.IN_PLACE, out, op=MPI.MAX)
     return out
+
+
+#: Share of the available memory that one rank's data may take; the rest is headroom
+#: for Python, MPI buffers and the computation's temporaries.
+MEMORY_SHARE = 0.8
+
+
+def _parse_bytes(text: str) -> float:
+    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    scale = units.get(text[-1:], 1)
+    return float(text[:-1] if text[-1:] in units else text) * scale
+
+
+def _available_memory() -> float:
+    """Bytes this node can still give: MemAvailable, capped by a cgroup limit (SLURM)."""
+    available = float("inf")
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = float(f.read())
+        if limit != "max":
+            available = min(available, float(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return available
+
+
+def memory_per_rank(comm: MPI.Comm) -> float:
+    """Bytes of data one rank may hold: ``MPIGD_MEMORY_PER_RANK`` (like ``4G``) if set,
+    else ``MEMORY_SHARE`` of the node's available memory split over its ranks.
+    Collective: yes (finds the ranks sharing this node)."""
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    ranks_here = node.size
+    node.Free()
+    if os.environ.get("MPIGD_MEMORY_PER_RANK"):
+        return _parse_bytes(os.environ["MPIGD_MEMORY_PER_RANK"])
+    return MEMORY_SHARE * _available_memory() / ranks_here
 
 
 def library_version() -> str:
@@ -111,7 +157,8 @@ def run_guarded(main: Callable[[], int], comm: MPI.Comm, *, debug: bool = False)
     """Run ``main`` so that no failure can leave ranks hanging.
 
     An :class:`MpigdError` (raised on every rank by construction) is reported once by
-    rank 0 and turns into exit status 2 on every rank. Any other exception is a bug or an
+    rank 0 and turns into its exit status (2 for bad input, 3 for divergence, 75 for
+    preemption) on every rank. Any other exception is a bug or an
     environment failure that may have hit this rank only: it is reported with the rank
     and the whole job is aborted with ``MPI_Abort`` instead of waiting in a collective.
     ``SystemExit`` passes through: it is raised deliberately, and identically on every
@@ -124,8 +171,8 @@ def run_guarded(main: Callable[[], int], comm: MPI.Comm, *, debug: bool = False)
     except MpigdError as exc:
         if debug:
             traceback.print_exc()
-        print0(comm, f"mpigd: error: {exc}", file=sys.stderr)
-        return 2
+        print0(comm, f"mpigd: {exc.label}: {exc}", file=sys.stderr)
+        return exc.exit_status
     except (Exception, KeyboardInterrupt) as exc:
         if debug:
             traceback.print_exc()
@@ -137,5 +184,5 @@ def run_guarded(main: Callable[[], int], comm: MPI.Comm, *, debug: bool = False)
             file=sys.stderr,
             flush=True,
         )
-        comm.Abort(1)
-        return 1  # not reached
+        comm.Abort(EXIT_ABORTED)
+        return EXIT_ABORTED  # not reached
