@@ -85,6 +85,18 @@ def build_parser(rank: int = 0) -> argparse.ArgumentParser:
     train.add_argument(
         "--lr", type=float, default=None, help="fixed step size (default: backtracking line search)"
     )
+    train.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="write the optimiser state here every --checkpoint-every iterations, and on "
+        "SIGTERM/SIGUSR1 (then exit with status 75)",
+    )
+    train.add_argument(
+        "--checkpoint-every", type=_positive_int, default=50, metavar="N", help="default: 50"
+    )
+    train.add_argument(
+        "--resume", metavar="PATH", help="continue from this checkpoint (same data and model)"
+    )
     train.add_argument("--x-key", default="X", help="name of the feature dataset")
     train.add_argument("--y-key", default="y", help="name of the label dataset")
     train.add_argument(
@@ -113,10 +125,13 @@ def build_parser(rank: int = 0) -> argparse.ArgumentParser:
 
 
 def _progress_printer(say, every: int, start: float):
+    shown = []
+
     def show(p: Progress) -> None:
-        if p.nit == 1:
+        if not shown:
             say(f"{'iter':>7}  {'loss':>15}  {'|grad|':>9}  {'step':>9}  {'elapsed':>9}")
-        if p.nit == 1 or p.nit % every == 0:
+        if not shown or p.nit % every == 0:
+            shown.append(p.nit)
             say(
                 f"{p.nit:>7d}  {p.fun:.9e}  {p.grad_norm:9.2e}  {p.step:9.2e}  "
                 f"{wtime() - start:8.2f}s"
@@ -141,6 +156,8 @@ def _check_output(comm, path) -> None:
 def _train(args, comm) -> int:
     say = _reporter(comm, args.quiet)
     _check_output(comm, args.out)
+    if args.checkpoint:
+        _check_output(comm, args.checkpoint)
     say(
         f"mpigd {__version__}: {args.model} regression on {args.data}, {comm.size} rank"
         f"{'s' if comm.size > 1 else ''} ({library_version()})"
@@ -159,6 +176,9 @@ def _train(args, comm) -> int:
         x_key=args.x_key,
         y_key=args.y_key,
         callback=_progress_printer(say, args.print_every, start),
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
     )
     with agreed(comm, root=0):
         if comm.rank == 0:

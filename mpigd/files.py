@@ -7,6 +7,9 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 
 def output_problem(path: str | os.PathLike) -> str | None:
@@ -58,3 +61,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         os.fsync(folder_fd)
     finally:
         os.close(folder_fd)
+
+
+def read_attrs(obj) -> dict[str, Any]:
+    """An HDF5 object's attributes as Python scalars, strings and arrays. Collective: no."""
+    return {key: _plain(value) for key, value in obj.attrs.items()}
+
+
+def _plain(value):
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

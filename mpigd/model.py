@@ -11,7 +11,7 @@ import numpy as np
 from scipy.special import expit
 
 from .errors import MpigdError
-from .files import atomic_path
+from .files import atomic_path, read_attrs
 
 KINDS = ("linear", "logistic")
 
@@ -72,7 +72,7 @@ def load_model(path: str | os.PathLike) -> LinearModel:
     """Read a model written by :meth:`LinearModel.save`. Collective: no."""
     try:
         with h5py.File(path, "r") as f:
-            attrs = {key: _plain(value) for key, value in f.attrs.items()}
+            attrs = read_attrs(f)
             coef = f["coef"][()]
             intercept = float(f["intercept"][()])
             history = f["loss_history"][()] if "loss_history" in f else None
@@ -82,12 +82,3 @@ def load_model(path: str | os.PathLike) -> LinearModel:
     if kind not in KINDS:
         raise MpigdError(f"{path} is not an mpigd model file (model attribute: {kind!r})")
     return LinearModel(kind, coef, intercept, attrs, history)
-
-
-def _plain(value):
-    """HDF5 attribute -> Python scalar or str where it is one."""
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -18,13 +19,19 @@ Function = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
 @dataclass(frozen=True)
 class Progress:
-    """What a callback sees after each iteration."""
+    """What a callback sees after each iteration.
+
+    ``state()`` returns the optimiser's full state, from which the same optimiser,
+    given it as ``resume``, continues exactly as if it had never stopped; it is built
+    only when called (for a checkpoint).
+    """
 
     nit: int
     fun: float
     grad_norm: float
     step: float
     nfev: int
+    state: Callable[[], dict[str, Any]]
 
 
 @dataclass
@@ -78,6 +85,7 @@ def gradient_descent(
     approx_tol: float = 1e-10,
     min_step: float = 1e-20,
     callback: Callable[[Progress], None] | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> OptimizeResult:
     """Minimise ``fun`` by gradient descent, ``theta <- theta - step * grad``.
 
@@ -108,18 +116,35 @@ def gradient_descent(
         Fixed step size; turns the line search off.
     callback : callable, optional
         Called with a :class:`Progress` after every iteration.
+    resume : dict, optional
+        A ``Progress.state()`` from an earlier run: continue from it (``theta0`` is then
+        ignored). With the same ``fun`` the iterates are bit-identical to a run that
+        never stopped.
 
     Returns
     -------
     OptimizeResult
     """
     check_stopping(max_iter=max_iter, tol=tol, ftol=ftol, lr=lr)
-    theta = np.array(theta0, dtype=np.float64)
+    if resume is None:
+        theta, step, nit, nfev, history = theta0, initial_step, 0, 0, []
+    else:
+        theta, step, nit, nfev = resume["theta"], resume["step"], resume["nit"], resume["nfev"]
+        history = list(resume["history"])[:-1]  # its last entry is re-evaluated next
+    theta = np.array(theta, dtype=np.float64)
+    step = step if lr is None else lr
     f, g = fun(theta)
-    nfev = 1
-    history = [f]
-    step = initial_step if lr is None else lr
-    nit = 0
+    nfev += 1
+    history.append(f)
+
+    def state() -> dict[str, Any]:
+        return {
+            "theta": theta.copy(),
+            "step": step,
+            "nit": nit,
+            "nfev": nfev,
+            "history": np.array(history),
+        }
 
     def result(converged: bool, message: str, diverged: bool = False) -> OptimizeResult:
         return OptimizeResult(theta, f, g, nit, nfev, converged, message, diverged, history)
@@ -162,7 +187,7 @@ def gradient_descent(
         theta, f, g = theta_new, f_new, g_new
         history.append(f)
         if callback is not None:
-            callback(Progress(nit, f, float(np.linalg.norm(g)), taken, nfev))
+            callback(Progress(nit, f, float(np.linalg.norm(g)), taken, nfev, state))
         if abs(f_old - f) < ftol * max(abs(f_old), abs(f), 1.0):
             return result(True, f"relative loss change < ftol {ftol:g}")
 

@@ -45,6 +45,12 @@ def allreduce_sum(comm: MPI.Comm, buf: np.ndarray) -> None:
     comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
 
 
+def bcast_from_root(comm: MPI.Comm, obj, root: int = 0):
+    """``root``'s small Python object on every rank (pickle; control data only).
+    Collective: yes."""
+    return comm.bcast(obj, root=root)
+
+
 def max_over_ranks(comm: MPI.Comm, values: np.ndarray) -> np.ndarray:
     """Element-wise maximum of a float64 vector over all ranks. Collective: yes."""
     out = np.array(values, dtype=np.float64)

@@ -45,7 +45,7 @@ def test_bad_options_give_one_line_and_status_2(data, tmp_path, capsys, options,
 
 def test_divergence_is_an_error_and_writes_nothing(data, tmp_path, capsys):
     out = tmp_path / "m.h5"
-    assert main(["train", str(data), "--model", "linear", "--lr", "100", "--out", str(out)]) == 2
+    assert main(["train", str(data), "--model", "linear", "--lr", "100", "--out", str(out)]) == 3
     assert "training diverged" in capsys.readouterr().err
     assert not out.exists()
 

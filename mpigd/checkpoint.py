@@ -1,0 +1,86 @@
+"""Checkpoints: the full optimiser state, and what it was computed from.
+
+A checkpoint holds everything an optimiser needs to continue exactly where it stopped
+(its ``state`` dict: parameters, iteration, step, histories...), plus a description of
+the run it belongs to: the dataset's fingerprint, the model and objective options and
+the rank count. Written by one rank, atomically; read back by one rank and broadcast.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .errors import MpigdError
+from .files import atomic_path, read_attrs
+
+FORMAT = "mpigd-checkpoint-1"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One saved optimiser state.
+
+    Parameters
+    ----------
+    optimizer : str
+        Name in :data:`mpigd.optimize.OPTIMIZERS`; the state's format depends on it.
+    state : dict
+        The optimiser's state: arrays and Python scalars.
+    run : dict
+        What must match to resume: ``model``, objective options and the dataset's
+        fingerprint (see :func:`mpigd.data.fingerprint`), all scalars or strings.
+    ranks : int
+        Rank count that wrote it (resuming with another count is allowed).
+    """
+
+    optimizer: str
+    state: dict[str, Any]
+    run: dict[str, Any]
+    ranks: int
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write to ``path`` atomically: a crash mid-write leaves the previous file.
+        Collective: no (call on one rank)."""
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            f.attrs.update(
+                format=FORMAT, optimizer=self.optimizer, ranks=self.ranks, created=self.created
+            )
+            f.create_group("run").attrs.update(self.run)
+            state = f.create_group("state")
+            for key, value in self.state.items():
+                if np.ndim(value) == 0:
+                    state.attrs[key] = value
+                else:
+                    state[key] = np.asarray(value)
+
+    def mismatch(self, optimizer: str, run: dict[str, Any]) -> str | None:
+        """Why this checkpoint cannot continue a run with these settings, or None."""
+        if optimizer != self.optimizer:
+            return f"it was written by optimizer {self.optimizer!r}, not {optimizer!r}"
+        for key in sorted(set(run) | set(self.run)):
+            mine, theirs = self.run.get(key), run.get(key)
+            if key != "data_path" and mine != theirs:
+                return f"its {key} is {mine!r}, but this run's is {theirs!r}"
+        return None
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint written by :meth:`Checkpoint.save`. Collective: no."""
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != FORMAT:
+                raise MpigdError(f"{path} is not an mpigd checkpoint")
+            attrs = read_attrs(f)
+            state = read_attrs(f["state"])
+            state.update({key: dataset[()] for key, dataset in f["state"].items()})
+            run = read_attrs(f["run"])
+    except (OSError, KeyError) as exc:
+        raise MpigdError(f"cannot read checkpoint {path}: {exc}") from exc
+    return Checkpoint(attrs["optimizer"], state, run, attrs["ranks"], attrs["created"])
