@@ -20,6 +20,9 @@ from .errors import MpigdError
 from .files import atomic_path, read_attrs
 
 FORMAT = "mpigd-checkpoint-1"
+#: The order in which differences are reported: the most telling first. The data path
+#: may differ (a moved file is the same data); the sampled rows may not.
+MATCH_FIRST = ("model", "l2", "x_key", "y_key", "data_shape", "data_dtypes", "data_sample_sha256")
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,14 @@ class Checkpoint:
         """Why this checkpoint cannot continue a run with these settings, or None."""
         if optimizer != self.optimizer:
             return f"it was written by optimizer {self.optimizer!r}, not {optimizer!r}"
-        for key in sorted(set(run) | set(self.run)):
+        keys = [*MATCH_FIRST, *sorted(set(run) | set(self.run))]
+        for key in dict.fromkeys(keys):
             mine, theirs = self.run.get(key), run.get(key)
+            if key == "data_sample_sha256" and mine != theirs:
+                return (
+                    f"it was written for other data: sampled rows of "
+                    f"{self.run.get('data_path')} and {run.get('data_path')} differ"
+                )
             if key != "data_path" and mine != theirs:
                 return f"its {key} is {mine!r}, but this run's is {theirs!r}"
         return None

@@ -99,8 +99,14 @@ def memory_per_rank(comm: MPI.Comm) -> float:
     node = comm.Split_type(MPI.COMM_TYPE_SHARED)
     ranks_here = node.size
     node.Free()
-    if os.environ.get("MPIGD_MEMORY_PER_RANK"):
-        return _parse_bytes(os.environ["MPIGD_MEMORY_PER_RANK"])
+    text = os.environ.get("MPIGD_MEMORY_PER_RANK", "")
+    if text:
+        try:
+            return _parse_bytes(text)
+        except ValueError:
+            raise MpigdError(
+                f"MPIGD_MEMORY_PER_RANK={text!r} is not a size such as 4G, 512M or 1000000"
+            ) from None
     return MEMORY_SHARE * _available_memory() / ranks_here
 
 

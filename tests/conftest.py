@@ -69,21 +69,26 @@ def mpiexec() -> list[str]:
     return [exe, "--oversubscribe"] if open_mpi else [exe]
 
 
-def run_mpi(ranks: int, *args, timeout: float = MPI_TIMEOUT) -> subprocess.CompletedProcess:
-    """Run ``python ARGS`` under ``mpiexec -n ranks`` and return the finished process."""
+def mpi_launch(ranks: int, *args, env=None) -> dict:
+    """Keyword arguments for ``subprocess.run`` or ``Popen`` of ``mpiexec -n ranks python ARGS``."""
     env = dict(
         os.environ,
         MPIGD_NUM_THREADS="1",
         OMP_NUM_THREADS="1",
         OMPI_ALLOW_RUN_AS_ROOT="1",
         OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+        **(env or {}),
     )
-    return subprocess.run(
-        [*mpiexec(), "-n", str(ranks), sys.executable, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        cwd=ROOT,
-    )
+    return {
+        "args": [*mpiexec(), "-n", str(ranks), sys.executable, *map(str, args)],
+        "env": env,
+        "cwd": ROOT,
+        "text": True,
+        "stdin": subprocess.DEVNULL,
+    }
+
+
+def run_mpi(ranks: int, *args, timeout: float = MPI_TIMEOUT, env=None):
+    """Run ``python ARGS`` under ``mpiexec -n ranks`` and return the finished process."""
+    launch = mpi_launch(ranks, *args, env=env)
+    return subprocess.run(**launch, capture_output=True, timeout=timeout)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import write_h5
 
-from mpigd.data import inspect_dataset, read_block
+from mpigd.data import fingerprint, inspect_dataset, memory_problem, read_block
 from mpigd.errors import MpigdError
 
 
@@ -101,3 +101,32 @@ def test_the_data_file_is_opened_read_only(good):
     read_block(info, 0, 1)
     with h5py.File(good) as f:  # still intact
         assert f["X"].shape == (11, 3)
+
+
+def test_unreadable_file_names_the_reason(good, monkeypatch):
+    # Tests often run as root, who can read any file, so the refusal is simulated.
+    def refuse(path):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(h5py, "is_hdf5", refuse)
+    with pytest.raises(MpigdError, match=r"cannot read data file .*: Permission denied"):
+        inspect_dataset(good)
+
+
+def test_memory_estimate_says_how_many_ranks_would_fit(good):
+    info = inspect_dataset(good)  # 11 rows x 3 float64 features + label: 32 bytes a row
+    assert memory_problem(info, 0, 2, budget=6 * 32) is None
+    message = memory_problem(info, 0, 1, budget=4 * 32)
+    assert "blocks of up to 11 rows need 352.0 B of memory at 1 ranks" in message
+    assert "use at least 3 ranks" in message
+
+
+def test_fingerprint_tells_datasets_apart(tmp_path, good):
+    same = fingerprint(inspect_dataset(good))
+    assert fingerprint(inspect_dataset(good)) == same
+    with h5py.File(good) as f:
+        X, y = f["X"][()], f["y"][()]
+    X[-1, 0] += 1e-9
+    changed = fingerprint(inspect_dataset(write_h5(tmp_path / "c.h5", X, y)))
+    assert changed["data_shape"] == same["data_shape"]
+    assert changed["data_sample_sha256"] != same["data_sample_sha256"]
