@@ -1,5 +1,6 @@
 """Checkpoint, resume, preemption and a killed rank, under real mpiexec at P = 1 and 3."""
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -31,6 +32,13 @@ def data(folder):
     X = rng.standard_normal((50_000, 8)) * np.geomspace(1, 30, 8)
     y = X @ rng.standard_normal(8) + 0.5 + 0.1 * rng.standard_normal(50_000)
     return write_h5(folder / "slow.h5", X, y)
+
+
+@pytest.fixture(autouse=True)
+def data_is_never_written(data):
+    before = hashlib.sha256(data.read_bytes()).hexdigest()
+    yield
+    assert hashlib.sha256(data.read_bytes()).hexdigest() == before
 
 
 def train_args(data, out, iterations, *options):
