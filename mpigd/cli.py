@@ -13,7 +13,7 @@ from . import __version__
 from .errors import MpigdError
 from .files import output_problem
 from .fit import fit
-from .losses import LOSSES
+from .losses import MODELS
 from .optimize import OPTIMIZERS, Progress
 from .parallel import agreed, default_comm, library_version, print0, run_guarded, wtime
 from .synthetic import make_dataset
@@ -70,11 +70,21 @@ def build_parser(rank: int = 0) -> argparse.ArgumentParser:
         description="Train a linear or logistic regression.",
     )
     train.add_argument("data", help="HDF5 file with datasets X (rows, features) and y (rows,)")
-    train.add_argument("--model", required=True, choices=list(LOSSES))
+    train.add_argument("--model", required=True, choices=list(MODELS))
     train.add_argument("--out", required=True, help="model file to write (HDF5)")
-    train.add_argument("--optimizer", default="gd", choices=list(OPTIMIZERS))
+    train.add_argument(
+        "--optimizer",
+        default="auto",
+        choices=["auto", *OPTIMIZERS],
+        help="default auto: nesterov (FISTA) with --l1, normal for linear regression "
+        "(up to 4095 features), lbfgs otherwise",
+    )
     train.add_argument("--l2", type=float, default=0.0, help="ridge penalty (l2/2)||w||^2")
-    train.add_argument("--max-iter", type=int, default=1000)
+    train.add_argument("--l1", type=float, default=0.0, help="lasso penalty l1*||w||_1")
+    train.add_argument("--standardize", action="store_true", help="train on standardised features")
+    train.add_argument("--weight-key", help="dataset of row weights (default: none)")
+    train.add_argument("--class-weight", choices=["balanced"], help="reweight classes")
+    train.add_argument("--max-iter", type=int, default=None, help="iterations (epochs for sgd)")
     train.add_argument("--tol", type=float, default=1e-6, help="stop at this gradient 2-norm")
     train.add_argument(
         "--ftol",
@@ -83,8 +93,13 @@ def build_parser(rank: int = 0) -> argparse.ArgumentParser:
         help="stop when one iteration changes the loss by less than this, relative",
     )
     train.add_argument(
-        "--lr", type=float, default=None, help="fixed step size (default: backtracking line search)"
+        "--lr",
+        type=float,
+        default=None,
+        help="step size: fixed for gd and nesterov (default: line search), initial for sgd",
     )
+    train.add_argument("--batch-size", type=_positive_int, default=1024, help="sgd batch")
+    train.add_argument("--seed", type=int, default=0, help="sgd sampling seed")
     train.add_argument(
         "--checkpoint",
         metavar="PATH",
@@ -116,7 +131,7 @@ def build_parser(rank: int = 0) -> argparse.ArgumentParser:
     make.add_argument("out", help="HDF5 file to write")
     make.add_argument("--rows", type=_positive_int, required=True)
     make.add_argument("--features", type=_positive_int, required=True)
-    make.add_argument("--model", choices=list(LOSSES), default="logistic")
+    make.add_argument("--model", choices=["linear", "logistic"], default="logistic")
     make.add_argument("--seed", type=int, default=0)
     make.add_argument("--noise", type=float, default=0.1, help="label noise (linear only)")
     make.add_argument("--dtype", choices=["float64", "float32"], default="float64")
@@ -169,8 +184,14 @@ def _train(args, comm) -> int:
         comm=comm,
         optimizer=args.optimizer,
         l2=args.l2,
+        l1=args.l1,
         lr=args.lr,
         max_iter=args.max_iter,
+        standardize=args.standardize,
+        weight_key=args.weight_key,
+        class_weight=args.class_weight,
+        batch_size=args.batch_size,
+        seed=args.seed,
         tol=args.tol,
         ftol=args.ftol,
         x_key=args.x_key,
@@ -185,7 +206,8 @@ def _train(args, comm) -> int:
             _save(fitted.model, args.out)
 
     r, t, info = fitted.result, fitted.timings, fitted.model.info
-    say(f"{'converged' if r.converged else 'NOT converged'}: {r.message}")
+    status = "converged" if r.converged else "NOT converged"
+    say(f"{info['optimizer']}: {status}: {r.message}")
     say(f"iterations {r.nit}, function evaluations {r.nfev}, allreduces {info['allreduces']}")
     say(f"final loss {r.fun:.12g}, gradient norm {r.grad_norm:.3g}")
     say(f"data: {info['n_rows']:,} rows x {info['n_features']} features on {comm.size} ranks")

@@ -31,6 +31,7 @@ class DatasetInfo:
     n_features: int
     x_dtype: np.dtype
     y_dtype: np.dtype
+    weight_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class LocalData:
     stop: int
     X: np.ndarray  # (stop - start, n), float32 or float64
     y: np.ndarray  # (stop - start,), float64
+    weights: np.ndarray | None = None  # (stop - start,), float64
 
 
 #: What h5py raises for unreadable, truncated or corrupt files and chunks.
@@ -65,8 +67,10 @@ def _get_dataset(f: h5py.File, key: str, path: str) -> h5py.Dataset:
     return obj
 
 
-def inspect_dataset(path: str | os.PathLike, x_key: str = "X", y_key: str = "y") -> DatasetInfo:
-    """Check that ``path`` holds a valid ``X``, ``y`` pair and describe it.
+def inspect_dataset(
+    path: str | os.PathLike, x_key: str = "X", y_key: str = "y", weight_key: str | None = None
+) -> DatasetInfo:
+    """Check that ``path`` holds a valid ``X``, ``y`` (and weights) and describe it.
 
     Reads metadata only, so every rank can call it and reach the same verdict.
     Collective: no.
@@ -87,30 +91,43 @@ def inspect_dataset(path: str | os.PathLike, x_key: str = "X", y_key: str = "y")
         raise MpigdError(f"cannot read data file {path}: {exc.strerror or exc}") from exc
     if not is_hdf5:
         raise MpigdError(f"not an HDF5 file: {path}")
+    keys = [x_key, y_key] + ([weight_key] if weight_key else [])
     try:
         with h5py.File(path, "r") as f:
-            X = _get_dataset(f, x_key, path)
-            y = _get_dataset(f, y_key, path)
-            x_shape, y_shape, x_dtype, y_dtype = X.shape, y.shape, X.dtype, y.dtype
+            layout = {
+                key: (ds.shape, ds.dtype) for key in keys for ds in [_get_dataset(f, key, path)]
+            }
     except READ_ERRORS as exc:
         raise MpigdError(f"cannot read data file {path} (truncated or corrupt?): {exc}") from exc
 
+    x_shape, x_dtype = layout[x_key]
     if len(x_shape) != 2:
         raise MpigdError(f"{path}: '{x_key}' must be 2-D (rows, features), got shape {x_shape}")
     m, n = x_shape
     if m == 0 or n == 0:
         raise MpigdError(f"{path}: '{x_key}' has shape {x_shape}; it needs rows and features")
-    if not (len(y_shape) == 1 or (len(y_shape) == 2 and y_shape[1] == 1)):
-        raise MpigdError(f"{path}: '{y_key}' must be 1-D (rows,), got shape {y_shape}")
-    if y_shape[0] != m:
-        raise MpigdError(
-            f"{path}: '{y_key}' has {y_shape[0]} rows but '{x_key}' has {m}; they must match"
-        )
-    for key, dtype in ((x_key, x_dtype), (y_key, y_dtype)):
-        problem = _numeric_problem(key, dtype)
+    for key in keys[1:]:
+        shape = layout[key][0]
+        if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+            raise MpigdError(f"{path}: '{key}' must be 1-D (rows,), got shape {shape}")
+        if shape[0] != m:
+            raise MpigdError(
+                f"{path}: '{key}' has {shape[0]} rows but '{x_key}' has {m}; they must match"
+            )
+    for key in keys:
+        problem = _numeric_problem(key, layout[key][1])
         if problem:
             raise MpigdError(f"{path}: {problem}")
-    return DatasetInfo(path, x_key, y_key, m, n, x_dtype, y_dtype)
+    return DatasetInfo(path, x_key, y_key, m, n, x_dtype, layout[y_key][1], weight_key)
+
+
+def first_row(info: DatasetInfo) -> np.ndarray:
+    """Row 0 of X as float64, shape (n,). Collective: no."""
+    try:
+        with h5py.File(info.path, "r") as f:
+            return np.asarray(f[info.x_key][0], dtype=np.float64)
+    except READ_ERRORS as exc:
+        raise MpigdError(f"reading {info.path} failed: {exc}") from exc
 
 
 #: Rows read to fingerprint a dataset, spread evenly from the first to the last.
@@ -180,28 +197,34 @@ def read_block(info: DatasetInfo, rank: int, size: int) -> LocalData:
 
     ``X`` keeps a float32 or float64 file dtype (float32 halves memory; the arithmetic is
     float64 either way); integer features are converted to float64 as they are read.
-    Labels are always float64. Collective: no.
+    Labels and weights are always float64. Collective: no.
 
     Raises
     ------
     MpigdError
-        The read failed or the block holds NaN or infinite values.
+        The read failed, or the block holds NaN or infinite values or negative weights.
     """
     start, stop = block_range(info.n_rows, size, rank)
-    x_dtype = _memory_dtype(info)
-    X = np.empty((stop - start, info.n_features), dtype=x_dtype)
-    y = np.empty(stop - start, dtype=np.float64)
+    X = np.empty((stop - start, info.n_features), dtype=_memory_dtype(info))
+    columns = {key: np.empty(stop - start) for key in (info.y_key, info.weight_key) if key}
     if stop > start:
         try:
             with h5py.File(info.path, "r") as f:
                 f[info.x_key].read_direct(X, np.s_[start:stop])  # HDF5 converts the type
-                y[:] = f[info.y_key].astype(np.float64)[start:stop].reshape(-1)
+                for key, values in columns.items():
+                    values[:] = f[key].astype(np.float64)[start:stop].reshape(-1)
         except READ_ERRORS as exc:
             raise MpigdError(f"reading rows {start}:{stop} of {info.path} failed: {exc}") from exc
-    for key, values in ((info.x_key, X), (info.y_key, y)):
+    for key, values in ((info.x_key, X), *columns.items()):
         bad = values.size - np.count_nonzero(np.isfinite(values))
         if bad:
             raise MpigdError(
                 f"{info.path}: '{key}' holds {bad} NaN or infinite values in rows {start}:{stop}"
             )
-    return LocalData(info, start, stop, X, y)
+    weights = columns.get(info.weight_key) if info.weight_key else None
+    if weights is not None and (weights < 0).any():
+        raise MpigdError(
+            f"{info.path}: '{info.weight_key}' holds "
+            f"{np.count_nonzero(weights < 0)} negative weights in rows {start}:{stop}"
+        )
+    return LocalData(info, start, stop, X, columns[info.y_key], weights)

@@ -8,64 +8,82 @@ from typing import Any
 
 import h5py
 import numpy as np
-from scipy.special import expit
+from scipy.special import expit, softmax
 
 from .errors import MpigdError
 from .files import atomic_path, read_attrs
-
-KINDS = ("linear", "logistic")
+from .losses import MODELS, split
 
 
 @dataclass(frozen=True)
 class LinearModel:
-    """Coefficients of a linear or logistic regression, and how they were trained.
+    """Coefficients of a linear, logistic or softmax regression, and how they were trained.
 
     Parameters
     ----------
-    kind : {"linear", "logistic"}
-    coef : ndarray, shape (n,)
-    intercept : float
+    kind : {"linear", "logistic", "softmax"}
+    coef : ndarray, shape (n,), or (n, K) for softmax
+        On the raw feature scale, also after training with standardisation.
+    intercept : float, or ndarray (K,) for softmax
     info : dict
         Training record (options, iterations, timings, data); stored as HDF5 attributes.
-    history : ndarray, shape (iterations + 1,), optional
-        Loss after each iteration, starting at the initial point.
+    arrays : dict of ndarray
+        Stored as datasets: ``loss_history`` (iterations + 1,) and, after standardised
+        training, ``feature_mean`` and ``feature_std`` (n,).
     """
 
     kind: str
     coef: np.ndarray
-    intercept: float
+    intercept: float | np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
-    history: np.ndarray | None = None
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind not in MODELS:
+            raise ValueError(f"kind must be one of {MODELS}, got {self.kind!r}")
+
+    @classmethod
+    def from_theta(cls, kind, theta, n_features, n_outputs, info=None, arrays=None):
+        """The model with flat raw-scale parameters ``theta`` ((n + 1) K,)."""
+        W, b = split(theta, n_features, n_outputs)
+        intercept = float(b) if n_outputs == 1 else np.array(b)
+        return cls(kind, np.array(W), intercept, info or {}, arrays or {})
+
+    @property
+    def history(self) -> np.ndarray | None:
+        """Loss after each iteration, starting at the initial point."""
+        return self.arrays.get("loss_history")
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """``X @ coef + intercept``; X of shape (k, n) -> (k,)."""
+        """``X @ coef + intercept``; X of shape (k, n) -> (k,) or (k, K)."""
         return np.asarray(X, dtype=np.float64) @ self.coef + self.intercept
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """P(y = 1 | x) for a logistic model, shape (k,)."""
-        if self.kind != "logistic":
-            raise ValueError("predict_proba needs a logistic model")
-        return expit(self.decision_function(X))
+        """P(y = 1 | x), shape (k,), for logistic; class probabilities (k, K) for softmax."""
+        if self.kind == "logistic":
+            return expit(self.decision_function(X))
+        if self.kind == "softmax":
+            return softmax(self.decision_function(X), axis=1)
+        raise ValueError("predict_proba needs a logistic or softmax model")
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """Predicted values (linear) or labels in {0, 1} (logistic), shape (k,)."""
+        """Predicted values (linear) or class labels (logistic, softmax), shape (k,)."""
         z = self.decision_function(X)
-        return (z > 0).astype(np.int64) if self.kind == "logistic" else z
+        if self.kind == "logistic":
+            return (z > 0).astype(np.int64)
+        if self.kind == "softmax":
+            return z.argmax(axis=1)
+        return z
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the model to ``path`` atomically. Collective: no (call on one rank)."""
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             f["coef"] = self.coef
             f["intercept"] = self.intercept
-            if self.history is not None:
-                f["loss_history"] = self.history
+            for key, value in self.arrays.items():
+                f[key] = value
             f.attrs["model"] = self.kind
-            for key, value in self.info.items():
-                f.attrs[key] = value
+            f.attrs.update(self.info)
 
 
 def load_model(path: str | os.PathLike) -> LinearModel:
@@ -74,11 +92,12 @@ def load_model(path: str | os.PathLike) -> LinearModel:
         with h5py.File(path, "r") as f:
             attrs = read_attrs(f)
             coef = f["coef"][()]
-            intercept = float(f["intercept"][()])
-            history = f["loss_history"][()] if "loss_history" in f else None
+            intercept = f["intercept"][()]
+            arrays = {key: f[key][()] for key in f if key not in ("coef", "intercept")}
     except (OSError, KeyError) as exc:
         raise MpigdError(f"cannot read model file {path}: {exc}") from exc
     kind = attrs.pop("model", None)
-    if kind not in KINDS:
+    if kind not in MODELS:
         raise MpigdError(f"{path} is not an mpigd model file (model attribute: {kind!r})")
-    return LinearModel(kind, coef, intercept, attrs, history)
+    intercept = float(intercept) if np.ndim(intercept) == 0 else intercept
+    return LinearModel(kind, coef, intercept, attrs, arrays)

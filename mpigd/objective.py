@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .losses import PointwiseLoss, local_sums
+from .losses import BLOCK_BYTES, PointwiseLoss, local_hessian, local_hessp, local_sums, split
 from .parallel import allreduce_sum, wtime
 
 
@@ -20,25 +20,104 @@ class Timings:
     allreduce: float = 0.0
 
 
+@dataclass(frozen=True)
+class Scaling:
+    """Feature standardisation ``x' = (x - mean) / std``, applied to the parameters.
+
+    Training on standardised features never builds them: a linear model on ``x'`` with
+    parameters ``theta'`` is the model on raw ``x`` with ``theta = A theta'``, where
+    ``W = W' / std`` and ``b = b' - mean . W``. So the objective maps ``theta'`` to raw
+    parameters, makes its usual pass over raw X, and maps the gradient back with ``A^T``
+    (the Hessian with ``A^T H A``). A constant column (``std = 0``) standardises to zero:
+    its ``1 / std`` is taken as 0, so its weight gets no gradient and stays exactly 0.
+    """
+
+    mean: np.ndarray  # (n,)
+    std: np.ndarray  # (n,), 0 for constant columns
+
+    @property
+    def inv_std(self) -> np.ndarray:
+        return np.divide(1.0, self.std, out=np.zeros_like(self.std), where=self.std > 0)
+
+    def to_raw(self, theta: np.ndarray, n_outputs: int = 1) -> np.ndarray:
+        """``A theta``: standardised-scale parameters -> raw-scale parameters."""
+        out = np.empty_like(theta)
+        W, b = split(theta, len(self.mean), n_outputs)
+        out_W, _ = split(out, len(self.mean), n_outputs)
+        out_W[...] = W * (self.inv_std if n_outputs == 1 else self.inv_std[:, None])
+        out[len(out) - n_outputs :] = b - self.mean @ out_W
+        return out
+
+    def to_scaled_gradient(self, grad: np.ndarray, n_outputs: int = 1) -> np.ndarray:
+        """``A^T grad``: a raw-parameter gradient -> the standardised parameters' gradient."""
+        out = np.empty_like(grad)
+        n = len(self.mean)
+        g_W, g_b = split(grad, n, n_outputs)
+        out_W, _ = split(out, n, n_outputs)
+        if n_outputs == 1:
+            out_W[...] = (g_W - self.mean * g_b) * self.inv_std
+        else:
+            out_W[...] = (g_W - np.outer(self.mean, g_b)) * self.inv_std[:, None]
+        out[len(out) - n_outputs :] = g_b
+        return out
+
+    def matrix(self) -> np.ndarray:
+        """``A`` for one output, shape (n + 1, n + 1)."""
+        n = len(self.mean)
+        A = np.eye(n + 1)
+        A[np.arange(n), np.arange(n)] = self.inv_std
+        A[n, :n] = -self.mean * self.inv_std
+        return A
+
+
+def standardization(comm, X_local: np.ndarray, shift: np.ndarray) -> Scaling:
+    """Feature means and standard deviations over all ranks' rows, in one ``Allreduce``.
+
+    Each rank sums ``x - shift`` and ``(x - shift)^2`` over its rows (in blocks, without a
+    copy of X); with ``shift`` the same on every rank (row 0 of the file) and close to the
+    data, ``E[(x - c)^2] - E[x - c]^2`` does not suffer the cancellation that raw sums of
+    squares do. Columns with no spread (to rounding) get ``std = 0``; see
+    :class:`Scaling`. Collective: yes.
+    """
+    n = X_local.shape[1]
+    sums = np.zeros(2 * n + 1)
+    rows = max(1, BLOCK_BYTES // (8 * max(n, 1)))
+    for start in range(0, X_local.shape[0], rows):
+        centred = np.asarray(X_local[start : start + rows], dtype=np.float64) - shift
+        sums[:n] += centred.sum(axis=0)
+        sums[n : 2 * n] += np.einsum("ij,ij->j", centred, centred)
+    sums[2 * n] = X_local.shape[0]
+    allreduce_sum(comm, sums)
+    m = sums[2 * n]
+    offset = sums[:n] / m
+    variance = np.maximum(sums[n : 2 * n] / m - offset * offset, 0.0)
+    mean = shift + offset
+    std = np.sqrt(variance)
+    std[std <= 1e-12 * np.maximum(np.abs(mean), 1.0)] = 0.0
+    return Scaling(mean, std)
+
+
 class Objective:
-    """Regularised mean loss of a linear model over the rows of every rank.
+    """Regularised, weighted mean loss of a linear model over the rows of every rank.
 
     ::
 
-        f(w, b) = 1/m * sum_i l(x_i.w + b, y_i) + (l2 / 2) * ||w||^2
+        f(theta) = 1/S * sum_i s_i l(x_i W + b, y_i) + (l2 / 2) * ||W||^2,   S = sum_i s_i
 
-    with ``m`` the global row count and ``l`` the pointwise loss: ``(z - y)^2 / 2`` for
-    linear regression, ``log(1 + exp(z)) - y z`` for logistic regression. The intercept
-    ``b`` is not penalised. Parameters are packed as ``theta = (w_1..w_n, b)``.
+    with row weights ``s_i`` (1 by default, so ``S = m``) and the pointwise loss ``l``:
+    ``(z - y)^2 / 2`` for linear, ``log(1 + exp(z)) - y z`` for logistic and
+    ``log sum_k exp(z_k) - z_y`` for softmax regression. The intercepts ``b`` are not
+    penalised. With ``scaling`` the parameters are those of the standardised features
+    (see :class:`Scaling`) and the penalty applies to them.
 
-    Each call computes this rank's loss and gradient sums in one pass, packs
-    ``[loss_sum, grad_sum (n + 1), row_count, stop_flag]`` into one float64 buffer, adds
-    the buffers of all ranks with one in-place ``Allreduce``, then divides by the reduced
-    row count and adds the penalty. Every rank gets the same reduced numbers, so every
-    rank's optimiser takes the same step. The stop flag rides along for free: after each
-    call, :attr:`stop_requested` says whether ``stop_flag()`` was true on any rank.
+    Each call computes this rank's sums in one pass, packs them with the local weight
+    and a stop flag (``[loss_sum, grad_sum..., weight_sum, stop_flag]``) into one float64
+    buffer, adds the buffers of all ranks with one in-place ``Allreduce``, then divides
+    by the reduced weight and adds the penalty. Every rank gets the same reduced numbers,
+    so every rank's optimiser takes the same step. After each call,
+    :attr:`stop_requested` says whether ``stop_flag()`` was true on any rank.
 
-    Collective: yes (each call is one ``Allreduce``).
+    Collective: yes (each evaluation method is one ``Allreduce``).
 
     Parameters
     ----------
@@ -48,7 +127,12 @@ class Objective:
     y_local : ndarray, shape (k,), float64
     loss : PointwiseLoss
     l2 : float
-        Ridge penalty on ``w``, ``>= 0``.
+        Ridge penalty on ``W``, ``>= 0``.
+    weights : ndarray, shape (k,), optional
+        Row weights ``s_i >= 0``.
+    scaling : Scaling, optional
+    first_row : int
+        Global index of this rank's first row (for :meth:`batch`).
     stop_flag : callable, optional
         ``() -> bool``, this rank's request to stop (a signal arrived, for example).
     """
@@ -61,6 +145,9 @@ class Objective:
         loss: PointwiseLoss,
         *,
         l2: float = 0.0,
+        weights: np.ndarray | None = None,
+        scaling: Scaling | None = None,
+        first_row: int = 0,
         stop_flag: Callable[[], bool] | None = None,
     ):
         self.comm = comm
@@ -68,37 +155,135 @@ class Objective:
         self.y_local = y_local
         self.loss = loss
         self.l2 = float(l2)
-        self.n_features = X_local.shape[1]
+        self.weights = weights
+        self.scaling = scaling
+        self.first_row = first_row
         self.stop_flag = stop_flag
+        self.n_features = X_local.shape[1]
+        self.n_outputs = loss.n_outputs
+        self.size = (self.n_features + 1) * self.n_outputs  # length of theta
         self.stop_requested = False
         self.n_evals = 0
         self.timings = Timings()
-        self._buffer = np.empty(self.n_features + 4)
 
+    # -- the reduction ---------------------------------------------------------------
+    def _reduce(self, buffer: np.ndarray, local_weight: float, started: float) -> float:
+        """Fill the two trailing slots, add ``buffer`` over all ranks, return the total
+        weight. ``started`` is when the local computation began (for the timings)."""
+        buffer[-2] = local_weight
+        buffer[-1] = bool(self.stop_flag and self.stop_flag())
+        reduce_start = wtime()
+        allreduce_sum(self.comm, buffer)
+        done = wtime()
+        self.timings.compute += reduce_start - started
+        self.timings.allreduce += done - reduce_start
+        self.n_evals += 1
+        self.stop_requested = bool(buffer[-1])
+        return buffer[-2]
+
+    def _local_weight(self, rows=slice(None)) -> float:
+        if self.weights is None:
+            return float(len(self.y_local[rows]))
+        return float(self.weights[rows].sum())
+
+    # -- parameters ---------------------------------------------------------------------
+    def raw(self, theta: np.ndarray) -> np.ndarray:
+        """Raw-feature parameters for ``theta`` (the same array without scaling)."""
+        return theta if self.scaling is None else self.scaling.to_raw(theta, self.n_outputs)
+
+    def _finish(self, theta, loss_sum, grad_sum, total) -> tuple[float, np.ndarray]:
+        grad = grad_sum / total
+        if self.scaling is not None:
+            grad = self.scaling.to_scaled_gradient(grad, self.n_outputs)
+        W, _ = split(theta, self.n_features, self.n_outputs)
+        grad_W, _ = split(grad, self.n_features, self.n_outputs)
+        grad_W += self.l2 * W
+        return loss_sum / total + 0.5 * self.l2 * float(np.sum(W * W)), grad
+
+    # -- evaluations ----------------------------------------------------------------------
     # Overflow only happens on a diverging run; the optimiser sees the non-finite result
     # and reports the divergence once, instead of a NumPy warning on every rank.
     @np.errstate(over="ignore", invalid="ignore")
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
-        """Loss and gradient at ``theta`` (shape (n + 1,)); the gradient is a new array."""
-        n = self.n_features
-        buffer = self._buffer
+        """Loss and gradient at ``theta`` (shape (p,)); the gradient is a new array."""
         start = wtime()
+        p = self.size
+        buffer = np.empty(p + 3)
         buffer[0], _ = local_sums(
-            self.X_local, self.y_local, theta, self.loss, out=buffer[1 : n + 2]
+            self.X_local,
+            self.y_local,
+            self.raw(theta),
+            self.loss,
+            out=buffer[1 : p + 1],
+            weights=self.weights,
         )
-        buffer[n + 2] = len(self.y_local)
-        buffer[n + 3] = bool(self.stop_flag and self.stop_flag())
-        reduce_start = wtime()
-        allreduce_sum(self.comm, buffer)
-        done = wtime()
-        self.timings.compute += reduce_start - start
-        self.timings.allreduce += done - reduce_start
-        self.n_evals += 1
+        total = self._reduce(buffer, self._local_weight(), start)
+        return self._finish(theta, buffer[0], buffer[1 : p + 1], total)
 
-        n_global = buffer[n + 2]
-        self.stop_requested = bool(buffer[n + 3])
-        w = theta[:n]
-        loss = buffer[0] / n_global + 0.5 * self.l2 * float(w @ w)
-        grad = buffer[1 : n + 2] / n_global
-        grad[:n] += self.l2 * w
-        return loss, grad
+    @np.errstate(over="ignore", invalid="ignore")
+    def batch(self, theta: np.ndarray, rows: np.ndarray) -> tuple[float, np.ndarray]:
+        """Loss and gradient over the global rows ``rows`` only (a mini-batch).
+
+        Each rank sums the rows of the batch that it holds; the weights of the batch are
+        reduced with them, so the batch mean does not depend on the rank count.
+        """
+        start = wtime()
+        mine = rows[(rows >= self.first_row) & (rows < self.first_row + len(self.y_local))]
+        mine = mine - self.first_row
+        weights = None if self.weights is None else self.weights[mine]
+        p = self.size
+        buffer = np.empty(p + 3)
+        buffer[0], _ = local_sums(
+            self.X_local[mine],
+            self.y_local[mine],
+            self.raw(theta),
+            self.loss,
+            out=buffer[1 : p + 1],
+            weights=weights,
+        )
+        local_weight = float(len(mine)) if weights is None else float(weights.sum())
+        total = self._reduce(buffer, local_weight, start)
+        return self._finish(theta, buffer[0], buffer[1 : p + 1], total)
+
+    @np.errstate(over="ignore", invalid="ignore")
+    def hessian(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """Loss, gradient and Hessian (p, p) at ``theta`` in one ``Allreduce``.
+
+        Single-output models only; the buffer holds ``(n + 1)^2`` numbers, so this is for
+        ``n`` up to a few thousand (use :meth:`hessp` beyond).
+        """
+        start = wtime()
+        p = self.size
+        raw = self.raw(theta)
+        buffer = np.empty(1 + p + p * p + 2)
+        buffer[0], _ = local_sums(
+            self.X_local, self.y_local, raw, self.loss, out=buffer[1 : p + 1], weights=self.weights
+        )
+        buffer[p + 1 : p + 1 + p * p] = local_hessian(
+            self.X_local, self.y_local, raw, self.loss, weights=self.weights
+        ).ravel()
+        total = self._reduce(buffer, self._local_weight(), start)
+        f, g = self._finish(theta, buffer[0], buffer[1 : p + 1], total)
+        H = buffer[p + 1 : p + 1 + p * p].reshape(p, p) / total
+        if self.scaling is not None:
+            A = self.scaling.matrix()
+            H = A.T @ H @ A
+        H[np.arange(p - 1), np.arange(p - 1)] += self.l2
+        return f, g, H
+
+    @np.errstate(over="ignore", invalid="ignore")
+    def hessp(self, theta: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Hessian at ``theta`` times ``v``, in one ``Allreduce``. Single-output models."""
+        start = wtime()
+        p = self.size
+        raw_v = v if self.scaling is None else self.scaling.to_raw(v)
+        buffer = np.empty(p + 2)
+        buffer[:p] = local_hessp(
+            self.X_local, self.y_local, self.raw(theta), raw_v, self.loss, weights=self.weights
+        )
+        total = self._reduce(buffer, self._local_weight(), start)
+        Hv = buffer[:p] / total
+        if self.scaling is not None:
+            Hv = self.scaling.to_scaled_gradient(Hv)
+        Hv[: p - 1] += self.l2 * v[: p - 1]
+        return Hv

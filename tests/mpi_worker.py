@@ -11,7 +11,7 @@ from mpi4py import MPI
 
 from mpigd import fit
 from mpigd.data import inspect_dataset, read_block
-from mpigd.losses import LOSSES
+from mpigd.losses import make_loss
 from mpigd.objective import Objective
 
 
@@ -19,11 +19,11 @@ def main(data, out, model, l2, tol):
     comm = MPI.COMM_WORLD
     info = inspect_dataset(data)
     local = read_block(info, comm.rank, comm.size)
-    objective = Objective(comm, local.X, local.y, LOSSES[model], l2=l2)
+    objective = Objective(comm, local.X, local.y, make_loss(model), l2=l2)
     theta = 0.3 * np.random.default_rng(7).standard_normal(info.n_features + 1)
     loss, grad = objective(theta)
 
-    fitted = fit(data, model, comm=comm, l2=l2, tol=tol, ftol=0.0, max_iter=5000)
+    fitted = fit(data, model, comm=comm, optimizer="gd", l2=l2, tol=tol, ftol=0.0, max_iter=5000)
     theta_fit = np.append(fitted.model.coef, fitted.model.intercept)
     mine = (
         local.stop - local.start,

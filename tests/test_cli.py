@@ -21,7 +21,8 @@ def test_train_and_reload(data, tmp_path, capsys):
     assert "converged:" in stdout and "model written to" in stdout
     model = load_model(out)
     assert model.info["l2"] == 0.1 and model.info["ranks"] == 1
-    assert model.info["lr"] == "line search" and len(model.history) == model.info["iterations"] + 1
+    assert model.info["optimizer"] == "normal" and model.info["lr"] == "default"
+    assert len(model.history) == model.info["iterations"] + 1
 
 
 @pytest.mark.parametrize(
@@ -45,14 +46,16 @@ def test_bad_options_give_one_line_and_status_2(data, tmp_path, capsys, options,
 
 def test_divergence_is_an_error_and_writes_nothing(data, tmp_path, capsys):
     out = tmp_path / "m.h5"
-    assert main(["train", str(data), "--model", "linear", "--lr", "100", "--out", str(out)]) == 3
+    argv = ["train", str(data), "--model", "linear", "--optimizer", "gd", "--lr", "100"]
+    assert main([*argv, "--out", str(out)]) == 3
     assert "training diverged" in capsys.readouterr().err
     assert not out.exists()
 
 
 def test_non_convergence_is_a_warning(data, tmp_path, capsys):
     out = tmp_path / "m.h5"
-    argv = ["train", str(data), "--model", "linear", "--max-iter", "1", "--out", str(out)]
+    argv = ["train", str(data), "--model", "linear", "--optimizer", "gd", "--max-iter", "1"]
+    argv += ["--out", str(out)]
     with pytest.warns(UserWarning, match="not converged: reached max_iter=1"):
         assert main(argv) == 0
     assert load_model(out).info["converged"] is False

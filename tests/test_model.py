@@ -18,7 +18,7 @@ def test_round_trip_keeps_coefficients_record_and_history(tmp_path):
         np.array([1.5, -2.0]),
         0.25,
         {"iterations": 7, "converged": True, "optimizer": "gd"},
-        np.array([0.7, 0.5, 0.4]),
+        {"loss_history": np.array([0.7, 0.5, 0.4])},
     )
     model.save(tmp_path / "m.h5")
     loaded = load_model(tmp_path / "m.h5")

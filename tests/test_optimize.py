@@ -5,7 +5,7 @@ import pytest
 from conftest import random_problem
 from mpi4py import MPI
 
-from mpigd.losses import LOSSES
+from mpigd.losses import make_loss
 from mpigd.objective import Objective
 from mpigd.optimize import OPTIMIZERS, gradient_descent
 
@@ -37,7 +37,7 @@ def test_line_search_converges_to_the_minimum_to_a_tight_tolerance():
 
 def test_every_line_search_step_decreases_the_loss():
     X, y = random_problem("logistic", 300, 5)
-    f = Objective(MPI.COMM_SELF, X, y, LOSSES["logistic"])
+    f = Objective(MPI.COMM_SELF, X, y, make_loss("logistic"))
     result = gradient_descent(f, np.zeros(6), tol=1e-7, initial_step=50.0)
     assert result.converged
     steps = np.diff(result.history)
@@ -97,4 +97,4 @@ def test_invalid_options_are_rejected_before_any_evaluation(options):
 
 
 def test_registry_holds_gradient_descent():
-    assert OPTIMIZERS["gd"] is gradient_descent
+    assert OPTIMIZERS["gd"].run is gradient_descent

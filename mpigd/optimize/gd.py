@@ -1,73 +1,24 @@
-"""Optimisers. Each sees only a function ``theta -> (loss, grad)`` and never MPI.
-
-Every optimiser is a plain function ``optimizer(fun, theta0, **options) -> OptimizeResult``
-registered in :data:`OPTIMIZERS`. Under MPI every rank runs the same optimiser on the
-same reduced numbers, so all decisions (step acceptance, stopping) come out the same
-everywhere; nothing here may depend on rank-local state.
-"""
+"""Gradient descent with a fixed step or a backtracking line search."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-Function = Callable[[np.ndarray], tuple[float, np.ndarray]]
-
-
-@dataclass(frozen=True)
-class Progress:
-    """What a callback sees after each iteration.
-
-    ``state()`` returns the optimiser's full state, from which the same optimiser,
-    given it as ``resume``, continues exactly as if it had never stopped; it is built
-    only when called (for a checkpoint).
-    """
-
-    nit: int
-    fun: float
-    grad_norm: float
-    step: float
-    nfev: int
-    state: Callable[[], dict[str, Any]]
-
-
-@dataclass
-class OptimizeResult:
-    """The outcome of one run.
-
-    ``converged`` says whether a stopping test was met (gradient norm or stalled loss);
-    ``diverged`` that the loss became NaN or infinite. ``history`` holds the loss after
-    every iteration, starting with the initial point.
-    """
-
-    x: np.ndarray
-    fun: float
-    grad: np.ndarray
-    nit: int
-    nfev: int
-    converged: bool
-    message: str
-    diverged: bool = False
-    history: list[float] = field(default_factory=list)
-
-    @property
-    def grad_norm(self) -> float:
-        return float(np.linalg.norm(self.grad))
-
-
-def check_stopping(*, max_iter: int, tol: float, ftol: float, lr: float | None) -> None:
-    """Raise ValueError, naming the allowed range, for out-of-range common options."""
-    if max_iter < 1:
-        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
-    if not tol >= 0:
-        raise ValueError(f"tol must be >= 0, got {tol}")
-    if not ftol >= 0:
-        raise ValueError(f"ftol must be >= 0, got {ftol}")
-    if lr is not None and not (lr > 0 and np.isfinite(lr)):
-        raise ValueError(f"lr must be a finite number > 0, got {lr}")
+from .base import (
+    MAX_ITER,
+    STALLED,
+    Function,
+    OptimizeResult,
+    Progress,
+    check_stopping,
+    converged_message,
+    finite,
+    stalled,
+    sufficient_decrease,
+)
 
 
 def gradient_descent(
@@ -149,15 +100,15 @@ def gradient_descent(
     def result(converged: bool, message: str, diverged: bool = False) -> OptimizeResult:
         return OptimizeResult(theta, f, g, nit, nfev, converged, message, diverged, history)
 
-    if not _finite(f, g):
+    if not finite(f, g):
         return result(False, "loss or gradient is not finite at the initial point", True)
 
     while True:
         g_norm2 = float(g @ g)
         if np.sqrt(g_norm2) <= tol:
-            return result(True, f"gradient norm {np.sqrt(g_norm2):.3g} <= tol {tol:g}")
+            return result(True, converged_message(np.sqrt(g_norm2), tol))
         if nit >= max_iter:
-            return result(False, f"reached max_iter={max_iter} before the stopping tests")
+            return result(False, MAX_ITER.format(max_iter=max_iter))
 
         trials = 0
         while True:
@@ -165,8 +116,8 @@ def gradient_descent(
             f_new, g_new = fun(theta_new)
             nfev += 1
             trials += 1
-            if lr is not None or _sufficient_decrease(
-                f, g, f_new, g_new, g_norm2, step, c1, approx_tol
+            if lr is not None or sufficient_decrease(
+                f, f_new, -g_norm2, -float(g_new @ g), step, c1, approx_tol
             ):
                 break
             step *= shrink
@@ -181,27 +132,12 @@ def gradient_descent(
             step *= grow  # the first trial passed: try a longer step next time
 
         nit += 1
-        if not _finite(f_new, g_new):
+        if not finite(f_new, g_new):
             return result(False, f"loss or gradient became {f_new} at iteration {nit}", True)
         f_old = f
         theta, f, g = theta_new, f_new, g_new
         history.append(f)
         if callback is not None:
             callback(Progress(nit, f, float(np.linalg.norm(g)), taken, nfev, state))
-        if abs(f_old - f) < ftol * max(abs(f_old), abs(f), 1.0):
-            return result(True, f"relative loss change < ftol {ftol:g}")
-
-
-def _finite(f: float, g: np.ndarray) -> bool:
-    return bool(np.isfinite(f) and np.isfinite(g).all())
-
-
-def _sufficient_decrease(f, g, f_new, g_new, g_norm2, step, c1, approx_tol) -> bool:
-    if abs(f_new - f) <= approx_tol * abs(f):
-        # The loss difference is close to its rounding error and cannot be trusted
-        # either way; the directional derivative at the trial point can.
-        return bool(g_new @ g >= -(1 - 2 * c1) * g_norm2)
-    return bool(f_new <= f - c1 * step * g_norm2)
-
-
-OPTIMIZERS: dict[str, Callable[..., OptimizeResult]] = {"gd": gradient_descent}
+        if stalled(f_old, f, ftol):
+            return result(True, STALLED.format(ftol=ftol))

@@ -1,0 +1,120 @@
+"""What every optimiser shares: its result and progress records, option checks and the
+stopping tests. Optimisers see only functions of ``theta``, never MPI."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+Function = Callable[[np.ndarray], tuple[float, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a callback sees after each iteration.
+
+    ``state()`` returns the optimiser's full state, from which the same optimiser,
+    given it as ``resume``, continues exactly as if it had never stopped; it is built
+    only when called (for a checkpoint).
+    """
+
+    nit: int
+    fun: float
+    grad_norm: float
+    step: float
+    nfev: int
+    state: Callable[[], dict[str, Any]]
+
+
+@dataclass
+class OptimizeResult:
+    """The outcome of one run.
+
+    ``converged`` says whether a stopping test was met (gradient norm or stalled loss);
+    ``diverged`` that the loss became NaN or infinite. ``history`` holds the loss after
+    every iteration, starting with the initial point.
+    """
+
+    x: np.ndarray
+    fun: float
+    grad: np.ndarray
+    nit: int
+    nfev: int
+    converged: bool
+    message: str
+    diverged: bool = False
+    history: list[float] = field(default_factory=list)
+
+    @property
+    def grad_norm(self) -> float:
+        return float(np.linalg.norm(self.grad))
+
+
+def check_stopping(*, max_iter: int, tol: float, ftol: float, lr: float | None) -> None:
+    """Raise ValueError, naming the allowed range, for out-of-range common options."""
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+    if not tol >= 0:
+        raise ValueError(f"tol must be >= 0, got {tol}")
+    if not ftol >= 0:
+        raise ValueError(f"ftol must be >= 0, got {ftol}")
+    if lr is not None and not (lr > 0 and np.isfinite(lr)):
+        raise ValueError(f"lr must be a finite number > 0, got {lr}")
+
+
+def finite(f: float, g: np.ndarray) -> bool:
+    return bool(np.isfinite(f) and np.isfinite(g).all())
+
+
+def stalled(f_old: float, f: float, ftol: float) -> bool:
+    """The relative loss change of one iteration is below ``ftol`` (0 turns it off)."""
+    return abs(f_old - f) < ftol * max(abs(f_old), abs(f), 1.0)
+
+
+def converged_message(norm: float, tol: float) -> str:
+    return f"gradient norm {norm:.3g} <= tol {tol:g}"
+
+
+STALLED = "relative loss change < ftol {ftol:g}"
+MAX_ITER = "reached max_iter={max_iter} before the stopping tests"
+
+
+def sufficient_decrease(f, f_new, slope, slope_new, step, c1, approx_tol) -> bool:
+    """Armijo's test ``f(t) <= f(0) + c1 t phi'(0)`` along a descent direction.
+
+    ``slope`` and ``slope_new`` are the directional derivatives at 0 and at the trial
+    point. Where the loss changes by at most ``approx_tol |f|``, rounding error could
+    decide the loss test either way, so its derivative form from Hager & Zhang's
+    approximate Wolfe conditions (SIAM J. Optim. 16, 2005) decides instead:
+    ``phi'(t) <= -(1 - 2 c1) phi'(0)``; the two agree exactly on quadratics.
+    """
+    if abs(f_new - f) <= approx_tol * abs(f):
+        return bool(slope_new <= -(1 - 2 * c1) * slope)
+    return bool(f_new <= f + c1 * step * slope)
+
+
+class Memoized:
+    """``fun`` that remembers its last evaluation, so that a line search asking for the
+    loss and the gradient at one point separately pays for one evaluation."""
+
+    def __init__(self, fun: Function):
+        self.fun = fun
+        self.calls = 0
+        self._x: np.ndarray | None = None
+        self._value: tuple[float, np.ndarray] | None = None
+
+    def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        if self._x is None or not np.array_equal(x, self._x):
+            self._value = self.fun(x)
+            self._x = np.array(x, copy=True)
+            self.calls += 1
+        return self._value
+
+    def loss(self, x: np.ndarray) -> float:
+        return self(x)[0]
+
+    def grad(self, x: np.ndarray) -> np.ndarray:
+        return self(x)[1]

@@ -1,0 +1,150 @@
+"""L-BFGS with scipy's strong Wolfe line search, with a state that can be checkpointed."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from scipy.optimize import line_search
+
+from .base import (
+    MAX_ITER,
+    STALLED,
+    Function,
+    Memoized,
+    OptimizeResult,
+    Progress,
+    check_stopping,
+    converged_message,
+    finite,
+    stalled,
+)
+
+
+def lbfgs(
+    fun: Function,
+    theta0: np.ndarray,
+    *,
+    max_iter: int = 1000,
+    tol: float = 1e-6,
+    ftol: float = 1e-12,
+    memory: int = 10,
+    c1: float = 1e-4,
+    c2: float = 0.9,
+    callback: Callable[[Progress], None] | None = None,
+    resume: dict[str, Any] | None = None,
+) -> OptimizeResult:
+    """Minimise ``fun`` by limited-memory BFGS (Nocedal & Wright, Numerical Optimization,
+    algorithms 7.4 and 7.5).
+
+    The direction comes from the two-loop recursion over the last ``memory`` pairs
+    ``(s, y)``; the step from ``scipy.optimize.line_search`` (strong Wolfe conditions
+    ``c1``, ``c2``). The search asks for losses and gradients separately, so ``fun`` is
+    memoised and every point is evaluated once. The pairs live here rather than inside
+    scipy, so that ``Progress.state()`` holds all that is needed to continue exactly.
+    Stopping rules as in :func:`gradient_descent`.
+    """
+    check_stopping(max_iter=max_iter, tol=tol, ftol=ftol, lr=None)
+    memo = Memoized(fun)
+    if resume is None:
+        theta, nit, nfev, history = theta0, 0, 0, []
+        pairs_s, pairs_y, f_before = [], [], None
+    else:
+        theta, nit, nfev = resume["theta"], resume["nit"], resume["nfev"]
+        history = list(resume["history"])[:-1]
+        pairs_s, pairs_y = list(resume["pairs_s"]), list(resume["pairs_y"])
+        f_before = resume["f_before"] if np.isfinite(resume["f_before"]) else None
+    theta = np.array(theta, dtype=np.float64)
+    f, g = memo(theta)
+    history.append(f)
+
+    def state() -> dict[str, Any]:
+        p = len(theta)
+        return {
+            "theta": theta.copy(),
+            "nit": nit,
+            "nfev": nfev + memo.calls,
+            "history": np.array(history),
+            "pairs_s": np.array(pairs_s).reshape(-1, p),
+            "pairs_y": np.array(pairs_y).reshape(-1, p),
+            "f_before": np.nan if f_before is None else f_before,
+        }
+
+    def result(converged: bool, message: str, diverged: bool = False) -> OptimizeResult:
+        return OptimizeResult(
+            theta, f, g, nit, nfev + memo.calls, converged, message, diverged, history
+        )
+
+    if not finite(f, g):
+        return result(False, "loss or gradient is not finite at the initial point", True)
+
+    while True:
+        g_norm = float(np.linalg.norm(g))
+        if g_norm <= tol:
+            return result(True, converged_message(g_norm, tol))
+        if nit >= max_iter:
+            return result(False, MAX_ITER.format(max_iter=max_iter))
+
+        direction = -_two_loop(g, pairs_s, pairs_y)
+        if not g @ direction < 0:  # not a descent direction: forget the curvature pairs
+            pairs_s, pairs_y, direction = [], [], -g
+        # scipy's first trial step is min(1, 2.02 (f_before - f) / -slope): with no
+        # previous loss, this guess makes it 1 / |g|, as scipy's own BFGS does.
+        guess = f + g_norm / 2 if f_before is None else f_before
+        with warnings.catch_warnings():  # a failed search is handled below, not warned
+            warnings.simplefilter("ignore")
+            alpha = line_search(
+                memo.loss,
+                memo.grad,
+                theta,
+                direction,
+                gfk=g,
+                old_fval=f,
+                old_old_fval=guess,
+                c1=c1,
+                c2=c2,
+                maxiter=20,
+            )[0]
+        if alpha is None:
+            if pairs_s:  # retry once along the steepest descent
+                pairs_s, pairs_y, f_before = [], [], None
+                continue
+            return result(
+                False,
+                "line search found no step satisfying the Wolfe "
+                "conditions; the loss is flat to rounding error here",
+            )
+        theta_new = theta + alpha * direction
+        f_new, g_new = memo(theta_new)
+        nit += 1
+        if not finite(f_new, g_new):
+            return result(False, f"loss or gradient became {f_new} at iteration {nit}", True)
+        s, y = theta_new - theta, g_new - g
+        if s @ y > 1e-10 * float(y @ y):  # keep only pairs with positive curvature
+            pairs_s, pairs_y = [*pairs_s, s][-memory:], [*pairs_y, y][-memory:]
+        f_before = f
+        theta, f, g = theta_new, f_new, g_new
+        history.append(f)
+        if callback is not None:
+            callback(
+                Progress(nit, f, float(np.linalg.norm(g)), float(alpha), nfev + memo.calls, state)
+            )
+        if stalled(f_before, f, ftol):
+            return result(True, STALLED.format(ftol=ftol))
+
+
+def _two_loop(g: np.ndarray, pairs_s: list, pairs_y: list) -> np.ndarray:
+    """The L-BFGS inverse-Hessian approximation times ``g``."""
+    q = g.copy()
+    alphas = []
+    for s, y in zip(reversed(pairs_s), reversed(pairs_y), strict=True):
+        alpha = (s @ q) / (y @ s)
+        q -= alpha * y
+        alphas.append(alpha)
+    if pairs_s:
+        q *= (pairs_s[-1] @ pairs_y[-1]) / (pairs_y[-1] @ pairs_y[-1])
+    for (s, y), alpha in zip(zip(pairs_s, pairs_y, strict=True), reversed(alphas), strict=True):
+        q += s * (alpha - (y @ q) / (y @ s))
+    return q

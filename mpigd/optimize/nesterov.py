@@ -1,0 +1,172 @@
+"""Nesterov's accelerated gradient, with an optional L1 penalty (FISTA)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .base import (
+    MAX_ITER,
+    STALLED,
+    Function,
+    OptimizeResult,
+    Progress,
+    check_stopping,
+    converged_message,
+    finite,
+    stalled,
+)
+
+
+@dataclass(frozen=True)
+class L1Penalty:
+    """``strength * sum |theta[mask]|`` (``mask`` leaves the intercepts out).
+
+    Its proximal map is soft-thresholding, which sets small entries exactly to zero.
+    """
+
+    strength: float
+    mask: np.ndarray
+
+    def value(self, theta: np.ndarray) -> float:
+        return self.strength * float(np.abs(theta[self.mask]).sum())
+
+    def prox(self, theta: np.ndarray, step: float) -> np.ndarray:
+        out = theta.copy()
+        shrunk = np.abs(theta[self.mask]) - step * self.strength
+        out[self.mask] = np.sign(theta[self.mask]) * np.maximum(shrunk, 0.0)
+        return out
+
+
+def accelerated_gradient(
+    fun: Function,
+    theta0: np.ndarray,
+    *,
+    penalty: L1Penalty | None = None,
+    lr: float | None = None,
+    max_iter: int = 1000,
+    tol: float = 1e-6,
+    ftol: float = 1e-12,
+    initial_step: float = 1.0,
+    shrink: float = 0.5,
+    grow: float = 1.25,
+    approx_tol: float = 1e-10,
+    min_step: float = 1e-20,
+    callback: Callable[[Progress], None] | None = None,
+    resume: dict[str, Any] | None = None,
+) -> OptimizeResult:
+    """Minimise ``fun(theta) + penalty(theta)`` by accelerated proximal gradient.
+
+    FISTA (Beck & Teboulle, SIAM J. Imaging Sci. 2, 2009) with backtracking: from the
+    extrapolated point ``y``, the step ``x+ = prox(y - t g(y), t)`` is accepted when the
+    quadratic upper bound ``f(x+) <= f(y) + g(y).d + |d|^2 / (2 t)`` holds (``d = x+ - y``),
+    or, where loss differences are rounding noise, its derivative form
+    ``(g(x+) - g(y)).d <= |d|^2 / t``. Momentum restarts when the loss goes up or the step
+    turns against the momentum (O'Donoghue & Candes, Found. Comput. Math. 15, 2015), which
+    keeps the method fast on strongly convex problems. Without a penalty this is
+    Nesterov's accelerated gradient. ``lr`` fixes the step.
+
+    Stops when the prox-gradient residual ``|theta - prox(theta - g, 1)|`` (the gradient
+    norm without a penalty) is at most ``tol``, on a stalled loss (``ftol``), or after
+    ``max_iter`` iterations; reports divergence like :func:`gradient_descent`.
+    The loss reported is ``fun + penalty``.
+    """
+    check_stopping(max_iter=max_iter, tol=tol, ftol=ftol, lr=lr)
+    h = penalty.value if penalty is not None else (lambda theta: 0.0)
+    prox = penalty.prox if penalty is not None else (lambda theta, step: theta)
+
+    if resume is None:
+        x, step, nit, nfev, momentum, history = theta0, initial_step, 0, 0, 1.0, []
+        x_prev = None
+    else:
+        x, x_prev, step = resume["theta"], resume["theta_prev"], resume["step"]
+        nit, nfev, momentum = resume["nit"], resume["nfev"], resume["momentum"]
+        history = list(resume["history"])[:-1]
+    x = np.array(x, dtype=np.float64)
+    x_prev = x.copy() if x_prev is None else np.array(x_prev, dtype=np.float64)
+    step = step if lr is None else lr
+    f_x, g_x = fun(x)
+    nfev += 1
+    F_x = f_x + h(x)
+    history.append(F_x)
+
+    def state() -> dict[str, Any]:
+        return {
+            "theta": x.copy(),
+            "theta_prev": x_prev.copy(),
+            "step": step,
+            "nit": nit,
+            "nfev": nfev,
+            "momentum": momentum,
+            "history": np.array(history),
+        }
+
+    def result(converged: bool, message: str, diverged: bool = False) -> OptimizeResult:
+        return OptimizeResult(
+            x, F_x, x - prox(x - g_x, 1.0), nit, nfev, converged, message, diverged, history
+        )
+
+    if not finite(f_x, g_x):
+        return result(False, "loss or gradient is not finite at the initial point", True)
+
+    while True:
+        residual = float(np.linalg.norm(x - prox(x - g_x, 1.0)))
+        if residual <= tol:
+            return result(True, converged_message(residual, tol))
+        if nit >= max_iter:
+            return result(False, MAX_ITER.format(max_iter=max_iter))
+
+        next_momentum = (1.0 + np.sqrt(1.0 + 4.0 * momentum * momentum)) / 2.0
+        beta = (momentum - 1.0) / next_momentum
+        if beta == 0.0 or np.array_equal(x, x_prev):
+            y, f_y, g_y = x, f_x, g_x
+        else:
+            y = x + beta * (x - x_prev)
+            f_y, g_y = fun(y)
+            nfev += 1
+        trials = 0
+        while True:
+            x_new = prox(y - step * g_y, step)
+            f_new, g_new = fun(x_new)
+            nfev += 1
+            trials += 1
+            d = x_new - y
+            if lr is not None or _upper_bound_holds(f_y, g_y, f_new, g_new, d, step, approx_tol):
+                break
+            step *= shrink
+            if step < min_step:
+                return result(
+                    False,
+                    "line search found no decrease; the loss is flat to "
+                    "rounding error here (try a larger tol)",
+                )
+        taken = step
+        if lr is None and trials == 1:
+            step *= grow
+
+        nit += 1
+        if not finite(f_new, g_new):
+            return result(False, f"loss or gradient became {f_new} at iteration {nit}", True)
+        F_new = f_new + h(x_new)
+        if F_new > F_x or float((y - x_new) @ (x_new - x)) > 0:
+            momentum, x_prev = 1.0, x_new  # restart: no momentum into the next step
+        else:
+            momentum, x_prev = next_momentum, x
+        F_old = F_x
+        x, f_x, g_x, F_x = x_new, f_new, g_new, F_new
+        history.append(F_x)
+        if callback is not None:
+            norm = float(np.linalg.norm(x - prox(x - g_x, 1.0)))
+            callback(Progress(nit, F_x, norm, taken, nfev, state))
+        if stalled(F_old, F_x, ftol):
+            return result(True, STALLED.format(ftol=ftol))
+
+
+def _upper_bound_holds(f_y, g_y, f_new, g_new, d, step, approx_tol) -> bool:
+    d2 = float(d @ d)
+    if abs(f_new - f_y) <= approx_tol * abs(f_y):
+        return bool((g_new - g_y) @ d <= d2 / step)
+    return bool(f_new <= f_y + g_y @ d + d2 / (2.0 * step))

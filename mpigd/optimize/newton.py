@@ -1,0 +1,191 @@
+"""Second-order methods: Newton's method (full Hessian or Newton-CG) and, for least
+squares, the exact solution of the normal equations in one pass."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from scipy.linalg import LinAlgError, cho_factor, cho_solve
+
+from .base import (
+    MAX_ITER,
+    STALLED,
+    Function,
+    OptimizeResult,
+    Progress,
+    check_stopping,
+    converged_message,
+    finite,
+    stalled,
+    sufficient_decrease,
+)
+
+HessianFunction = Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]
+HessianProduct = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+#: Cholesky pivots this much smaller than the largest mean a condition number above
+#: about 1e14: the system is singular to working precision.
+SINGULAR_PIVOT_RATIO = 1e-7
+
+
+class SingularSystem(ValueError):
+    """The Hessian (the Gram matrix, for least squares) is singular."""
+
+
+def _cholesky(H: np.ndarray):
+    try:
+        factor = cho_factor(H, lower=True)
+    except LinAlgError as exc:
+        raise SingularSystem(str(exc)) from exc
+    pivots = np.abs(np.diag(factor[0]))
+    if pivots.min() <= SINGULAR_PIVOT_RATIO * pivots.max():
+        raise SingularSystem("a Cholesky pivot is zero to working precision")
+    return factor
+
+
+def newton(
+    fun: Function,
+    theta0: np.ndarray,
+    *,
+    hess_fun: HessianFunction,
+    hessp: HessianProduct,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    ftol: float = 1e-12,
+    full_hessian_max: int = 2000,
+    c1: float = 1e-4,
+    shrink: float = 0.5,
+    approx_tol: float = 1e-10,
+    min_step: float = 1e-12,
+    callback: Callable[[Progress], None] | None = None,
+    resume: dict[str, Any] | None = None,
+) -> OptimizeResult:
+    """Minimise a convex ``fun`` by Newton's method with a backtracking line search.
+
+    Up to ``full_hessian_max`` parameters, each point is evaluated with ``hess_fun``
+    (loss, gradient and Hessian in one go) and the Newton system is solved by Cholesky;
+    a Hessian that is singular to working precision gets a small ridge. Beyond that,
+    Newton-CG: conjugate gradients on ``hessp`` products, stopped at a relative residual
+    of ``min(0.5, sqrt(|g|))`` (Nocedal & Wright, algorithm 7.1), with the loss and
+    gradient from ``fun``. Stopping rules as in :func:`gradient_descent`.
+    """
+    check_stopping(max_iter=max_iter, tol=tol, ftol=ftol, lr=None)
+    full = len(theta0) <= full_hessian_max
+    if resume is None:
+        theta, nit, nfev, history = theta0, 0, 0, []
+    else:
+        theta, nit, nfev = resume["theta"], resume["nit"], resume["nfev"]
+        history = list(resume["history"])[:-1]
+    theta = np.array(theta, dtype=np.float64)
+
+    def evaluate(point):
+        return hess_fun(point) if full else (*fun(point), None)
+
+    f, g, H = evaluate(theta)
+    nfev += 1
+    history.append(f)
+
+    def state() -> dict[str, Any]:
+        return {"theta": theta.copy(), "nit": nit, "nfev": nfev, "history": np.array(history)}
+
+    def result(converged: bool, message: str, diverged: bool = False) -> OptimizeResult:
+        return OptimizeResult(theta, f, g, nit, nfev, converged, message, diverged, history)
+
+    if not finite(f, g):
+        return result(False, "loss or gradient is not finite at the initial point", True)
+
+    while True:
+        g_norm = float(np.linalg.norm(g))
+        if g_norm <= tol:
+            return result(True, converged_message(g_norm, tol))
+        if nit >= max_iter:
+            return result(False, MAX_ITER.format(max_iter=max_iter))
+
+        if full:
+            try:
+                direction = -cho_solve(_cholesky(H), g)
+            except SingularSystem:
+                ridge = 1e-8 * max(float(np.trace(H)) / len(g), 1e-300)
+                direction = -np.linalg.solve(H + ridge * np.eye(len(g)), g)
+        else:
+            direction = _conjugate_gradients(hessp, theta, -g, min(0.5, np.sqrt(g_norm)) * g_norm)
+        slope = float(g @ direction)
+        if not slope < 0:
+            direction, slope = -g, -(g_norm**2)
+        step = 1.0
+        while True:
+            f_new, g_new, H_new = evaluate(theta + step * direction)
+            nfev += 1
+            if sufficient_decrease(f, f_new, slope, float(g_new @ direction), step, c1, approx_tol):
+                break
+            step *= shrink
+            if step < min_step:
+                return result(
+                    False,
+                    "line search found no decrease; the loss is flat to "
+                    "rounding error here (try a larger tol)",
+                )
+        nit += 1
+        if not finite(f_new, g_new):
+            return result(False, f"loss or gradient became {f_new} at iteration {nit}", True)
+        f_old = f
+        theta, f, g, H = theta + step * direction, f_new, g_new, H_new
+        history.append(f)
+        if callback is not None:
+            callback(Progress(nit, f, float(np.linalg.norm(g)), step, nfev, state))
+        if stalled(f_old, f, ftol):
+            return result(True, STALLED.format(ftol=ftol))
+
+
+def _conjugate_gradients(hessp, theta, b: np.ndarray, tol: float) -> np.ndarray:
+    """Approximately solve ``H(theta) x = b``; stops at negative curvature (truncated CG)."""
+    x = np.zeros_like(b)
+    r = b.copy()
+    d = r.copy()
+    rr = float(r @ r)
+    for _ in range(len(b)):
+        Hd = hessp(theta, d)
+        curvature = float(d @ Hd)
+        if curvature <= 0:
+            return x if x.any() else b
+        alpha = rr / curvature
+        x += alpha * d
+        r -= alpha * Hd
+        rr_new = float(r @ r)
+        if np.sqrt(rr_new) <= tol:
+            break
+        d = r + (rr_new / rr) * d
+        rr = rr_new
+    return x
+
+
+def normal_equations(
+    fun: Function,
+    theta0: np.ndarray,
+    *,
+    hess_fun: HessianFunction,
+    callback: Callable[[Progress], None] | None = None,
+    resume: dict[str, Any] | None = None,
+    **stopping,
+) -> OptimizeResult:
+    """Least squares in one pass: one ``hess_fun`` evaluation and a Cholesky solve.
+
+    For a quadratic loss, the loss, gradient and Hessian at ``theta0`` are the sums of
+    the normal equations (``A^T A``, ``A^T y``, ``y^T y`` and the weight, with ``A = [X 1]``,
+    scaled and penalised by the objective), and one Newton step solves them exactly:
+    ``theta = theta0 - H^-1 g``. The loss and gradient at the solution follow from the
+    same quadratic, so no second pass is needed. ``stopping`` options are accepted for a
+    uniform interface and have nothing to stop. Raises :class:`SingularSystem` when
+    ``H`` is singular to working precision (collinear or constant features without a
+    penalty).
+    """
+    f0, g0, H = hess_fun(np.array(theta0, dtype=np.float64))
+    step = -cho_solve(_cholesky(H), g0)
+    theta = theta0 + step
+    f = f0 + float(g0 @ step) + 0.5 * float(step @ H @ step)
+    g = g0 + H @ step
+    return OptimizeResult(
+        theta, f, g, 1, 1, True, "solved the normal equations by Cholesky", False, [f0, f]
+    )

@@ -1,0 +1,42 @@
+"""Run by the tests under ``mpiexec -n P``: several ``mpigd.fit`` runs in one launch.
+
+Usage: python tests/mpi_fit.py SPEC.json OUT.npz
+SPEC is a list of {"name": ..., "data": ..., "model": ..., **fit options}. For each run,
+rank 0 saves ``NAME/theta`` (every rank's raw-scale parameters, one row per rank),
+``NAME/loss``, ``NAME/nit``, ``NAME/allreduces`` and ``NAME/converged``.
+"""
+
+import json
+import sys
+
+import numpy as np
+from mpi4py import MPI
+
+from mpigd import fit
+
+
+def main(spec_path, out):
+    comm = MPI.COMM_WORLD
+    with open(spec_path) as f:
+        runs = json.load(f)
+    saved = {}
+    for run in runs:
+        name, data, model = run.pop("name"), run.pop("data"), run.pop("model")
+        fitted = fit(data, model, comm=comm, **run)
+        theta = np.append(np.ravel(fitted.model.coef), fitted.model.intercept)
+        thetas = comm.gather(theta, root=0)
+        saved.update(
+            {
+                f"{name}/theta": np.array(thetas),
+                f"{name}/loss": fitted.result.fun,
+                f"{name}/nit": fitted.result.nit,
+                f"{name}/allreduces": fitted.model.info["allreduces"],
+                f"{name}/converged": fitted.result.converged,
+            }
+        )
+    if comm.rank == 0:
+        np.savez(out, **saved)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
