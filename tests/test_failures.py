@@ -158,7 +158,7 @@ CASES = {
     ),
     "divergence": (
         good,
-        ["--model", "linear", "--lr", "1e4"],
+        ["--model", "linear", "--optimizer", "gd", "--lr", "1e4"],
         {},
         EXIT_DIVERGED,
         "training diverged",
