@@ -243,7 +243,6 @@ def fit(
             l2=l2,
             weights=weights,
             scaling=scaling,
-            first_row=local.start,
             stop_flag=stop_flag,
         )
         mask = np.zeros(objective.size, dtype=bool)

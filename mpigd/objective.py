@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .losses import BLOCK_BYTES, PointwiseLoss, local_hessian, local_hessp, local_sums, split
-from .parallel import allreduce_sum, wtime
+from .parallel import allreduce_sum, rows_before, wtime
 
 
 @dataclass
@@ -117,7 +117,7 @@ class Objective:
     so every rank's optimiser takes the same step. After each call,
     :attr:`stop_requested` says whether ``stop_flag()`` was true on any rank.
 
-    Collective: yes (each evaluation method is one ``Allreduce``).
+    Collective: yes (construction is one ``Exscan``; each evaluation one ``Allreduce``).
 
     Parameters
     ----------
@@ -131,8 +131,6 @@ class Objective:
     weights : ndarray, shape (k,), optional
         Row weights ``s_i >= 0``.
     scaling : Scaling, optional
-    first_row : int
-        Global index of this rank's first row (for :meth:`batch`).
     stop_flag : callable, optional
         ``() -> bool``, this rank's request to stop (a signal arrived, for example).
     """
@@ -147,7 +145,6 @@ class Objective:
         l2: float = 0.0,
         weights: np.ndarray | None = None,
         scaling: Scaling | None = None,
-        first_row: int = 0,
         stop_flag: Callable[[], bool] | None = None,
     ):
         self.comm = comm
@@ -157,7 +154,9 @@ class Objective:
         self.l2 = float(l2)
         self.weights = weights
         self.scaling = scaling
-        self.first_row = first_row
+        # Global index of this rank's first row, for mini-batches: ranks hold consecutive
+        # blocks in rank order, so it is the row count of the ranks before this one.
+        self.first_row = rows_before(comm, len(y_local))
         self.stop_flag = stop_flag
         self.n_features = X_local.shape[1]
         self.n_outputs = loss.n_outputs

@@ -51,6 +51,11 @@ def bcast_from_root(comm: MPI.Comm, obj, root: int = 0):
     return comm.bcast(obj, root=root)
 
 
+def rows_before(comm: MPI.Comm, n_local: int) -> int:
+    """Sum of ``n_local`` over the ranks below this one (an exclusive scan). Collective: yes."""
+    return comm.exscan(n_local) or 0
+
+
 def max_over_ranks(comm: MPI.Comm, values: np.ndarray) -> np.ndarray:
     """Element-wise maximum of a float64 vector over all ranks. Collective: yes."""
     out = np.array(values, dtype=np.float64)

@@ -130,6 +130,13 @@ def test_reaches_the_reference_optimum(fits, problems, minima, problem, optimize
     assert gap <= GAP.get(optimizer, DEFAULT_GAP), gap
 
 
+def test_sgd_batches_do_not_depend_on_the_rank_count(fits):
+    serial = fits[1]["flights-sgd"]["theta"][0]
+    for ranks in RANKS[1:]:
+        # the same batches; only the order of additions differs
+        np.testing.assert_allclose(fits[ranks]["flights-sgd"]["theta"][0], serial, rtol=1e-9)
+
+
 def test_second_order_methods_need_tens_of_allreduces_not_thousands(fits):
     for ranks in RANKS:
         for optimizer in ("lbfgs", "newton"):
