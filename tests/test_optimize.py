@@ -98,3 +98,75 @@ def test_invalid_options_are_rejected_before_any_evaluation(options):
 
 def test_registry_holds_gradient_descent():
     assert OPTIMIZERS["gd"].run is gradient_descent
+
+
+def logistic_objective(n=5, l2=1e-2, seed=0):
+    X, y = random_problem("logistic", 400, n, seed=seed)
+    return Objective(MPI.COMM_SELF, X, y, make_loss("logistic"), l2=l2)
+
+
+@pytest.mark.parametrize("name", ["nesterov", "lbfgs", "newton"])
+def test_every_optimizer_finds_the_minimum_of_a_quadratic(name):
+    A, b = ill_conditioned()
+    extras = {"hess_fun": lambda x: (*quadratic(A, b)(x), A), "hessp": lambda x, v: A @ v}
+    spec = OPTIMIZERS[name]
+    result = spec.run(
+        quadratic(A, b),
+        np.zeros(6),
+        tol=1e-10,
+        ftol=0,
+        max_iter=100_000,
+        **{k: extras[k] for k in spec.needs if k in extras},
+    )
+    assert result.converged, result.message
+    np.testing.assert_allclose(result.x, np.linalg.solve(A, b), rtol=1e-8)
+
+
+def test_newton_cg_agrees_with_full_newton():
+    f = logistic_objective(n=8)
+    full = OPTIMIZERS["newton"].run(f, np.zeros(9), hess_fun=f.hessian, hessp=f.hessp, tol=1e-10)
+    cg = OPTIMIZERS["newton"].run(
+        f, np.zeros(9), hess_fun=f.hessian, hessp=f.hessp, tol=1e-10, full_hessian_max=0
+    )  # force Hessian-vector products
+    assert full.converged and cg.converged
+    np.testing.assert_allclose(cg.x, full.x, rtol=1e-8)
+
+
+def test_lbfgs_evaluates_no_point_twice():
+    f = logistic_objective()
+    seen = []
+
+    def counted(theta):
+        seen.append(theta.tobytes())
+        return f(theta)
+
+    result = OPTIMIZERS["lbfgs"].run(counted, np.zeros(6), tol=1e-9)
+    assert result.converged and len(seen) == len(set(seen)) == result.nfev
+
+
+def test_hessian_matches_finite_differences_of_the_gradient():
+    f = logistic_objective(n=3)
+    theta = np.array([0.3, -0.2, 0.1, 0.05])
+    _, _, H = f.hessian(theta)
+    h = 1e-6
+    numeric = np.array([(f(theta + h * e)[1] - f(theta - h * e)[1]) / (2 * h) for e in np.eye(4)])
+    np.testing.assert_allclose(H, numeric, rtol=1e-6, atol=1e-9)
+    v = np.array([1.0, -2.0, 0.5, 3.0])
+    np.testing.assert_allclose(f.hessp(theta, v), H @ v, rtol=1e-12)
+
+
+def test_l1_prox_sets_exact_zeros():
+    from mpigd.optimize import L1Penalty
+
+    penalty = L1Penalty(0.5, np.array([True, True, False]))
+    np.testing.assert_array_equal(penalty.prox(np.array([0.3, -2.0, 0.1]), 1.0), [0.0, -1.5, 0.1])
+    assert penalty.value(np.array([0.3, -2.0, 9.0])) == pytest.approx(1.15)
+
+
+def test_sgd_batches_depend_on_seed_and_step_only():
+    from mpigd.optimize import batch_rows
+
+    first = batch_rows(3, 10, 1000, 64)
+    np.testing.assert_array_equal(first, batch_rows(3, 10, 1000, 64))
+    assert not np.array_equal(first, batch_rows(3, 11, 1000, 64))
+    assert first.min() >= 0 and first.max() < 1000 and (np.diff(first) >= 0).all()

@@ -20,6 +20,7 @@ from .base import (
     converged_message,
     finite,
     stalled,
+    sufficient_decrease,
 )
 
 
@@ -33,6 +34,7 @@ def lbfgs(
     memory: int = 10,
     c1: float = 1e-4,
     c2: float = 0.9,
+    approx_tol: float = 1e-10,
     callback: Callable[[Progress], None] | None = None,
     resume: dict[str, Any] | None = None,
 ) -> OptimizeResult:
@@ -42,7 +44,9 @@ def lbfgs(
     The direction comes from the two-loop recursion over the last ``memory`` pairs
     ``(s, y)``; the step from ``scipy.optimize.line_search`` (strong Wolfe conditions
     ``c1``, ``c2``). The search asks for losses and gradients separately, so ``fun`` is
-    memoised and every point is evaluated once. The pairs live here rather than inside
+    memoised and every point is evaluated once. Where the Wolfe search fails (near the
+    minimum, where loss differences are rounding noise), a backtracking search with the
+    derivative form of the Armijo test takes over. The pairs live here rather than inside
     scipy, so that ``Progress.state()`` holds all that is needed to continue exactly.
     Stopping rules as in :func:`gradient_descent`.
     """
@@ -108,6 +112,11 @@ def lbfgs(
                 maxiter=20,
             )[0]
         if alpha is None:
+            # Near the minimum, loss differences are rounding noise and the Wolfe search,
+            # which compares losses, can fail; backtracking with the derivative form of
+            # the Armijo test still finds a step there.
+            alpha = _backtrack(memo, theta, f, g, direction, c1, approx_tol)
+        if alpha is None:
             if pairs_s:  # retry once along the steepest descent
                 pairs_s, pairs_y, f_before = [], [], None
                 continue
@@ -133,6 +142,19 @@ def lbfgs(
             )
         if stalled(f_before, f, ftol):
             return result(True, STALLED.format(ftol=ftol))
+
+
+def _backtrack(memo, theta, f, g, direction, c1, approx_tol, shrink=0.5, tries=30):
+    """A step along ``direction`` by backtracking from 1, or None."""
+    slope, step = float(g @ direction), 1.0
+    for _ in range(tries):
+        f_new, g_new = memo(theta + step * direction)
+        if finite(f_new, g_new) and sufficient_decrease(
+            f, f_new, slope, float(g_new @ direction), step, c1, approx_tol
+        ):
+            return step
+        step *= shrink
+    return None
 
 
 def _two_loop(g: np.ndarray, pairs_s: list, pairs_y: list) -> np.ndarray:
