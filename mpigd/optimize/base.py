@@ -74,14 +74,6 @@ def stalled(f_old: float, f: float, ftol: float) -> bool:
     return abs(f_old - f) < ftol * max(abs(f_old), abs(f), 1.0)
 
 
-def converged_message(norm: float, tol: float) -> str:
-    return f"gradient norm {norm:.3g} <= tol {tol:g}"
-
-
-STALLED = "relative loss change < ftol {ftol:g}"
-MAX_ITER = "reached max_iter={max_iter} before the stopping tests"
-
-
 def sufficient_decrease(f, f_new, slope, slope_new, step, c1, approx_tol) -> bool:
     """Armijo's test ``f(t) <= f(0) + c1 t phi'(0)`` along a descent direction.
 
@@ -118,3 +110,99 @@ class Memoized:
 
     def grad(self, x: np.ndarray) -> np.ndarray:
         return self(x)[1]
+
+
+FLAT = "line search found no decrease; the loss is flat to rounding error here (try a larger tol)"
+
+
+class Iterations:
+    """The bookkeeping every iterative optimiser shares, in one place.
+
+    It holds the current point, loss and gradient, counts iterations and evaluations,
+    keeps the loss history, runs the stopping tests, calls the callback and builds the
+    result and the resumable state. An optimiser creates one, evaluates through
+    :meth:`counting`, and reports each accepted step to :meth:`advance`; whatever a test
+    ends with comes back as an :class:`OptimizeResult` to return.
+
+    ``residual(theta, g)`` is what the ``tol`` test measures (the gradient by default;
+    a prox-gradient residual with a penalty); ``extra_state()`` adds the optimiser's own
+    state (step, momentum, curvature pairs...) to :meth:`state`.
+    """
+
+    def __init__(self, theta0, resume, *, max_iter, tol, ftol, callback, residual=None):
+        self.max_iter, self.tol, self.ftol, self.callback = max_iter, tol, ftol, callback
+        self.residual = residual or (lambda theta, g: g)
+        self.extra_state: Callable[[], dict[str, Any]] = dict
+        if resume is None:
+            self.theta, self.nit, self.nfev, self.history = theta0, 0, 0, []
+        else:
+            self.theta, self.nit, self.nfev = resume["theta"], resume["nit"], resume["nfev"]
+            self.history = list(resume["history"])[:-1]  # its last entry is evaluated again
+        self.theta = np.array(self.theta, dtype=np.float64)
+        self.f, self.g = np.inf, np.zeros_like(self.theta)
+
+    def counting(self, fun):
+        """``fun``, counting each call as one evaluation."""
+
+        def counted(*args):
+            self.nfev += 1
+            return fun(*args)
+
+        return counted
+
+    def begin(self, f: float, g: np.ndarray) -> OptimizeResult | None:
+        """Record the loss and gradient at the starting point."""
+        self.f, self.g = f, g
+        self.history.append(f)
+        if not finite(f, g):
+            return self.result(False, "loss or gradient is not finite at the initial point", True)
+        return None
+
+    def residual_norm(self) -> float:
+        return float(np.linalg.norm(self.residual(self.theta, self.g)))
+
+    def stop_before_step(self) -> OptimizeResult | None:
+        """The tests before each iteration: converged, or out of iterations."""
+        norm = self.residual_norm()
+        if norm <= self.tol:
+            return self.result(True, f"gradient norm {norm:.3g} <= tol {self.tol:g}")
+        if self.nit >= self.max_iter:
+            return self.result(False, f"reached max_iter={self.max_iter} before the stopping tests")
+        return None
+
+    def advance(self, theta, f: float, g: np.ndarray, step: float) -> OptimizeResult | None:
+        """Accept ``theta``; report it; stop if it diverged or the loss stalled."""
+        self.nit += 1
+        if not finite(f, g):
+            return self.result(False, f"loss or gradient became {f} at iteration {self.nit}", True)
+        f_old = self.f
+        self.theta, self.f, self.g = theta, f, g
+        self.history.append(f)
+        if self.callback is not None:
+            self.callback(Progress(self.nit, f, self.residual_norm(), step, self.nfev, self.state))
+        if stalled(f_old, f, self.ftol):
+            return self.result(True, f"relative loss change < ftol {self.ftol:g}")
+        return None
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: give it back as ``resume``."""
+        return {
+            "theta": self.theta.copy(),
+            "nit": self.nit,
+            "nfev": self.nfev,
+            "history": np.array(self.history),
+            **self.extra_state(),
+        }
+
+    def result(self, converged: bool, message: str, diverged: bool = False) -> OptimizeResult:
+        return OptimizeResult(
+            self.theta,
+            self.f,
+            self.residual(self.theta, self.g),
+            self.nit,
+            self.nfev,
+            converged,
+            message,
+            diverged,
+            self.history,
+        )

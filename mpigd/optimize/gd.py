@@ -8,15 +8,12 @@ from typing import Any
 import numpy as np
 
 from .base import (
-    MAX_ITER,
-    STALLED,
+    FLAT,
     Function,
+    Iterations,
     OptimizeResult,
     Progress,
     check_stopping,
-    converged_message,
-    finite,
-    stalled,
     sufficient_decrease,
 )
 
@@ -77,44 +74,20 @@ def gradient_descent(
     OptimizeResult
     """
     check_stopping(max_iter=max_iter, tol=tol, ftol=ftol, lr=lr)
-    if resume is None:
-        theta, step, nit, nfev, history = theta0, initial_step, 0, 0, []
-    else:
-        theta, step, nit, nfev = resume["theta"], resume["step"], resume["nit"], resume["nfev"]
-        history = list(resume["history"])[:-1]  # its last entry is re-evaluated next
-    theta = np.array(theta, dtype=np.float64)
-    step = step if lr is None else lr
-    f, g = fun(theta)
-    nfev += 1
-    history.append(f)
+    run = Iterations(theta0, resume, max_iter=max_iter, tol=tol, ftol=ftol, callback=callback)
+    fun = run.counting(fun)
+    step = lr or (initial_step if resume is None else resume["step"])
+    run.extra_state = lambda: {"step": step}
+    if stop := run.begin(*fun(run.theta)):
+        return stop
 
-    def state() -> dict[str, Any]:
-        return {
-            "theta": theta.copy(),
-            "step": step,
-            "nit": nit,
-            "nfev": nfev,
-            "history": np.array(history),
-        }
-
-    def result(converged: bool, message: str, diverged: bool = False) -> OptimizeResult:
-        return OptimizeResult(theta, f, g, nit, nfev, converged, message, diverged, history)
-
-    if not finite(f, g):
-        return result(False, "loss or gradient is not finite at the initial point", True)
-
-    while True:
+    while not (stop := run.stop_before_step()):
+        theta, f, g = run.theta, run.f, run.g
         g_norm2 = float(g @ g)
-        if np.sqrt(g_norm2) <= tol:
-            return result(True, converged_message(np.sqrt(g_norm2), tol))
-        if nit >= max_iter:
-            return result(False, MAX_ITER.format(max_iter=max_iter))
-
         trials = 0
         while True:
             theta_new = theta - step * g
             f_new, g_new = fun(theta_new)
-            nfev += 1
             trials += 1
             if lr is not None or sufficient_decrease(
                 f, f_new, -g_norm2, -float(g_new @ g), step, c1, approx_tol
@@ -122,22 +95,10 @@ def gradient_descent(
                 break
             step *= shrink
             if step < min_step:
-                return result(
-                    False,
-                    "line search found no decrease; the loss is flat to "
-                    "rounding error here (try a larger tol)",
-                )
+                return run.result(False, FLAT)
         taken = step
         if lr is None and trials == 1:
             step *= grow  # the first trial passed: try a longer step next time
-
-        nit += 1
-        if not finite(f_new, g_new):
-            return result(False, f"loss or gradient became {f_new} at iteration {nit}", True)
-        f_old = f
-        theta, f, g = theta_new, f_new, g_new
-        history.append(f)
-        if callback is not None:
-            callback(Progress(nit, f, float(np.linalg.norm(g)), taken, nfev, state))
-        if stalled(f_old, f, ftol):
-            return result(True, STALLED.format(ftol=ftol))
+        if stop := run.advance(theta_new, f_new, g_new, taken):
+            break
+    return stop

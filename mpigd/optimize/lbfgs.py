@@ -10,16 +10,14 @@ import numpy as np
 from scipy.optimize import line_search
 
 from .base import (
-    MAX_ITER,
-    STALLED,
+    FLAT,
     Function,
+    Iterations,
     Memoized,
     OptimizeResult,
     Progress,
     check_stopping,
-    converged_message,
     finite,
-    stalled,
     sufficient_decrease,
 )
 
@@ -51,52 +49,30 @@ def lbfgs(
     Stopping rules as in :func:`gradient_descent`.
     """
     check_stopping(max_iter=max_iter, tol=tol, ftol=ftol, lr=None)
-    memo = Memoized(fun)
+    run = Iterations(theta0, resume, max_iter=max_iter, tol=tol, ftol=ftol, callback=callback)
+    memo = Memoized(run.counting(fun))
     if resume is None:
-        theta, nit, nfev, history = theta0, 0, 0, []
         pairs_s, pairs_y, f_before = [], [], None
     else:
-        theta, nit, nfev = resume["theta"], resume["nit"], resume["nfev"]
-        history = list(resume["history"])[:-1]
         pairs_s, pairs_y = list(resume["pairs_s"]), list(resume["pairs_y"])
         f_before = resume["f_before"] if np.isfinite(resume["f_before"]) else None
-    theta = np.array(theta, dtype=np.float64)
-    f, g = memo(theta)
-    history.append(f)
+    p = len(run.theta)
+    run.extra_state = lambda: {
+        "pairs_s": np.array(pairs_s).reshape(-1, p),
+        "pairs_y": np.array(pairs_y).reshape(-1, p),
+        "f_before": np.nan if f_before is None else f_before,
+    }
+    if stop := run.begin(*memo(run.theta)):
+        return stop
 
-    def state() -> dict[str, Any]:
-        p = len(theta)
-        return {
-            "theta": theta.copy(),
-            "nit": nit,
-            "nfev": nfev + memo.calls,
-            "history": np.array(history),
-            "pairs_s": np.array(pairs_s).reshape(-1, p),
-            "pairs_y": np.array(pairs_y).reshape(-1, p),
-            "f_before": np.nan if f_before is None else f_before,
-        }
-
-    def result(converged: bool, message: str, diverged: bool = False) -> OptimizeResult:
-        return OptimizeResult(
-            theta, f, g, nit, nfev + memo.calls, converged, message, diverged, history
-        )
-
-    if not finite(f, g):
-        return result(False, "loss or gradient is not finite at the initial point", True)
-
-    while True:
-        g_norm = float(np.linalg.norm(g))
-        if g_norm <= tol:
-            return result(True, converged_message(g_norm, tol))
-        if nit >= max_iter:
-            return result(False, MAX_ITER.format(max_iter=max_iter))
-
+    while not (stop := run.stop_before_step()):
+        theta, f, g = run.theta, run.f, run.g
         direction = -_two_loop(g, pairs_s, pairs_y)
         if not g @ direction < 0:  # not a descent direction: forget the curvature pairs
             pairs_s, pairs_y, direction = [], [], -g
         # scipy's first trial step is min(1, 2.02 (f_before - f) / -slope): with no
         # previous loss, this guess makes it 1 / |g|, as scipy's own BFGS does.
-        guess = f + g_norm / 2 if f_before is None else f_before
+        guess = f + float(np.linalg.norm(g)) / 2 if f_before is None else f_before
         with warnings.catch_warnings():  # a failed search is handled below, not warned
             warnings.simplefilter("ignore")
             alpha = line_search(
@@ -120,28 +96,16 @@ def lbfgs(
             if pairs_s:  # retry once along the steepest descent
                 pairs_s, pairs_y, f_before = [], [], None
                 continue
-            return result(
-                False,
-                "line search found no step satisfying the Wolfe "
-                "conditions; the loss is flat to rounding error here",
-            )
+            return run.result(False, FLAT)
         theta_new = theta + alpha * direction
         f_new, g_new = memo(theta_new)
-        nit += 1
-        if not finite(f_new, g_new):
-            return result(False, f"loss or gradient became {f_new} at iteration {nit}", True)
         s, y = theta_new - theta, g_new - g
         if s @ y > 1e-10 * float(y @ y):  # keep only pairs with positive curvature
             pairs_s, pairs_y = [*pairs_s, s][-memory:], [*pairs_y, y][-memory:]
         f_before = f
-        theta, f, g = theta_new, f_new, g_new
-        history.append(f)
-        if callback is not None:
-            callback(
-                Progress(nit, f, float(np.linalg.norm(g)), float(alpha), nfev + memo.calls, state)
-            )
-        if stalled(f_before, f, ftol):
-            return result(True, STALLED.format(ftol=ftol))
+        if stop := run.advance(theta_new, f_new, g_new, float(alpha)):
+            break
+    return stop
 
 
 def _backtrack(memo, theta, f, g, direction, c1, approx_tol, shrink=0.5, tries=30):

@@ -9,15 +9,12 @@ from typing import Any
 import numpy as np
 
 from .base import (
-    MAX_ITER,
-    STALLED,
+    FLAT,
     Function,
+    Iterations,
     OptimizeResult,
     Progress,
     check_stopping,
-    converged_message,
-    finite,
-    stalled,
 )
 
 
@@ -77,48 +74,29 @@ def accelerated_gradient(
     check_stopping(max_iter=max_iter, tol=tol, ftol=ftol, lr=lr)
     h = penalty.value if penalty is not None else (lambda theta: 0.0)
     prox = penalty.prox if penalty is not None else (lambda theta, step: theta)
-
+    run = Iterations(
+        theta0,
+        resume,
+        max_iter=max_iter,
+        tol=tol,
+        ftol=ftol,
+        callback=callback,
+        residual=lambda theta, g: theta - prox(theta - g, 1.0),
+    )
+    fun = run.counting(fun)
     if resume is None:
-        x, step, nit, nfev, momentum, history = theta0, initial_step, 0, 0, 1.0, []
-        x_prev = None
+        step, momentum, x_prev = initial_step, 1.0, run.theta.copy()
     else:
-        x, x_prev, step = resume["theta"], resume["theta_prev"], resume["step"]
-        nit, nfev, momentum = resume["nit"], resume["nfev"], resume["momentum"]
-        history = list(resume["history"])[:-1]
-    x = np.array(x, dtype=np.float64)
-    x_prev = x.copy() if x_prev is None else np.array(x_prev, dtype=np.float64)
-    step = step if lr is None else lr
-    f_x, g_x = fun(x)
-    nfev += 1
-    F_x = f_x + h(x)
-    history.append(F_x)
+        step, momentum = resume["step"], resume["momentum"]
+        x_prev = np.array(resume["theta_prev"], dtype=np.float64)
+    step = lr or step
+    run.extra_state = lambda: {"step": step, "momentum": momentum, "theta_prev": x_prev.copy()}
+    f_x, g_x = fun(run.theta)  # the smooth part; run.f holds the total with the penalty
+    if stop := run.begin(f_x + h(run.theta), g_x):
+        return stop
 
-    def state() -> dict[str, Any]:
-        return {
-            "theta": x.copy(),
-            "theta_prev": x_prev.copy(),
-            "step": step,
-            "nit": nit,
-            "nfev": nfev,
-            "momentum": momentum,
-            "history": np.array(history),
-        }
-
-    def result(converged: bool, message: str, diverged: bool = False) -> OptimizeResult:
-        return OptimizeResult(
-            x, F_x, x - prox(x - g_x, 1.0), nit, nfev, converged, message, diverged, history
-        )
-
-    if not finite(f_x, g_x):
-        return result(False, "loss or gradient is not finite at the initial point", True)
-
-    while True:
-        residual = float(np.linalg.norm(x - prox(x - g_x, 1.0)))
-        if residual <= tol:
-            return result(True, converged_message(residual, tol))
-        if nit >= max_iter:
-            return result(False, MAX_ITER.format(max_iter=max_iter))
-
+    while not (stop := run.stop_before_step()):
+        x = run.theta
         next_momentum = (1.0 + np.sqrt(1.0 + 4.0 * momentum * momentum)) / 2.0
         beta = (momentum - 1.0) / next_momentum
         if beta == 0.0 or np.array_equal(x, x_prev):
@@ -126,43 +104,30 @@ def accelerated_gradient(
         else:
             y = x + beta * (x - x_prev)
             f_y, g_y = fun(y)
-            nfev += 1
         trials = 0
         while True:
             x_new = prox(y - step * g_y, step)
             f_new, g_new = fun(x_new)
-            nfev += 1
             trials += 1
-            d = x_new - y
-            if lr is not None or _upper_bound_holds(f_y, g_y, f_new, g_new, d, step, approx_tol):
+            if lr is not None or _upper_bound_holds(
+                f_y, g_y, f_new, g_new, x_new - y, step, approx_tol
+            ):
                 break
             step *= shrink
             if step < min_step:
-                return result(
-                    False,
-                    "line search found no decrease; the loss is flat to "
-                    "rounding error here (try a larger tol)",
-                )
+                return run.result(False, FLAT)
         taken = step
         if lr is None and trials == 1:
             step *= grow
-
-        nit += 1
-        if not finite(f_new, g_new):
-            return result(False, f"loss or gradient became {f_new} at iteration {nit}", True)
         F_new = f_new + h(x_new)
-        if F_new > F_x or float((y - x_new) @ (x_new - x)) > 0:
+        if F_new > run.f or float((y - x_new) @ (x_new - x)) > 0:
             momentum, x_prev = 1.0, x_new  # restart: no momentum into the next step
         else:
             momentum, x_prev = next_momentum, x
-        F_old = F_x
-        x, f_x, g_x, F_x = x_new, f_new, g_new, F_new
-        history.append(F_x)
-        if callback is not None:
-            norm = float(np.linalg.norm(x - prox(x - g_x, 1.0)))
-            callback(Progress(nit, F_x, norm, taken, nfev, state))
-        if stalled(F_old, F_x, ftol):
-            return result(True, STALLED.format(ftol=ftol))
+        f_x, g_x = f_new, g_new
+        if stop := run.advance(x_new, F_new, g_new, taken):
+            break
+    return stop
 
 
 def _upper_bound_holds(f_y, g_y, f_new, g_new, d, step, approx_tol) -> bool:

@@ -10,15 +10,12 @@ import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
 from .base import (
-    MAX_ITER,
-    STALLED,
+    FLAT,
     Function,
+    Iterations,
     OptimizeResult,
     Progress,
     check_stopping,
-    converged_message,
-    finite,
-    stalled,
     sufficient_decrease,
 )
 
@@ -72,37 +69,16 @@ def newton(
     gradient from ``fun``. Stopping rules as in :func:`gradient_descent`.
     """
     check_stopping(max_iter=max_iter, tol=tol, ftol=ftol, lr=None)
-    full = len(theta0) <= full_hessian_max
-    if resume is None:
-        theta, nit, nfev, history = theta0, 0, 0, []
-    else:
-        theta, nit, nfev = resume["theta"], resume["nit"], resume["nfev"]
-        history = list(resume["history"])[:-1]
-    theta = np.array(theta, dtype=np.float64)
+    run = Iterations(theta0, resume, max_iter=max_iter, tol=tol, ftol=ftol, callback=callback)
+    full = len(run.theta) <= full_hessian_max
+    evaluate = run.counting(hess_fun if full else lambda point: (*fun(point), None))
+    f, g, H = evaluate(run.theta)
+    if stop := run.begin(f, g):
+        return stop
 
-    def evaluate(point):
-        return hess_fun(point) if full else (*fun(point), None)
-
-    f, g, H = evaluate(theta)
-    nfev += 1
-    history.append(f)
-
-    def state() -> dict[str, Any]:
-        return {"theta": theta.copy(), "nit": nit, "nfev": nfev, "history": np.array(history)}
-
-    def result(converged: bool, message: str, diverged: bool = False) -> OptimizeResult:
-        return OptimizeResult(theta, f, g, nit, nfev, converged, message, diverged, history)
-
-    if not finite(f, g):
-        return result(False, "loss or gradient is not finite at the initial point", True)
-
-    while True:
+    while not (stop := run.stop_before_step()):
+        theta, f, g = run.theta, run.f, run.g
         g_norm = float(np.linalg.norm(g))
-        if g_norm <= tol:
-            return result(True, converged_message(g_norm, tol))
-        if nit >= max_iter:
-            return result(False, MAX_ITER.format(max_iter=max_iter))
-
         if full:
             try:
                 direction = -cho_solve(_cholesky(H), g)
@@ -117,26 +93,15 @@ def newton(
         step = 1.0
         while True:
             f_new, g_new, H_new = evaluate(theta + step * direction)
-            nfev += 1
             if sufficient_decrease(f, f_new, slope, float(g_new @ direction), step, c1, approx_tol):
                 break
             step *= shrink
             if step < min_step:
-                return result(
-                    False,
-                    "line search found no decrease; the loss is flat to "
-                    "rounding error here (try a larger tol)",
-                )
-        nit += 1
-        if not finite(f_new, g_new):
-            return result(False, f"loss or gradient became {f_new} at iteration {nit}", True)
-        f_old = f
-        theta, f, g, H = theta + step * direction, f_new, g_new, H_new
-        history.append(f)
-        if callback is not None:
-            callback(Progress(nit, f, float(np.linalg.norm(g)), step, nfev, state))
-        if stalled(f_old, f, ftol):
-            return result(True, STALLED.format(ftol=ftol))
+                return run.result(False, FLAT)
+        H = H_new
+        if stop := run.advance(theta + step * direction, f_new, g_new, step):
+            break
+    return stop
 
 
 def _conjugate_gradients(hessp, theta, b: np.ndarray, tol: float) -> np.ndarray:

@@ -8,15 +8,11 @@ from typing import Any
 import numpy as np
 
 from .base import (
-    MAX_ITER,
-    STALLED,
     Function,
+    Iterations,
     OptimizeResult,
     Progress,
     check_stopping,
-    converged_message,
-    finite,
-    stalled,
 )
 
 BatchFunction = Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]
@@ -59,47 +55,19 @@ def sgd(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     lr = 0.5 if lr is None else lr
     steps_per_epoch = -(-n_rows // batch_size)
-    if resume is None:
-        theta, nit, nfev, history = theta0, 0, 0, []
-    else:
-        theta, nit, nfev = resume["theta"], resume["nit"], resume["nfev"]
-        history = list(resume["history"])[:-1]
-    theta = np.array(theta, dtype=np.float64)
-    f, g = fun(theta)
-    nfev += 1
-    history.append(f)
+    run = Iterations(theta0, resume, max_iter=max_iter, tol=tol, ftol=ftol, callback=callback)
+    fun = run.counting(fun)
+    if stop := run.begin(*fun(run.theta)):
+        return stop
 
-    def state() -> dict[str, Any]:
-        return {"theta": theta.copy(), "nit": nit, "nfev": nfev, "history": np.array(history)}
-
-    def result(converged: bool, message: str, diverged: bool = False) -> OptimizeResult:
-        return OptimizeResult(theta, f, g, nit, nfev, converged, message, diverged, history)
-
-    if not finite(f, g):
-        return result(False, "loss or gradient is not finite at the initial point", True)
-
-    while True:
-        g_norm = float(np.linalg.norm(g))
-        if g_norm <= tol:
-            return result(True, converged_message(g_norm, tol))
-        if nit >= max_iter:
-            return result(False, MAX_ITER.format(max_iter=max_iter))
-
-        point, average = theta.copy(), np.zeros_like(theta)
-        for step in range(nit * steps_per_epoch, (nit + 1) * steps_per_epoch):
+    while not (stop := run.stop_before_step()):
+        epoch = run.nit
+        point, average = run.theta.copy(), np.zeros_like(run.theta)
+        for step in range(epoch * steps_per_epoch, (epoch + 1) * steps_per_epoch):
             _, g_batch = batch_fun(point, batch_rows(seed, step, n_rows, batch_size))
             point -= lr / (1.0 + step / steps_per_epoch) * g_batch
             average += point
         average /= steps_per_epoch
-        f_new, g_new = fun(average)
-        nfev += 1
-        nit += 1
-        if not finite(f_new, g_new):
-            return result(False, f"loss or gradient became {f_new} in epoch {nit}", True)
-        f_old = f
-        theta, f, g = average, f_new, g_new
-        history.append(f)
-        if callback is not None:
-            callback(Progress(nit, f, float(np.linalg.norm(g)), lr / (1.0 + nit), nfev, state))
-        if stalled(f_old, f, ftol):
-            return result(True, STALLED.format(ftol=ftol))
+        if stop := run.advance(average, *fun(average), lr / (2.0 + epoch)):
+            break
+    return stop
