@@ -10,12 +10,14 @@ import warnings
 from threadpoolctl import threadpool_limits
 
 from . import __version__
+from .bench import measure
 from .errors import MpigdError
-from .files import output_problem
+from .files import output_problem, write_json
 from .fit import fit
 from .losses import MODELS
 from .optimize import OPTIMIZERS, Progress
 from .parallel import agreed, default_comm, library_version, print0, run_guarded, wtime
+from .report import report
 from .synthetic import make_dataset
 
 
@@ -119,6 +121,31 @@ def build_parser(rank: int = 0) -> argparse.ArgumentParser:
     )
     train.set_defaults(func=_train)
 
+    bench = commands.add_parser("bench", help="scaling measurements").add_subparsers(
+        dest="bench_command", required=True
+    )
+    run = bench.add_parser(
+        "run",
+        parents=[common],
+        help="measure one run (under mpiexec) and write its record",
+        description="Time evaluations, memory bandwidth and Allreduce at this rank count.",
+    )
+    run.add_argument("data", help="HDF5 file with X and y")
+    run.add_argument("--out", required=True, help="JSON record to write")
+    run.add_argument("--model", choices=list(MODELS), default="logistic")
+    run.add_argument("--evals", type=_positive_int, default=20, help="timed evaluations")
+    run.add_argument("--warmup", type=int, default=3, help="untimed evaluations first")
+    run.set_defaults(func=_bench_run)
+    report = bench.add_parser(
+        "report",
+        parents=[common],
+        help="aggregate records into a table, CSV, model prediction and plots",
+    )
+    report.add_argument("records", nargs="+", help="JSON records, or folders of them")
+    report.add_argument("--out", required=True, help="output prefix (PREFIX.csv, .json, .png)")
+    report.add_argument("--kind", choices=["strong", "weak"], default="strong")
+    report.set_defaults(func=_bench_report)
+
     data = commands.add_parser("data", help="dataset tools").add_subparsers(
         dest="data_command", required=True
     )
@@ -221,6 +248,32 @@ def _save(model, path) -> None:
         model.save(path)
     except OSError as exc:
         raise MpigdError(f"cannot write {path}: {exc}") from exc
+
+
+def _bench_run(args, comm) -> int:
+    _check_output(comm, args.out)
+    with agreed(comm):
+        record = measure(comm, args.data, args.model, evals=args.evals, warmup=args.warmup)
+    with agreed(comm, root=0):
+        if comm.rank == 0:
+            write_json(args.out, record)
+    if comm.rank == 0:
+        _reporter(comm, args.quiet)(
+            f"{comm.size} ranks: {record['eval_median'] * 1e3:.2f} ms per evaluation, pass "
+            f"{record['pass_gb_s']:.1f} GB/s of {record['stream_gb_s']:.1f} GB/s read "
+            f"bandwidth; record in {args.out}"
+        )
+    return 0
+
+
+def _bench_report(args, comm) -> int:
+    say = _reporter(comm, args.quiet)
+    _check_output(comm, args.out + ".csv")
+    with agreed(comm, root=0):
+        if comm.rank == 0:
+            for line in report(args.records, args.out, args.kind):
+                say(line)
+    return 0
 
 
 def _tenths(say):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -74,3 +75,9 @@ def _plain(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def write_json(path: str | os.PathLike, record) -> None:
+    """Write ``record`` as JSON to ``path``, atomically. Collective: no."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(record, f, indent=1)

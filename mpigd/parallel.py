@@ -51,6 +51,17 @@ def bcast_from_root(comm: MPI.Comm, obj, root: int = 0):
     return comm.bcast(obj, root=root)
 
 
+def barrier(comm: MPI.Comm) -> None:
+    """Wait for every rank (before timing a collective phase). Collective: yes."""
+    comm.Barrier()
+
+
+def gather_to_root(comm: MPI.Comm, obj, root: int = 0):
+    """Every rank's small Python object, as a list on ``root`` (None elsewhere).
+    Collective: yes."""
+    return comm.gather(obj, root=root)
+
+
 def rows_before(comm: MPI.Comm, n_local: int) -> int:
     """Sum of ``n_local`` over the ranks below this one (an exclusive scan). Collective: yes."""
     return comm.exscan(n_local) or 0

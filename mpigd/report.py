@@ -1,0 +1,186 @@
+"""Benchmark reports: records in, a table, CSV, JSON, a model prediction and plots out."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from .bench import fit_allreduce_model, predict, summarize
+from .errors import MpigdError
+from .files import atomic_path, write_json
+
+#: Rank counts and dataset sizes the alpha-beta model is asked about.
+PREDICT_RANKS = [1, 2, 4, 16, 64, 256, 1024, 4096]
+PREDICT_ROWS = [10**6, 10**8, 10**10]
+COLUMNS = [
+    "ranks",
+    "runs",
+    "eval_median",
+    "eval_min",
+    "eval_max",
+    "speedup",
+    "efficiency",
+    "compute",
+    "allreduce",
+    "imbalance",
+    "allreduce_share",
+    "pass_gb_s",
+    "stream_gb_s",
+    "bandwidth_fraction",
+    "rows_per_s",
+    "features_rows_per_s",
+]
+
+
+def load_records(paths: list[str]) -> list[dict]:
+    """Records from JSON files and folders of them (``*.json``, not reports)."""
+    records = []
+    for path in map(Path, paths):
+        files = sorted(path.glob("*.json")) if path.is_dir() else [path]
+        for file in files:
+            try:
+                record = json.loads(file.read_text())
+            except (OSError, ValueError) as exc:
+                raise MpigdError(f"cannot read benchmark record {file}: {exc}") from exc
+            if isinstance(record, dict) and "eval_median" in record:
+                records.append(record)
+    if not records:
+        raise MpigdError(f"no benchmark records in {', '.join(paths)}")
+    return records
+
+
+def report(paths: list[str], prefix: str, kind: str = "strong") -> list[str]:
+    """Aggregate records; write PREFIX.csv, PREFIX.json and (with matplotlib) PREFIX.png.
+    Returns the lines of a Markdown table and the model's predictions."""
+    records = load_records(paths)
+    try:
+        rows = summarize(records)
+    except ValueError as exc:
+        raise MpigdError(str(exc)) from exc
+    gain = "speed-up" if kind == "strong" else "T1/TP (weak)"
+    lines = [
+        f"| ranks | runs | ms per evaluation: median (min-max) | {gain} | efficiency | "
+        "compute ms | Allreduce ms (share) | imbalance ms | pass GB/s | read GB/s "
+        "| fraction | features x rows/s |",
+        "|" + "---|" * 12,
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['ranks']}{' (oversubscribed)' if r['oversubscribed'] else ''} | "
+            f"{r['runs']} | {r['eval_median'] * 1e3:.2f} "
+            f"({r['eval_min'] * 1e3:.2f}-{r['eval_max'] * 1e3:.2f}) | {r['speedup']:.2f} | "
+            f"{r['efficiency']:.0%} | {r['compute'] * 1e3:.2f} | {r['allreduce'] * 1e3:.3f} "
+            f"({r['allreduce_share']:.1%}) | {r['imbalance'] * 1e3:.2f} | "
+            f"{r['pass_gb_s']:.2f} | {r['stream_gb_s']:.2f} | {r['bandwidth_fraction']:.0%} | "
+            f"{r['features_rows_per_s']:.3g} |"
+        )
+    out = {"kind": kind, "summary": rows, "machine": records[0]["machine"]}
+    with atomic_path(prefix + ".csv") as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: r[k] for k in COLUMNS} for r in rows)
+    if any(r["ranks"] > 1 for r in records):
+        model = fit_allreduce_model(records)
+        base = [r for r in records if r["ranks"] == 1]
+        seconds_per_row = min(r["compute_median"] / r["rows"] for r in base)
+        features = base[0]["features"]
+        predictions = {
+            rows_: predict(model, seconds_per_row, features, rows_, PREDICT_RANKS)
+            for rows_ in PREDICT_ROWS
+        }
+        out.update(
+            allreduce_model=model,
+            seconds_per_row=seconds_per_row,
+            predictions={str(k): v for k, v in predictions.items()},
+        )
+        lines += [
+            "",
+            f"MODEL (not measured): Allreduce alpha = {model['alpha_s'] * 1e6:.2f} us, "
+            f"beta = {model['beta_s_per_byte'] * 1e9:.3f} ns/byte (fit to the sweeps), "
+            f"{seconds_per_row * 1e9:.1f} ns per row of {features} features per rank:",
+            "",
+            "| rows | " + " | ".join(f"P={p}" for p in PREDICT_RANKS) + " |",
+            "|" + "---|" * (len(PREDICT_RANKS) + 1),
+        ]
+        for rows_, prediction in predictions.items():
+            lines.append(
+                f"| {rows_:.0e} | "
+                + " | ".join(f"{p['efficiency']:.0%}" for p in prediction)
+                + " |"
+            )
+    write_json(prefix + ".json", out)
+    _plot(rows, out.get("predictions"), prefix + ".png", kind)
+    return lines
+
+
+def _plot(rows, predictions, path, kind) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return  # plots are optional: pip install 'mpigd[plot]'
+    ranks = [r["ranks"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    ax = axes[0]
+    ax.errorbar(
+        ranks,
+        [r["speedup"] for r in rows],
+        fmt="o-",
+        label="measured (median)",
+        yerr=[
+            [r["speedup"] - rows[0]["eval_median"] / r["eval_max"] for r in rows],
+            [rows[0]["eval_median"] / r["eval_min"] - r["speedup"] for r in rows],
+        ],
+    )
+    if kind == "strong":
+        ax.plot(ranks, ranks, "k--", label="ideal")
+        bandwidth = [r["stream_gb_s"] / rows[0]["stream_gb_s"] for r in rows]
+        ax.plot(ranks, bandwidth, "g:", label="read-bandwidth bound")
+    ax.set(
+        xlabel="ranks",
+        ylabel="speed-up T1/TP" if kind == "strong" else "T1/TP",
+        title=f"{kind} scaling",
+    )
+    ax.legend()
+    ax = axes[1]
+    bottom = [0.0] * len(rows)
+    for key, label in (("compute", "local pass"), ("allreduce", "Allreduce (incl. wait)")):
+        values = [r[key] * 1e3 for r in rows]
+        ax.bar([str(p) for p in ranks], values, bottom=bottom, label=label)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    ax.set(xlabel="ranks", ylabel="ms per evaluation (max over ranks)", title="time breakdown")
+    ax.legend()
+    ax = axes[2]
+    ax.plot(ranks, [r["stream_gb_s"] for r in rows], "s-", label="memory read (measured)")
+    ax.plot(ranks, [r["pass_gb_s"] for r in rows], "o-", label="gradient pass (achieved)")
+    ax.set(xlabel="ranks", ylabel="GB/s, all ranks", title="bandwidth")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    if predictions:
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        for rows_, prediction in predictions.items():
+            ax.semilogx(
+                [p["ranks"] for p in prediction],
+                [p["efficiency"] for p in prediction],
+                "--",
+                label=f"MODEL, {float(rows_):.0e} rows",
+            )
+        ax.plot(ranks, [r["efficiency"] for r in rows], "ko", label="measured")
+        ax.set(
+            xlabel="ranks",
+            ylabel="parallel efficiency",
+            ylim=(0, 1.1),
+            title="alpha-beta model (not a measurement)",
+        )
+        ax.legend()
+        fig.tight_layout()
+        model_path = path.removesuffix(".png") + "-model.png"
+        with atomic_path(model_path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+        plt.close(fig)
