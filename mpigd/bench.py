@@ -157,10 +157,11 @@ def measure(
     }
 
 
-def summarize(records: list[dict]) -> list[dict]:
+def summarize(records: list[dict], kind: str = "strong") -> list[dict]:
     """One row per rank count: median, min and max over repeated runs of the time per
-    evaluation, speed-up ``T1 / TP`` (for weak scaling this is the efficiency), and the
-    breakdown and bandwidths. Records with 1 rank give the baseline. Collective: no."""
+    evaluation, ``speedup = T1 / TP`` and the efficiency (``T1 / (P TP)`` for strong
+    scaling, ``T1 / TP`` for weak scaling, where the data grows with P), the breakdown and
+    the bandwidths. Records with 1 rank give the baseline. Collective: no."""
     by_ranks: dict[int, list[dict]] = {}
     for record in records:
         by_ranks.setdefault(record["ranks"], []).append(record)
@@ -180,7 +181,7 @@ def summarize(records: list[dict]) -> list[dict]:
                 "eval_min": min(t),
                 "eval_max": max(t),
                 "speedup": base / median,
-                "efficiency": base / median / ranks,
+                "efficiency": base / median / (ranks if kind == "strong" else 1),
                 "compute": statistics.median(r["compute_median"] for r in group),
                 "allreduce": statistics.median(r["allreduce_median"] for r in group),
                 "imbalance": statistics.median(r["compute_spread"] for r in group),

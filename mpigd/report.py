@@ -55,7 +55,7 @@ def report(paths: list[str], prefix: str, kind: str = "strong") -> list[str]:
     Returns the lines of a Markdown table and the model's predictions."""
     records = load_records(paths)
     try:
-        rows = summarize(records)
+        rows = summarize(records, kind)
     except ValueError as exc:
         raise MpigdError(str(exc)) from exc
     gain = "speed-up" if kind == "strong" else "T1/TP (weak)"
@@ -109,6 +109,16 @@ def report(paths: list[str], prefix: str, kind: str = "strong") -> list[str]:
                 + " | ".join(f"{p['efficiency']:.0%}" for p in prediction)
                 + " |"
             )
+        # The question the README answers: 10^9 rows x 100 features on 1024 ranks, with the
+        # per-row time scaled by the row's width (the pass is bound by bytes read).
+        wide = predict(model, seconds_per_row * 100 / features, 100, 10**9, [1024])[0]
+        out["prediction_1e9x100_1024"] = wide
+        lines += [
+            "",
+            f"MODEL: 1e9 rows x 100 features on 1024 ranks: {wide['eval_s'] * 1e3:.1f} "
+            f"ms per evaluation, of which Allreduce {wide['allreduce_s'] * 1e6:.0f} us; "
+            f"efficiency {wide['efficiency']:.1%}",
+        ]
     write_json(prefix + ".json", out)
     _plot(rows, out.get("predictions"), prefix + ".png", kind)
     return lines
