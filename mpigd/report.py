@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import statistics
 from pathlib import Path
 
 from .bench import fit_allreduce_model, predict, summarize
@@ -94,6 +95,8 @@ def report(paths: list[str], prefix: str, kind: str = "strong") -> list[str]:
             seconds_per_row=seconds_per_row,
             predictions={str(k): v for k, v in predictions.items()},
         )
+        latency = statistics.median(r["allreduce_latency"] for r in records if r["ranks"] > 1)
+        lines += ["", f"measured: Allreduce of one number takes {latency * 1e6:.1f} us (median)"]
         lines += [
             "",
             f"MODEL (not measured): Allreduce alpha = {model['alpha_s'] * 1e6:.2f} us, "
@@ -133,7 +136,7 @@ def _plot(rows, predictions, path, kind) -> None:
     except ImportError:
         return  # plots are optional: pip install 'mpigd[plot]'
     ranks = [r["ranks"] for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
     ax = axes[0]
     ax.errorbar(
         ranks,
@@ -164,6 +167,11 @@ def _plot(rows, predictions, path, kind) -> None:
     ax.set(xlabel="ranks", ylabel="ms per evaluation (max over ranks)", title="time breakdown")
     ax.legend()
     ax = axes[2]
+    ax.plot(ranks, [r["efficiency"] for r in rows], "o-", label="measured (median)")
+    ax.axhline(1.0, color="k", linestyle="--", label="ideal")
+    ax.set(xlabel="ranks", ylabel="parallel efficiency", ylim=(0, 1.1), title="efficiency")
+    ax.legend()
+    ax = axes[3]
     ax.plot(ranks, [r["stream_gb_s"] for r in rows], "s-", label="memory read (measured)")
     ax.plot(ranks, [r["pass_gb_s"] for r in rows], "o-", label="gradient pass (achieved)")
     ax.set(xlabel="ranks", ylabel="GB/s, all ranks", title="bandwidth")

@@ -28,6 +28,7 @@ def record(ranks, eval_s, compute_s, cores=2):
         "pass_gb_s": 1.0 * ranks,
         "stream_gb_s": 4.0 * ranks,
         "rows_per_s": 1000 / eval_s,
+        "allreduce_latency": ALPHA,
         "allreduce_sweep": sweep,
         "machine": {"cores": cores},
     }
