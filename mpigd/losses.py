@@ -157,7 +157,9 @@ def split(theta: np.ndarray, n_features: int, n_outputs: int = 1):
     return theta[: n_features * n_outputs].reshape(n_features, n_outputs), theta[-n_outputs:]
 
 
-def _blocks(X, block_bytes):
+def row_blocks(X: np.ndarray, block_bytes: int = BLOCK_BYTES):
+    """``(rows, X_b)`` for consecutive blocks of about ``block_bytes`` of float64 rows;
+    ``X_b`` is widened to float64 (a copy only for float32 or integer X)."""
     rows = max(1, block_bytes // (8 * max(X.shape[1], 1)))
     for start in range(0, X.shape[0], rows):
         yield slice(start, start + rows), np.asarray(X[start : start + rows], dtype=np.float64)
@@ -207,7 +209,7 @@ def local_sums(
     grad_sum[:] = 0.0
     grad_W, grad_b = split(grad_sum, n, K)
     loss_sum = 0.0
-    for rows, X_b in _blocks(X, block_bytes):
+    for rows, X_b in row_blocks(X, block_bytes):
         values, dz = loss.values_and_derivative(X_b @ W + b, y[rows])
         if weights is not None:
             values = values * weights[rows]
@@ -229,7 +231,7 @@ def local_hessian(X, y, theta, loss, *, weights=None, block_bytes=BLOCK_BYTES) -
     n = X.shape[1]
     w, b = split(theta, n)
     hessian = np.zeros((n + 1, n + 1))
-    for rows, X_b in _blocks(X, block_bytes):
+    for rows, X_b in row_blocks(X, block_bytes):
         d = loss.curvature(X_b @ w + b, y[rows])
         if weights is not None:
             d = d * weights[rows]
@@ -247,7 +249,7 @@ def local_hessp(X, y, theta, v, loss, *, weights=None, block_bytes=BLOCK_BYTES) 
     w, b = split(theta, n)
     v_w, v_b = split(v, n)
     out = np.zeros(n + 1)
-    for rows, X_b in _blocks(X, block_bytes):
+    for rows, X_b in row_blocks(X, block_bytes):
         d = loss.curvature(X_b @ w + b, y[rows])
         if weights is not None:
             d = d * weights[rows]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .losses import BLOCK_BYTES, PointwiseLoss, local_hessian, local_hessp, local_sums, split
+from .losses import PointwiseLoss, local_hessian, local_hessp, local_sums, row_blocks, split
 from .parallel import allreduce_sum, rows_before, wtime
 
 
@@ -81,9 +81,8 @@ def standardization(comm, X_local: np.ndarray, shift: np.ndarray) -> Scaling:
     """
     n = X_local.shape[1]
     sums = np.zeros(2 * n + 1)
-    rows = max(1, BLOCK_BYTES // (8 * max(n, 1)))
-    for start in range(0, X_local.shape[0], rows):
-        centred = np.asarray(X_local[start : start + rows], dtype=np.float64) - shift
+    for _, X_b in row_blocks(X_local):
+        centred = X_b - shift
         sums[:n] += centred.sum(axis=0)
         sums[n : 2 * n] += np.einsum("ij,ij->j", centred, centred)
     sums[2 * n] = X_local.shape[0]
