@@ -156,6 +156,7 @@ class Objective:
         # Global index of this rank's first row, for mini-batches: ranks hold consecutive
         # blocks in rank order, so it is the row count of the ranks before this one.
         self.first_row = rows_before(comm, len(y_local))
+        self.local_weight = self._weight(y_local, weights)
         self.stop_flag = stop_flag
         self.n_features = X_local.shape[1]
         self.n_outputs = loss.n_outputs
@@ -179,10 +180,10 @@ class Objective:
         self.stop_requested = bool(buffer[-1])
         return buffer[-2]
 
-    def _local_weight(self, rows=slice(None)) -> float:
-        if self.weights is None:
-            return float(len(self.y_local[rows]))
-        return float(self.weights[rows].sum())
+    @staticmethod
+    def _weight(y: np.ndarray, weights: np.ndarray | None) -> float:
+        """The weight of some rows: their count, or the sum of their weights."""
+        return float(len(y)) if weights is None else float(weights.sum())
 
     # -- parameters ---------------------------------------------------------------------
     def raw(self, theta: np.ndarray) -> np.ndarray:
@@ -204,19 +205,9 @@ class Objective:
     @np.errstate(over="ignore", invalid="ignore")
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Loss and gradient at ``theta`` (shape (p,)); the gradient is a new array."""
-        start = wtime()
-        p = self.size
-        buffer = np.empty(p + 3)
-        buffer[0], _ = local_sums(
-            self.X_local,
-            self.y_local,
-            self.raw(theta),
-            self.loss,
-            out=buffer[1 : p + 1],
-            weights=self.weights,
+        return self._loss_gradient(
+            theta, self.X_local, self.y_local, self.weights, self.local_weight, wtime()
         )
-        total = self._reduce(buffer, self._local_weight(), start)
-        return self._finish(theta, buffer[0], buffer[1 : p + 1], total)
 
     @np.errstate(over="ignore", invalid="ignore")
     def batch(self, theta: np.ndarray, rows: np.ndarray) -> tuple[float, np.ndarray]:
@@ -229,17 +220,18 @@ class Objective:
         mine = rows[(rows >= self.first_row) & (rows < self.first_row + len(self.y_local))]
         mine = mine - self.first_row
         weights = None if self.weights is None else self.weights[mine]
+        y = self.y_local[mine]
+        return self._loss_gradient(
+            theta, self.X_local[mine], y, weights, self._weight(y, weights), start
+        )
+
+    def _loss_gradient(self, theta, X, y, weights, local_weight, start):
+        """One packed reduction of the loss and gradient sums over rows ``X``, ``y``."""
         p = self.size
         buffer = np.empty(p + 3)
         buffer[0], _ = local_sums(
-            self.X_local[mine],
-            self.y_local[mine],
-            self.raw(theta),
-            self.loss,
-            out=buffer[1 : p + 1],
-            weights=weights,
+            X, y, self.raw(theta), self.loss, out=buffer[1 : p + 1], weights=weights
         )
-        local_weight = float(len(mine)) if weights is None else float(weights.sum())
         total = self._reduce(buffer, local_weight, start)
         return self._finish(theta, buffer[0], buffer[1 : p + 1], total)
 
@@ -260,7 +252,7 @@ class Objective:
         buffer[p + 1 : p + 1 + p * p] = local_hessian(
             self.X_local, self.y_local, raw, self.loss, weights=self.weights
         ).ravel()
-        total = self._reduce(buffer, self._local_weight(), start)
+        total = self._reduce(buffer, self.local_weight, start)
         f, g = self._finish(theta, buffer[0], buffer[1 : p + 1], total)
         H = buffer[p + 1 : p + 1 + p * p].reshape(p, p) / total
         if self.scaling is not None:
@@ -279,7 +271,7 @@ class Objective:
         buffer[:p] = local_hessp(
             self.X_local, self.y_local, self.raw(theta), raw_v, self.loss, weights=self.weights
         )
-        total = self._reduce(buffer, self._local_weight(), start)
+        total = self._reduce(buffer, self.local_weight, start)
         Hv = buffer[:p] / total
         if self.scaling is not None:
             Hv = self.scaling.to_scaled_gradient(Hv)
