@@ -24,10 +24,11 @@ from threadpoolctl import threadpool_limits
 
 from mpigd.data import inspect_dataset, read_block
 from mpigd.files import atomic_path
+from mpigd.fit import optimizer_arguments
 from mpigd.losses import make_loss
 from mpigd.objective import Objective
 from mpigd.optimize import OPTIMIZERS, newton
-from mpigd.parallel import library_version, max_over_ranks, print0
+from mpigd.parallel import barrier, library_version, max_over_ranks, print0
 
 GAP = 1e-6
 OPTIONS = {"gd": {"max_iter": 100_000}, "nesterov": {"max_iter": 100_000}, "sgd": {"max_iter": 20}}
@@ -40,16 +41,6 @@ class Reached(Exception):
 def run_to_target(comm, f, name, info, target):
     """Run optimiser ``name`` on objective ``f`` from zero until the loss reaches
     ``target``; return the objective, the last iteration and loss seen, and seconds."""
-    extras = {
-        "hess_fun": f.hessian,
-        "hessp": f.hessp,
-        "batch_fun": f.batch,
-        "n_rows": info.n_rows,
-        "batch_size": 1024,
-        "seed": 0,
-        "lr": None,
-        "penalty": None,
-    }
     seen = {"nit": 0, "loss": np.inf}
 
     def stop_at_target(progress):
@@ -58,7 +49,7 @@ def run_to_target(comm, f, name, info, target):
             raise Reached
 
     spec = OPTIMIZERS[name]
-    comm.Barrier()
+    barrier(comm)
     start = MPI.Wtime()
     try:
         spec.run(
@@ -68,7 +59,7 @@ def run_to_target(comm, f, name, info, target):
             ftol=0.0,
             callback=stop_at_target,
             **OPTIONS.get(name, {}),
-            **{k: extras[k] for k in spec.needs},
+            **optimizer_arguments(spec, f, info.n_rows),
         )
     except Reached:
         pass

@@ -30,7 +30,14 @@ from .errors import Diverged, MpigdError, Preempted
 from .losses import MODELS, class_label_problem, make_loss
 from .model import LinearModel
 from .objective import Objective, standardization
-from .optimize import OPTIMIZERS, L1Penalty, OptimizeResult, Progress, SingularSystem
+from .optimize import (
+    OPTIMIZERS,
+    L1Penalty,
+    Optimizer,
+    OptimizeResult,
+    Progress,
+    SingularSystem,
+)
 from .optimize import check_stopping as check_stopping_options
 from .parallel import (
     agreed,
@@ -72,6 +79,33 @@ def choose_optimizer(model: str, l1: float, n_features: int) -> str:
     if model == "linear" and n_features + 1 <= NORMAL_MAX_PARAMETERS:
         return "normal"
     return "lbfgs"
+
+
+def optimizer_arguments(
+    spec: Optimizer,
+    objective: Objective,
+    n_rows: int,
+    *,
+    lr=None,
+    l1: float = 0.0,
+    batch_size: int = 1024,
+    seed: int = 0,
+) -> dict:
+    """The keyword arguments beyond ``fun`` and the stopping options that optimiser
+    ``spec`` needs (``spec.needs``), taken from ``objective`` and the options."""
+    mask = np.zeros(objective.size, dtype=bool)
+    mask[: objective.n_features * objective.n_outputs] = True  # W, not the intercepts
+    available = {
+        "lr": lr,
+        "penalty": L1Penalty(l1, mask) if l1 > 0 else None,
+        "hess_fun": objective.hessian,
+        "hessp": objective.hessp,
+        "batch_fun": objective.batch,
+        "n_rows": n_rows,
+        "batch_size": batch_size,
+        "seed": seed,
+    }
+    return {key: available[key] for key in spec.needs}
 
 
 def _check_options(model, optimizer, l2, l1, class_weight, batch_size, **stopping) -> None:
@@ -245,18 +279,6 @@ def fit(
             scaling=scaling,
             stop_flag=stop_flag,
         )
-        mask = np.zeros(objective.size, dtype=bool)
-        mask[: info.n_features * loss.n_outputs] = True  # W, not the intercepts
-        extras = {
-            "lr": lr,
-            "penalty": L1Penalty(l1, mask) if l1 > 0 else None,
-            "hess_fun": objective.hessian,
-            "hessp": objective.hessp,
-            "batch_fun": objective.batch,
-            "n_rows": info.n_rows,
-            "batch_size": batch_size,
-            "seed": seed,
-        }
         if checkpoint is not None:
             callback = _checkpointing(
                 comm,
@@ -280,7 +302,9 @@ def fit(
                 callback=callback,
                 resume=state,
                 **stopping,
-                **{k: extras[k] for k in spec.needs},
+                **optimizer_arguments(
+                    spec, objective, info.n_rows, lr=lr, l1=l1, batch_size=batch_size, seed=seed
+                ),
             )
         except SingularSystem as exc:
             raise MpigdError(
