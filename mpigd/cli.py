@@ -16,7 +16,15 @@ from .files import output_problem, write_json
 from .fit import fit
 from .losses import MODELS
 from .optimize import OPTIMIZERS, Progress
-from .parallel import agreed, default_comm, library_version, print0, run_guarded, wtime
+from .parallel import (
+    agreed,
+    default_comm,
+    launcher_rank,
+    library_version,
+    print0,
+    run_guarded,
+    wtime,
+)
 from .report import report
 from .synthetic import make_dataset
 
@@ -317,7 +325,12 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``mpigd`` and ``python -m mpigd``. Collective: yes."""
-    comm = default_comm()
+    try:
+        comm = default_comm()
+    except MpigdError as exc:  # P copies of a 1-rank world: only the launcher's rank 0 says so
+        if launcher_rank() == 0:
+            print(f"mpigd: {exc.label}: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_status
     args = build_parser(comm.rank).parse_args(argv)
     warnings.formatwarning = _one_line_warning
     with threadpool_limits(limits=args.threads, user_api="blas"):

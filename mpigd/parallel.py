@@ -23,9 +23,61 @@ from .errors import EXIT_ABORTED, MpigdError
 wtime = MPI.Wtime
 
 
+#: Variables in which launchers tell each process how many they started, and its rank.
+_LAUNCHERS = (
+    ("srun", "SLURM_STEP_NUM_TASKS", "SLURM_PROCID"),
+    ("mpiexec (PMI)", "PMI_SIZE", "PMI_RANK"),
+    ("Open MPI's mpirun", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),
+)
+
+
+def _env_int(name: str) -> int | None:
+    try:
+        return int(os.environ[name])
+    except (KeyError, ValueError):
+        return None
+
+
+def launch_mismatch(size: int) -> str | None:
+    """Why a ``COMM_WORLD`` of ``size`` processes cannot be what the launcher started,
+    or None. A launcher that started P > 1 processes whose MPI library did not reach its
+    process-management interface (PMI) leaves each one alone in a world of size 1: P
+    separate copies of the job. Collective: no."""
+    if size != 1:
+        return None
+    for launcher, size_var, _ in _LAUNCHERS:
+        started = _env_int(size_var)
+        if started is not None and started > 1:
+            return (
+                f"{launcher} started {started} processes ({size_var}={started}) but MPI sees "
+                f"only 1, so each would train alone: {library_version()} did not connect to "
+                "the launcher's PMI. With srun use --mpi=pmi2 for MPICH or --mpi=pmix for "
+                "Open MPI (srun --mpi=list shows the choices), or start mpigd with the "
+                "mpiexec of the MPI that mpi4py uses"
+            )
+    return None
+
+
+def launcher_rank() -> int:
+    """This process's rank as its launcher numbered it (0 when there is no launcher).
+    Collective: no."""
+    for _, _, rank_var in _LAUNCHERS:
+        rank = _env_int(rank_var)
+        if rank is not None:
+            return rank
+    return 0
+
+
 def default_comm(comm: MPI.Comm | None = None) -> MPI.Comm:
-    """``comm``, or ``COMM_WORLD`` when it is None. Collective: no."""
-    return MPI.COMM_WORLD if comm is None else comm
+    """``comm``, or ``COMM_WORLD`` when it is None; then an :class:`MpigdError` if the
+    launcher started more processes than ``COMM_WORLD`` holds (:func:`launch_mismatch`).
+    Collective: no."""
+    if comm is not None:
+        return comm
+    problem = launch_mismatch(MPI.COMM_WORLD.size)
+    if problem:
+        raise MpigdError(problem)
+    return MPI.COMM_WORLD
 
 
 def print0(comm: MPI.Comm, *args, file=None) -> None:
@@ -127,8 +179,9 @@ def memory_per_rank(comm: MPI.Comm) -> float:
 
 
 def library_version() -> str:
-    """First line of the MPI library's version string. Collective: no."""
-    return " ".join(MPI.Get_library_version().splitlines()[0].split())
+    """First line of the MPI library's version string (Open MPI's carries a NUL, which
+    HDF5 attributes refuse). Collective: no."""
+    return " ".join(MPI.Get_library_version().replace("\0", "").splitlines()[0].split())
 
 
 def _rank_list(ranks: list[int], shown: int = 8) -> str:

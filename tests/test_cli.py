@@ -81,3 +81,15 @@ def test_data_make(tmp_path):
     with h5py.File(out) as f:
         assert f["X"].shape == (1000, 4) and f["X"].dtype == np.float32
         assert f.attrs["kind"] == "linear"
+
+
+@pytest.mark.parametrize(("rank", "says"), [("0", True), ("2", False)])
+def test_launcher_world_mismatch_stops_before_work(data, tmp_path, monkeypatch, capsys, rank, says):
+    """PMI_SIZE=3 but a world of 1: exit 2, explained by the launcher's rank 0 only."""
+    monkeypatch.setenv("PMI_SIZE", "3")
+    monkeypatch.setenv("PMI_RANK", rank)
+    out = tmp_path / "m.h5"
+    assert main(["train", str(data), "--model", "linear", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert ("mpiexec (PMI) started 3 processes" in err) == says
+    assert not out.exists()

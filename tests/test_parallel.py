@@ -43,3 +43,42 @@ def test_errors_on_some_ranks_name_them():
 )
 def test_memory_sizes(text, value):
     assert _parse_bytes(text) == value
+
+
+def test_library_version_drops_the_nul_open_mpi_appends(monkeypatch):
+    from mpigd import parallel
+
+    monkeypatch.setattr(parallel.MPI, "Get_library_version", lambda: "Open MPI v5.0.11\x00")
+    assert parallel.library_version() == "Open MPI v5.0.11"
+
+
+@pytest.mark.parametrize(
+    ("variable", "launcher"),
+    [
+        ("SLURM_STEP_NUM_TASKS", "srun"),
+        ("PMI_SIZE", "mpiexec (PMI)"),
+        ("OMPI_COMM_WORLD_SIZE", "Open MPI's mpirun"),
+    ],
+)
+def test_launch_mismatch_names_the_launcher_and_the_fix(monkeypatch, variable, launcher):
+    from mpigd.parallel import launch_mismatch
+
+    for name in ("SLURM_STEP_NUM_TASKS", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, "4")
+    problem = launch_mismatch(1)
+    assert problem.startswith(f"{launcher} started 4 processes ({variable}=4)")
+    assert "--mpi=pmi2" in problem
+    assert launch_mismatch(4) is None  # the world the launcher started
+    monkeypatch.setenv(variable, "1")
+    assert launch_mismatch(1) is None  # one process is not a mismatch
+
+
+def test_launcher_rank_reads_the_launcher_numbering(monkeypatch):
+    from mpigd.parallel import launcher_rank
+
+    for name in ("SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert launcher_rank() == 0
+    monkeypatch.setenv("PMI_RANK", "3")
+    assert launcher_rank() == 3

@@ -1,0 +1,224 @@
+"""The SLURM batch scripts, run by a real one-node SLURM (launch/slurm/local-cluster.sh).
+
+The cluster is started once for this module, installing its Debian packages if needed, and
+stopped at the end. Jobs are submitted with ``sbatch --wait``, which returns the job's exit
+status. Skipped, saying why, only where the cluster cannot be brought up: not root, or
+neither SLURM nor apt-get on the machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import h5py
+import pytest
+from conftest import ROOT
+
+from mpigd.model import load_model
+
+SCRIPTS = ROOT / "launch" / "slurm"
+FLIGHTS = ROOT / "data" / "flights.h5"
+JOB_TIMEOUT = 240  # seconds; longer than any job here, so a stuck job fails the test
+
+
+def _free_port_pair() -> int:
+    """A port p with p and p + 1 free (slurmctld and slurmd)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free pair of ports")
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """Environment for SLURM client commands and batch jobs on a fresh local cluster."""
+    if os.geteuid() != 0:
+        pytest.skip("a local SLURM needs root (slurmd and munged run as daemons)")
+    if shutil.which("slurmctld") is None and shutil.which("apt-get") is None:
+        pytest.skip("no SLURM and no apt-get to install it (Debian/Ubuntu only)")
+    # Short path: the munge socket lives in it, and socket paths are limited to 108 bytes.
+    state = tempfile.mkdtemp(prefix="mpigd-slurm-", dir="/tmp")
+    env = dict(os.environ, MPIGD_SLURM_PORT=str(_free_port_pair()))
+    script = [str(SCRIPTS / "local-cluster.sh")]
+    up = subprocess.run(
+        ["bash", *script, "start", state], env=env, capture_output=True, text=True, timeout=600
+    )
+    if up.returncode != 0:
+        subprocess.run(["bash", *script, "stop", state], env=env, timeout=60)
+        pytest.fail(f"local SLURM did not start:\n{up.stderr}")
+    env = dict(
+        os.environ,
+        SLURM_CONF=f"{state}/slurm.conf",
+        MPIGD_VENV=sys.prefix,  # the jobs use the environment running these tests
+        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    )
+    for key in [k for k in env if k.startswith(("SLURM_", "MPIGD_LAUNCHER", "PMI_"))]:
+        if key != "SLURM_CONF":
+            del env[key]  # a test run inside a SLURM job must not leak its own job's view
+    yield env
+    subprocess.run(["bash", *script, "stop", state], env=env, timeout=60)
+    shutil.rmtree(state, ignore_errors=True)
+
+
+def sbatch(env, cwd, *args, extra_env=None) -> tuple[int, str]:
+    """Submit a job, wait for it, and return its exit status and output file's text."""
+    done = subprocess.run(
+        ["sbatch", "--wait", "--parsable", "--output=job-%j.out", *map(str, args)],
+        env={**env, **(extra_env or {})},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=JOB_TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    job = done.stdout.strip().split(";")[0]
+    assert job.isdigit(), f"sbatch did not submit: {done.stderr}"
+    return done.returncode, (Path(cwd) / f"job-{job}.out").read_text()
+
+
+@pytest.mark.parametrize(("launcher", "ranks"), [("srun", 2), ("srun", 3), ("mpiexec", 3)])
+def test_train_job_runs_with_every_task(slurm, tmp_path, launcher, ranks):
+    status, log = sbatch(
+        slurm,
+        tmp_path,
+        f"--ntasks={ranks}",
+        SCRIPTS / "train.sbatch",
+        FLIGHTS,
+        "--model=logistic",
+        "--l2=1e-4",
+        "--out=model.h5",
+        extra_env={"MPIGD_LAUNCHER": launcher},
+    )
+    assert status == 0, log
+    model = load_model(tmp_path / "model.h5")
+    assert model.info["ranks"] == ranks  # one MPI job of that size, not copies of 1 rank
+    assert model.info["converged"]
+    assert f"{ranks} ranks" in log
+    assert not (tmp_path / "mpigd-train.ckpt.h5").exists()  # a finished run cleans up
+
+
+def test_srun_without_pmi_stops_with_one_explanation(slurm, tmp_path):
+    """The classic mismatch: srun starts 3 tasks whose MPI cannot reach srun's PMI."""
+    done = subprocess.run(
+        [
+            "srun",
+            "--mpi=none",
+            "-n",
+            "3",
+            "mpigd",
+            "train",
+            FLIGHTS,
+            "--model",
+            "logistic",
+            "--out",
+            "model.h5",
+        ],
+        env=slurm,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=JOB_TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2
+    explanations = re.findall(r"mpigd: error: srun started 3 processes .*", done.stderr)
+    assert len(explanations) == 1, done.stderr
+    assert "--mpi=pmi2" in explanations[0]
+    assert not (tmp_path / "model.h5").exists()
+
+
+def test_strong_scaling_job_aggregates_every_rank_count(slurm, tmp_path):
+    status, log = sbatch(
+        slurm,
+        tmp_path,
+        "--ntasks=4",
+        SCRIPTS / "strong-scaling.sbatch",
+        "out",
+        FLIGHTS,
+        1,
+        2,
+        4,
+        extra_env={"REPEATS": "1", "EVALS": "3"},
+    )
+    assert status == 0, log
+    with open(tmp_path / "out" / "strong.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(row["ranks"]) for row in rows] == [1, 2, 4]
+    assert float(rows[0]["speedup"]) == 1.0
+    for p in (1, 2, 4):
+        record = json.loads((tmp_path / "out" / f"strong-P{p}-run1.json").read_text())
+        assert record["ranks"] == p
+
+
+def test_weak_scaling_job_writes_its_data_and_csv(slurm, tmp_path):
+    status, log = sbatch(
+        slurm,
+        tmp_path,
+        "--ntasks=2",
+        SCRIPTS / "weak-scaling.sbatch",
+        "out",
+        500,
+        4,
+        extra_env={"REPEATS": "1", "EVALS": "3"},
+    )
+    assert status == 0, log
+    with open(tmp_path / "out" / "weak.csv") as f:
+        assert [int(row["ranks"]) for row in csv.DictReader(f)] == [1, 2]
+    with h5py.File(tmp_path / "out" / "weak-P2.h5", "r") as f:
+        assert f["X"].shape == (1000, 4)
+
+
+def test_time_limit_checkpoints_and_resubmission_completes(slurm, tmp_path):
+    """A 2-minute job that would run for ever gets USR1 55 s before its limit (SLURM may
+    send it up to 60 s earlier, so 5 to 65 s after the start), checkpoints and exits with
+    75; the same submission then resumes from the checkpoint."""
+    train = [
+        SCRIPTS / "train.sbatch",
+        FLIGHTS,
+        "--model=logistic",
+        "--optimizer=gd",
+        "--lr=0.5",
+        "--tol=0",
+        "--ftol=0",
+        "--out=model.h5",
+    ]
+    status, log = sbatch(
+        slurm,
+        tmp_path,
+        "--ntasks=2",
+        "--time=2",
+        "--signal=B:USR1@55",
+        *train,
+        "--max-iter=100000000",
+    )
+    assert status == 75, log
+    assert "USR1: asking mpigd to checkpoint" in log
+    stopped = re.search(r"mpigd: preempted: SIGUSR1 at iteration (\d+)", log)
+    assert stopped, log
+    checkpoint = tmp_path / "mpigd-train.ckpt.h5"
+    assert checkpoint.exists() and not (tmp_path / "model.h5").exists()
+
+    until = int(stopped[1]) + 5
+    status, log = sbatch(slurm, tmp_path, "--ntasks=2", *train, f"--max-iter={until}")
+    assert status == 0, log
+    assert "resuming from" in log
+    model = load_model(tmp_path / "model.h5")
+    assert model.info["iterations"] == until
+    assert model.info["resumed_from"] == str(checkpoint)
+    assert not checkpoint.exists()
