@@ -26,6 +26,7 @@ from .parallel import (
     wtime,
 )
 from .report import report
+from .scoring import evaluate, predict
 from .synthetic import make_dataset
 
 
@@ -129,6 +130,31 @@ def build_parser(rank: int = 0) -> argparse.ArgumentParser:
     )
     train.set_defaults(func=_train)
 
+    evaluate = commands.add_parser(
+        "evaluate",
+        parents=[common],
+        help="metrics of a model on labelled data",
+        description="Score a model on labelled data; each rank scores its own rows.",
+    )
+    evaluate.add_argument("model", help="model file written by mpigd train")
+    evaluate.add_argument("data", help="HDF5 file with X and y")
+    evaluate.add_argument("--json", metavar="PATH", help="also write the metrics as JSON")
+    evaluate.add_argument("--x-key", default="X", help="name of the feature dataset")
+    evaluate.add_argument("--y-key", default="y", help="name of the label dataset")
+    evaluate.set_defaults(func=_evaluate)
+
+    predict = commands.add_parser(
+        "predict",
+        parents=[common],
+        help="write predictions for every row",
+        description="Predict every row of X; each rank predicts its own rows.",
+    )
+    predict.add_argument("model", help="model file written by mpigd train")
+    predict.add_argument("data", help="HDF5 file with X (labels are not needed)")
+    predict.add_argument("--out", required=True, help="HDF5 file to write")
+    predict.add_argument("--x-key", default="X", help="name of the feature dataset")
+    predict.set_defaults(func=_predict)
+
     bench = commands.add_parser("bench", help="scaling measurements").add_subparsers(
         dest="bench_command", required=True
     )
@@ -195,10 +221,11 @@ def _reporter(comm, quiet: bool):
     return (lambda *parts: None) if quiet else (lambda *parts: print0(comm, *parts))
 
 
-def _check_output(comm, path) -> None:
-    """Fail on every rank, before any work, if rank 0 cannot write ``path``."""
+def _check_output(comm, path, inputs=()) -> None:
+    """Fail on every rank, before any work, if rank 0 cannot write ``path`` (or it is
+    one of the ``inputs``)."""
     with agreed(comm, root=0):
-        problem = output_problem(path) if comm.rank == 0 else None
+        problem = output_problem(path, inputs) if comm.rank == 0 else None
         if problem:
             raise MpigdError(problem)
 
@@ -256,6 +283,58 @@ def _save(model, path) -> None:
         model.save(path)
     except OSError as exc:
         raise MpigdError(f"cannot write {path}: {exc}") from exc
+
+
+def _metric_lines(scores: dict) -> list[str]:
+    """The metrics as an aligned two-column table."""
+    names = {
+        "rows": "rows",
+        "rmse": "RMSE",
+        "mae": "MAE",
+        "r2": "R^2",
+        "log_loss": "log-loss",
+        "accuracy": "accuracy",
+        "precision": "precision",
+        "recall": "recall",
+        "f1": "F1",
+        "roc_auc": "ROC AUC",
+    }
+    lines = []
+    for key, name in names.items():
+        if key in scores:
+            value = scores[key]
+            text = f"{value:,}" if isinstance(value, int) else f"{value:.6f}"
+            if key == "roc_auc":
+                bound = scores["roc_auc_bound"]
+                text += " (exact)" if bound == 0 else f" (+- {bound:.1e})"
+            lines.append(f"  {name:<10} {text}")
+    if "confusion_matrix" in scores:
+        lines.append("  confusion matrix (rows: true class, columns: predicted)")
+        lines += ["    " + " ".join(f"{c:>10,}" for c in row) for row in scores["confusion_matrix"]]
+    return lines
+
+
+def _evaluate(args, comm) -> int:
+    say = _reporter(comm, args.quiet)
+    if args.json:
+        _check_output(comm, args.json, [args.model, args.data])
+    scores = evaluate(args.data, args.model, comm=comm, x_key=args.x_key, y_key=args.y_key)
+    say(f"{scores['model']} model {args.model} on {args.data} ({comm.size} ranks):")
+    for line in _metric_lines(scores):
+        say(line)
+    if args.json:
+        with agreed(comm, root=0):
+            if comm.rank == 0:
+                write_json(args.json, {**scores, "model_path": os.path.abspath(args.model)})
+        say(f"metrics written to {args.json}")
+    return 0
+
+
+def _predict(args, comm) -> int:
+    _check_output(comm, args.out, [args.model, args.data])
+    rows = predict(args.data, args.model, args.out, comm=comm, x_key=args.x_key)
+    _reporter(comm, args.quiet)(f"{rows:,} predictions written to {args.out}")
+    return 0
 
 
 def _bench_run(args, comm) -> int:

@@ -26,11 +26,11 @@ class DatasetInfo:
 
     path: str
     x_key: str
-    y_key: str
+    y_key: str | None  # None: features only (prediction)
     n_rows: int
     n_features: int
     x_dtype: np.dtype
-    y_dtype: np.dtype
+    y_dtype: np.dtype | None
     weight_key: str | None = None
 
 
@@ -42,7 +42,7 @@ class LocalData:
     start: int
     stop: int
     X: np.ndarray  # (stop - start, n), float32 or float64
-    y: np.ndarray  # (stop - start,), float64
+    y: np.ndarray | None  # (stop - start,), float64; None without labels
     weights: np.ndarray | None = None  # (stop - start,), float64
 
 
@@ -68,9 +68,13 @@ def _get_dataset(f: h5py.File, key: str, path: str) -> h5py.Dataset:
 
 
 def inspect_dataset(
-    path: str | os.PathLike, x_key: str = "X", y_key: str = "y", weight_key: str | None = None
+    path: str | os.PathLike,
+    x_key: str = "X",
+    y_key: str | None = "y",
+    weight_key: str | None = None,
 ) -> DatasetInfo:
     """Check that ``path`` holds a valid ``X``, ``y`` (and weights) and describe it.
+    ``y_key=None`` checks the features only.
 
     Reads metadata only, so every rank can call it and reach the same verdict.
     Collective: no.
@@ -91,7 +95,7 @@ def inspect_dataset(
         raise MpigdError(f"cannot read data file {path}: {exc.strerror or exc}") from exc
     if not is_hdf5:
         raise MpigdError(f"not an HDF5 file: {path}")
-    keys = [x_key, y_key] + ([weight_key] if weight_key else [])
+    keys = [x_key] + [key for key in (y_key, weight_key) if key]
     try:
         with h5py.File(path, "r") as f:
             layout = {
@@ -118,7 +122,8 @@ def inspect_dataset(
         problem = _numeric_problem(key, layout[key][1])
         if problem:
             raise MpigdError(f"{path}: {problem}")
-    return DatasetInfo(path, x_key, y_key, m, n, x_dtype, layout[y_key][1], weight_key)
+    y_dtype = layout[y_key][1] if y_key else None
+    return DatasetInfo(path, x_key, y_key, m, n, x_dtype, y_dtype, weight_key)
 
 
 def first_row(info: DatasetInfo) -> np.ndarray:
@@ -227,4 +232,4 @@ def read_block(info: DatasetInfo, rank: int, size: int) -> LocalData:
             f"{info.path}: '{info.weight_key}' holds "
             f"{np.count_nonzero(weights < 0)} negative weights in rows {start}:{stop}"
         )
-    return LocalData(info, start, stop, X, columns[info.y_key], weights)
+    return LocalData(info, start, stop, X, columns.get(info.y_key), weights)

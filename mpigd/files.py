@@ -13,14 +13,17 @@ from typing import Any
 import numpy as np
 
 
-def output_problem(path: str | os.PathLike) -> str | None:
-    """Why ``path`` cannot be written as an output file, or None if it can.
+def output_problem(path: str | os.PathLike, inputs=()) -> str | None:
+    """Why ``path`` cannot be written as an output file, or None if it can. It must not
+    be one of the ``inputs``: input files are never written to.
 
     Checked before training so that a bad ``--out`` fails in seconds, not after the run.
     Collective: no.
     """
     path = Path(path)
     folder = path.parent
+    if any(path.resolve() == Path(i).resolve() for i in inputs):
+        return f"output {path} is an input file; choose another name"
     if path.is_dir():
         return f"output path is a folder: {path}"
     if not folder.is_dir():

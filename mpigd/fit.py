@@ -241,7 +241,7 @@ def fit(
     )
     if checkpoint_every < 1:
         raise MpigdError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
-    info, local = _read(comm, data, x_key, y_key, weight_key, model)
+    info, local = read_rows(comm, data, x_key, y_key, weight_key, model)
     n_classes = _n_classes(comm, local) if model == "softmax" else 2
     loss = make_loss(model, n_classes)
     weights = _weights(comm, local, class_weight, n_classes)
@@ -357,10 +357,19 @@ def fit(
     return FitResult(fitted, result, timings)
 
 
-def _read(comm, data, x_key, y_key, weight_key, model) -> tuple[DatasetInfo, LocalData]:
-    """Check the file, this rank's memory and its rows, agreeing on every failure."""
+def read_rows(
+    comm, data, x_key, y_key, weight_key, model, n_features: int | None = None
+) -> tuple[DatasetInfo, LocalData]:
+    """Check the file, this rank's memory and its rows, agreeing on every failure: the
+    labels must suit ``model`` (unless ``y_key`` is None) and, when given, X must have
+    ``n_features`` columns. Collective: yes."""
     with agreed(comm):
         info = inspect_dataset(data, x_key, y_key, weight_key)
+        if n_features is not None and info.n_features != n_features:
+            raise MpigdError(
+                f"{info.path}: '{x_key}' has {info.n_features} features but the model has "
+                f"{n_features}"
+            )
     budget = memory_per_rank(comm)
     with agreed(comm):
         problem = memory_problem(info, comm.rank, comm.size, budget)
@@ -368,6 +377,8 @@ def _read(comm, data, x_key, y_key, weight_key, model) -> tuple[DatasetInfo, Loc
             raise MpigdError(problem)
     with agreed(comm):
         local = read_block(info, comm.rank, comm.size)
+        if y_key is None:
+            return info, local
         check = class_label_problem if model == "softmax" else make_loss(model).label_problem
         problem = check(local.y)
         if problem:

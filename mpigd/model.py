@@ -12,7 +12,7 @@ from scipy.special import expit, softmax
 
 from .errors import MpigdError
 from .files import atomic_path, read_attrs
-from .losses import MODELS, split
+from .losses import MODELS, row_blocks, split
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,20 @@ class LinearModel:
         return self.arrays.get("loss_history")
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """``X @ coef + intercept``; X of shape (k, n) -> (k,) or (k, K)."""
-        return np.asarray(X, dtype=np.float64) @ self.coef + self.intercept
+        """``X @ coef + intercept``; X of shape (k, n) -> (k,) or (k, K).
+
+        Each row's value is summed in a fixed order that does not depend on the other
+        rows passed with it (a matrix-vector product may change its summation order with
+        the block's size or alignment), so the rows of a file get the same bits whatever
+        the number of ranks that share them out.
+        """
+        W = self.coef.reshape(len(self.coef), -1)
+        out = np.empty((len(X), W.shape[1]))
+        for rows, block in row_blocks(np.asarray(X)):
+            for k in range(W.shape[1]):
+                out[rows, k] = np.sum(block * W[:, k], axis=1)
+        out += self.intercept
+        return out.reshape(len(X), *self.coef.shape[1:])
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """P(y = 1 | x), shape (k,), for logistic; class probabilities (k, K) for softmax."""

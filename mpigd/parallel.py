@@ -218,6 +218,25 @@ def agree(comm: MPI.Comm, error: str | None, *, root: int | None = None) -> None
     raise MpigdError("; ".join(parts))
 
 
+def in_rank_order(comm: MPI.Comm, work: Callable[[], None]) -> None:
+    """Run ``work`` on one rank at a time, rank 0 first (each rank writing its part of a
+    file that only one process may hold open). An :class:`MpigdError` on one rank skips
+    the work of the ranks after it and is raised on every rank. Collective: yes (a chain
+    of point-to-point messages, then one broadcast)."""
+    error = comm.recv(source=comm.rank - 1, tag=_ORDER_TAG) if comm.rank > 0 else None
+    if error is None:
+        try:
+            work()
+        except MpigdError as exc:
+            error = f"{exc} (on rank {comm.rank})" if comm.size > 1 else str(exc)
+    if comm.rank < comm.size - 1:
+        comm.send(error, dest=comm.rank + 1, tag=_ORDER_TAG)
+    agree(comm, error, root=comm.size - 1)
+
+
+_ORDER_TAG = 77
+
+
 @contextmanager
 def agreed(comm: MPI.Comm, *, root: int | None = None) -> Iterator[None]:
     """Run a block on every rank; if it raises :class:`MpigdError` on any, raise on all.

@@ -1,0 +1,171 @@
+"""Quality metrics of a model over data spread across ranks.
+
+Each rank passes its own rows' targets and scores; every metric is built from sums,
+minima and maxima that one reduction combines, so the result is the metric of all rows,
+identical on every rank. Definitions follow scikit-learn's (``r2_score``, ``log_loss``,
+``roc_auc_score``, ...), which the tests compare against.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import logsumexp
+
+from .parallel import allreduce_sum, max_over_ranks
+
+
+def _sums(comm, *values) -> np.ndarray:
+    out = np.array(values, dtype=np.float64)
+    allreduce_sum(comm, out)
+    return out
+
+
+def regression(comm, y: np.ndarray, predicted: np.ndarray) -> dict:
+    """RMSE, MAE and R² of ``predicted`` against ``y``. R² uses the global mean of y
+    (a second reduction) instead of the cancellation-prone sum of squares. Collective: yes.
+    """
+    r = predicted - y
+    n, y_sum, sse, sae = _sums(comm, len(y), y.sum(), r @ r, np.abs(r).sum())
+    mean = y_sum / n
+    (sst,) = _sums(comm, np.square(y - mean).sum())
+    if sst > 0:
+        r2 = 1.0 - sse / sst
+    else:  # constant targets: scikit-learn's convention
+        r2 = 1.0 if sse == 0 else 0.0
+    return {"rows": int(n), "rmse": float(np.sqrt(sse / n)), "mae": float(sae / n), "r2": r2}
+
+
+def _divide(a: float, b: float) -> float:
+    """a / b, or 0 when b is 0 (scikit-learn's ``zero_division=0``)."""
+    return float(a / b) if b else 0.0
+
+
+def binary(comm, y: np.ndarray, z: np.ndarray) -> dict:
+    """Metrics of a logistic model with decision values ``z`` (log-odds) on labels 0/1.
+
+    The predicted class is 1 where z > 0 (probability above 1/2). Log-loss is computed
+    from z directly, exactly, with no clipping of probabilities. ROC AUC is exact
+    (:func:`roc_auc`); ``roc_auc_bound`` is its remaining uncertainty, 0 unless the scores
+    could not be separated. Collective: yes.
+    """
+    positive = y == 1
+    predicted = z > 0
+    log_loss = np.logaddexp(0.0, z) - y * z
+    tp, fp, fn, tn, loss_sum = _sums(
+        comm,
+        np.count_nonzero(positive & predicted),
+        np.count_nonzero(~positive & predicted),
+        np.count_nonzero(positive & ~predicted),
+        np.count_nonzero(~positive & ~predicted),
+        log_loss.sum(),
+    )
+    n = tp + fp + fn + tn
+    auc, bound = roc_auc(comm, z, positive)
+    return {
+        "rows": int(n),
+        "log_loss": float(loss_sum / n),
+        "accuracy": float((tp + tn) / n),
+        "precision": _divide(tp, tp + fp),
+        "recall": _divide(tp, tp + fn),
+        "f1": _divide(2 * tp, 2 * tp + fp + fn),
+        "roc_auc": auc,
+        "roc_auc_bound": bound,
+        "confusion_matrix": [[int(tn), int(fp)], [int(fn), int(tp)]],  # rows: true 0, 1
+    }
+
+
+def multiclass(comm, y: np.ndarray, Z: np.ndarray) -> dict:
+    """Accuracy, log-loss and confusion matrix of a softmax model with decision values
+    ``Z`` (rows, K) on labels 0 .. K-1. Collective: yes."""
+    k = Z.shape[1]
+    labels = y.astype(np.int64)
+    log_loss = logsumexp(Z, axis=1) - np.take_along_axis(Z, labels[:, None], 1)[:, 0]
+    confusion = np.bincount(labels * k + Z.argmax(axis=1), minlength=k * k).astype(np.float64)
+    sums = np.append(confusion, log_loss.sum())
+    allreduce_sum(comm, sums)
+    confusion = sums[:-1].reshape(k, k)
+    n = confusion.sum()
+    return {
+        "rows": int(n),
+        "log_loss": float(sums[-1] / n),
+        "accuracy": float(np.trace(confusion) / n),
+        "confusion_matrix": confusion.astype(np.int64).tolist(),  # rows: true class
+    }
+
+
+def roc_auc(
+    comm, scores: np.ndarray, positive: np.ndarray, *, cells: int = 2**16, rounds: int = 64
+) -> tuple[float, float]:
+    """Exact ROC AUC of scores spread over ranks, without gathering or sorting them.
+
+    AUC = (pairs (positive, negative) with the positive scored higher + half the ties)
+    / (positives x negatives). The score range is cut into equal cells; one reduction of
+    per-cell counts, minima and maxima settles every pair in different cells, and every
+    cell whose positives all lie above (or below) its negatives, or whose scores are all
+    equal. The few unsettled cells are cut again, over their own range, until none is
+    left: typically 2 or 3 rounds. Returns (auc, bound); the bound is 0 unless
+    ``rounds`` ran out, in which case unsettled pairs count as half and the bound is
+    their share. NaN (and bound 0) when only one class is present. Collective: yes.
+    """
+    n_pos, n_neg = _sums(comm, np.count_nonzero(positive), np.count_nonzero(~positive))
+    if n_pos == 0 or n_neg == 0:
+        return float("nan"), 0.0
+    # Intervals to cut, identical on every rank: [low, high]; scores know their interval.
+    low, high = _global_range(comm, scores)
+    low, high = np.array([low]), np.array([high])
+    owner = np.zeros(len(scores), dtype=np.int64)
+    wins2 = 0  # twice the settled winning pairs (ties count 1), as an exact integer
+    for _ in range(rounds):
+        per = max(2, cells // len(low))
+        width = high - low
+        scale = np.divide(per, width, out=np.zeros_like(width), where=width > 0)
+        sub = np.clip(((scores - low[owner]) * scale[owner]).astype(np.int64), 0, per - 1)
+        cell = owner * per + sub
+        counts, extremes = _cell_stats(comm, cell, scores, positive, len(low) * per)
+        pos, neg = counts.reshape(2, len(low), per)
+        # Positives beat the negatives in lower cells of the same interval.
+        below = np.cumsum(neg, axis=1) - neg
+        wins2 += 2 * int((pos * below).sum())
+        pos, neg = pos.ravel(), neg.ravel()
+        min_pos, max_pos, min_neg, max_neg = extremes
+        both = (pos > 0) & (neg > 0)
+        above = both & (max_neg < min_pos)
+        tied = both & (min_pos == max_pos) & (min_neg == max_neg) & (min_pos == min_neg)
+        unsettled = both & ~above & ~tied & ~(max_pos < min_neg)
+        wins2 += 2 * int((pos[above] * neg[above]).sum()) + int((pos[tied] * neg[tied]).sum())
+        if not unsettled.any():
+            return wins2 / (2 * n_pos * n_neg), 0.0
+        # Next round: only the scores in unsettled cells, each cell a new interval.
+        index = np.full(len(pos), -1, dtype=np.int64)
+        index[unsettled] = np.arange(np.count_nonzero(unsettled))
+        keep = index[cell] >= 0
+        scores, positive, owner = scores[keep], positive[keep], index[cell[keep]]
+        low = np.minimum(min_pos, min_neg)[unsettled]
+        high = np.maximum(max_pos, max_neg)[unsettled]
+        pairs_left = (pos[unsettled] * neg[unsettled]).sum()
+    return (wins2 + pairs_left) / (2 * n_pos * n_neg), float(pairs_left / (2 * n_pos * n_neg))
+
+
+def _global_range(comm, values: np.ndarray) -> tuple[float, float]:
+    local = [-values.min(), values.max()] if len(values) else [-np.inf, -np.inf]
+    neg_low, high = max_over_ranks(comm, local)
+    return -neg_low, high
+
+
+def _cell_stats(comm, cell, scores, positive, n_cells):
+    """Per-cell counts of positives and negatives (2, n_cells), and the minima and maxima
+    of each class's scores (4, n_cells), over all ranks: one sum and one max reduction."""
+    counts = np.concatenate(
+        [
+            np.bincount(cell[positive], minlength=n_cells),
+            np.bincount(cell[~positive], minlength=n_cells),
+        ]
+    ).astype(np.float64)  # exact below 2**53 rows
+    allreduce_sum(comm, counts)
+    extremes = np.full((4, n_cells), -np.inf)  # -min and max, so that MAX reduces both
+    for row, mask in ((0, positive), (2, ~positive)):
+        np.maximum.at(extremes[row], cell[mask], -scores[mask])
+        np.maximum.at(extremes[row + 1], cell[mask], scores[mask])
+    extremes = max_over_ranks(comm, extremes.ravel()).reshape(4, n_cells)
+    extremes[0::2] *= -1
+    return counts.astype(np.int64), extremes
