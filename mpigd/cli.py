@@ -6,11 +6,14 @@ import argparse
 import os
 import sys
 import warnings
+from contextlib import contextmanager
 
 from threadpoolctl import threadpool_limits
+from tqdm import tqdm
 
 from . import __version__
 from .bench import measure
+from .convert import FORMATS, convert
 from .errors import MpigdError
 from .files import output_problem, write_json
 from .fit import fit
@@ -197,6 +200,41 @@ def build_parser(rank: int = 0) -> argparse.ArgumentParser:
     make.add_argument("--noise", type=float, default=0.1, help="label noise (linear only)")
     make.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     make.set_defaults(func=_make)
+
+    convert = data.add_parser(
+        "convert",
+        parents=[common],
+        help="convert CSV, LIBSVM/svmlight, .npy or .npz to HDF5",
+        description="Convert a file to mpigd's HDF5 layout (X, y), streaming in row blocks.",
+    )
+    convert.add_argument("input", help="CSV/TSV, LIBSVM/svmlight, .npy or .npz file")
+    convert.add_argument("out", help="HDF5 file to write")
+    convert.add_argument("--format", choices=FORMATS, help="default: from the file name")
+    convert.add_argument(
+        "--label",
+        help="label column: a name (CSV header) or 0-based index, or 'none' (default: the "
+        "last column; LIBSVM: the first field; .npz: array y)",
+    )
+    convert.add_argument(
+        "--header",
+        action=argparse.BooleanOptionalAction,
+        help="CSV: the first line names the columns (default: detected)",
+    )
+    convert.add_argument("--delimiter", help="CSV field separator (default: comma; tab for .tsv)")
+    convert.add_argument(
+        "--features", type=_positive_int, help="LIBSVM: number of features (default: largest index)"
+    )
+    convert.add_argument(
+        "--zero-based",
+        action=argparse.BooleanOptionalAction,
+        help="LIBSVM: indices start at 0 (default: yes if an index 0 occurs)",
+    )
+    convert.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    convert.add_argument(
+        "--contiguous", action="store_true", help="no chunks (default: chunks of ~1 MiB of rows)"
+    )
+    convert.add_argument("--compression", choices=["gzip", "lzf"], help="compress the chunks")
+    convert.set_defaults(func=_convert)
     return parser
 
 
@@ -395,6 +433,60 @@ def _make(args, comm) -> int:
         f"wrote {args.out}: {args.rows:,} x {args.features} {args.dtype}, "
         f"{args.model}, seed {args.seed}"
     )
+    return 0
+
+
+@contextmanager
+def _progress_bars(quiet: bool):
+    """A factory of progress callbacks ``start(total) -> update(done)``, drawn as bars on
+    stderr when it is a terminal (never with ``--quiet``); closes them on exit."""
+    bars = []
+
+    def start(total: int):
+        bar = tqdm(
+            total=total,
+            unit=" rows",
+            unit_scale=True,
+            disable=True if quiet else None,
+            file=sys.stderr,
+            mininterval=0.5,
+        )
+        bars.append(bar)
+        return bar.update
+
+    try:
+        yield start
+    finally:
+        for bar in bars:
+            bar.close()
+
+
+def _convert(args, comm) -> int:
+    say = _reporter(comm, args.quiet)
+    _check_output(comm, args.out, [args.input])
+    with agreed(comm, root=0):
+        source = None
+        if comm.rank == 0:
+            with _progress_bars(args.quiet) as bars:
+                source = convert(
+                    args.input,
+                    args.out,
+                    fmt=args.format,
+                    label=args.label,
+                    header=args.header,
+                    delimiter=args.delimiter,
+                    n_features=args.features,
+                    zero_based=args.zero_based,
+                    dtype=args.dtype,
+                    contiguous=args.contiguous,
+                    compression=args.compression,
+                    progress=lambda source: bars(source.n_rows),
+                )
+    if source is not None:
+        say(
+            f"wrote {args.out}: {source.n_rows:,} rows x {source.n_features} features "
+            f"{args.dtype}; " + "; ".join(source.notes)
+        )
     return 0
 
 
