@@ -30,6 +30,8 @@ from .parallel import (
 )
 from .report import report
 from .scoring import evaluate, predict
+from .split import split as split_file
+from .summary import describe
 from .synthetic import make_dataset
 
 
@@ -235,6 +237,36 @@ def build_parser(rank: int = 0) -> argparse.ArgumentParser:
     )
     convert.add_argument("--compression", choices=["gzip", "lzf"], help="compress the chunks")
     convert.set_defaults(func=_convert)
+
+    split = data.add_parser(
+        "split",
+        parents=[common],
+        help="shuffled train/test split",
+        description="Split DATA.h5 into shuffled training and test files, in bounded memory.",
+    )
+    split.add_argument("data", help="HDF5 file; every dataset with one entry per row is split")
+    split.add_argument("--test-fraction", type=float, required=True, help="e.g. 0.2")
+    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--train", help="training file (default: DATA-train.h5)")
+    split.add_argument("--test", help="test file (default: DATA-test.h5)")
+    split.add_argument("--x-key", default="X", help="dataset that defines the rows")
+    split.set_defaults(func=_split)
+
+    info = data.add_parser(
+        "info",
+        parents=[common],
+        help="layout and per-feature statistics",
+        description="Shape, dtypes, chunking, label balance and per-feature min/mean/max; "
+        "under mpiexec each rank reads its own rows.",
+    )
+    info.add_argument("data", help="HDF5 file")
+    info.add_argument("--x-key", default="X")
+    info.add_argument("--y-key", default="y", help="label dataset, or 'none'")
+    info.add_argument("--json", metavar="PATH", help="also write everything as JSON")
+    info.add_argument(
+        "--show", type=int, default=20, metavar="N", help="features listed (default: 20)"
+    )
+    info.set_defaults(func=_info)
     return parser
 
 
@@ -488,6 +520,86 @@ def _convert(args, comm) -> int:
             f"{args.dtype}; " + "; ".join(source.notes)
         )
     return 0
+
+
+def _split(args, comm) -> int:
+    say = _reporter(comm, args.quiet)
+    stem = os.path.splitext(args.data)[0]
+    train, test = args.train or f"{stem}-train.h5", args.test or f"{stem}-test.h5"
+    for out in (train, test):
+        _check_output(comm, out, [args.data])
+    with agreed(comm, root=0):
+        counts = None
+        if comm.rank == 0:
+            with _progress_bars(args.quiet) as bars:
+                counts = split_file(
+                    args.data,
+                    train,
+                    test,
+                    test_fraction=args.test_fraction,
+                    seed=args.seed,
+                    x_key=args.x_key,
+                    progress=bars(None),
+                )
+    if counts is not None:
+        say(f"wrote {train} ({counts[0]:,} rows) and {test} ({counts[1]:,} rows), seed {args.seed}")
+    return 0
+
+
+def _info(args, comm) -> int:
+    say = _reporter(comm, args.quiet)
+    if args.json:
+        _check_output(comm, args.json, [args.data])
+    y_key = None if args.y_key.lower() == "none" else args.y_key
+    summary = describe(comm, args.data, args.x_key, y_key)
+    for line in _summary_lines(summary, args.show):
+        say(line)
+    if args.json:
+        with agreed(comm, root=0):
+            if comm.rank == 0:
+                write_json(args.json, summary)
+    return 0
+
+
+def _summary_lines(summary: dict, show: int) -> list[str]:
+    lines = [
+        f"{summary['path']}: {summary['rows']:,} rows x {summary['features']} features, "
+        f"{summary['file_bytes'] / 2**20:,.1f} MiB"
+    ]
+    for key, d in summary["datasets"].items():
+        chunks = (
+            d["chunks"]
+            if d["chunks"] == "contiguous"
+            else "chunks " + "x".join(map(str, d["chunks"]))
+        )
+        lines.append(
+            f"  {key}: {d['dtype']} {'x'.join(map(str, d['shape']))}, {chunks}, "
+            f"compression {d['compression']}"
+        )
+    if "label_stats" in summary:
+        if summary["classes"] is not None:
+            total = summary["rows"]
+            lines.append(
+                "  labels: "
+                + ", ".join(
+                    f"{k}: {v:,} ({100 * v / total:.1f}%)" for k, v in summary["classes"].items()
+                )
+            )
+        else:
+            s = summary["label_stats"]
+            lines.append(f"  labels: min {s['min']:.6g}, mean {s['mean']:.6g}, max {s['max']:.6g}")
+    stats = summary["feature_stats"]
+    names = summary["feature_names"] or [str(j) for j in range(summary["features"])]
+    lines.append(f"  {'feature':<20} {'min':>12} {'mean':>12} {'max':>12}")
+    for j in range(min(show, summary["features"])):
+        bad = stats["non_finite"][j]
+        lines.append(
+            f"  {names[j][:20]:<20} {stats['min'][j]:12.5g} {stats['mean'][j]:12.5g} "
+            f"{stats['max'][j]:12.5g}" + (f"  ({bad:,} NaN/inf)" if bad else "")
+        )
+    if summary["features"] > show:
+        lines.append(f"  ... {summary['features'] - show} more (--show N, or --json)")
+    return lines
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

@@ -1,0 +1,155 @@
+"""``mpigd data info``: a dataset's layout and per-feature statistics, computed in parallel.
+
+Each rank reads its own rows in blocks (bounded memory) and keeps running minima, maxima,
+sums and counts of non-finite values; one reduction of each kind combines them. Labels
+are summarised as class counts when they are few integers, else like a feature.
+"""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import numpy as np
+
+from .data import READ_ERRORS, inspect_dataset
+from .errors import MpigdError
+from .files import read_attrs
+from .parallel import agreed, allreduce_sum, bcast_from_root, gather_to_root, max_over_ranks
+from .partition import block_range
+
+#: Most distinct integer labels reported as classes.
+MAX_CLASSES = 20
+BLOCK_BYTES = 2 * 2**20
+
+
+def _layout(path: str, keys: list[str]) -> dict:
+    with h5py.File(path, "r") as f:
+        datasets = {
+            key: {
+                "shape": list(f[key].shape),
+                "dtype": str(f[key].dtype),
+                "chunks": list(f[key].chunks) if f[key].chunks else "contiguous",
+                "compression": f[key].compression or "none",
+            }
+            for key in keys
+        }
+        names = f[keys[0]].attrs.get("feature_names")
+        return {
+            "file_bytes": os.path.getsize(path),
+            "attributes": {k: v for k, v in read_attrs(f).items() if np.ndim(v) == 0},
+            "datasets": datasets,
+            "feature_names": None if names is None else [str(n) for n in names],
+        }
+
+
+class _Running:
+    """Minimum, maximum, sum and non-finite count per column, over blocks."""
+
+    def __init__(self, width: int):
+        self.low = np.full(width, np.inf)
+        self.high = np.full(width, -np.inf)
+        self.sum = np.zeros(width)
+        self.bad = np.zeros(width)
+
+    def add(self, block: np.ndarray) -> None:
+        finite = np.isfinite(block)
+        self.bad += block.shape[0] - finite.sum(axis=0)
+        clean = np.where(finite, block, np.nan)
+        if len(block):
+            self.low = np.fmin(self.low, np.nanmin(clean, axis=0, initial=np.inf))
+            self.high = np.fmax(self.high, np.nanmax(clean, axis=0, initial=-np.inf))
+            self.sum += np.nansum(clean, axis=0)
+
+    def reduce(self, comm) -> dict:
+        extremes = max_over_ranks(comm, np.concatenate([-self.low, self.high]))
+        sums = np.concatenate([self.sum, self.bad])
+        allreduce_sum(comm, sums)
+        width = len(self.sum)
+        return {
+            "min": -extremes[:width],
+            "max": extremes[width:],
+            "sum": sums[:width],
+            "non_finite": sums[width:],
+        }
+
+
+def describe(comm, path, x_key: str = "X", y_key: str | None = "y") -> dict:
+    """Layout and statistics of ``path``; the same dict on every rank. Collective: yes."""
+    with agreed(comm):
+        info = inspect_dataset(path, x_key, y_key)
+    keys = [key for key in (x_key, y_key) if key]
+    with agreed(comm, root=0):
+        layout = None
+        if comm.rank == 0:
+            try:
+                layout = _layout(info.path, keys)
+            except READ_ERRORS as exc:
+                raise MpigdError(f"cannot read {path}: {exc}") from exc
+    layout = bcast_from_root(comm, layout)
+
+    start, stop = block_range(info.n_rows, comm.size, comm.rank)
+    features, labels = _Running(info.n_features), _Running(1)
+    classes: dict[float, int] | None = {}
+    rows = max(1, BLOCK_BYTES // (8 * info.n_features))
+    with agreed(comm):
+        try:
+            with h5py.File(info.path, "r") as f:
+                for a in range(start, stop, rows):
+                    b = min(a + rows, stop)
+                    features.add(f[x_key][a:b].astype(np.float64))
+                    if y_key:
+                        y = f[y_key][a:b].astype(np.float64).reshape(-1)
+                        labels.add(y[:, None])
+                        classes = _count_classes(classes, y)
+        except READ_ERRORS as exc:
+            raise MpigdError(f"reading rows {start}:{stop} of {path} failed: {exc}") from exc
+
+    x_stats = features.reduce(comm)
+    summary = {
+        "path": os.path.abspath(info.path),
+        "rows": info.n_rows,
+        "features": info.n_features,
+        **layout,
+        "feature_stats": {
+            "min": x_stats["min"].tolist(),
+            "mean": (x_stats["sum"] / info.n_rows).tolist(),
+            "max": x_stats["max"].tolist(),
+            "non_finite": x_stats["non_finite"].astype(int).tolist(),
+        },
+    }
+    if y_key:
+        y_stats = labels.reduce(comm)
+        summary["label_stats"] = {
+            "min": float(y_stats["min"][0]),
+            "mean": float(y_stats["sum"][0] / info.n_rows),
+            "max": float(y_stats["max"][0]),
+            "non_finite": int(y_stats["non_finite"][0]),
+        }
+        summary["classes"] = _merge_classes(comm, classes)
+    return summary
+
+
+def _count_classes(classes, y):
+    """Add a block's label counts, or give up (None) past MAX_CLASSES or on non-integers."""
+    if classes is None or not np.all(y == np.round(y)):
+        return None
+    values, counts = np.unique(y, return_counts=True)
+    for value, count in zip(values.tolist(), counts.tolist(), strict=True):
+        classes[value] = classes.get(value, 0) + count
+    return classes if len(classes) <= MAX_CLASSES else None
+
+
+def _merge_classes(comm, classes) -> dict[str, int] | None:
+    """Class counts over all ranks (as {label: rows}), or None for continuous labels."""
+    gathered = gather_to_root(comm, classes)
+    merged = None
+    if comm.rank == 0:
+        merged = {} if all(c is not None for c in gathered) else None
+        for part in gathered if merged is not None else []:
+            for value, count in part.items():
+                merged[value] = merged.get(value, 0) + count
+        if merged is not None and len(merged) > MAX_CLASSES:
+            merged = None
+    merged = bcast_from_root(comm, merged)
+    return None if merged is None else {f"{k:g}": v for k, v in sorted(merged.items())}
