@@ -34,7 +34,7 @@ def _layout(path: str, keys: list[str]) -> dict:
             }
             for key in keys
         }
-        names = f[keys[0]].attrs.get("feature_names")
+        names = f[keys[0]].attrs.get("feature_names", f.attrs.get("feature_names"))
         return {
             "file_bytes": os.path.getsize(path),
             "attributes": {k: v for k, v in read_attrs(f).items() if np.ndim(v) == 0},
