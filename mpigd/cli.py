@@ -552,7 +552,7 @@ def _info(args, comm) -> int:
         _check_output(comm, args.json, [args.data])
     y_key = None if args.y_key.lower() == "none" else args.y_key
     summary = describe(comm, args.data, args.x_key, y_key)
-    for line in _summary_lines(summary, args.show):
+    for line in _summary_lines({**summary, "path": args.data}, args.show):
         say(line)
     if args.json:
         with agreed(comm, root=0):

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import __version__
 from .errors import MpigdError
-from .files import atomic_path
+from .files import atomic_path, create_rows_dataset
 
 FORMATS = ("csv", "libsvm", "npy", "npz")
 _SUFFIXES = {
@@ -41,8 +41,6 @@ _SUFFIXES = {
 #: Bytes of float64 values in one block of rows. The block's text and the parser's work
 #: space take about ten times as much again; larger blocks convert no faster.
 BLOCK_BYTES = 2**20
-#: Target bytes of one HDF5 chunk: a row block of about 1 MiB.
-CHUNK_BYTES = 2**20
 
 Progress = Callable[[int], None]  # called with the number of rows just converted
 
@@ -377,28 +375,6 @@ def _numpy_source(path, shape, keep, y_column, x_read, y_read) -> Source:
 
 
 # -------------------------------------------------------------------------- writing
-
-
-def chunk_rows(n_features: int, chunk_bytes: int = CHUNK_BYTES) -> int:
-    """Rows in one chunk of about ``chunk_bytes`` (at least 1)."""
-    return max(1, chunk_bytes // (8 * max(n_features, 1)))
-
-
-def create_rows_dataset(f, name, shape, dtype, *, contiguous=False, compression=None):
-    """A dataset whose chunks are blocks of whole rows (or contiguous)."""
-    if contiguous:
-        if compression:
-            raise MpigdError("--compression needs chunks; leave out --contiguous")
-        return f.create_dataset(name, shape, dtype=dtype)
-    rows = min(max(shape[0], 1), chunk_rows(int(np.prod(shape[1:]))))
-    return f.create_dataset(
-        name,
-        shape,
-        dtype=dtype,
-        chunks=(rows, *shape[1:]),
-        compression=compression,
-        shuffle=compression is not None,
-    )
 
 
 def write_source(

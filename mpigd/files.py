@@ -10,7 +10,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
+
+from .errors import MpigdError
 
 
 def output_problem(path: str | os.PathLike, inputs=()) -> str | None:
@@ -84,3 +87,45 @@ def write_json(path: str | os.PathLike, record) -> None:
     """Write ``record`` as JSON to ``path``, atomically. Collective: no."""
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(record, f, indent=1)
+
+
+#: Bytes of one chunk of an output dataset: a block of whole rows of about 1 MiB, the
+#: unit in which ranks read their rows.
+CHUNK_BYTES = 2**20
+
+
+def create_rows_dataset(
+    f: h5py.Group,
+    name: str,
+    shape: tuple[int, ...],
+    dtype,
+    *,
+    contiguous: bool = False,
+    compression: str | None = None,
+    fixed_layout: bool = False,
+) -> h5py.Dataset:
+    """An empty dataset of ``shape`` (rows, ...) chunked in blocks of whole rows of about
+    ``CHUNK_BYTES`` (or ``contiguous``; ``compression`` needs chunks). ``fixed_layout``
+    allocates every chunk now, in order, and stores no time stamps, so the file's bytes
+    do not depend on the order of the writes that follow. Collective: no."""
+    dtype = np.dtype(dtype)
+    if contiguous:
+        if compression:
+            raise MpigdError("compression needs chunks; leave out --contiguous")
+        return f.create_dataset(name, shape, dtype=dtype)
+    row_bytes = dtype.itemsize * int(np.prod(shape[1:]))
+    rows = int(np.clip(CHUNK_BYTES // max(row_bytes, 1), 1, max(shape[0], 1)))
+    layout = {}
+    if fixed_layout:
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+        layout = {"dcpl": dcpl, "track_times": False}
+    return f.create_dataset(
+        name,
+        shape,
+        dtype=dtype,
+        chunks=(rows, *shape[1:]),
+        compression=compression,
+        shuffle=compression is not None,
+        **layout,
+    )

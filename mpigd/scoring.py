@@ -16,7 +16,7 @@ from scipy.special import expit, softmax
 
 from . import __version__, metrics
 from .errors import MpigdError
-from .files import atomic_path
+from .files import atomic_path, create_rows_dataset
 from .fit import read_rows
 from .losses import class_label_problem
 from .model import LinearModel, load_model
@@ -111,19 +111,7 @@ def _create(path: str, n_rows: int, columns: dict, model: LinearModel, data: str
         with h5py.File(path, "w") as f:
             for key, values in columns.items():
                 shape = (n_rows, *values.shape[1:])
-                chunk_rows = max(1, min(n_rows, 2**20 // (8 * int(np.prod(shape[1:])))))
-                # Chunks allocated now, in order, and no time stamps: the file's bytes
-                # do not depend on the order in which ranks write.
-                dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-                dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
-                f.create_dataset(
-                    key,
-                    shape,
-                    dtype=values.dtype,
-                    chunks=(chunk_rows, *shape[1:]),
-                    track_times=False,
-                    dcpl=dcpl,
-                )
+                create_rows_dataset(f, key, shape, values.dtype, fixed_layout=True)
             f.attrs.update(model=model.kind, data=os.path.abspath(data), mpigd_version=__version__)
     except OSError as exc:
         raise MpigdError(f"cannot write {path}: {exc}") from exc

@@ -20,10 +20,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .convert import create_rows_dataset
 from .data import READ_ERRORS
 from .errors import MpigdError
-from .files import atomic_path
+from .files import atomic_path, create_rows_dataset
 
 #: Bytes of rows in one bucket, the most held in memory (give or take a few percent).
 BUCKET_BYTES = 64 * 2**20

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 from scipy.special import expit
 
-from .files import atomic_path
+from .files import atomic_path, create_rows_dataset
 
 #: Rows drawn per random-number stream. Each block has its own stream, seeded by
 #: ``(seed, block index)``, so the file's content depends on the seed only.
@@ -46,11 +46,10 @@ def make_dataset(
     rng = np.random.default_rng([seed, 0xC0EF])
     coef = rng.normal(0.0, 2.0 / np.sqrt(n_features), n_features)
     intercept = rng.normal()
-    chunk_rows = int(np.clip((1 << 20) // (dtype.itemsize * n_features), 1, n_rows))
 
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        X = f.create_dataset("X", (n_rows, n_features), dtype, chunks=(chunk_rows, n_features))
-        y = f.create_dataset("y", (n_rows,), np.float64, chunks=(min(n_rows, 1 << 16),))
+        X = create_rows_dataset(f, "X", (n_rows, n_features), dtype)
+        y = create_rows_dataset(f, "y", (n_rows,), np.float64)
         f.attrs.update(kind=kind, seed=seed, noise=noise, coef_true=coef, intercept_true=intercept)
         for block, start in enumerate(range(0, n_rows, GENERATION_ROWS)):
             stop = min(start + GENERATION_ROWS, n_rows)
