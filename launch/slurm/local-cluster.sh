@@ -92,7 +92,7 @@ start_munge() {
         --log-file="$dir/munge/munged.log" --seed-file="$dir/munge/munged.seed"
 }
 
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null; }
 
 start() {
     [ "$(id -u)" -eq 0 ] || die "needs root (slurmd and munged are started as system daemons)"
