@@ -195,9 +195,11 @@ def _libsvm_rows(path, lines) -> Iterator[tuple[int, float, list[int], list[floa
             continue
         try:
             label = float(tokens[0])
+            if not np.isfinite(label):
+                raise ValueError
         except ValueError:
             raise MpigdError(
-                f"{path}: line {number}, column 1: label {tokens[0]!r} is not a number"
+                f"{path}: line {number}, column 1: label {tokens[0]!r} is not a finite number"
                 + (" (multi-label lines are not supported)" if "," in tokens[0] else "")
             ) from None
         indices, values = [], []
@@ -223,19 +225,75 @@ def _libsvm_rows(path, lines) -> Iterator[tuple[int, float, list[int], list[floa
         yield number, label, indices, values
 
 
+@dataclass
+class _Sparse:
+    """Parsed data lines of one block: labels, and (row, index, value) of every entry."""
+
+    labels: np.ndarray
+    row: np.ndarray
+    index: np.ndarray
+    value: np.ndarray
+
+
+def _fast_block(raw: list[tuple[int, str]]) -> _Sparse | None:
+    """Parse a block with a few NumPy calls; None if anything is unusual (then the
+    per-line parser finds and names the problem, or handles qid and odd spellings)."""
+    tokens = [t for t in (line.split("#", 1)[0].split() for _, line in raw) if t]
+    try:
+        labels = np.array([t[0] for t in tokens], dtype=np.float64)
+        pairs = " ".join(itertools.chain.from_iterable(t[1:] for t in tokens))
+        if "qid" in pairs:
+            return None
+        numbers = np.array(pairs.replace(":", " ").split(), dtype=np.float64)
+    except ValueError:
+        return None
+    counts = np.fromiter((len(t) - 1 for t in tokens), dtype=np.int64, count=len(tokens))
+    if numbers.size != 2 * counts.sum() or pairs.count(":") != counts.sum():
+        return None
+    index, value = numbers[0::2], numbers[1::2]
+    if not (np.isfinite(value).all() and np.isfinite(labels).all()):
+        return None
+    if not ((index >= 0).all() and (index == np.floor(index)).all()):
+        return None
+    row = np.repeat(np.arange(len(tokens)), counts)
+    return _Sparse(labels, row, index.astype(np.int64), value)
+
+
+def _slow_block(path, raw: list[tuple[int, str]]) -> _Sparse:
+    labels, row, index, value = [], [], [], []
+    for _, label, indices, values in _libsvm_rows(path, raw):
+        row += [len(labels)] * len(indices)
+        labels.append(label)
+        index += indices
+        value += values
+    return _Sparse(
+        np.array(labels, dtype=np.float64),
+        np.array(row, dtype=np.int64),
+        np.array(index, dtype=np.int64),
+        np.array(value, dtype=np.float64),
+    )
+
+
+def _libsvm_blocks(path, lines_per_block: int) -> Iterator[_Sparse]:
+    with open(path) as f:
+        numbered = enumerate(f, start=1)
+        while raw := list(itertools.islice(numbered, lines_per_block)):
+            yield _fast_block(raw) or _slow_block(path, raw)
+
+
 def read_libsvm(path, *, n_features: int | None = None, zero_based: bool | None = None) -> Source:
     """A LIBSVM/svmlight file, densified. Indices are 1-based unless ``zero_based`` (None:
     0-based exactly when an index 0 occurs). Labels -1/+1 become 0/1. The feature count
     is the largest index unless ``n_features`` is given. Collective: no."""
     n_rows, lowest, highest, labels = 0, None, -1, set()
-    with open(path) as f:
-        for _, label, indices, _ in _libsvm_rows(path, enumerate(f, start=1)):
-            n_rows += 1
-            if indices:
-                lowest = min(indices) if lowest is None else min(lowest, *indices)
-                highest = max(highest, *indices)
-            if len(labels) <= 3:
-                labels.add(label)
+    for block in _libsvm_blocks(path, 8192):
+        n_rows += len(block.labels)
+        if len(block.index):
+            low = int(block.index.min())
+            lowest = low if lowest is None else min(lowest, low)
+            highest = max(highest, int(block.index.max()))
+        if len(labels) <= 3:
+            labels.update(np.unique(block.labels)[:4].tolist())
     if n_rows == 0:
         raise MpigdError(f"{path} holds no data")
     base = (0 if lowest == 0 else 1) if zero_based is None else (0 if zero_based else 1)
@@ -250,25 +308,14 @@ def read_libsvm(path, *, n_features: int | None = None, zero_based: bool | None 
     flip = labels <= {-1.0, 1.0} and -1.0 in labels
     if flip:
         notes.append("labels -1/+1 mapped to 0/1")
-    rows_per_block = max(1, BLOCK_BYTES // (8 * max(width, 1)))
+    lines_per_block = max(1, BLOCK_BYTES // (8 * max(width, 1)))
 
     def blocks(progress: Progress):
-        X = np.zeros((rows_per_block, width))
-        y = np.zeros(rows_per_block)
-        filled = 0
-        with open(path) as f:
-            for _, label, indices, values in _libsvm_rows(path, enumerate(f, start=1)):
-                X[filled, np.array(indices, dtype=np.int64) - base] = values
-                y[filled] = (label + 1) / 2 if flip else label
-                filled += 1
-                if filled == rows_per_block:
-                    progress(filled)
-                    yield X.copy(), y.copy()
-                    X[:] = 0
-                    filled = 0
-            if filled:
-                progress(filled)
-                yield X[:filled].copy(), y[:filled].copy()
+        for block in _libsvm_blocks(path, lines_per_block):
+            X = np.zeros((len(block.labels), width))
+            X[block.row, block.index - base] = block.value
+            progress(len(block.labels))
+            yield X, (block.labels + 1) / 2 if flip else block.labels
 
     return Source(n_rows, width, blocks, None, None, notes)
 

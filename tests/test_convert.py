@@ -125,7 +125,10 @@ def test_malformed_csv_names_line_and_column(tmp_path, text, message):
     [
         ("1 1:2\n0 1:x\n", "line 2, column 2: '1:x' is not index:value"),
         ("1 1:2\n0 3\n", "line 2, column 2: '3' is not index:value"),
-        ("1 1:2\n1,2 1:1\n", "line 2, column 1: label '1,2' is not a number"),
+        ("1 1:2\n1,2 1:1\n", "line 2, column 1: label '1,2' is not a finite number"),
+        ("1 1:2\ninf 1:1\n", "line 2, column 1: label 'inf' is not a finite number"),
+        ("1 1:2\n0 1.5:1\n", "line 2, column 2: '1.5:1' is not index:value"),
+        ("1 1:2\n0 1:nan\n", "line 2, column 2: '1:nan' is not a finite number"),
     ],
 )
 def test_malformed_libsvm_names_line_and_column(tmp_path, text, message):
