@@ -9,5 +9,15 @@ __version__ = "0.1.0"
 from .errors import MpigdError
 from .fit import FitResult, fit
 from .model import LinearModel, load_model
+from .scoring import evaluate, predict
 
-__all__ = ["FitResult", "LinearModel", "MpigdError", "__version__", "fit", "load_model"]
+__all__ = [
+    "FitResult",
+    "LinearModel",
+    "MpigdError",
+    "__version__",
+    "evaluate",
+    "fit",
+    "load_model",
+    "predict",
+]
