@@ -178,7 +178,11 @@ def read_csv(
         blocks,
         [names[c] for c in keep] if names else None,
         names[y_column] if names and y_column is not None else None,
-        [f"label: column {y_column + 1}" + (f" ({names[y_column]!r})" if names else "")]
+        [
+            f"label: column {names[y_column]!r} (index {y_column})"
+            if names
+            else f"label: column index {y_column}"
+        ]
         if y_column is not None
         else ["no label column"],
     )
@@ -416,7 +420,7 @@ def _numpy_source(path, shape, keep, y_column, x_read, y_read) -> Source:
         if y_read
         else ["no label column"]
         if y_column is None
-        else [f"label: column {y_column + 1}"]
+        else [f"label: column index {y_column}"]
     )
     return Source(shape[0], len(keep), blocks, notes=notes)
 

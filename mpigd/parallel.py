@@ -218,6 +218,9 @@ def agree(comm: MPI.Comm, error: str | None, *, root: int | None = None) -> None
     raise MpigdError("; ".join(parts))
 
 
+_ORDER_TAG = 77  # message tag of the in_rank_order chain
+
+
 def in_rank_order(comm: MPI.Comm, work: Callable[[], None]) -> None:
     """Run ``work`` on one rank at a time, rank 0 first (each rank writing its part of a
     file that only one process may hold open). An :class:`MpigdError` on one rank skips
@@ -232,9 +235,6 @@ def in_rank_order(comm: MPI.Comm, work: Callable[[], None]) -> None:
     if comm.rank < comm.size - 1:
         comm.send(error, dest=comm.rank + 1, tag=_ORDER_TAG)
     agree(comm, error, root=comm.size - 1)
-
-
-_ORDER_TAG = 77
 
 
 @contextmanager
