@@ -348,6 +348,16 @@ def _train(args, comm) -> int:
     return 0
 
 
+def _write_json(comm, path, record) -> None:
+    """Rank 0 writes ``record`` (atomically); a failure ends every rank."""
+    with agreed(comm, root=0):
+        if comm.rank == 0:
+            try:
+                write_json(path, record)
+            except OSError as exc:
+                raise MpigdError(f"cannot write {path}: {exc}") from exc
+
+
 def _save(model, path) -> None:
     try:
         model.save(path)
@@ -393,9 +403,7 @@ def _evaluate(args, comm) -> int:
     for line in _metric_lines(scores):
         say(line)
     if args.json:
-        with agreed(comm, root=0):
-            if comm.rank == 0:
-                write_json(args.json, {**scores, "model_path": os.path.abspath(args.model)})
+        _write_json(comm, args.json, {**scores, "model_path": os.path.abspath(args.model)})
         say(f"metrics written to {args.json}")
     return 0
 
@@ -411,9 +419,7 @@ def _bench_run(args, comm) -> int:
     _check_output(comm, args.out)
     with agreed(comm):
         record = measure(comm, args.data, args.model, evals=args.evals, warmup=args.warmup)
-    with agreed(comm, root=0):
-        if comm.rank == 0:
-            write_json(args.out, record)
+    _write_json(comm, args.out, record)
     if comm.rank == 0:
         _reporter(comm, args.quiet)(
             f"{comm.size} ranks: {record['eval_median'] * 1e3:.2f} ms per evaluation, pass "
@@ -555,9 +561,7 @@ def _info(args, comm) -> int:
     for line in _summary_lines({**summary, "path": args.data}, args.show):
         say(line)
     if args.json:
-        with agreed(comm, root=0):
-            if comm.rank == 0:
-                write_json(args.json, summary)
+        _write_json(comm, args.json, summary)
     return 0
 
 

