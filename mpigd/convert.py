@@ -14,6 +14,7 @@ import csv
 import io
 import itertools
 import os
+import re
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -239,27 +240,32 @@ class _Sparse:
     value: np.ndarray
 
 
+#: A block of data lines in the plain LIBSVM grammar: a label without colons, then
+#: ``index:value`` pairs with integer indices. Anything else (qid, malformed tokens) goes
+#: to the per-line parser.
+_PLAIN_LIBSVM = re.compile(r"(?:[ \t]*[^\s:]+(?:[ \t]+\d+:[^\s:]+)*[ \t]*\r?\n)*")
+
+
 def _fast_block(raw: list[tuple[int, str]]) -> _Sparse | None:
-    """Parse a block with a few NumPy calls; None if anything is unusual (then the
-    per-line parser finds and names the problem, or handles qid and odd spellings)."""
-    tokens = [t for t in (line.split("#", 1)[0].split() for _, line in raw) if t]
+    """Parse a block with one regular-expression check and a few NumPy calls; None if
+    the block is not plain (the per-line parser then names the problem, or handles qid)."""
+    lines = [line.split("#", 1)[0] + "\n" if "#" in line else line for _, line in raw]
+    lines = [line if line.endswith("\n") else line + "\n" for line in lines if not line.isspace()]
+    text = "".join(lines)
+    if not _PLAIN_LIBSVM.fullmatch(text):
+        return None
     try:
-        labels = np.array([t[0] for t in tokens], dtype=np.float64)
-        pairs = " ".join(itertools.chain.from_iterable(t[1:] for t in tokens))
-        if "qid" in pairs:
-            return None
-        numbers = np.array(pairs.replace(":", " ").split(), dtype=np.float64)
+        numbers = np.array(text.replace(":", " ").split(), dtype=np.float64)
     except ValueError:
         return None
-    counts = np.fromiter((len(t) - 1 for t in tokens), dtype=np.int64, count=len(tokens))
-    if numbers.size != 2 * counts.sum() or pairs.count(":") != counts.sum():
-        return None
-    index, value = numbers[0::2], numbers[1::2]
+    pairs = np.fromiter((line.count(":") for line in lines), dtype=np.int64, count=len(lines))
+    starts = np.cumsum(1 + 2 * pairs) - (1 + 2 * pairs)  # where each line's label is
+    labels = numbers[starts]
+    entries = np.delete(numbers, starts)
+    index, value = entries[0::2], entries[1::2]
     if not (np.isfinite(value).all() and np.isfinite(labels).all()):
         return None
-    if not ((index >= 0).all() and (index == np.floor(index)).all()):
-        return None
-    row = np.repeat(np.arange(len(tokens)), counts)
+    row = np.repeat(np.arange(len(lines)), pairs)
     return _Sparse(labels, row, index.astype(np.int64), value)
 
 

@@ -129,6 +129,8 @@ def test_malformed_csv_names_line_and_column(tmp_path, text, message):
         ("1 1:2\ninf 1:1\n", "line 2, column 1: label 'inf' is not a finite number"),
         ("1 1:2\n0 1.5:1\n", "line 2, column 2: '1.5:1' is not index:value"),
         ("1 1:2\n0 1:nan\n", "line 2, column 2: '1:nan' is not a finite number"),
+        ("1 1:2\n0 5 1:2:3\n", "line 2, column 2: '5' is not index:value"),  # counts agree
+        ("1 1:2\n1:2 3:4 5\n", "line 2, column 1: label '1:2' is not a finite number"),
     ],
 )
 def test_malformed_libsvm_names_line_and_column(tmp_path, text, message):
@@ -173,3 +175,21 @@ def test_conversion_streams_a_file_larger_than_its_memory_limit(tmp_path):
     with h5py.File(tmp_path / "big.h5") as f:
         assert f["X"].shape == (rows, 8)
         np.testing.assert_allclose(f["X"][8192 + 5], np.round(f["X"][5], 6))
+
+
+def test_block_parser_agrees_with_the_line_parser():
+    """The vectorised LIBSVM block parser gives what the per-line parser gives."""
+    from mpigd.convert import _fast_block, _slow_block
+
+    rng = np.random.default_rng(1)
+    lines = []
+    for i in range(500):
+        pairs = sorted(rng.choice(50, rng.integers(0, 6), replace=False) + 1)
+        text = " ".join(f"{j}:{rng.standard_normal():.17g}" for j in pairs)
+        lines.append((i + 1, f"{rng.integers(-1, 2)} {text}{'  # note' if i % 7 == 0 else ''}\n"))
+        if i % 50 == 0:
+            lines.append((i + 1, "\n"))
+    fast, slow = _fast_block(lines), _slow_block("t.svm", lines)
+    assert fast is not None
+    for name in ("labels", "row", "index", "value"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name))
