@@ -9,7 +9,7 @@
 # key, slurm.conf, state, logs, pid files and a job-completion log (accounting is off, so
 # there is no sacct: read $DIR/log/jobcomp.txt or `scontrol show job`). Nothing is written
 # under /etc and no systemd unit is used. Needs root (slurmd runs jobs as any user) and,
-# when the packages are missing, apt-get.
+# when the packages are missing, apt-get (exit status 3 when it cannot install them).
 #
 # The node is declared with MPIGD_SLURM_CPUS CPUs (default 8, at least the real count) so
 # that jobs with more tasks than cores run oversubscribed instead of pending forever.
@@ -35,8 +35,11 @@ install_packages() {
     [ "$(id -u)" -eq 0 ] || die "installing ${missing[*]} needs root"
     say "installing ${missing[*]} ..."
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if ! { apt-get update -qq >/dev/null &&
+           apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }; then
+        say "apt-get could not install ${missing[*]} (no package mirror?)"
+        exit 3
+    fi
 }
 
 write_config() {
