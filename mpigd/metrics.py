@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
-from .parallel import allreduce_sum, max_over_ranks
+from .parallel import allreduce_sum, min_max_over_ranks
 
 
 def _sums(comm, *values) -> np.ndarray:
@@ -147,9 +147,9 @@ def roc_auc(
 
 
 def _global_range(comm, values: np.ndarray) -> tuple[float, float]:
-    local = [-values.min(), values.max()] if len(values) else [-np.inf, -np.inf]
-    neg_low, high = max_over_ranks(comm, local)
-    return -neg_low, high
+    local = (values.min(), values.max()) if len(values) else (np.inf, -np.inf)
+    low, high = min_max_over_ranks(comm, [local[0]], [local[1]])
+    return low[0], high[0]
 
 
 def _cell_stats(comm, cell, scores, positive, n_cells):
@@ -162,10 +162,10 @@ def _cell_stats(comm, cell, scores, positive, n_cells):
         ]
     ).astype(np.float64)  # exact below 2**53 rows
     allreduce_sum(comm, counts)
-    extremes = np.full((4, n_cells), -np.inf)  # -min and max, so that MAX reduces both
-    for row, mask in ((0, positive), (2, ~positive)):
-        np.maximum.at(extremes[row], cell[mask], -scores[mask])
-        np.maximum.at(extremes[row + 1], cell[mask], scores[mask])
-    extremes = max_over_ranks(comm, extremes.ravel()).reshape(4, n_cells)
-    extremes[0::2] *= -1
-    return counts.astype(np.int64), extremes
+    low = np.full((2, n_cells), np.inf)  # per class: positives, negatives
+    high = np.full((2, n_cells), -np.inf)
+    for row, mask in enumerate((positive, ~positive)):
+        np.minimum.at(low[row], cell[mask], scores[mask])
+        np.maximum.at(high[row], cell[mask], scores[mask])
+    low, high = min_max_over_ranks(comm, low, high)
+    return counts.astype(np.int64), (low[0], high[0], low[1], high[1])

@@ -126,6 +126,14 @@ def max_over_ranks(comm: MPI.Comm, values: np.ndarray) -> np.ndarray:
     return out
 
 
+def min_max_over_ranks(comm: MPI.Comm, low, high) -> tuple[np.ndarray, np.ndarray]:
+    """Element-wise minimum of ``low`` and maximum of ``high`` over all ranks, in one
+    reduction (the minima travel negated, so that MAX reduces both). Collective: yes."""
+    low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+    both = max_over_ranks(comm, np.concatenate([-low.ravel(), high.ravel()]))
+    return -both[: low.size].reshape(low.shape), both[low.size :].reshape(high.shape)
+
+
 #: Share of the available memory that one rank's data may take; the rest is headroom
 #: for Python, MPI buffers and the computation's temporaries.
 MEMORY_SHARE = 0.8

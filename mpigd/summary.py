@@ -15,7 +15,13 @@ import numpy as np
 from .data import READ_ERRORS, inspect_dataset
 from .errors import MpigdError
 from .files import read_attrs
-from .parallel import agreed, allreduce_sum, bcast_from_root, gather_to_root, max_over_ranks
+from .parallel import (
+    agreed,
+    allreduce_sum,
+    bcast_from_root,
+    gather_to_root,
+    min_max_over_ranks,
+)
 from .partition import block_range
 
 #: Most distinct integer labels reported as classes.
@@ -62,13 +68,13 @@ class _Running:
             self.sum += np.nansum(clean, axis=0)
 
     def reduce(self, comm) -> dict:
-        extremes = max_over_ranks(comm, np.concatenate([-self.low, self.high]))
+        low, high = min_max_over_ranks(comm, self.low, self.high)
         sums = np.concatenate([self.sum, self.bad])
         allreduce_sum(comm, sums)
         width = len(self.sum)
         return {
-            "min": -extremes[:width],
-            "max": extremes[width:],
+            "min": low,
+            "max": high,
             "sum": sums[:width],
             "non_finite": sums[width:],
         }
