@@ -70,22 +70,25 @@ class LinearModel:
         out += self.intercept
         return out.reshape(len(X), *self.coef.shape[1:])
 
+    def outputs(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Predictions from decision values ``z``: values (linear) or class labels
+        (class 1 where z > 0; softmax's largest), and the probabilities of
+        :meth:`predict_proba` (None for linear)."""
+        if self.kind == "logistic":
+            return (z > 0).astype(np.int64), expit(z)
+        if self.kind == "softmax":
+            return z.argmax(axis=1), softmax(z, axis=1)
+        return z, None
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """P(y = 1 | x), shape (k,), for logistic; class probabilities (k, K) for softmax."""
-        if self.kind == "logistic":
-            return expit(self.decision_function(X))
-        if self.kind == "softmax":
-            return softmax(self.decision_function(X), axis=1)
-        raise ValueError("predict_proba needs a logistic or softmax model")
+        if self.kind == "linear":
+            raise ValueError("predict_proba needs a logistic or softmax model")
+        return self.outputs(self.decision_function(X))[1]
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predicted values (linear) or class labels (logistic, softmax), shape (k,)."""
-        z = self.decision_function(X)
-        if self.kind == "logistic":
-            return (z > 0).astype(np.int64)
-        if self.kind == "softmax":
-            return z.argmax(axis=1)
-        return z
+        return self.outputs(self.decision_function(X))[0]
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the model to ``path`` atomically. Collective: no (call on one rank)."""

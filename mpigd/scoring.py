@@ -11,8 +11,6 @@ import os
 from contextlib import ExitStack
 
 import h5py
-import numpy as np
-from scipy.special import expit, softmax
 
 from . import __version__, metrics
 from .errors import MpigdError
@@ -79,12 +77,10 @@ def predict(
     comm = default_comm(comm)
     model = _load(comm, model)
     info, local = read_rows(comm, data, x_key, None, None, model.kind, len(model.coef))
-    z = model.decision_function(local.X)
-    columns = {"prediction": z}
-    if model.kind == "logistic":
-        columns = {"prediction": (z > 0).astype(np.int64), "probability": expit(z)}
-    elif model.kind == "softmax":
-        columns = {"prediction": z.argmax(axis=1), "probability": softmax(z, axis=1)}
+    prediction, probability = model.outputs(model.decision_function(local.X))
+    columns = {"prediction": prediction}
+    if probability is not None:
+        columns["probability"] = probability
 
     def write_rows() -> None:
         try:
