@@ -15,7 +15,8 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from mpigd.losses import local_sums, make_loss
+from mpigd.kernels.dense import local_sums
+from mpigd.kernels.losses import make_loss
 
 
 def whole_slice(X, y, theta, loss):

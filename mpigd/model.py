@@ -11,8 +11,10 @@ import numpy as np
 from scipy.special import expit, softmax
 
 from .errors import MpigdError
-from .files import atomic_path, read_attrs
-from .losses import MODELS, row_blocks, split
+from .io.outputs import read_attrs, writing
+from .kernels.dense import row_blocks
+from .kernels.losses import MODELS
+from .kernels.theta import unpack_theta
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class LinearModel:
     @classmethod
     def from_theta(cls, kind, theta, n_features, n_outputs, info=None, arrays=None):
         """The model with flat raw-scale parameters ``theta`` ((n + 1) K,)."""
-        W, b = split(theta, n_features, n_outputs)
+        W, b = unpack_theta(theta, n_features, n_outputs)
         intercept = float(b) if n_outputs == 1 else np.array(b)
         return cls(kind, np.array(W), intercept, info or {}, arrays or {})
 
@@ -91,8 +93,10 @@ class LinearModel:
         return self.outputs(self.decision_function(X))[0]
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the model to ``path`` atomically. Collective: no (call on one rank)."""
-        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        """Write the model to ``path`` atomically. Collective: no (call on one rank).
+
+        Raises :class:`MpigdError` when it cannot be written."""
+        with writing(path) as tmp, h5py.File(tmp, "w") as f:
             f["coef"] = self.coef
             f["intercept"] = self.intercept
             for key, value in self.arrays.items():

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .losses import PointwiseLoss, local_hessian, local_hessp, local_sums, row_blocks, split
+from .kernels.dense import local_hessian, local_hessp, local_sums, row_blocks
+from .kernels.losses import PointwiseLoss
+from .kernels.theta import unpack_theta
 from .parallel import allreduce_sum, rows_before, wtime
 
 
@@ -15,7 +17,6 @@ from .parallel import allreduce_sum, rows_before, wtime
 class Timings:
     """Seconds spent by this rank, accumulated with ``MPI.Wtime``."""
 
-    read: float = 0.0
     compute: float = 0.0
     allreduce: float = 0.0
 
@@ -42,8 +43,8 @@ class Scaling:
     def to_raw(self, theta: np.ndarray, n_outputs: int = 1) -> np.ndarray:
         """``A theta``: standardised-scale parameters -> raw-scale parameters."""
         out = np.empty_like(theta)
-        W, b = split(theta, len(self.mean), n_outputs)
-        out_W, _ = split(out, len(self.mean), n_outputs)
+        W, b = unpack_theta(theta, len(self.mean), n_outputs)
+        out_W, _ = unpack_theta(out, len(self.mean), n_outputs)
         out_W[...] = W * (self.inv_std if n_outputs == 1 else self.inv_std[:, None])
         out[len(out) - n_outputs :] = b - self.mean @ out_W
         return out
@@ -52,8 +53,8 @@ class Scaling:
         """``A^T grad``: a raw-parameter gradient -> the standardised parameters' gradient."""
         out = np.empty_like(grad)
         n = len(self.mean)
-        g_W, g_b = split(grad, n, n_outputs)
-        out_W, _ = split(out, n, n_outputs)
+        g_W, g_b = unpack_theta(grad, n, n_outputs)
+        out_W, _ = unpack_theta(out, n, n_outputs)
         if n_outputs == 1:
             out_W[...] = (g_W - self.mean * g_b) * self.inv_std
         else:
@@ -194,8 +195,8 @@ class Objective:
         grad = grad_sum / total
         if self.scaling is not None:
             grad = self.scaling.to_scaled_gradient(grad, self.n_outputs)
-        W, _ = split(theta, self.n_features, self.n_outputs)
-        grad_W, _ = split(grad, self.n_features, self.n_outputs)
+        W, _ = unpack_theta(theta, self.n_features, self.n_outputs)
+        grad_W, _ = unpack_theta(grad, self.n_features, self.n_outputs)
         grad_W += self.l2 * W
         return loss_sum / total + 0.5 * self.l2 * float(np.sum(W * W)), grad
 

@@ -1,19 +1,28 @@
-"""Everything that touches MPI directly.
+"""The one module that imports ``mpi4py``: every collective call goes through here.
 
-The communicator is always a parameter; only :func:`default_comm` (called by the driver)
-falls back to ``COMM_WORLD``. Rank-0 output, the one packed reduction of the objective,
-collective agreement on errors and the job-wide abort guard live here so that the rest
-of the package never imports ``mpi4py``.
+The communicator is always a parameter; :func:`default_comm` (called by the public entry
+points :func:`mpigd.fit`, :func:`mpigd.evaluate`, :func:`mpigd.predict` and the command
+line) falls back to ``COMM_WORLD``. Here live rank-0 output, the reductions, error
+agreement across ranks and the job-wide abort guard.
+
+Two kinds of work, never mixed: **rank-local work** that can fail on some ranks only
+(reading a slice, checking its values, writing a file on rank 0) runs inside
+:func:`rank_local` (or :func:`on_root`), which agrees on the failure afterwards; every
+**collective** helper is marked :func:`collective` and refuses to run inside rank-local
+work, raising :class:`CollectiveInLocalWork` at once (a bug) where it would otherwise
+leave the ranks that failed waiting for the others.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import numpy as np
 from mpi4py import MPI
@@ -21,6 +30,30 @@ from mpi4py import MPI
 from .errors import EXIT_ABORTED, MpigdError
 
 wtime = MPI.Wtime
+T = TypeVar("T")
+
+#: How many :func:`rank_local` blocks this process is inside (nested blocks count).
+_local_depth = 0
+
+
+class CollectiveInLocalWork(RuntimeError):
+    """A collective call was made inside rank-local work: a bug in mpigd, reported at once
+    (the guard around ``main`` aborts the job) instead of a hang."""
+
+
+def collective(fn: Callable[..., T]) -> Callable[..., T]:
+    """Mark ``fn`` as a collective call, which every rank of the communicator must make.
+    Inside :func:`rank_local` it raises :class:`CollectiveInLocalWork` instead."""
+
+    @functools.wraps(fn)
+    def checked(*args, **kwargs):
+        if _local_depth:
+            raise CollectiveInLocalWork(
+                f"{fn.__name__} is collective but was called inside rank-local work"
+            )
+        return fn(*args, **kwargs)
+
+    return checked
 
 
 #: Variables in which launchers tell each process how many they started, and its rank.
@@ -92,33 +125,39 @@ def warn0(comm: MPI.Comm, message: str, category: type[Warning] = UserWarning) -
         warnings.warn(message, category, stacklevel=3)
 
 
+@collective
 def allreduce_sum(comm: MPI.Comm, buf: np.ndarray) -> None:
     """Sum ``buf`` over all ranks, in place, with the buffer API. Collective: yes."""
     comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
 
 
+@collective
 def bcast_from_root(comm: MPI.Comm, obj, root: int = 0):
     """``root``'s small Python object on every rank (pickle; control data only).
     Collective: yes."""
     return comm.bcast(obj, root=root)
 
 
+@collective
 def barrier(comm: MPI.Comm) -> None:
     """Wait for every rank (before timing a collective phase). Collective: yes."""
     comm.Barrier()
 
 
+@collective
 def gather_to_root(comm: MPI.Comm, obj, root: int = 0):
     """Every rank's small Python object, as a list on ``root`` (None elsewhere).
     Collective: yes."""
     return comm.gather(obj, root=root)
 
 
+@collective
 def rows_before(comm: MPI.Comm, n_local: int) -> int:
     """Sum of ``n_local`` over the ranks below this one (an exclusive scan). Collective: yes."""
     return comm.exscan(n_local) or 0
 
 
+@collective
 def max_over_ranks(comm: MPI.Comm, values: np.ndarray) -> np.ndarray:
     """Element-wise maximum of a float64 vector over all ranks. Collective: yes."""
     out = np.array(values, dtype=np.float64)
@@ -126,6 +165,7 @@ def max_over_ranks(comm: MPI.Comm, values: np.ndarray) -> np.ndarray:
     return out
 
 
+@collective
 def min_max_over_ranks(comm: MPI.Comm, low, high) -> tuple[np.ndarray, np.ndarray]:
     """Element-wise minimum of ``low`` and maximum of ``high`` over all ranks, in one
     reduction (the minima travel negated, so that MAX reduces both). Collective: yes."""
@@ -168,6 +208,7 @@ def _available_memory() -> float:
     return available
 
 
+@collective
 def memory_per_rank(comm: MPI.Comm) -> float:
     """Bytes of data one rank may hold: ``MPIGD_MEMORY_PER_RANK`` (like ``4G``) if set,
     else ``MEMORY_SHARE`` of the node's available memory split over its ranks.
@@ -199,6 +240,7 @@ def _rank_list(ranks: list[int], shown: int = 8) -> str:
     return f"rank{'s' if len(ranks) > 1 else ''} {text}"
 
 
+@collective
 def agree(comm: MPI.Comm, error: str | None, *, root: int | None = None) -> None:
     """Raise one :class:`MpigdError` on every rank if any rank passes an error message.
 
@@ -229,6 +271,7 @@ def agree(comm: MPI.Comm, error: str | None, *, root: int | None = None) -> None
 _ORDER_TAG = 77  # message tag of the in_rank_order chain
 
 
+@collective
 def in_rank_order(comm: MPI.Comm, work: Callable[[], None]) -> None:
     """Run ``work`` on one rank at a time, rank 0 first (each rank writing its part of a
     file that only one process may hold open). An :class:`MpigdError` on one rank skips
@@ -237,7 +280,8 @@ def in_rank_order(comm: MPI.Comm, work: Callable[[], None]) -> None:
     error = comm.recv(source=comm.rank - 1, tag=_ORDER_TAG) if comm.rank > 0 else None
     if error is None:
         try:
-            work()
+            with _local_work():
+                work()
         except MpigdError as exc:
             error = f"{exc} (on rank {comm.rank})" if comm.size > 1 else str(exc)
     if comm.rank < comm.size - 1:
@@ -246,19 +290,45 @@ def in_rank_order(comm: MPI.Comm, work: Callable[[], None]) -> None:
 
 
 @contextmanager
-def agreed(comm: MPI.Comm, *, root: int | None = None) -> Iterator[None]:
-    """Run a block on every rank; if it raises :class:`MpigdError` on any, raise on all.
+def _local_work() -> Iterator[None]:
+    global _local_depth
+    _local_depth += 1
+    try:
+        yield
+    finally:
+        _local_depth -= 1
 
-    Use it around rank-local work that can fail (reading a slice, checking its values,
-    writing a file on rank 0) so that a failure on one rank cannot leave the others
-    waiting in the next collective. ``root`` as in :func:`agree`. Collective: yes.
+
+@contextmanager
+def rank_local(comm: MPI.Comm, *, root: int | None = None) -> Iterator[None]:
+    """Run a block of rank-local work on every rank; if it raises :class:`MpigdError` on
+    any rank, raise one on all of them when the block ends.
+
+    Use it around work that can fail on some ranks only (reading a slice, checking its
+    values, writing a file on rank 0), so that a failure on one rank cannot leave the
+    others waiting in the next collective. The block itself must not communicate: a
+    :func:`collective` call inside it raises :class:`CollectiveInLocalWork`. ``root`` as
+    in :func:`agree`. Collective: yes (on leaving the block).
     """
     error = None
     try:
-        yield
+        with _local_work():
+            yield
     except MpigdError as exc:
         error = str(exc) or type(exc).__name__
     agree(comm, error, root=root)
+
+
+@collective
+def on_root(comm: MPI.Comm, work: Callable[[], T], *, share: bool = False) -> T | None:
+    """Run ``work()`` on rank 0 only, as rank-local work: an :class:`MpigdError` there is
+    raised on every rank. Returns its result on rank 0 and None elsewhere, or with
+    ``share`` on every rank (a broadcast: small objects only). Collective: yes."""
+    result = None
+    with rank_local(comm, root=0):
+        if comm.rank == 0:
+            result = work()
+    return comm.bcast(result, root=0) if share else result
 
 
 def run_guarded(main: Callable[[], int], comm: MPI.Comm, *, debug: bool = False) -> int:

@@ -1,4 +1,14 @@
-"""Which rows each rank owns: a pure function, no communication."""
+"""Row arithmetic, pure and without communication: which rows each rank owns, and in
+blocks of how many rows a pass over them works."""
+
+#: Bytes of one block of rows in a pass over a rank's rows (the kernels, ``data info``,
+#: ``data split``): about 2 MiB, so that the second product of a kernel with a block
+#: (``X_b^T r``) reads it from cache rather than memory.
+BLOCK_BYTES = 2**21
+
+#: Bytes of one HDF5 chunk of an output dataset, and of one block of a conversion:
+#: about 1 MiB of whole rows, the unit in which ranks later read them.
+CHUNK_BYTES = 2**20
 
 
 def block_range(n_rows: int, size: int, rank: int) -> tuple[int, int]:
@@ -28,3 +38,12 @@ def block_range(n_rows: int, size: int, rank: int) -> tuple[int, int]:
     base, extra = divmod(n_rows, size)
     start = rank * base + min(rank, extra)
     return start, start + base + (rank < extra)
+
+
+def rows_per_block(
+    row_bytes: int, block_bytes: int = BLOCK_BYTES, n_rows: int | None = None
+) -> int:
+    """How many rows of ``row_bytes`` bytes make a block of about ``block_bytes``: at
+    least 1, and at most ``n_rows`` (when given, and at least 1). Collective: no."""
+    rows = max(1, block_bytes // max(int(row_bytes), 1))
+    return rows if n_rows is None else min(rows, max(n_rows, 1))

@@ -10,8 +10,8 @@ import numpy as np
 from mpi4py import MPI
 
 from mpigd import fit
-from mpigd.data import inspect_dataset, read_block
-from mpigd.losses import make_loss
+from mpigd.io.dataset import inspect_dataset, read_block
+from mpigd.kernels.losses import make_loss
 from mpigd.objective import Objective
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import random_problem, run_mpi, write_h5
 
-from mpigd.bench import MESSAGE_SIZES, fit_allreduce_model, predict, summarize
+from mpigd.bench.measure import MESSAGE_SIZES, fit_allreduce_model, predict, summarize
+from mpigd.bench.report import report
 from mpigd.errors import MpigdError
-from mpigd.report import report
 
 ALPHA, BETA = 5e-6, 2e-10  # seconds, seconds per byte
 

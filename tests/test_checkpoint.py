@@ -13,8 +13,8 @@ import pytest
 from conftest import mpi_launch, random_problem, run_mpi, write_h5
 
 from mpigd import load_model
-from mpigd.checkpoint import Checkpoint, load_checkpoint
 from mpigd.errors import EXIT_INPUT, EXIT_OK, EXIT_PREEMPTED
+from mpigd.train.checkpoint import Checkpoint, load_checkpoint
 
 BOUND = 30.0  # seconds for a job to end after a failure or a signal
 SHORT, LONG = 400, 3000  # iterations; LONG lasts a few seconds at P = 3 on 2 cores

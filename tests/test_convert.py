@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from mpigd.cli import main
-from mpigd.convert import convert
 from mpigd.errors import MpigdError
+from mpigd.io.convert import convert
 
 
 @pytest.fixture
@@ -179,7 +179,7 @@ def test_conversion_streams_a_file_larger_than_its_memory_limit(tmp_path):
 
 def test_block_parser_agrees_with_the_line_parser():
     """The vectorised LIBSVM block parser gives what the per-line parser gives."""
-    from mpigd.convert import _fast_block, _slow_block
+    from mpigd.io.text import _fast_block, _slow_block
 
     rng = np.random.default_rng(1)
     lines = []

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from conftest import write_h5
 
-from mpigd.data import fingerprint, inspect_dataset, memory_problem, read_block
 from mpigd.errors import MpigdError
+from mpigd.io.dataset import fingerprint, inspect_dataset, memory_problem, read_block
 
 
 @pytest.fixture

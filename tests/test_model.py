@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mpigd.errors import MpigdError
-from mpigd.files import atomic_path, output_problem
+from mpigd.io.outputs import atomic_path, output_problem
 from mpigd.model import LinearModel, load_model
 
 

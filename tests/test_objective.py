@@ -7,7 +7,8 @@ import pytest
 from conftest import random_problem, reference_objective
 from mpi4py import MPI
 
-from mpigd.losses import local_sums, log1pexp_and_expit, make_loss
+from mpigd.kernels.dense import local_sums
+from mpigd.kernels.losses import log1pexp_and_expit, make_loss
 from mpigd.objective import Objective
 
 KINDS = ["linear", "logistic"]

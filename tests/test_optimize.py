@@ -5,7 +5,7 @@ import pytest
 from conftest import random_problem
 from mpi4py import MPI
 
-from mpigd.losses import make_loss
+from mpigd.kernels.losses import make_loss
 from mpigd.objective import Objective
 from mpigd.optimize import OPTIMIZERS, gradient_descent
 

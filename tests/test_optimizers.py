@@ -189,7 +189,7 @@ def test_singular_normal_equations_are_a_clear_error(folder):
         folder / "never.h5",
     )
     assert proc.returncode == 2
-    assert "the normal equations are singular" in proc.stderr and "--l2 > 0" in proc.stderr
+    assert "the normal equations are singular" in proc.stderr and "use l2 > 0" in proc.stderr
 
 
 @pytest.mark.parametrize("ranks", RANKS)

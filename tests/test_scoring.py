@@ -97,7 +97,7 @@ def test_roc_auc_is_exact_on_many_ties_and_close_scores():
     """Scores that one cell cannot separate (1e-12 apart) and heavy ties, in one process."""
     from mpi4py import MPI
 
-    from mpigd.metrics import roc_auc
+    from mpigd.evaluation.metrics import roc_auc
 
     rng = np.random.default_rng(3)
     y = rng.random(20_000) < 0.4

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from conftest import run_mpi, write_h5
 
-from mpigd import split as split_module
 from mpigd.cli import main
 from mpigd.errors import MpigdError
-from mpigd.split import split
+from mpigd.io import split as split_module
+from mpigd.io.split import split
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ import h5py
 import numpy as np
 import pytest
 
-from mpigd.synthetic import GENERATION_ROWS, make_dataset
+from mpigd.io.synthetic import GENERATION_ROWS, make_dataset
 
 
 def read(path):

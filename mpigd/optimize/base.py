@@ -94,7 +94,6 @@ class Memoized:
 
     def __init__(self, fun: Function):
         self.fun = fun
-        self.calls = 0
         self._x: np.ndarray | None = None
         self._value: tuple[float, np.ndarray] | None = None
 
@@ -102,7 +101,6 @@ class Memoized:
         if self._x is None or not np.array_equal(x, self._x):
             self._value = self.fun(x)
             self._x = np.array(x, copy=True)
-            self.calls += 1
         return self._value
 
     def loss(self, x: np.ndarray) -> float:

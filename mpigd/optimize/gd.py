@@ -14,8 +14,8 @@ from .base import (
     OptimizeResult,
     Progress,
     check_stopping,
-    sufficient_decrease,
 )
+from .linesearch import armijo_search
 
 
 def gradient_descent(
@@ -82,20 +82,22 @@ def gradient_descent(
         return stop
 
     while not (stop := run.stop_before_step()):
-        theta, f, g = run.theta, run.f, run.g
-        g_norm2 = float(g @ g)
-        trials = 0
-        while True:
-            theta_new = theta - step * g
-            f_new, g_new = fun(theta_new)
-            trials += 1
-            if lr is not None or sufficient_decrease(
-                f, f_new, -g_norm2, -float(g_new @ g), step, c1, approx_tol
-            ):
-                break
-            step *= shrink
-            if step < min_step:
-                return run.result(False, FLAT)
+        found = armijo_search(
+            fun,
+            run.theta,
+            run.f,
+            run.g,
+            -run.g,
+            step,
+            c1=c1,
+            approx_tol=approx_tol,
+            shrink=shrink,
+            min_step=min_step,
+            fixed=lr is not None,
+        )
+        if found is None:
+            return run.result(False, FLAT)
+        step, (theta_new, f_new, g_new), trials = found
         taken = step
         if lr is None and trials == 1:
             step *= grow  # the first trial passed: try a longer step next time

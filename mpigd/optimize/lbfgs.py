@@ -17,9 +17,8 @@ from .base import (
     OptimizeResult,
     Progress,
     check_stopping,
-    finite,
-    sufficient_decrease,
 )
+from .linesearch import armijo_search
 
 
 def lbfgs(
@@ -33,6 +32,9 @@ def lbfgs(
     c1: float = 1e-4,
     c2: float = 0.9,
     approx_tol: float = 1e-10,
+    wolfe_maxiter: int = 20,
+    curvature_tol: float = 1e-10,
+    backtrack_tries: int = 30,
     callback: Callable[[Progress], None] | None = None,
     resume: dict[str, Any] | None = None,
 ) -> OptimizeResult:
@@ -44,7 +46,9 @@ def lbfgs(
     ``c1``, ``c2``). The search asks for losses and gradients separately, so ``fun`` is
     memoised and every point is evaluated once. Where the Wolfe search fails (near the
     minimum, where loss differences are rounding noise), a backtracking search with the
-    derivative form of the Armijo test takes over. The pairs live here rather than inside
+    derivative form of the Armijo test takes over (at most ``backtrack_tries`` trials
+    from a step of 1; the Wolfe search makes at most ``wolfe_maxiter``). A pair enters the
+    memory only with curvature ``s.y > curvature_tol |y|^2``. The pairs live here rather than inside
     scipy, so that ``Progress.state()`` holds all that is needed to continue exactly.
     Stopping rules as in :func:`gradient_descent`.
     """
@@ -85,13 +89,23 @@ def lbfgs(
                 old_old_fval=guess,
                 c1=c1,
                 c2=c2,
-                maxiter=20,
+                maxiter=wolfe_maxiter,
             )[0]
         if alpha is None:
             # Near the minimum, loss differences are rounding noise and the Wolfe search,
             # which compares losses, can fail; backtracking with the derivative form of
             # the Armijo test still finds a step there.
-            alpha = _backtrack(memo, theta, f, g, direction, c1, approx_tol)
+            found = armijo_search(
+                memo,
+                theta,
+                f,
+                g,
+                direction,
+                c1=c1,
+                approx_tol=approx_tol,
+                max_trials=backtrack_tries,
+            )
+            alpha = None if found is None else found[0]
         if alpha is None:
             if pairs_s:  # retry once along the steepest descent
                 pairs_s, pairs_y, f_before = [], [], None
@@ -100,25 +114,12 @@ def lbfgs(
         theta_new = theta + alpha * direction
         f_new, g_new = memo(theta_new)
         s, y = theta_new - theta, g_new - g
-        if s @ y > 1e-10 * float(y @ y):  # keep only pairs with positive curvature
+        if s @ y > curvature_tol * float(y @ y):  # keep only pairs with positive curvature
             pairs_s, pairs_y = [*pairs_s, s][-memory:], [*pairs_y, y][-memory:]
         f_before = f
         if stop := run.advance(theta_new, f_new, g_new, float(alpha)):
             break
     return stop
-
-
-def _backtrack(memo, theta, f, g, direction, c1, approx_tol, shrink=0.5, tries=30):
-    """A step along ``direction`` by backtracking from 1, or None."""
-    slope, step = float(g @ direction), 1.0
-    for _ in range(tries):
-        f_new, g_new = memo(theta + step * direction)
-        if finite(f_new, g_new) and sufficient_decrease(
-            f, f_new, slope, float(g_new @ direction), step, c1, approx_tol
-        ):
-            return step
-        step *= shrink
-    return None
 
 
 def _two_loop(g: np.ndarray, pairs_s: list, pairs_y: list) -> np.ndarray:

@@ -16,6 +16,7 @@ from .base import (
     Progress,
     check_stopping,
 )
+from .linesearch import backtrack
 
 
 @dataclass(frozen=True)
@@ -104,18 +105,21 @@ def accelerated_gradient(
         else:
             y = x + beta * (x - x_prev)
             f_y, g_y = fun(y)
-        trials = 0
-        while True:
-            x_new = prox(y - step * g_y, step)
-            f_new, g_new = fun(x_new)
-            trials += 1
-            if lr is not None or _upper_bound_holds(
-                f_y, g_y, f_new, g_new, x_new - y, step, approx_tol
-            ):
-                break
-            step *= shrink
-            if step < min_step:
-                return run.result(False, FLAT)
+        found = _prox_search(
+            fun,
+            prox,
+            y,
+            f_y,
+            g_y,
+            step,
+            fixed=lr is not None,
+            approx_tol=approx_tol,
+            shrink=shrink,
+            min_step=min_step,
+        )
+        if found is None:
+            return run.result(False, FLAT)
+        step, (x_new, f_new, g_new), trials = found
         taken = step
         if lr is None and trials == 1:
             step *= grow
@@ -128,6 +132,21 @@ def accelerated_gradient(
         if stop := run.advance(x_new, F_new, g_new, taken):
             break
     return stop
+
+
+def _prox_search(fun, prox, y, f_y, g_y, step, *, fixed, approx_tol, shrink, min_step):
+    """Backtracking from ``y`` along the prox-gradient step, accepted by the quadratic
+    upper bound (:func:`_upper_bound_holds`), or at once when ``fixed``."""
+
+    def trial(t: float) -> tuple:
+        x = prox(y - t * g_y, t)
+        return (x, *fun(x))
+
+    def accept(t: float, value: tuple) -> bool:
+        x, f_new, g_new = value
+        return fixed or _upper_bound_holds(f_y, g_y, f_new, g_new, x - y, t, approx_tol)
+
+    return backtrack(trial, accept, step, shrink=shrink, min_step=min_step)
 
 
 def _upper_bound_holds(f_y, g_y, f_new, g_new, d, step, approx_tol) -> bool:

@@ -16,8 +16,8 @@ from .base import (
     OptimizeResult,
     Progress,
     check_stopping,
-    sufficient_decrease,
 )
+from .linesearch import armijo_search
 
 HessianFunction = Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]
 HessianProduct = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -52,6 +52,7 @@ def newton(
     tol: float = 1e-6,
     ftol: float = 1e-12,
     full_hessian_max: int = 2000,
+    singular_ridge: float = 1e-8,
     c1: float = 1e-4,
     shrink: float = 0.5,
     approx_tol: float = 1e-10,
@@ -63,7 +64,8 @@ def newton(
 
     Up to ``full_hessian_max`` parameters, each point is evaluated with ``hess_fun``
     (loss, gradient and Hessian in one go) and the Newton system is solved by Cholesky;
-    a Hessian that is singular to working precision gets a small ridge. Beyond that,
+    a Hessian that is singular to working precision gets a ridge of ``singular_ridge``
+    times its mean diagonal. Beyond that,
     Newton-CG: conjugate gradients on ``hessp`` products, stopped at a relative residual
     of ``min(0.5, sqrt(|g|))`` (Nocedal & Wright, algorithm 7.1), with the loss and
     gradient from ``fun``. Stopping rules as in :func:`gradient_descent`.
@@ -83,23 +85,27 @@ def newton(
             try:
                 direction = -cho_solve(_cholesky(H), g)
             except SingularSystem:
-                ridge = 1e-8 * max(float(np.trace(H)) / len(g), 1e-300)
+                ridge = singular_ridge * max(float(np.trace(H)) / len(g), 1e-300)
                 direction = -np.linalg.solve(H + ridge * np.eye(len(g)), g)
         else:
             direction = _conjugate_gradients(hessp, theta, -g, min(0.5, np.sqrt(g_norm)) * g_norm)
-        slope = float(g @ direction)
-        if not slope < 0:
-            direction, slope = -g, -(g_norm**2)
-        step = 1.0
-        while True:
-            f_new, g_new, H_new = evaluate(theta + step * direction)
-            if sufficient_decrease(f, f_new, slope, float(g_new @ direction), step, c1, approx_tol):
-                break
-            step *= shrink
-            if step < min_step:
-                return run.result(False, FLAT)
-        H = H_new
-        if stop := run.advance(theta + step * direction, f_new, g_new, step):
+        if not float(g @ direction) < 0:
+            direction = -g
+        found = armijo_search(
+            evaluate,
+            theta,
+            f,
+            g,
+            direction,
+            c1=c1,
+            approx_tol=approx_tol,
+            shrink=shrink,
+            min_step=min_step,
+        )
+        if found is None:
+            return run.result(False, FLAT)
+        step, (theta_new, f_new, g_new, H), _ = found
+        if stop := run.advance(theta_new, f_new, g_new, step):
             break
     return stop
 
@@ -142,15 +148,22 @@ def normal_equations(
     scaled and penalised by the objective), and one Newton step solves them exactly:
     ``theta = theta0 - H^-1 g``. The loss and gradient at the solution follow from the
     same quadratic, so no second pass is needed. ``stopping`` options are accepted for a
-    uniform interface and have nothing to stop. Raises :class:`SingularSystem` when
+    uniform interface and have nothing to stop. Like the other optimisers it reports its
+    one iteration to ``callback`` (so it can be checkpointed, and a signal during the
+    pass stops it with a checkpoint) and continues from ``resume`` (its solution, which
+    one more pass confirms). Raises :class:`SingularSystem` when
     ``H`` is singular to working precision (collinear or constant features without a
     penalty).
     """
-    f0, g0, H = hess_fun(np.array(theta0, dtype=np.float64))
+    start = np.array(theta0 if resume is None else resume["theta"], dtype=np.float64)
+    f0, g0, H = hess_fun(start)
     step = -cho_solve(_cholesky(H), g0)
-    theta = theta0 + step
+    theta = start + step
     f = f0 + float(g0 @ step) + 0.5 * float(step @ H @ step)
     g = g0 + H @ step
+    state = {"theta": theta, "nit": 1, "nfev": 1, "history": np.array([f0, f])}
+    if callback is not None:
+        callback(Progress(1, f, float(np.linalg.norm(g)), 1.0, 1, lambda: dict(state)))
     return OptimizeResult(
         theta, f, g, 1, 1, True, "solved the normal equations by Cholesky", False, [f0, f]
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
-from .parallel import allreduce_sum, min_max_over_ranks
+from ..parallel import allreduce_sum, min_max_over_ranks
 
 
 def _sums(comm, *values) -> np.ndarray:

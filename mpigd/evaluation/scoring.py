@@ -12,19 +12,20 @@ from contextlib import ExitStack
 
 import h5py
 
-from . import __version__, metrics
-from .errors import MpigdError
-from .files import atomic_path, create_rows_dataset
-from .fit import read_rows
-from .losses import class_label_problem
-from .model import LinearModel, load_model
-from .parallel import agreed, bcast_from_root, default_comm, in_rank_order
+from .. import __version__
+from ..errors import MpigdError
+from ..io.outputs import create_rows_dataset, write_errors, writing
+from ..io.rows import read_rows
+from ..kernels.losses import class_label_problem
+from ..model import LinearModel, load_model
+from ..parallel import default_comm, in_rank_order, on_root, rank_local
+from . import metrics
 
 
 def _load(comm, model: LinearModel | str | os.PathLike) -> LinearModel:
     if isinstance(model, LinearModel):
         return model
-    with agreed(comm):
+    with rank_local(comm):
         return load_model(model)
 
 
@@ -46,7 +47,7 @@ def evaluate(
     model = _load(comm, model)
     info, local = read_rows(comm, data, x_key, y_key, None, model.kind, len(model.coef))
     if model.kind == "softmax":
-        with agreed(comm):
+        with rank_local(comm):
             problem = class_label_problem(local.y, model.coef.shape[1])
             if problem:
                 raise MpigdError(f"{info.path}: '{y_key}': {problem} (the model's classes)")
@@ -83,31 +84,27 @@ def predict(
         columns["probability"] = probability
 
     def write_rows() -> None:
-        try:
-            with h5py.File(tmp, "r+") as f:
-                for key, values in columns.items():
-                    f[key][local.start : local.stop] = values
-        except OSError as exc:
-            raise MpigdError(f"cannot write {out}: {exc}") from exc
+        with write_errors(out), h5py.File(tmp, "r+") as f:
+            for key, values in columns.items():
+                f[key][local.start : local.stop] = values
 
     with ExitStack() as rank0_output:
-        tmp = None
-        with agreed(comm, root=0):
-            if comm.rank == 0:
-                tmp = rank0_output.enter_context(atomic_path(out))
-                _create(tmp, info.n_rows, columns, model, info.path)
-        tmp = bcast_from_root(comm, tmp)
+
+        def create() -> str:
+            name = rank0_output.enter_context(writing(out))
+            _create(name, out, info.n_rows, columns, model, info.path)
+            return name
+
+        tmp = on_root(comm, create, share=True)
         in_rank_order(comm, write_rows)
     return info.n_rows
 
 
-def _create(path: str, n_rows: int, columns: dict, model: LinearModel, data: str) -> None:
-    """The empty prediction file: one dataset per column, chunked by rows."""
-    try:
-        with h5py.File(path, "w") as f:
-            for key, values in columns.items():
-                shape = (n_rows, *values.shape[1:])
-                create_rows_dataset(f, key, shape, values.dtype, fixed_layout=True)
-            f.attrs.update(model=model.kind, data=os.path.abspath(data), mpigd_version=__version__)
-    except OSError as exc:
-        raise MpigdError(f"cannot write {path}: {exc}") from exc
+def _create(path: str, out: str, n_rows: int, columns: dict, model: LinearModel, data: str) -> None:
+    """The empty prediction file ``out``, under its temporary name ``path``: one dataset
+    per column, chunked by rows."""
+    with write_errors(out), h5py.File(path, "w") as f:
+        for key, values in columns.items():
+            shape = (n_rows, *values.shape[1:])
+            create_rows_dataset(f, key, shape, values.dtype, fixed_layout=True)
+        f.attrs.update(model=model.kind, data=os.path.abspath(data), mpigd_version=__version__)

@@ -12,41 +12,45 @@ import os
 import h5py
 import numpy as np
 
-from .data import READ_ERRORS, inspect_dataset
-from .errors import MpigdError
-from .files import read_attrs
-from .parallel import (
-    agreed,
+from ..errors import MpigdError
+from ..parallel import (
     allreduce_sum,
     bcast_from_root,
     gather_to_root,
     min_max_over_ranks,
+    on_root,
+    rank_local,
 )
-from .partition import block_range
+from ..partition import block_range, rows_per_block
+from .dataset import READ_ERRORS, inspect_dataset
+from .outputs import read_attrs
 
 #: Most distinct integer labels reported as classes.
 MAX_CLASSES = 20
-BLOCK_BYTES = 2 * 2**20
 
 
 def _layout(path: str, keys: list[str]) -> dict:
-    with h5py.File(path, "r") as f:
-        datasets = {
-            key: {
-                "shape": list(f[key].shape),
-                "dtype": str(f[key].dtype),
-                "chunks": list(f[key].chunks) if f[key].chunks else "contiguous",
-                "compression": f[key].compression or "none",
+    """Shapes, dtypes, chunks, compression, size and attributes. Collective: no."""
+    try:
+        with h5py.File(path, "r") as f:
+            datasets = {
+                key: {
+                    "shape": list(f[key].shape),
+                    "dtype": str(f[key].dtype),
+                    "chunks": list(f[key].chunks) if f[key].chunks else "contiguous",
+                    "compression": f[key].compression or "none",
+                }
+                for key in keys
             }
-            for key in keys
-        }
-        names = f[keys[0]].attrs.get("feature_names", f.attrs.get("feature_names"))
-        return {
-            "file_bytes": os.path.getsize(path),
-            "attributes": {k: v for k, v in read_attrs(f).items() if np.ndim(v) == 0},
-            "datasets": datasets,
-            "feature_names": None if names is None else [str(n) for n in names],
-        }
+            names = f[keys[0]].attrs.get("feature_names", f.attrs.get("feature_names"))
+            return {
+                "file_bytes": os.path.getsize(path),
+                "attributes": {k: v for k, v in read_attrs(f).items() if np.ndim(v) == 0},
+                "datasets": datasets,
+                "feature_names": None if names is None else [str(n) for n in names],
+            }
+    except READ_ERRORS as exc:
+        raise MpigdError(f"cannot read {path}: {exc}") from exc
 
 
 class _Running:
@@ -82,23 +86,16 @@ class _Running:
 
 def describe(comm, path, x_key: str = "X", y_key: str | None = "y") -> dict:
     """Layout and statistics of ``path``; the same dict on every rank. Collective: yes."""
-    with agreed(comm):
+    with rank_local(comm):
         info = inspect_dataset(path, x_key, y_key)
     keys = [key for key in (x_key, y_key) if key]
-    with agreed(comm, root=0):
-        layout = None
-        if comm.rank == 0:
-            try:
-                layout = _layout(info.path, keys)
-            except READ_ERRORS as exc:
-                raise MpigdError(f"cannot read {path}: {exc}") from exc
-    layout = bcast_from_root(comm, layout)
+    layout = on_root(comm, lambda: _layout(info.path, keys), share=True)
 
     start, stop = block_range(info.n_rows, comm.size, comm.rank)
     features, labels = _Running(info.n_features), _Running(1)
     classes: dict[float, int] | None = {}
-    rows = max(1, BLOCK_BYTES // (8 * info.n_features))
-    with agreed(comm):
+    rows = rows_per_block(8 * info.n_features)
+    with rank_local(comm):
         try:
             with h5py.File(info.path, "r") as f:
                 for a in range(start, stop, rows):

@@ -20,14 +20,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .data import READ_ERRORS
-from .errors import MpigdError
-from .files import atomic_path, create_rows_dataset
+from ..errors import MpigdError
+from ..partition import BLOCK_BYTES, rows_per_block
+from .dataset import READ_ERRORS
+from .outputs import atomic_path, create_rows_dataset
 
 #: Bytes of rows in one bucket, the most held in memory (give or take a few percent).
 BUCKET_BYTES = 64 * 2**20
-#: Bytes of rows read or written at a time.
-BLOCK_BYTES = 2 * 2**20
 
 
 def split(
@@ -62,7 +61,7 @@ def split(
                 )
             row_bytes = sum(source[k].dtype.itemsize * math.prod(source[k].shape[1:]) for k in keys)
             n_buckets = max(1, math.ceil(m * row_bytes / BUCKET_BYTES))
-            block = max(1, BLOCK_BYTES // max(row_bytes, 1))
+            block = rows_per_block(row_bytes, BLOCK_BYTES)
             rng = np.random.default_rng(seed)
             folder = Path(train_out).resolve().parent
             with tempfile.TemporaryDirectory(dir=folder, prefix=".mpigd-split-") as scratch:

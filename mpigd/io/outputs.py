@@ -1,4 +1,10 @@
-"""Output files: checked before the work starts, written atomically when it ends."""
+"""Output files: checked before the work starts, written atomically when it ends.
+
+:func:`check_output` refuses an output that cannot be written or that names an input;
+:func:`writing` is how every output is written: under a temporary name beside it,
+renamed into place when complete, with any ``OSError`` turned into one clear
+:class:`~mpigd.errors.MpigdError` naming the file.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .errors import MpigdError
+from ..errors import MpigdError
+from ..partition import CHUNK_BYTES, rows_per_block
 
 
 def output_problem(path: str | os.PathLike, inputs=()) -> str | None:
@@ -34,6 +41,14 @@ def output_problem(path: str | os.PathLike, inputs=()) -> str | None:
     if not os.access(folder, os.W_OK | os.X_OK):
         return f"output folder is not writable: {folder}"
     return None
+
+
+def check_output(path: str | os.PathLike, inputs=()) -> None:
+    """Raise :class:`MpigdError` with :func:`output_problem`'s reason, if there is one.
+    Collective: no."""
+    problem = output_problem(path, inputs)
+    if problem:
+        raise MpigdError(problem)
 
 
 def _umask() -> int:
@@ -70,6 +85,26 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         os.close(folder_fd)
 
 
+@contextmanager
+def write_errors(path: str | os.PathLike, what: str = "") -> Iterator[None]:
+    """Turn an ``OSError`` of the block (disk full, permissions, a lock) into one
+    :class:`MpigdError`: ``cannot write [what ]PATH: reason``. Collective: no."""
+    try:
+        yield
+    except OSError as exc:
+        raise MpigdError(f"cannot write {what + ' ' if what else ''}{path}: {exc}") from exc
+
+
+@contextmanager
+def writing(path: str | os.PathLike, what: str = "") -> Iterator[str]:
+    """Yield a temporary file name to write ``path`` through (:func:`atomic_path`); a
+    failure leaves ``path`` untouched and becomes one :class:`MpigdError`
+    (:func:`write_errors`). The block should only write: a read error in it would be
+    reported as a write error. Collective: no."""
+    with write_errors(path, what), atomic_path(path) as tmp:
+        yield tmp
+
+
 def read_attrs(obj) -> dict[str, Any]:
     """An HDF5 object's attributes as Python scalars, strings and arrays. Collective: no."""
     return {key: _plain(value) for key, value in obj.attrs.items()}
@@ -85,13 +120,8 @@ def _plain(value):
 
 def write_json(path: str | os.PathLike, record) -> None:
     """Write ``record`` as JSON to ``path``, atomically. Collective: no."""
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
+    with writing(path) as tmp, open(tmp, "w") as f:
         json.dump(record, f, indent=1)
-
-
-#: Bytes of one chunk of an output dataset: a block of whole rows of about 1 MiB, the
-#: unit in which ranks read their rows.
-CHUNK_BYTES = 2**20
 
 
 def create_rows_dataset(
@@ -114,7 +144,7 @@ def create_rows_dataset(
             raise MpigdError("compression needs chunks; leave out --contiguous")
         return f.create_dataset(name, shape, dtype=dtype)
     row_bytes = dtype.itemsize * int(np.prod(shape[1:]))
-    rows = int(np.clip(CHUNK_BYTES // max(row_bytes, 1), 1, max(shape[0], 1)))
+    rows = rows_per_block(row_bytes, CHUNK_BYTES, shape[0])
     layout = {}
     if fixed_layout:
         dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)

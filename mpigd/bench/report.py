@@ -7,9 +7,9 @@ import json
 import statistics
 from pathlib import Path
 
-from .bench import fit_allreduce_model, predict, summarize
-from .errors import MpigdError
-from .files import atomic_path, write_json
+from ..errors import MpigdError
+from ..io.outputs import atomic_path, write_json
+from .measure import fit_allreduce_model, predict, summarize
 
 #: Rank counts and dataset sizes the alpha-beta model is asked about.
 PREDICT_RANKS = [1, 2, 4, 16, 64, 256, 1024, 4096]

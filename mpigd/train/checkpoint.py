@@ -16,8 +16,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .errors import MpigdError
-from .files import atomic_path, read_attrs
+from ..errors import MpigdError
+from ..io.outputs import read_attrs, writing
 
 FORMAT = "mpigd-checkpoint-1"
 #: The order in which differences are reported: the most telling first. The data path
@@ -51,7 +51,7 @@ class Checkpoint:
     def save(self, path: str | os.PathLike) -> None:
         """Write to ``path`` atomically: a crash mid-write leaves the previous file.
         Collective: no (call on one rank)."""
-        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        with writing(path, "checkpoint") as tmp, h5py.File(tmp, "w") as f:
             f.attrs.update(
                 format=FORMAT, optimizer=self.optimizer, ranks=self.ranks, created=self.created
             )

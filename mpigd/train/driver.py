@@ -1,7 +1,10 @@
 """The training driver: data -> objective -> optimiser -> model, on every rank.
 
-This is the only module that defaults the communicator to ``COMM_WORLD``; the command
-line calls :func:`fit`, and so can Python code run under ``mpiexec``.
+:func:`fit` is the Python API and what ``mpigd train`` calls; under ``mpiexec`` every
+rank calls it with the same arguments. It checks the options, loads this rank's rows
+(:func:`mpigd.io.rows.read_rows`), builds the :class:`~mpigd.objective.Objective`, runs
+the optimiser (with checkpoints and signals when asked) and returns the model with its
+provenance.
 """
 
 from __future__ import annotations
@@ -15,47 +18,28 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .checkpoint import Checkpoint, load_checkpoint
-from .data import (
-    DatasetInfo,
-    LocalData,
-    fingerprint,
-    first_row,
-    inspect_dataset,
-    memory_problem,
-    read_block,
-)
-from .errors import Diverged, MpigdError, Preempted
-from .losses import MODELS, class_label_problem, make_loss
-from .model import LinearModel
-from .objective import Objective, standardization
-from .optimize import (
-    OPTIMIZERS,
-    L1Penalty,
-    Optimizer,
-    OptimizeResult,
-    Progress,
-    SingularSystem,
-)
-from .optimize import check_stopping as check_stopping_options
-from .parallel import (
-    agreed,
+from .. import __version__
+from ..errors import Diverged, MpigdError, Preempted
+from ..io.dataset import DatasetInfo, LocalData, fingerprint, first_row
+from ..io.rows import read_rows
+from ..kernels.losses import PointwiseLoss, make_loss
+from ..model import LinearModel
+from ..objective import Objective, Scaling, standardization
+from ..optimize import OPTIMIZERS, OptimizeResult, Progress, SingularSystem
+from ..parallel import (
     allreduce_sum,
-    bcast_from_root,
     default_comm,
     library_version,
     max_over_ranks,
-    memory_per_rank,
+    on_root,
     warn0,
     wtime,
 )
+from .checkpoint import Checkpoint, load_checkpoint
+from .options import check_options, choose_optimizer, optimizer_arguments
 from .preemption import SignalWatch
 
 TIMING_KEYS = ("read", "compute", "allreduce", "total")
-#: ``optimizer="auto"`` solves linear regression with up to this many parameters by the
-#: normal equations (an (n+1)^2 Hessian per rank), beyond that by L-BFGS.
-NORMAL_MAX_PARAMETERS = 4096
 
 
 class ConvergenceWarning(UserWarning):
@@ -71,73 +55,15 @@ class FitResult:
     timings: dict[str, float]
 
 
-def choose_optimizer(model: str, l1: float, n_features: int) -> str:
-    """What ``optimizer="auto"`` means: FISTA for L1, the normal equations for linear
-    regression of moderate width, L-BFGS otherwise."""
-    if l1 > 0:
-        return "nesterov"
-    if model == "linear" and n_features + 1 <= NORMAL_MAX_PARAMETERS:
-        return "normal"
-    return "lbfgs"
+@dataclass(frozen=True)
+class _Problem:
+    """This rank's share of the training problem, as loaded."""
 
-
-def optimizer_arguments(
-    spec: Optimizer,
-    objective: Objective,
-    n_rows: int,
-    *,
-    lr=None,
-    l1: float = 0.0,
-    batch_size: int = 1024,
-    seed: int = 0,
-) -> dict:
-    """The keyword arguments beyond ``fun`` and the stopping options that optimiser
-    ``spec`` needs (``spec.needs``), taken from ``objective`` and the options."""
-    mask = np.zeros(objective.size, dtype=bool)
-    mask[: objective.n_features * objective.n_outputs] = True  # W, not the intercepts
-    available = {
-        "lr": lr,
-        "penalty": L1Penalty(l1, mask) if l1 > 0 else None,
-        "hess_fun": objective.hessian,
-        "hessp": objective.hessp,
-        "batch_fun": objective.batch,
-        "n_rows": n_rows,
-        "batch_size": batch_size,
-        "seed": seed,
-    }
-    return {key: available[key] for key in spec.needs}
-
-
-def _check_options(model, optimizer, l2, l1, class_weight, batch_size, **stopping) -> None:
-    """Raise the same MpigdError on every rank for out-of-range options."""
-    if model not in MODELS:
-        raise MpigdError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
-    if optimizer != "auto" and optimizer not in OPTIMIZERS:
-        raise MpigdError(
-            f"unknown optimizer {optimizer!r}; choose from auto, {', '.join(OPTIMIZERS)}"
-        )
-    for name, value in (("l2", l2), ("l1", l1)):
-        if not (value >= 0 and np.isfinite(value)):
-            raise MpigdError(f"{name} must be a finite number >= 0, got {value}")
-    if class_weight not in (None, "balanced"):
-        raise MpigdError(f"class_weight must be 'balanced' or None, got {class_weight!r}")
-    if class_weight and model == "linear":
-        raise MpigdError("class weights need a classifier (logistic or softmax)")
-    if batch_size < 1:
-        raise MpigdError(f"batch_size must be >= 1, got {batch_size}")
-    try:
-        check_stopping_options(**stopping)
-    except ValueError as exc:
-        raise MpigdError(str(exc)) from exc
-    if optimizer == "auto":
-        return
-    spec = OPTIMIZERS[optimizer]
-    if l1 > 0 and not spec.l1:
-        raise MpigdError(f"optimizer {optimizer!r} cannot handle an L1 penalty; use nesterov")
-    if spec.least_squares and model != "linear":
-        raise MpigdError(f"optimizer {optimizer!r} solves linear regression only")
-    if spec.single_output and model == "softmax":
-        raise MpigdError(f"optimizer {optimizer!r} needs a single output; use lbfgs for softmax")
+    info: DatasetInfo
+    local: LocalData
+    loss: PointwiseLoss
+    weights: np.ndarray | None
+    scaling: Scaling | None
 
 
 def fit(
@@ -227,30 +153,24 @@ def fit(
     """
     comm = default_comm(comm)
     start = wtime()
-    _check_options(
+    check_options(
         model,
         optimizer,
         l2,
         l1,
         class_weight,
         batch_size,
+        checkpoint_every,
         max_iter=1 if max_iter is None else max_iter,
         tol=tol,
         ftol=ftol,
         lr=lr,
     )
-    if checkpoint_every < 1:
-        raise MpigdError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
-    info, local = read_rows(comm, data, x_key, y_key, weight_key, model)
-    n_classes = _n_classes(comm, local) if model == "softmax" else 2
-    loss = make_loss(model, n_classes)
-    weights = _weights(comm, local, class_weight, n_classes)
-    scaling = standardization(comm, local.X, first_row(info)) if standardize else None
+    problem = _load(comm, data, model, x_key, y_key, weight_key, class_weight, standardize)
     read_seconds = wtime() - start
-
+    info = problem.info
     if optimizer == "auto":
         optimizer = choose_optimizer(model, l1, info.n_features)
-    spec = OPTIMIZERS[optimizer]
     options = {
         "model": model,
         "l2": l2,
@@ -258,25 +178,24 @@ def fit(
         "standardize": bool(standardize),
         "weight_key": weight_key or "",
         "class_weight": class_weight or "",
-        "n_outputs": loss.n_outputs,
+        "n_outputs": problem.loss.n_outputs,
     }
     if optimizer == "sgd":
         options.update(batch_size=batch_size, seed=seed)
     run = None
     if checkpoint is not None or resume is not None:
-        with agreed(comm, root=0):
-            run = {**options, **fingerprint(info)} if comm.rank == 0 else None
+        run = on_root(comm, lambda: {**options, **fingerprint(info)})
     state = None if resume is None else _resume_state(comm, resume, optimizer, run)
 
     with SignalWatch() if checkpoint is not None else nullcontext(None) as stop_flag:
         objective = Objective(
             comm,
-            local.X,
-            local.y,
-            loss,
+            problem.local.X,
+            problem.local.y,
+            problem.loss,
             l2=l2,
-            weights=weights,
-            scaling=scaling,
+            weights=problem.weights,
+            scaling=problem.scaling,
             stop_flag=stop_flag,
         )
         if checkpoint is not None:
@@ -290,34 +209,19 @@ def fit(
                 optimizer,
                 run,
             )
-        stopping = {
-            "tol": tol,
-            "ftol": ftol,
-            **({} if max_iter is None else {"max_iter": max_iter}),
-        }
-        try:
-            result = spec.run(
-                objective,
-                np.zeros(objective.size),
-                callback=callback,
-                resume=state,
-                **stopping,
-                **optimizer_arguments(
-                    spec, objective, info.n_rows, lr=lr, l1=l1, batch_size=batch_size, seed=seed
-                ),
-            )
-        except SingularSystem as exc:
-            raise MpigdError(
-                f"the normal equations are singular ({exc}): collinear or "
-                "constant features; use --l2 > 0 or another optimizer"
-            ) from exc
-    if result.diverged:
-        raise Diverged(
-            f"training diverged: {result.message}; use a smaller --lr (or none, for the "
-            "line search) or --standardize"
+        extras = optimizer_arguments(
+            OPTIMIZERS[optimizer],
+            objective,
+            info.n_rows,
+            lr=lr,
+            l1=l1,
+            batch_size=batch_size,
+            seed=seed,
         )
-    if not result.converged:
-        warn0(comm, f"not converged: {result.message}", ConvergenceWarning)
+        stopping = {"tol": tol, "ftol": ftol}
+        if max_iter is not None:
+            stopping["max_iter"] = max_iter
+        result = _optimize(objective, optimizer, callback, state, stopping, extras)
 
     t = objective.timings
     elapsed = [read_seconds, t.compute, t.allreduce, wtime() - start]
@@ -329,6 +233,63 @@ def fit(
         "max_iter": "default" if max_iter is None else max_iter,
         "tol": tol,
         "ftol": ftol,
+        **_provenance(comm, result, objective, info, resume),
+        **{f"time_{key}": value for key, value in timings.items()},
+    }
+    arrays = {"loss_history": np.array(result.history)}
+    if problem.scaling is not None:
+        arrays.update(feature_mean=problem.scaling.mean, feature_std=problem.scaling.std)
+    fitted = LinearModel.from_theta(
+        model,
+        objective.raw(result.x),
+        info.n_features,
+        problem.loss.n_outputs,
+        record,
+        arrays,
+    )
+    return FitResult(fitted, result, timings)
+
+
+def _load(comm, data, model, x_key, y_key, weight_key, class_weight, standardize) -> _Problem:
+    """Read this rank's rows and derive the loss, row weights and scaling from all
+    ranks' rows. Collective: yes."""
+    info, local = read_rows(comm, data, x_key, y_key, weight_key, model)
+    n_classes = _n_classes(comm, local) if model == "softmax" else 2
+    weights = _weights(comm, local, class_weight, n_classes)
+    scaling = standardization(comm, local.X, first_row(info)) if standardize else None
+    return _Problem(info, local, make_loss(model, n_classes), weights, scaling)
+
+
+def _optimize(objective, optimizer, callback, state, stopping, extras) -> OptimizeResult:
+    """Run the optimiser; a singular system or divergence is an error, running out of
+    iterations a warning. Collective: yes (every evaluation is)."""
+    try:
+        result = OPTIMIZERS[optimizer].run(
+            objective,
+            np.zeros(objective.size),
+            callback=callback,
+            resume=state,
+            **stopping,
+            **extras,
+        )
+    except SingularSystem as exc:
+        raise MpigdError(
+            f"the normal equations are singular ({exc}): collinear or constant features; "
+            "use l2 > 0 or another optimizer"
+        ) from exc
+    if result.diverged:
+        raise Diverged(
+            f"training diverged: {result.message}; use a smaller lr (or none, for the "
+            "line search) or standardize the features"
+        )
+    if not result.converged:
+        warn0(objective.comm, f"not converged: {result.message}", ConvergenceWarning)
+    return result
+
+
+def _provenance(comm, result: OptimizeResult, objective, info: DatasetInfo, resume) -> dict:
+    """What the model file records of the run besides its options. Collective: no."""
+    return {
         "iterations": result.nit,
         "function_evals": result.nfev,
         "allreduces": objective.n_evals,
@@ -340,54 +301,17 @@ def fit(
         "n_rows": info.n_rows,
         "n_features": info.n_features,
         "data_path": os.path.abspath(info.path),
-        "x_key": x_key,
-        "y_key": y_key,
+        "x_key": info.x_key,
+        "y_key": info.y_key,
         "resumed_from": "" if resume is None else os.path.abspath(resume),
         "mpigd_version": __version__,
         "mpi_library": library_version(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        **{f"time_{key}": value for key, value in timings.items()},
     }
-    arrays = {"loss_history": np.array(result.history)}
-    if scaling is not None:
-        arrays.update(feature_mean=scaling.mean, feature_std=scaling.std)
-    fitted = LinearModel.from_theta(
-        model, objective.raw(result.x), info.n_features, loss.n_outputs, record, arrays
-    )
-    return FitResult(fitted, result, timings)
-
-
-def read_rows(
-    comm, data, x_key, y_key, weight_key, model, n_features: int | None = None
-) -> tuple[DatasetInfo, LocalData]:
-    """Check the file, this rank's memory and its rows, agreeing on every failure: the
-    labels must suit ``model`` (unless ``y_key`` is None) and, when given, X must have
-    ``n_features`` columns. Collective: yes."""
-    with agreed(comm):
-        info = inspect_dataset(data, x_key, y_key, weight_key)
-        if n_features is not None and info.n_features != n_features:
-            raise MpigdError(
-                f"{info.path}: '{x_key}' has {info.n_features} features but the model has "
-                f"{n_features}"
-            )
-    budget = memory_per_rank(comm)
-    with agreed(comm):
-        problem = memory_problem(info, comm.rank, comm.size, budget)
-        if problem:
-            raise MpigdError(problem)
-    with agreed(comm):
-        local = read_block(info, comm.rank, comm.size)
-        if y_key is None:
-            return info, local
-        check = class_label_problem if model == "softmax" else make_loss(model).label_problem
-        problem = check(local.y)
-        if problem:
-            raise MpigdError(f"{info.path}: '{y_key}': {problem}")
-    return info, local
 
 
 def _n_classes(comm, local: LocalData) -> int:
-    """K = the largest label over all ranks + 1 (one Allreduce)."""
+    """K = the largest label over all ranks + 1 (one Allreduce). Collective: yes."""
     largest = local.y.max() if len(local.y) else -1.0
     n_classes = int(max_over_ranks(comm, [largest])[0]) + 1
     if n_classes < 2:
@@ -398,7 +322,7 @@ def _n_classes(comm, local: LocalData) -> int:
 def _weights(comm, local: LocalData, class_weight, n_classes: int) -> np.ndarray | None:
     """Row weights: the file's, times balanced class weights ``S / (K S_k)``, with ``S_k``
     the weight of class k (its count without row weights; sums by Allreduce), as
-    scikit-learn's ``class_weight="balanced"`` does."""
+    scikit-learn's ``class_weight="balanced"`` does. Collective: yes."""
     weights = local.weights
     if class_weight == "balanced":
         labels = local.y.astype(np.intp)
@@ -418,22 +342,24 @@ def _weights(comm, local: LocalData, class_weight, n_classes: int) -> np.ndarray
 
 
 def _resume_state(comm, path, optimizer: str, run: dict | None) -> dict:
-    """Rank 0 reads and checks the checkpoint; every rank gets its state."""
-    with agreed(comm, root=0):
-        if comm.rank == 0:
-            saved = load_checkpoint(path)
-            problem = saved.mismatch(optimizer, run)
-            if problem:
-                raise MpigdError(f"cannot resume from {path}: {problem}")
-            if saved.ranks != comm.size:
-                warn0(
-                    comm,
-                    f"resuming with {comm.size} ranks from a checkpoint written by "
-                    f"{saved.ranks}: the state does not depend on the rank count, but sums "
-                    "are added in another order, so the last bits can differ from a run "
-                    "that never stopped",
-                )
-    return bcast_from_root(comm, saved.state if comm.rank == 0 else None)
+    """Rank 0 reads and checks the checkpoint; every rank gets its state. Collective: yes."""
+
+    def load() -> dict:
+        saved = load_checkpoint(path)
+        problem = saved.mismatch(optimizer, run)
+        if problem:
+            raise MpigdError(f"cannot resume from {path}: {problem}")
+        if saved.ranks != comm.size:
+            warn0(
+                comm,
+                f"resuming with {comm.size} ranks from a checkpoint written by "
+                f"{saved.ranks}: the state does not depend on the rank count, but sums "
+                "are added in another order, so the last bits can differ from a run "
+                "that never stopped",
+            )
+        return saved.state
+
+    return on_root(comm, load, share=True)
 
 
 def _checkpointing(
@@ -441,19 +367,16 @@ def _checkpointing(
 ):
     """Wrap ``callback``: write a checkpoint every ``every`` iterations, and on a signal
     (reduced with the objective, so every rank sees it in the same iteration) write one
-    and raise Preempted."""
+    and raise Preempted. The wrapper is collective: every rank calls it each iteration."""
 
     def on_iteration(progress: Progress) -> None:
         if callback is not None:
             callback(progress)
         stop = objective.stop_requested
         if stop or progress.nit % every == 0:
-            with agreed(comm, root=0):
-                if comm.rank == 0:
-                    try:
-                        Checkpoint(optimizer, progress.state(), run, comm.size).save(path)
-                    except OSError as exc:
-                        raise MpigdError(f"cannot write checkpoint {path}: {exc}") from exc
+            on_root(
+                comm, lambda: Checkpoint(optimizer, progress.state(), run, comm.size).save(path)
+            )
         if stop:
             why = stop_flag.received or "a signal on another rank"
             raise Preempted(

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 from scipy.special import expit
 
-from .files import atomic_path, create_rows_dataset
+from .outputs import create_rows_dataset, writing
 
 #: Rows drawn per random-number stream. Each block has its own stream, seeded by
 #: ``(seed, block index)``, so the file's content depends on the seed only.
@@ -47,7 +47,7 @@ def make_dataset(
     coef = rng.normal(0.0, 2.0 / np.sqrt(n_features), n_features)
     intercept = rng.normal()
 
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with writing(path) as tmp, h5py.File(tmp, "w") as f:
         X = create_rows_dataset(f, "X", (n_rows, n_features), dtype)
         y = create_rows_dataset(f, "y", (n_rows,), np.float64)
         f.attrs.update(kind=kind, seed=seed, noise=noise, coef_true=coef, intercept_true=intercept)

@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 import numpy as np
 from threadpoolctl import threadpool_info
 
-from . import __version__
-from .data import inspect_dataset, read_block
-from .losses import make_loss
-from .objective import Objective
-from .parallel import (
+from .. import __version__
+from ..io.rows import read_rows
+from ..kernels.losses import make_loss
+from ..objective import Objective
+from ..parallel import (
     allreduce_sum,
     barrier,
     gather_to_root,
@@ -84,12 +84,13 @@ def measure(
 
     Per evaluation each rank times its local pass and its ``Allreduce`` (which includes
     waiting for slower ranks); the record keeps, per evaluation, the maximum over ranks of
-    each and the spread of the local pass (load imbalance).
+    each and the spread of the local pass (load imbalance). The rows are read and checked
+    as training reads them (:func:`~mpigd.io.rows.read_rows`): bad data on one rank is
+    one error on every rank.
     """
     barrier(comm)
     start = wtime()
-    info = inspect_dataset(data, x_key, y_key)
-    local = read_block(info, comm.rank, comm.size)
+    info, local = read_rows(comm, data, x_key, y_key, None, model)
     read = [wtime() - start]
     objective = Objective(comm, local.X, local.y, make_loss(model))
     theta = np.zeros(objective.size)

@@ -16,8 +16,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .errors import MpigdError
-from .partition import block_range
+from ..errors import MpigdError
+from ..partition import block_range
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,53 @@
+"""The ``mpigd`` command line: one module per command group, all run under one guard.
+
+:func:`main` parses the same arguments on every rank (only rank 0 prints help and usage
+errors), limits BLAS threads and runs the command inside
+:func:`mpigd.parallel.run_guarded`, which turns errors into one line and an exit status.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+from threadpoolctl import threadpool_limits
+
+from .. import __version__
+from ..errors import MpigdError
+from ..parallel import default_comm, launcher_rank, run_guarded
+from . import bench, data, scoring, train
+from .common import RootParser, add_run_options, parent
+
+
+def build_parser(rank: int = 0) -> RootParser:
+    """The parser of every command; only ``rank`` 0 prints. Collective: no."""
+    RootParser.rank = rank
+    parser = RootParser(
+        prog="mpigd",
+        description="Train linear models on HDF5 data with MPI. "
+        "Run under mpiexec: mpiexec -n P mpigd train ...",
+    )
+    parser.add_argument("--version", action="version", version=f"mpigd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_options = parent(add_run_options)
+    for group in (train, scoring, bench, data):
+        group.register(commands, run_options)
+    return parser
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"mpigd: warning: {message}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``mpigd`` and ``python -m mpigd``. Collective: yes."""
+    try:
+        comm = default_comm()
+    except MpigdError as exc:  # P copies of a 1-rank world: only the launcher's rank 0 says so
+        if launcher_rank() == 0:
+            print(f"mpigd: {exc.label}: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_status
+    args = build_parser(comm.rank).parse_args(argv)
+    warnings.formatwarning = _one_line_warning
+    with threadpool_limits(limits=args.threads, user_api="blas"):
+        return run_guarded(lambda: args.func(args, comm), comm, debug=args.debug)

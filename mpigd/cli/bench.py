@@ -1,0 +1,72 @@
+"""``mpigd bench``: measure one run under MPI, and report on many."""
+
+from __future__ import annotations
+
+from ..bench.measure import measure
+from ..bench.report import report
+from ..kernels.losses import MODELS
+from ..parallel import on_root
+from .common import (
+    add_out,
+    add_x_key,
+    add_y_key,
+    check_output_on_root,
+    parent,
+    positive_int,
+    reporter,
+    write_json_on_root,
+)
+
+
+def register(commands, run_options) -> None:
+    bench = commands.add_parser("bench", help="scaling measurements").add_subparsers(
+        dest="bench_command", required=True
+    )
+    run = bench.add_parser(
+        "run",
+        parents=[run_options, parent(add_x_key, add_y_key, add_out("JSON record to write"))],
+        help="measure one run (under mpiexec) and write its record",
+        description="Time evaluations, memory bandwidth and Allreduce at this rank count.",
+    )
+    run.add_argument("data", help="HDF5 file with X and y")
+    run.add_argument("--model", choices=list(MODELS), default="logistic")
+    run.add_argument("--evals", type=positive_int, default=20, help="timed evaluations")
+    run.add_argument("--warmup", type=int, default=3, help="untimed evaluations first")
+    run.set_defaults(func=run_measure)
+    report = bench.add_parser(
+        "report",
+        parents=[run_options, parent(add_out("output prefix (PREFIX.csv, .json, .png)"))],
+        help="aggregate records into a table, CSV, model prediction and plots",
+    )
+    report.add_argument("records", nargs="+", help="JSON records, or folders of them")
+    report.add_argument("--kind", choices=["strong", "weak"], default="strong")
+    report.set_defaults(func=run_report)
+
+
+def run_measure(args, comm) -> int:
+    check_output_on_root(comm, args.out)
+    record = measure(
+        comm,
+        args.data,
+        args.model,
+        evals=args.evals,
+        warmup=args.warmup,
+        x_key=args.x_key,
+        y_key=args.y_key,
+    )
+    write_json_on_root(comm, args.out, record)
+    if comm.rank == 0:
+        reporter(comm, args.quiet)(
+            f"{comm.size} ranks: {record['eval_median'] * 1e3:.2f} ms per evaluation, pass "
+            f"{record['pass_gb_s']:.1f} GB/s of {record['stream_gb_s']:.1f} GB/s read "
+            f"bandwidth; record in {args.out}"
+        )
+    return 0
+
+
+def run_report(args, comm) -> int:
+    say = reporter(comm, args.quiet)
+    check_output_on_root(comm, args.out + ".csv")
+    for line in on_root(comm, lambda: report(args.records, args.out, args.kind)) or []:
+        say(line)
+    return 0

@@ -1,0 +1,129 @@
+"""What the commands share: option declarations (parent parsers), rank-0 reporting,
+output checks and writes on rank 0, and progress display."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from contextlib import contextmanager
+
+from tqdm import tqdm
+
+from ..io.outputs import check_output, write_json
+from ..parallel import on_root, print0
+
+
+class RootParser(argparse.ArgumentParser):
+    """An ArgumentParser whose help and usage errors are printed by rank 0 only.
+
+    Every rank parses the same arguments and exits the same way; only the printing is
+    limited, so a bad option gives one message instead of one per rank.
+    """
+
+    rank = 0
+
+    def _print_message(self, message, file=None):
+        if self.rank == 0:
+            super()._print_message(message, file)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def parent(*declare) -> argparse.ArgumentParser:
+    """A parent parser holding the options that ``declare(parser)`` functions add."""
+    parser = RootParser(add_help=False)
+    for add in declare:
+        add(parser)
+    return parser
+
+
+def add_run_options(parser) -> None:
+    """``--quiet``, ``--debug``, ``--threads``: every command has them."""
+    parser.add_argument("--quiet", action="store_true", help="print only errors")
+    parser.add_argument(
+        "--debug", action="store_true", help="show Python tracebacks on errors (also MPIGD_DEBUG=1)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=os.environ.get("MPIGD_NUM_THREADS", "1"),  # argparse applies the type
+        help="BLAS threads per rank (default: $MPIGD_NUM_THREADS or 1; "
+        "ranks x threads should not exceed the cores)",
+    )
+
+
+def add_x_key(parser) -> None:
+    parser.add_argument("--x-key", default="X", help="name of the feature dataset (default: X)")
+
+
+def add_y_key(parser) -> None:
+    parser.add_argument("--y-key", default="y", help="name of the label dataset (default: y)")
+
+
+def add_out(help_text: str):
+    """A declaration of the required ``--out`` with this help."""
+
+    def add(parser) -> None:
+        parser.add_argument("--out", required=True, help=help_text)
+
+    return add
+
+
+def reporter(comm, quiet: bool):
+    """Rank-0 progress output, or nothing with ``--quiet``."""
+    return (lambda *parts: None) if quiet else (lambda *parts: print0(comm, *parts))
+
+
+def check_output_on_root(comm, path, inputs=()) -> None:
+    """Fail on every rank, before any work, if rank 0 cannot write ``path`` (or it is
+    one of the ``inputs``). Collective: yes."""
+    on_root(comm, lambda: check_output(path, inputs))
+
+
+def write_json_on_root(comm, path, record) -> None:
+    """Rank 0 writes ``record`` (atomically); a failure ends every rank. Collective: yes."""
+    on_root(comm, lambda: write_json(path, record))
+
+
+def tenths(say):
+    """A progress callback that reports each tenth of the rows once."""
+    reported = [0]
+
+    def progress(done: int, total: int) -> None:
+        tenth = 10 * done // total
+        if tenth > reported[0]:
+            reported[0] = tenth
+            say(f"{done:,} / {total:,} rows ({10 * tenth}%)")
+
+    return progress
+
+
+@contextmanager
+def progress_bars(quiet: bool):
+    """A factory of progress callbacks ``start(total) -> update(done)``, drawn as bars on
+    stderr when it is a terminal (never with ``--quiet``); closes them on exit."""
+    bars = []
+
+    def start(total: int):
+        bar = tqdm(
+            total=total,
+            unit=" rows",
+            unit_scale=True,
+            disable=True if quiet else None,
+            file=sys.stderr,
+            mininterval=0.5,
+        )
+        bars.append(bar)
+        return bar.update
+
+    try:
+        yield start
+    finally:
+        for bar in bars:
+            bar.close()

@@ -1,0 +1,237 @@
+"""``mpigd data``: make, convert, split and describe datasets."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from ..io.convert import FORMATS, convert
+from ..io.info import describe
+from ..io.split import split as split_file
+from ..io.synthetic import make_dataset
+from ..parallel import on_root
+from .common import (
+    add_x_key,
+    check_output_on_root,
+    parent,
+    positive_int,
+    progress_bars,
+    reporter,
+    tenths,
+    write_json_on_root,
+)
+
+
+def register(commands, run_options) -> None:
+    data = commands.add_parser("data", help="dataset tools").add_subparsers(
+        dest="data_command", required=True
+    )
+    make = data.add_parser(
+        "make",
+        parents=[run_options],
+        help="write a synthetic dataset",
+        description="Write a synthetic regression dataset, block by block.",
+    )
+    make.add_argument("out", help="HDF5 file to write")
+    make.add_argument("--rows", type=positive_int, required=True)
+    make.add_argument("--features", type=positive_int, required=True)
+    make.add_argument("--model", choices=["linear", "logistic"], default="logistic")
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--noise", type=float, default=0.1, help="label noise (linear only)")
+    make.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    make.set_defaults(func=run_make)
+
+    convert = data.add_parser(
+        "convert",
+        parents=[run_options],
+        help="convert CSV, LIBSVM/svmlight, .npy or .npz to HDF5",
+        description="Convert a file to mpigd's HDF5 layout (X, y), streaming in row blocks.",
+    )
+    convert.add_argument("input", help="CSV/TSV, LIBSVM/svmlight, .npy or .npz file")
+    convert.add_argument("out", help="HDF5 file to write")
+    convert.add_argument("--format", choices=FORMATS, help="default: from the file name")
+    convert.add_argument(
+        "--label",
+        help="label column: a name (CSV header) or 0-based index, or 'none' (default: the "
+        "last column; LIBSVM: the first field; .npz: array y)",
+    )
+    convert.add_argument(
+        "--header",
+        action=argparse.BooleanOptionalAction,
+        help="CSV: the first line names the columns (default: detected)",
+    )
+    convert.add_argument("--delimiter", help="CSV field separator (default: comma; tab for .tsv)")
+    convert.add_argument(
+        "--features", type=positive_int, help="LIBSVM: number of features (default: largest index)"
+    )
+    convert.add_argument(
+        "--zero-based",
+        action=argparse.BooleanOptionalAction,
+        help="LIBSVM: indices start at 0 (default: yes if an index 0 occurs)",
+    )
+    convert.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    convert.add_argument(
+        "--contiguous", action="store_true", help="no chunks (default: chunks of ~1 MiB of rows)"
+    )
+    convert.add_argument("--compression", choices=["gzip", "lzf"], help="compress the chunks")
+    convert.set_defaults(func=run_convert)
+
+    split = data.add_parser(
+        "split",
+        parents=[run_options, parent(add_x_key)],
+        help="shuffled train/test split",
+        description="Split DATA.h5 into shuffled training and test files, in bounded memory.",
+    )
+    split.add_argument("data", help="HDF5 file; every dataset with one entry per row is split")
+    split.add_argument("--test-fraction", type=float, required=True, help="e.g. 0.2")
+    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--train", help="training file (default: DATA-train.h5)")
+    split.add_argument("--test", help="test file (default: DATA-test.h5)")
+    split.set_defaults(func=run_split)
+
+    info = data.add_parser(
+        "info",
+        parents=[run_options, parent(add_x_key)],
+        help="layout and per-feature statistics",
+        description="Shape, dtypes, chunking, label balance and per-feature min/mean/max; "
+        "under mpiexec each rank reads its own rows.",
+    )
+    info.add_argument("data", help="HDF5 file")
+    info.add_argument("--y-key", default="y", help="label dataset, or 'none'")
+    info.add_argument("--json", metavar="PATH", help="also write everything as JSON")
+    info.add_argument(
+        "--show", type=int, default=20, metavar="N", help="features listed (default: 20)"
+    )
+    info.set_defaults(func=run_info)
+
+
+def run_make(args, comm) -> int:
+    say = reporter(comm, args.quiet)
+    check_output_on_root(comm, args.out)
+    on_root(
+        comm,
+        lambda: make_dataset(
+            args.out,
+            args.rows,
+            args.features,
+            kind=args.model,
+            seed=args.seed,
+            noise=args.noise,
+            dtype=args.dtype,
+            progress=tenths(say),
+        ),
+    )
+    say(
+        f"wrote {args.out}: {args.rows:,} x {args.features} {args.dtype}, "
+        f"{args.model}, seed {args.seed}"
+    )
+    return 0
+
+
+def run_convert(args, comm) -> int:
+    say = reporter(comm, args.quiet)
+    check_output_on_root(comm, args.out, [args.input])
+
+    def work():
+        with progress_bars(args.quiet) as bars:
+            return convert(
+                args.input,
+                args.out,
+                fmt=args.format,
+                label=args.label,
+                header=args.header,
+                delimiter=args.delimiter,
+                n_features=args.features,
+                zero_based=args.zero_based,
+                dtype=args.dtype,
+                contiguous=args.contiguous,
+                compression=args.compression,
+                progress=lambda source: bars(source.n_rows),
+            )
+
+    source = on_root(comm, work)
+    if source is not None:
+        say(
+            f"wrote {args.out}: {source.n_rows:,} rows x {source.n_features} features "
+            f"{args.dtype}; " + "; ".join(source.notes)
+        )
+    return 0
+
+
+def run_split(args, comm) -> int:
+    say = reporter(comm, args.quiet)
+    stem = os.path.splitext(args.data)[0]
+    train, test = args.train or f"{stem}-train.h5", args.test or f"{stem}-test.h5"
+    for out in (train, test):
+        check_output_on_root(comm, out, [args.data])
+
+    def work():
+        with progress_bars(args.quiet) as bars:
+            return split_file(
+                args.data,
+                train,
+                test,
+                test_fraction=args.test_fraction,
+                seed=args.seed,
+                x_key=args.x_key,
+                progress=bars(None),
+            )
+
+    counts = on_root(comm, work)
+    if counts is not None:
+        say(f"wrote {train} ({counts[0]:,} rows) and {test} ({counts[1]:,} rows), seed {args.seed}")
+    return 0
+
+
+def run_info(args, comm) -> int:
+    say = reporter(comm, args.quiet)
+    if args.json:
+        check_output_on_root(comm, args.json, [args.data])
+    y_key = None if args.y_key.lower() == "none" else args.y_key
+    summary = describe(comm, args.data, args.x_key, y_key)
+    for line in summary_lines({**summary, "path": args.data}, args.show):
+        say(line)
+    if args.json:
+        write_json_on_root(comm, args.json, summary)
+    return 0
+
+
+def summary_lines(summary: dict, show: int) -> list[str]:
+    lines = [
+        f"{summary['path']}: {summary['rows']:,} rows x {summary['features']} features, "
+        f"{summary['file_bytes'] / 2**20:,.1f} MiB"
+    ]
+    for key, d in summary["datasets"].items():
+        chunks = (
+            d["chunks"]
+            if d["chunks"] == "contiguous"
+            else "chunks " + "x".join(map(str, d["chunks"]))
+        )
+        lines.append(
+            f"  {key}: {d['dtype']} {'x'.join(map(str, d['shape']))}, {chunks}, "
+            f"compression {d['compression']}"
+        )
+    if "label_stats" in summary:
+        if summary["classes"] is not None:
+            total = summary["rows"]
+            lines.append(
+                "  labels: "
+                + ", ".join(
+                    f"{k}: {v:,} ({100 * v / total:.1f}%)" for k, v in summary["classes"].items()
+                )
+            )
+        else:
+            s = summary["label_stats"]
+            lines.append(f"  labels: min {s['min']:.6g}, mean {s['mean']:.6g}, max {s['max']:.6g}")
+    stats = summary["feature_stats"]
+    names = summary["feature_names"] or [str(j) for j in range(summary["features"])]
+    lines.append(f"  {'feature':<20} {'min':>12} {'mean':>12} {'max':>12}")
+    for j in range(min(show, summary["features"])):
+        bad = stats["non_finite"][j]
+        lines.append(
+            f"  {names[j][:20]:<20} {stats['min'][j]:12.5g} {stats['mean'][j]:12.5g} "
+            f"{stats['max'][j]:12.5g}" + (f"  ({bad:,} NaN/inf)" if bad else "")
+        )
+    if summary["features"] > show:
+        lines.append(f"  ... {summary['features'] - show} more (--show N, or --json)")
+    return lines

@@ -1,0 +1,92 @@
+"""``mpigd evaluate`` and ``mpigd predict``: a trained model applied to data, and the
+metrics rendered as a table."""
+
+from __future__ import annotations
+
+import os
+
+from ..evaluation.scoring import evaluate, predict
+from .common import (
+    add_out,
+    add_x_key,
+    add_y_key,
+    check_output_on_root,
+    parent,
+    reporter,
+    write_json_on_root,
+)
+
+#: The metrics in the order printed, with their printed names.
+METRIC_NAMES = {
+    "rows": "rows",
+    "rmse": "RMSE",
+    "mae": "MAE",
+    "r2": "R^2",
+    "log_loss": "log-loss",
+    "accuracy": "accuracy",
+    "precision": "precision",
+    "recall": "recall",
+    "f1": "F1",
+    "roc_auc": "ROC AUC",
+}
+
+
+def register(commands, run_options) -> None:
+    evaluate_parser = commands.add_parser(
+        "evaluate",
+        parents=[run_options, parent(add_x_key, add_y_key)],
+        help="metrics of a model on labelled data",
+        description="Score a model on labelled data; each rank scores its own rows.",
+    )
+    evaluate_parser.add_argument("model", help="model file written by mpigd train")
+    evaluate_parser.add_argument("data", help="HDF5 file with X and y")
+    evaluate_parser.add_argument("--json", metavar="PATH", help="also write the metrics as JSON")
+    evaluate_parser.set_defaults(func=run_evaluate)
+
+    predict_parser = commands.add_parser(
+        "predict",
+        parents=[run_options, parent(add_x_key, add_out("HDF5 file to write"))],
+        help="write predictions for every row",
+        description="Predict every row of X; each rank predicts its own rows.",
+    )
+    predict_parser.add_argument("model", help="model file written by mpigd train")
+    predict_parser.add_argument("data", help="HDF5 file with X (labels are not needed)")
+    predict_parser.set_defaults(func=run_predict)
+
+
+def metric_lines(scores: dict) -> list[str]:
+    """The metrics as an aligned two-column table."""
+    lines = []
+    for key, name in METRIC_NAMES.items():
+        if key in scores:
+            value = scores[key]
+            text = f"{value:,}" if isinstance(value, int) else f"{value:.6f}"
+            if key == "roc_auc":
+                bound = scores["roc_auc_bound"]
+                text += " (exact)" if bound == 0 else f" (+- {bound:.1e})"
+            lines.append(f"  {name:<10} {text}")
+    if "confusion_matrix" in scores:
+        lines.append("  confusion matrix (rows: true class, columns: predicted)")
+        lines += ["    " + " ".join(f"{c:>10,}" for c in row) for row in scores["confusion_matrix"]]
+    return lines
+
+
+def run_evaluate(args, comm) -> int:
+    say = reporter(comm, args.quiet)
+    if args.json:
+        check_output_on_root(comm, args.json, [args.model, args.data])
+    scores = evaluate(args.data, args.model, comm=comm, x_key=args.x_key, y_key=args.y_key)
+    say(f"{scores['model']} model {args.model} on {args.data} ({comm.size} ranks):")
+    for line in metric_lines(scores):
+        say(line)
+    if args.json:
+        write_json_on_root(comm, args.json, {**scores, "model_path": os.path.abspath(args.model)})
+        say(f"metrics written to {args.json}")
+    return 0
+
+
+def run_predict(args, comm) -> int:
+    check_output_on_root(comm, args.out, [args.model, args.data])
+    rows = predict(args.data, args.model, args.out, comm=comm, x_key=args.x_key)
+    reporter(comm, args.quiet)(f"{rows:,} predictions written to {args.out}")
+    return 0

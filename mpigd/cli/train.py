@@ -1,0 +1,141 @@
+"""``mpigd train``: options, progress lines and the summary after training."""
+
+from __future__ import annotations
+
+from .. import __version__
+from ..kernels.losses import MODELS
+from ..optimize import OPTIMIZERS, Progress
+from ..parallel import library_version, on_root, wtime
+from ..train.driver import fit
+from .common import (
+    add_out,
+    add_x_key,
+    add_y_key,
+    check_output_on_root,
+    parent,
+    positive_int,
+    reporter,
+)
+
+
+def register(commands, run_options) -> None:
+    train = commands.add_parser(
+        "train",
+        parents=[run_options, parent(add_x_key, add_y_key, add_out("model file to write (HDF5)"))],
+        help="train a model",
+        description="Train a linear or logistic regression.",
+    )
+    train.add_argument("data", help="HDF5 file with datasets X (rows, features) and y (rows,)")
+    train.add_argument("--model", required=True, choices=list(MODELS))
+    train.add_argument(
+        "--optimizer",
+        default="auto",
+        choices=["auto", *OPTIMIZERS],
+        help="default auto: nesterov (FISTA) with --l1, normal for linear regression "
+        "(up to 4095 features), lbfgs otherwise",
+    )
+    train.add_argument("--l2", type=float, default=0.0, help="ridge penalty (l2/2)||w||^2")
+    train.add_argument("--l1", type=float, default=0.0, help="lasso penalty l1*||w||_1")
+    train.add_argument("--standardize", action="store_true", help="train on standardised features")
+    train.add_argument("--weight-key", help="dataset of row weights (default: none)")
+    train.add_argument("--class-weight", choices=["balanced"], help="reweight classes")
+    train.add_argument("--max-iter", type=int, default=None, help="iterations (epochs for sgd)")
+    train.add_argument("--tol", type=float, default=1e-6, help="stop at this gradient 2-norm")
+    train.add_argument(
+        "--ftol",
+        type=float,
+        default=1e-12,
+        help="stop when one iteration changes the loss by less than this, relative",
+    )
+    train.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="step size: fixed for gd and nesterov (default: line search), initial for sgd",
+    )
+    train.add_argument("--batch-size", type=positive_int, default=1024, help="sgd batch")
+    train.add_argument("--seed", type=int, default=0, help="sgd sampling seed")
+    train.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="write the optimiser state here every --checkpoint-every iterations, and on "
+        "SIGTERM/SIGUSR1 (then exit with status 75)",
+    )
+    train.add_argument(
+        "--checkpoint-every", type=positive_int, default=50, metavar="N", help="default: 50"
+    )
+    train.add_argument(
+        "--resume", metavar="PATH", help="continue from this checkpoint (same data and model)"
+    )
+    train.add_argument(
+        "--print-every", type=positive_int, default=10, help="progress line every N iterations"
+    )
+    train.set_defaults(func=run)
+
+
+def _progress_printer(say, every: int, start: float):
+    shown = []
+
+    def show(p: Progress) -> None:
+        if not shown:
+            say(f"{'iter':>7}  {'loss':>15}  {'|grad|':>9}  {'step':>9}  {'elapsed':>9}")
+        if not shown or p.nit % every == 0:
+            shown.append(p.nit)
+            say(
+                f"{p.nit:>7d}  {p.fun:.9e}  {p.grad_norm:9.2e}  {p.step:9.2e}  "
+                f"{wtime() - start:8.2f}s"
+            )
+
+    return show
+
+
+def run(args, comm) -> int:
+    say = reporter(comm, args.quiet)
+    check_output_on_root(comm, args.out)
+    if args.checkpoint:
+        check_output_on_root(comm, args.checkpoint)
+    say(
+        f"mpigd {__version__}: {args.model} regression on {args.data}, {comm.size} rank"
+        f"{'s' if comm.size > 1 else ''} ({library_version()})"
+    )
+    start = wtime()
+    fitted = fit(
+        args.data,
+        args.model,
+        comm=comm,
+        optimizer=args.optimizer,
+        l2=args.l2,
+        l1=args.l1,
+        lr=args.lr,
+        max_iter=args.max_iter,
+        standardize=args.standardize,
+        weight_key=args.weight_key,
+        class_weight=args.class_weight,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        tol=args.tol,
+        ftol=args.ftol,
+        x_key=args.x_key,
+        y_key=args.y_key,
+        callback=_progress_printer(say, args.print_every, start),
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
+    )
+    on_root(comm, lambda: fitted.model.save(args.out))
+    for line in _summary_lines(fitted, comm.size):
+        say(line)
+    say(f"model written to {args.out}")
+    return 0
+
+
+def _summary_lines(fitted, ranks: int) -> list[str]:
+    r, t, info = fitted.result, fitted.timings, fitted.model.info
+    status = "converged" if r.converged else "NOT converged"
+    return [
+        f"{info['optimizer']}: {status}: {r.message}",
+        f"iterations {r.nit}, function evaluations {r.nfev}, allreduces {info['allreduces']}",
+        f"final loss {r.fun:.12g}, gradient norm {r.grad_norm:.3g}",
+        f"data: {info['n_rows']:,} rows x {info['n_features']} features on {ranks} ranks",
+        "time, max over ranks: " + "  ".join(f"{k} {v:.3f}s" for k, v in t.items()),
+    ]

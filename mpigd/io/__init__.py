@@ -1,0 +1,9 @@
+"""Data in and out, in bounded memory.
+
+Reading for training: :mod:`~mpigd.io.dataset` checks a file's layout and reads one
+rank's hyperslab of rows; :mod:`~mpigd.io.rows` is the collective loader on top.
+Writing: :mod:`~mpigd.io.outputs` (checks and atomic writes of every output). The data
+tools: :mod:`~mpigd.io.convert` (with the readers :mod:`~mpigd.io.text` and
+:mod:`~mpigd.io.arrays` and their :mod:`~mpigd.io.source` record),
+:mod:`~mpigd.io.split`, :mod:`~mpigd.io.info` and :mod:`~mpigd.io.synthetic`.
+"""

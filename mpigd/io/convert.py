@@ -1,0 +1,133 @@
+"""CSV, LIBSVM/svmlight and NumPy files to mpigd's HDF5 layout, in bounded memory.
+
+Every reader yields blocks of rows ``(X_block, y_block)``; one writer puts them into
+datasets ``X`` (rows, features) and ``y`` (rows,) whose chunks are row blocks, the shape
+mpigd's ranks read (:mod:`~mpigd.io.text` reads CSV and LIBSVM, :mod:`~mpigd.io.arrays`
+NumPy files). Memory holds one block of rows at a time, whatever the file's size; the
+output is written under a temporary name and renamed only when complete.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+
+from .. import __version__
+from ..errors import MpigdError
+from .arrays import read_numpy
+from .outputs import atomic_path, create_rows_dataset
+from .source import Progress, Source
+from .text import read_csv, read_libsvm
+
+FORMATS = ("csv", "libsvm", "npy", "npz")
+_SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".svm": "libsvm",
+    ".libsvm": "libsvm",
+    ".svmlight": "libsvm",
+    ".light": "libsvm",
+    ".npy": "npy",
+    ".npz": "npz",
+}
+#: Bytes of float64 values in one block of rows. The block's text and the parser's work
+#: space take about ten times as much again; larger blocks convert no faster.
+
+
+def guess_format(path: str | os.PathLike) -> str:
+    """The input format from the file name's suffix. Collective: no."""
+    fmt = _SUFFIXES.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise MpigdError(
+            f"cannot tell the format of {path} from its name; give --format ({', '.join(FORMATS)})"
+        )
+    return fmt
+
+
+# -------------------------------------------------------------------------- writing
+
+
+def write_source(
+    source: Source,
+    output,
+    *,
+    dtype: str = "float64",
+    contiguous: bool = False,
+    compression: str | None = None,
+    attrs: dict | None = None,
+    progress: Progress = lambda done: None,
+) -> None:
+    """Write ``source`` into ``output`` (atomically) as X and, if labelled, y."""
+    with atomic_path(output) as tmp, h5py.File(tmp, "w") as f:
+        layout = {"contiguous": contiguous, "compression": compression}
+        X = create_rows_dataset(f, "X", (source.n_rows, source.n_features), dtype, **layout)
+        y = None
+        start = 0
+        for X_block, y_block in source.blocks(progress):
+            stop = start + len(X_block)
+            X[start:stop] = X_block
+            if y_block is not None:
+                if y is None:
+                    y = create_rows_dataset(f, "y", (source.n_rows,), "float64", **layout)
+                y[start:stop] = y_block
+            start = stop
+        if start != source.n_rows:
+            raise MpigdError(
+                f"the input changed while converting: {start} rows, expected {source.n_rows}"
+            )
+        if source.feature_names:
+            X.attrs["feature_names"] = source.feature_names
+        if y is not None and source.label_name:
+            y.attrs["name"] = source.label_name
+        f.attrs.update(attrs or {}, mpigd_version=__version__)
+
+
+def convert(
+    input_path,
+    output,
+    *,
+    fmt: str | None = None,
+    label: str | None = None,
+    header: bool | None = None,
+    delimiter: str | None = None,
+    n_features: int | None = None,
+    zero_based: bool | None = None,
+    dtype: str = "float64",
+    contiguous: bool = False,
+    compression: str | None = None,
+    progress: Callable[[Source], Progress] | None = None,
+) -> Source:
+    """Convert ``input_path`` to mpigd's HDF5 layout at ``output``; returns what was read.
+    ``progress(source)`` gives the callback of the conversion pass. Collective: no."""
+    fmt = fmt or guess_format(input_path)
+    if not Path(input_path).is_file():
+        raise MpigdError(f"input file not found: {input_path}")
+    try:
+        if fmt == "csv":
+            source = read_csv(input_path, label=label, header=header, delimiter=delimiter)
+        elif fmt == "libsvm":
+            source = read_libsvm(input_path, n_features=n_features, zero_based=zero_based)
+        elif fmt in ("npy", "npz"):
+            source = read_numpy(input_path, label=label)
+        else:
+            raise MpigdError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+        write_source(
+            source,
+            output,
+            dtype=dtype,
+            contiguous=contiguous,
+            compression=compression,
+            attrs={"source": os.path.abspath(input_path), "source_format": fmt},
+            progress=progress(source) if progress else (lambda done: None),
+        )
+    except (UnicodeDecodeError, zipfile.BadZipFile, io.UnsupportedOperation) as exc:
+        raise MpigdError(f"cannot read {input_path} as {fmt}: {exc}") from exc
+    except OSError as exc:
+        raise MpigdError(f"converting {input_path} failed: {exc}") from exc
+    return source

@@ -1,0 +1,42 @@
+"""The collective loader: every rank checks the file and reads its own rows, and a
+failure on any rank is one error on all of them."""
+
+from __future__ import annotations
+
+from ..errors import MpigdError
+from ..kernels.losses import class_label_problem, make_loss
+from ..parallel import memory_per_rank, rank_local
+from .dataset import DatasetInfo, LocalData, inspect_dataset, memory_problem, read_block
+
+
+def read_rows(
+    comm, data, x_key, y_key, weight_key, model, n_features: int | None = None
+) -> tuple[DatasetInfo, LocalData]:
+    """Check the file, this rank's memory and its rows, agreeing on every failure: the
+    labels must suit ``model`` (unless ``y_key`` is None) and, when given, X must have
+    ``n_features`` columns. What training, evaluation, prediction and the benchmark read.
+
+    Collective: yes. Each check is rank-local work agreed across ranks before the next
+    collective step, so a failure on one rank ends every rank with the same error.
+    """
+    with rank_local(comm):
+        info = inspect_dataset(data, x_key, y_key, weight_key)
+        if n_features is not None and info.n_features != n_features:
+            raise MpigdError(
+                f"{info.path}: '{x_key}' has {info.n_features} features but the model has "
+                f"{n_features}"
+            )
+    budget = memory_per_rank(comm)
+    with rank_local(comm):
+        problem = memory_problem(info, comm.rank, comm.size, budget)
+        if problem:
+            raise MpigdError(problem)
+    with rank_local(comm):
+        local = read_block(info, comm.rank, comm.size)
+        if y_key is None:
+            return info, local
+        check = class_label_problem if model == "softmax" else make_loss(model).label_problem
+        problem = check(local.y)
+        if problem:
+            raise MpigdError(f"{info.path}: '{y_key}': {problem}")
+    return info, local

@@ -1,0 +1,263 @@
+"""Readers of text formats, CSV/TSV and LIBSVM/svmlight, in bounded memory.
+
+Text is read twice: once to count rows (and, for LIBSVM, features and labels), once to
+convert; memory holds one block of rows at a time, whatever the file's size. A malformed
+value stops the reader with its line and column.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MpigdError
+from .source import Progress, Source, block_rows, label_column
+
+# ----------------------------------------------------------------------------- CSV
+
+
+def _looks_like_header(fields: list[str]) -> bool:
+    for value in fields:
+        try:
+            float(value)
+        except ValueError:
+            return True
+    return False
+
+
+def _numbered_lines(f, first: int) -> Iterator[tuple[int, str]]:
+    for number, line in enumerate(f, start=first):
+        if line.strip():
+            yield number, line
+
+
+def _csv_problem(path, number: int, line: str, delimiter: str, width: int, names) -> str:
+    """What is wrong with one line that NumPy could not read."""
+    fields = next(csv.reader([line], delimiter=delimiter))
+    if len(fields) != width:
+        return f"{path}: line {number} has {len(fields)} fields, expected {width}"
+    for column, value in enumerate(fields, start=1):
+        try:
+            number_value = float(value)
+        except ValueError:
+            number_value = None
+        if number_value is None or not np.isfinite(number_value):
+            name = f" ({names[column - 1]!r})" if names else ""
+            what = "an empty field" if not value.strip() else f"{value.strip()!r}"
+            return f"{path}: line {number}, column {column}{name}: {what} is not a finite number"
+    return f"{path}: line {number} cannot be read"
+
+
+def read_csv(
+    path, *, label: str | None = None, header: bool | None = None, delimiter: str | None = None
+) -> Source:
+    """A CSV (or other delimited) text file; ``header`` None detects one (a first line
+    with a field that is not a number); ``label`` is a column name or index, "none", or
+    None for the last column. Collective: no."""
+    if delimiter is None:
+        delimiter = "\t" if Path(path).suffix.lower() == ".tsv" else ","
+    with open(path, newline="") as f:
+        first = next((line for _, line in _numbered_lines(f, 1)), None)
+        if first is None:
+            raise MpigdError(f"{path} holds no data")
+        fields = next(csv.reader([first], delimiter=delimiter))
+        header = _looks_like_header(fields) if header is None else header
+        names = [name.strip() for name in fields] if header else None
+        n_rows = sum(1 for _ in _numbered_lines(f, 2)) + (0 if header else 1)
+    width = len(fields)
+    y_column = label_column(label, names, width)
+    keep = [c for c in range(width) if c != y_column]
+    rows_per_block = block_rows(width)
+
+    def blocks(progress: Progress):
+        with open(path, newline="") as f:
+            lines = _numbered_lines(f, 1)
+            if header:
+                next(lines)
+            while True:
+                chunk = list(itertools.islice(lines, rows_per_block))
+                if not chunk:
+                    return
+                text = [line for _, line in chunk]
+                try:
+                    values = np.loadtxt(
+                        text, delimiter=delimiter, ndmin=2, quotechar='"', comments=None
+                    )
+                    bad = not np.isfinite(values).all() or values.shape[1] != width
+                except ValueError:
+                    bad = True
+                if bad:
+                    for number, line in chunk:
+                        try:
+                            row = np.loadtxt(
+                                [line], delimiter=delimiter, ndmin=2, quotechar='"', comments=None
+                            )
+                            if row.shape[1] == width and np.isfinite(row).all():
+                                continue
+                        except ValueError:
+                            pass
+                        raise MpigdError(_csv_problem(path, number, line, delimiter, width, names))
+                progress(len(chunk))
+                yield values[:, keep], None if y_column is None else values[:, y_column]
+
+    return Source(
+        n_rows,
+        len(keep),
+        blocks,
+        [names[c] for c in keep] if names else None,
+        names[y_column] if names and y_column is not None else None,
+        [
+            f"label: column {names[y_column]!r} (index {y_column})"
+            if names
+            else f"label: column index {y_column}"
+        ]
+        if y_column is not None
+        else ["no label column"],
+    )
+
+
+# -------------------------------------------------------------------------- LIBSVM
+
+
+def _libsvm_rows(path, lines) -> Iterator[tuple[int, float, list[int], list[float]]]:
+    """(line number, label, indices, values) of each data line."""
+    for number, line in lines:
+        tokens = line.split("#", 1)[0].split()
+        if not tokens:
+            continue
+        try:
+            label = float(tokens[0])
+            if not np.isfinite(label):
+                raise ValueError
+        except ValueError:
+            raise MpigdError(
+                f"{path}: line {number}, column 1: label {tokens[0]!r} is not a finite number"
+                + (" (multi-label lines are not supported)" if "," in tokens[0] else "")
+            ) from None
+        indices, values = [], []
+        for column, token in enumerate(tokens[1:], start=2):
+            index, colon, value = token.partition(":")
+            if index == "qid":
+                continue
+            try:
+                if not colon:
+                    raise ValueError
+                indices.append(int(index))
+                values.append(float(value))
+            except ValueError:
+                raise MpigdError(
+                    f"{path}: line {number}, column {column}: {token!r} is not index:value"
+                ) from None
+            if not np.isfinite(values[-1]):
+                raise MpigdError(
+                    f"{path}: line {number}, column {column}: {token!r} is not a finite number"
+                )
+            if indices[-1] < 0:
+                raise MpigdError(f"{path}: line {number}, column {column}: negative index")
+        yield number, label, indices, values
+
+
+@dataclass
+class _Sparse:
+    """Parsed data lines of one block: labels, and (row, index, value) of every entry."""
+
+    labels: np.ndarray
+    row: np.ndarray
+    index: np.ndarray
+    value: np.ndarray
+
+
+#: A block of data lines in the plain LIBSVM grammar: a label without colons, then
+#: ``index:value`` pairs with integer indices. Anything else (qid, malformed tokens) goes
+#: to the per-line parser.
+_PLAIN_LIBSVM = re.compile(r"(?:[ \t]*[^\s:]+(?:[ \t]+\d+:[^\s:]+)*[ \t]*\r?\n)*")
+
+
+def _fast_block(raw: list[tuple[int, str]]) -> _Sparse | None:
+    """Parse a block with one regular-expression check and a few NumPy calls; None if
+    the block is not plain (the per-line parser then names the problem, or handles qid)."""
+    lines = [line.split("#", 1)[0] + "\n" if "#" in line else line for _, line in raw]
+    lines = [line if line.endswith("\n") else line + "\n" for line in lines if not line.isspace()]
+    text = "".join(lines)
+    if not _PLAIN_LIBSVM.fullmatch(text):
+        return None
+    try:
+        numbers = np.array(text.replace(":", " ").split(), dtype=np.float64)
+    except ValueError:
+        return None
+    pairs = np.fromiter((line.count(":") for line in lines), dtype=np.int64, count=len(lines))
+    starts = np.cumsum(1 + 2 * pairs) - (1 + 2 * pairs)  # where each line's label is
+    labels = numbers[starts]
+    entries = np.delete(numbers, starts)
+    index, value = entries[0::2], entries[1::2]
+    if not (np.isfinite(value).all() and np.isfinite(labels).all()):
+        return None
+    row = np.repeat(np.arange(len(lines)), pairs)
+    return _Sparse(labels, row, index.astype(np.int64), value)
+
+
+def _slow_block(path, raw: list[tuple[int, str]]) -> _Sparse:
+    labels, row, index, value = [], [], [], []
+    for _, label, indices, values in _libsvm_rows(path, raw):
+        row += [len(labels)] * len(indices)
+        labels.append(label)
+        index += indices
+        value += values
+    return _Sparse(
+        np.array(labels, dtype=np.float64),
+        np.array(row, dtype=np.int64),
+        np.array(index, dtype=np.int64),
+        np.array(value, dtype=np.float64),
+    )
+
+
+def _libsvm_blocks(path, lines_per_block: int) -> Iterator[_Sparse]:
+    with open(path) as f:
+        numbered = enumerate(f, start=1)
+        while raw := list(itertools.islice(numbered, lines_per_block)):
+            yield _fast_block(raw) or _slow_block(path, raw)
+
+
+def read_libsvm(path, *, n_features: int | None = None, zero_based: bool | None = None) -> Source:
+    """A LIBSVM/svmlight file, densified. Indices are 1-based unless ``zero_based`` (None:
+    0-based exactly when an index 0 occurs). Labels -1/+1 become 0/1. The feature count
+    is the largest index unless ``n_features`` is given. Collective: no."""
+    n_rows, lowest, highest, labels = 0, None, -1, set()
+    for block in _libsvm_blocks(path, 8192):
+        n_rows += len(block.labels)
+        if len(block.index):
+            low = int(block.index.min())
+            lowest = low if lowest is None else min(lowest, low)
+            highest = max(highest, int(block.index.max()))
+        if len(labels) <= 3:
+            labels.update(np.unique(block.labels)[:4].tolist())
+    if n_rows == 0:
+        raise MpigdError(f"{path} holds no data")
+    base = (0 if lowest == 0 else 1) if zero_based is None else (0 if zero_based else 1)
+    if lowest is not None and lowest < base:
+        raise MpigdError(f"{path}: index {lowest} with 1-based indices (use --zero-based)")
+    width = highest + 1 - base
+    if n_features is not None:
+        if width > n_features:
+            raise MpigdError(f"{path}: index {highest} exceeds --features {n_features}")
+        width = n_features
+    notes = [f"{width} features from {'0' if base == 0 else '1'}-based indices"]
+    flip = labels <= {-1.0, 1.0} and -1.0 in labels
+    if flip:
+        notes.append("labels -1/+1 mapped to 0/1")
+    lines_per_block = block_rows(width)
+
+    def blocks(progress: Progress):
+        for block in _libsvm_blocks(path, lines_per_block):
+            X = np.zeros((len(block.labels), width))
+            X[block.row, block.index - base] = block.value
+            progress(len(block.labels))
+            yield X, (block.labels + 1) / 2 if flip else block.labels
+
+    return Source(n_rows, width, blocks, None, None, notes)

@@ -1,0 +1,117 @@
+"""Local sums of the loss, its gradient and its curvature over this rank's dense rows.
+
+The second layer over :mod:`mpigd.kernels.losses`: these functions own X and the
+parameters and return *unscaled*, optionally weighted sums over the rows they are given.
+Averaging over the global weight, penalties and feature scaling belong to
+:mod:`mpigd.objective`. Pure NumPy, no MPI; one pass over X in cache-sized row blocks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..partition import BLOCK_BYTES, rows_per_block
+from .losses import PointwiseLoss
+from .theta import unpack_theta
+
+
+def row_blocks(X: np.ndarray, block_bytes: int = BLOCK_BYTES):
+    """``(rows, X_b)`` for consecutive blocks of about ``block_bytes`` of float64 rows;
+    ``X_b`` is widened to float64 (a copy only for float32 or integer X). Collective: no."""
+    rows = rows_per_block(8 * X.shape[1], block_bytes)
+    for start in range(0, X.shape[0], rows):
+        yield slice(start, start + rows), np.asarray(X[start : start + rows], dtype=np.float64)
+
+
+def local_sums(
+    X: np.ndarray,
+    y: np.ndarray,
+    theta: np.ndarray,
+    loss: PointwiseLoss,
+    out: np.ndarray | None = None,
+    *,
+    weights: np.ndarray | None = None,
+    block_bytes: int = BLOCK_BYTES,
+) -> tuple[float, np.ndarray]:
+    """Unscaled loss and gradient sums of a linear model over the rows of ``X``.
+
+    With ``z_i = x_i W + b`` and row weights ``s_i`` (1 without ``weights``)::
+
+        loss_sum = sum_i s_i l(z_i, y_i)
+        grad_sum = sum_i s_i (x_i, 1)^T l'(z_i, y_i)        (flattened like theta)
+
+    One pass over ``X`` in cache-sized row blocks: each block is multiplied twice
+    (``X_b W`` and ``X_b^T r``) while it is still in cache, and float32 blocks are
+    widened to float64 there, so X is read from memory once and sums are in float64.
+    Collective: no.
+
+    Parameters
+    ----------
+    X : ndarray, shape (k, n), float32 or float64
+        This rank's rows (``k`` may be 0).
+    y : ndarray, shape (k,), float64
+    theta : ndarray, shape ((n + 1) K,), float64
+    loss : PointwiseLoss
+    out : ndarray, shape ((n + 1) K,), optional
+        Where to write ``grad_sum``.
+    weights : ndarray, shape (k,), optional
+
+    Returns
+    -------
+    loss_sum : float
+    grad_sum : ndarray, shape ((n + 1) K,)
+    """
+    n, K = X.shape[1], loss.n_outputs
+    W, b = unpack_theta(theta, n, K)
+    grad_sum = np.zeros(theta.shape) if out is None else out
+    grad_sum[:] = 0.0
+    grad_W, grad_b = unpack_theta(grad_sum, n, K)
+    loss_sum = 0.0
+    for rows, X_b in row_blocks(X, block_bytes):
+        values, dz = loss.values_and_derivative(X_b @ W + b, y[rows])
+        if weights is not None:
+            values = values * weights[rows]
+            dz = dz * (weights[rows] if K == 1 else weights[rows, None])
+        loss_sum += values.sum()
+        grad_W += X_b.T @ dz
+        if K == 1:
+            grad_sum[n] += dz.sum()
+        else:
+            grad_b += dz.sum(axis=0)
+    return float(loss_sum), grad_sum
+
+
+def local_hessian(X, y, theta, loss, *, weights=None, block_bytes=BLOCK_BYTES) -> np.ndarray:
+    """Unscaled curvature sum ``sum_i s_i l''(z_i) (x_i, 1)^T (x_i, 1)``, shape (n + 1, n + 1).
+
+    Single-output losses only. Collective: no.
+    """
+    n = X.shape[1]
+    w, b = unpack_theta(theta, n)
+    hessian = np.zeros((n + 1, n + 1))
+    for rows, X_b in row_blocks(X, block_bytes):
+        d = loss.curvature(X_b @ w + b, y[rows])
+        if weights is not None:
+            d = d * weights[rows]
+        A_b = np.hstack([X_b, np.ones((len(d), 1))])
+        hessian += (A_b * d[:, None]).T @ A_b
+    return hessian
+
+
+def local_hessp(X, y, theta, v, loss, *, weights=None, block_bytes=BLOCK_BYTES) -> np.ndarray:
+    """Unscaled curvature sum times ``v``: ``sum_i s_i l''(z_i) (x_i, 1) ((x_i, 1) . v)``.
+
+    Single-output losses only; shape (n + 1,). Collective: no.
+    """
+    n = X.shape[1]
+    w, b = unpack_theta(theta, n)
+    v_w, v_b = unpack_theta(v, n)
+    out = np.zeros(n + 1)
+    for rows, X_b in row_blocks(X, block_bytes):
+        d = loss.curvature(X_b @ w + b, y[rows])
+        if weights is not None:
+            d = d * weights[rows]
+        r = d * (X_b @ v_w + v_b)
+        out[:n] += X_b.T @ r
+        out[n] += r.sum()
+    return out

@@ -1,0 +1,91 @@
+"""Training options: their checks, what ``optimizer="auto"`` picks, and the arguments
+each optimiser needs from the objective. Pure: no MPI, nothing read."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import MpigdError
+from ..kernels.losses import MODELS
+from ..objective import Objective
+from ..optimize import OPTIMIZERS, L1Penalty, Optimizer
+from ..optimize import check_stopping as check_stopping_options
+
+#: ``optimizer="auto"`` solves linear regression with up to this many parameters by the
+#: normal equations (an (n+1)^2 Hessian per rank), beyond that by L-BFGS.
+NORMAL_MAX_PARAMETERS = 4096
+
+
+def choose_optimizer(model: str, l1: float, n_features: int) -> str:
+    """What ``optimizer="auto"`` means: FISTA for L1, the normal equations for linear
+    regression of moderate width, L-BFGS otherwise. Collective: no."""
+    if l1 > 0:
+        return "nesterov"
+    if model == "linear" and n_features + 1 <= NORMAL_MAX_PARAMETERS:
+        return "normal"
+    return "lbfgs"
+
+
+def optimizer_arguments(
+    spec: Optimizer,
+    objective: Objective,
+    n_rows: int,
+    *,
+    lr=None,
+    l1: float = 0.0,
+    batch_size: int = 1024,
+    seed: int = 0,
+) -> dict:
+    """The keyword arguments beyond ``fun`` and the stopping options that optimiser
+    ``spec`` needs (``spec.needs``), taken from ``objective`` and the options.
+    Collective: no (the functions it hands over are)."""
+    mask = np.zeros(objective.size, dtype=bool)
+    mask[: objective.n_features * objective.n_outputs] = True  # W, not the intercepts
+    available = {
+        "lr": lr,
+        "penalty": L1Penalty(l1, mask) if l1 > 0 else None,
+        "hess_fun": objective.hessian,
+        "hessp": objective.hessp,
+        "batch_fun": objective.batch,
+        "n_rows": n_rows,
+        "batch_size": batch_size,
+        "seed": seed,
+    }
+    return {key: available[key] for key in spec.needs}
+
+
+def check_options(
+    model, optimizer, l2, l1, class_weight, batch_size, checkpoint_every=1, **stopping
+) -> None:
+    """Raise the same :class:`MpigdError` on every rank for out-of-range options, before
+    anything is read. Collective: no."""
+    if model not in MODELS:
+        raise MpigdError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+    if optimizer != "auto" and optimizer not in OPTIMIZERS:
+        raise MpigdError(
+            f"unknown optimizer {optimizer!r}; choose from auto, {', '.join(OPTIMIZERS)}"
+        )
+    for name, value in (("l2", l2), ("l1", l1)):
+        if not (value >= 0 and np.isfinite(value)):
+            raise MpigdError(f"{name} must be a finite number >= 0, got {value}")
+    if class_weight not in (None, "balanced"):
+        raise MpigdError(f"class_weight must be 'balanced' or None, got {class_weight!r}")
+    if class_weight and model == "linear":
+        raise MpigdError("class weights need a classifier (logistic or softmax)")
+    if batch_size < 1:
+        raise MpigdError(f"batch_size must be >= 1, got {batch_size}")
+    if checkpoint_every < 1:
+        raise MpigdError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    try:
+        check_stopping_options(**stopping)
+    except ValueError as exc:
+        raise MpigdError(str(exc)) from exc
+    if optimizer == "auto":
+        return
+    spec = OPTIMIZERS[optimizer]
+    if l1 > 0 and not spec.l1:
+        raise MpigdError(f"optimizer {optimizer!r} cannot handle an L1 penalty; use nesterov")
+    if spec.least_squares and model != "linear":
+        raise MpigdError(f"optimizer {optimizer!r} solves linear regression only")
+    if spec.single_output and model == "softmax":
+        raise MpigdError(f"optimizer {optimizer!r} needs a single output; use lbfgs for softmax")
