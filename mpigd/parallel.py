@@ -43,7 +43,8 @@ class CollectiveInLocalWork(RuntimeError):
 
 def collective(fn: Callable[..., T]) -> Callable[..., T]:
     """Mark ``fn`` as a collective call, which every rank of the communicator must make.
-    Inside :func:`rank_local` it raises :class:`CollectiveInLocalWork` instead."""
+    Inside :func:`rank_local` it raises :class:`CollectiveInLocalWork` instead.
+    Collective: no (it marks what is)."""
 
     @functools.wraps(fn)
     def checked(*args, **kwargs):

@@ -103,3 +103,17 @@ def test_runs_under_mpiexec_and_reports(tmp_path):
     proc = run_mpi(1, "-m", "mpigd", "bench", "report", tmp_path, "--out", tmp_path / "sum")
     assert proc.returncode == 0, proc.stderr
     assert "| 3 (oversubscribed) | 1 |" in proc.stdout or "| 3 | 1 |" in proc.stdout
+
+
+@pytest.mark.parametrize("ranks", [3, 4])
+def test_bad_rows_on_one_rank_end_every_rank_with_one_error(tmp_path, ranks):
+    X, y = random_problem("logistic", 10, 3)
+    X[-1, 0] = np.nan  # only the last rank holds row 9
+    data = write_h5(tmp_path / "nan.h5", X, y)
+    out = tmp_path / "never.json"
+    proc = run_mpi(
+        ranks, "-m", "mpigd", "bench", "run", data, "--evals", 1, "--out", out, timeout=60
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("mpigd: error:") == 1, proc.stderr
+    assert "NaN or infinite values in rows" in proc.stderr and not out.exists()

@@ -274,3 +274,17 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one(tmp_path):
     assert os.listdir(tmp_path) == ["ck.h5"]
     with h5py.File(path) as f:
         assert f.attrs["optimizer"] == "gd"
+
+
+def test_normal_equations_checkpoint_and_resume(data, tmp_path):
+    """The one-pass solver honours --checkpoint: its iteration is checkpointed, and
+    resuming from the checkpoint returns the same solution."""
+    ck, first, again = tmp_path / "ck.h5", tmp_path / "m1.h5", tmp_path / "m2.h5"
+    model = train(
+        2, data, first, 1, "--checkpoint", ck, "--checkpoint-every", 1, optimizer="normal"
+    )
+    saved = load_checkpoint(ck)
+    assert saved.optimizer == "normal" and saved.state["nit"] == 1
+    resumed = train(3, data, again, 1, "--resume", ck, optimizer="normal")
+    np.testing.assert_allclose(resumed.coef, model.coef, rtol=1e-9)
+    np.testing.assert_allclose(resumed.intercept, model.intercept, rtol=1e-9)

@@ -2,6 +2,7 @@
 
 import os
 import stat
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -71,3 +72,21 @@ def test_loading_something_else_is_a_clear_error(tmp_path):
         load_model(tmp_path / "d.h5")
     with pytest.raises(MpigdError, match="cannot read model file"):
         load_model(tmp_path / "missing.h5")
+
+
+def test_writing_turns_os_errors_into_one_clear_error_and_keeps_the_old_file(tmp_path):
+    from mpigd.io.outputs import writing
+
+    path = tmp_path / "out.json"
+    path.write_text("old")
+    with pytest.raises(MpigdError, match=f"cannot write result {path}: .*No space"):
+        with writing(path, "result") as tmp:
+            Path(tmp).write_text("partial")
+            raise OSError(28, "No space left on device")
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["out.json"]
+    with pytest.raises(MpigdError, match="cannot write"):
+        with writing(tmp_path / "missing-folder" / "x.h5"):
+            pass
+    with writing(path) as tmp:
+        Path(tmp).write_text("new")
+    assert path.read_text() == "new"

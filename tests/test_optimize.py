@@ -170,3 +170,52 @@ def test_sgd_batches_depend_on_seed_and_step_only():
     np.testing.assert_array_equal(first, batch_rows(3, 10, 1000, 64))
     assert not np.array_equal(first, batch_rows(3, 11, 1000, 64))
     assert first.min() >= 0 and first.max() < 1000 and (np.diff(first) >= 0).all()
+
+
+def test_backtracking_shrinks_until_accepted_and_gives_up_where_told():
+    from mpigd.optimize.linesearch import backtrack
+
+    tried = []
+    step, value, trials = backtrack(lambda t: tried.append(t) or -t, lambda t, v: t <= 0.25, 1.0)
+    assert (step, value, trials) == (0.25, -0.25, 3) and tried == [1.0, 0.5, 0.25]
+    assert backtrack(lambda t: t, lambda t, v: False, 1.0, min_step=0.1) is None  # 1 .. 0.125
+    tried.clear()
+    assert backtrack(tried.append, lambda t, v: False, 1.0, max_trials=4) is None
+    assert tried == [1.0, 0.5, 0.25, 0.125]
+
+
+def test_armijo_search_accepts_sufficient_decrease_and_rejects_non_finite_points():
+    from mpigd.optimize.linesearch import armijo_search
+
+    A, b = ill_conditioned()
+    fun = quadratic(A, b)
+    theta = np.zeros(len(b))
+    f, g = fun(theta)
+    step, (point, f_new, _), _ = armijo_search(fun, theta, f, g, -g, c1=1e-4, approx_tol=0)
+    assert f_new <= f + 1e-4 * step * float(g @ -g)
+    np.testing.assert_array_equal(point, theta - step * g)
+
+    def blows_up(x):
+        value = fun(x)
+        return (np.inf, value[1]) if np.linalg.norm(x) > 1e-3 else value
+
+    found = armijo_search(blows_up, theta, f, g, -g, c1=1e-4, approx_tol=0)
+    assert found is not None and np.linalg.norm(found[1][0]) <= 1e-3
+
+
+def test_normal_equations_report_their_iteration_and_resume_from_the_solution():
+    from mpigd.optimize import normal_equations
+
+    A, b = ill_conditioned()
+
+    def hess_fun(x):
+        return 0.5 * x @ A @ x - b @ x, A @ x - b, A
+
+    seen = []
+    result = normal_equations(None, np.zeros(len(b)), hess_fun=hess_fun, callback=seen.append)
+    np.testing.assert_allclose(result.x, np.linalg.solve(A, b), rtol=1e-10)
+    assert [p.nit for p in seen] == [1] and seen[0].fun == result.fun
+    state = seen[0].state()
+    np.testing.assert_array_equal(state["theta"], result.x)
+    again = normal_equations(None, np.full(len(b), 7.0), hess_fun=hess_fun, resume=state)
+    np.testing.assert_allclose(again.x, result.x, rtol=1e-12)

@@ -1,5 +1,6 @@
 """The MPI helpers' pure parts; their collective behaviour is tested under mpiexec."""
 
+import numpy as np
 import pytest
 
 from mpigd.errors import MpigdError
@@ -82,3 +83,35 @@ def test_launcher_rank_reads_the_launcher_numbering(monkeypatch):
     assert launcher_rank() == 0
     monkeypatch.setenv("PMI_RANK", "3")
     assert launcher_rank() == 3
+
+
+def test_a_collective_inside_rank_local_work_is_a_bug_raised_at_once():
+    from mpi4py import MPI
+
+    from mpigd.parallel import CollectiveInLocalWork, allreduce_sum, on_root, rank_local
+
+    comm = MPI.COMM_SELF
+    with pytest.raises(CollectiveInLocalWork, match="allreduce_sum is collective"):
+        with rank_local(comm):
+            allreduce_sum(comm, np.zeros(1))
+    with pytest.raises(CollectiveInLocalWork, match="on_root"):
+        with rank_local(comm, root=0):
+            on_root(comm, lambda: None)
+    buffer = np.ones(2)
+    allreduce_sum(comm, buffer)  # outside the block collectives work again
+    assert buffer.tolist() == [1.0, 1.0]
+
+
+def test_rank_local_and_on_root_agree_on_errors_and_share_results():
+    from mpi4py import MPI
+
+    from mpigd.parallel import on_root, rank_local
+
+    comm = MPI.COMM_SELF
+    with pytest.raises(MpigdError, match="bad rows"):
+        with rank_local(comm):
+            raise MpigdError("bad rows")
+    assert on_root(comm, lambda: 42) == 42
+    assert on_root(comm, lambda: {"a": 1}, share=True) == {"a": 1}
+    with pytest.raises(MpigdError, match="disk full"):
+        on_root(comm, lambda: (_ for _ in ()).throw(MpigdError("disk full")))

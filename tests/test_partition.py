@@ -1,6 +1,6 @@
 import pytest
 
-from mpigd.partition import block_range
+from mpigd.partition import block_range, rows_per_block
 
 
 @pytest.mark.parametrize("n_rows", [0, 1, 2, 3, 7, 10, 11, 100, 1009])
@@ -26,3 +26,17 @@ def test_rank_3_of_5():
 def test_invalid_arguments(args):
     with pytest.raises(ValueError):
         block_range(*args)
+
+
+@pytest.mark.parametrize(
+    ("row_bytes", "block_bytes", "n_rows", "expected"),
+    [
+        (8 * 64, 2**21, None, 4096),  # 2 MiB of 64 float64 features
+        (8 * 10**7, 2**21, None, 1),  # a row wider than a block: still one row
+        (0, 100, None, 100),  # no bytes per row: the block's byte count, never a division by 0
+        (8, 2**20, 10, 10),  # at most the rows there are
+        (8, 2**20, 0, 1),  # and at least one
+    ],
+)
+def test_rows_per_block(row_bytes, block_bytes, n_rows, expected):
+    assert rows_per_block(row_bytes, block_bytes, n_rows) == expected

@@ -35,7 +35,7 @@ COLUMNS = [
 
 
 def load_records(paths: list[str]) -> list[dict]:
-    """Records from JSON files and folders of them (``*.json``, not reports)."""
+    """Records from JSON files and folders of them (``*.json``, not reports). Collective: no."""
     records = []
     for path in map(Path, paths):
         files = sorted(path.glob("*.json")) if path.is_dir() else [path]
@@ -53,7 +53,8 @@ def load_records(paths: list[str]) -> list[dict]:
 
 def report(paths: list[str], prefix: str, kind: str = "strong") -> list[str]:
     """Aggregate records; write PREFIX.csv, PREFIX.json and (with matplotlib) PREFIX.png.
-    Returns the lines of a Markdown table and the model's predictions."""
+    Returns the lines of a Markdown table and the model's predictions.
+    Collective: no (call on one rank)."""
     records = load_records(paths)
     try:
         rows = summarize(records, kind)

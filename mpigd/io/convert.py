@@ -45,7 +45,8 @@ def guess_format(path: str | os.PathLike) -> str:
     fmt = _SUFFIXES.get(Path(path).suffix.lower())
     if fmt is None:
         raise MpigdError(
-            f"cannot tell the format of {path} from its name; give --format ({', '.join(FORMATS)})"
+            f"cannot tell the format of {path} from its name; name the format "
+            f"({', '.join(FORMATS)})"
         )
     return fmt
 
@@ -63,7 +64,7 @@ def write_source(
     attrs: dict | None = None,
     progress: Progress = lambda done: None,
 ) -> None:
-    """Write ``source`` into ``output`` (atomically) as X and, if labelled, y."""
+    """Write ``source`` into ``output`` (atomically) as X and, if labelled, y. Collective: no."""
     with atomic_path(output) as tmp, h5py.File(tmp, "w") as f:
         layout = {"contiguous": contiguous, "compression": compression}
         X = create_rows_dataset(f, "X", (source.n_rows, source.n_features), dtype, **layout)

@@ -141,7 +141,7 @@ def create_rows_dataset(
     dtype = np.dtype(dtype)
     if contiguous:
         if compression:
-            raise MpigdError("compression needs chunks; leave out --contiguous")
+            raise MpigdError("compression needs a chunked layout, not a contiguous one")
         return f.create_dataset(name, shape, dtype=dtype)
     row_bytes = dtype.itemsize * int(np.prod(shape[1:]))
     rows = rows_per_block(row_bytes, CHUNK_BYTES, shape[0])

@@ -49,7 +49,7 @@ def label_column(label: str | None, names: list[str] | None, width: int) -> int 
         index = int(label)
     except ValueError:
         known = f"; the columns are {', '.join(names)}" if names else " (no column names)"
-        raise MpigdError(f"--label {label!r} is not a column name or index{known}") from None
+        raise MpigdError(f"label {label!r} is not a column name or index{known}") from None
     if not -width <= index < width:
-        raise MpigdError(f"--label {index} is out of range: the file has {width} columns")
+        raise MpigdError(f"label column {index} is out of range: the file has {width} columns")
     return index % width

@@ -42,7 +42,7 @@ def split(
     """Write shuffled training and test files; returns their row counts. ``progress`` is
     called with rows done (each row is read twice and written once). Collective: no."""
     if not 0 < test_fraction < 1:
-        raise MpigdError(f"--test-fraction must be between 0 and 1, got {test_fraction}")
+        raise MpigdError(f"the test fraction must be between 0 and 1, got {test_fraction}")
     try:
         with h5py.File(path, "r") as source:
             if x_key not in source:

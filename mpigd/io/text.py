@@ -241,11 +241,13 @@ def read_libsvm(path, *, n_features: int | None = None, zero_based: bool | None 
         raise MpigdError(f"{path} holds no data")
     base = (0 if lowest == 0 else 1) if zero_based is None else (0 if zero_based else 1)
     if lowest is not None and lowest < base:
-        raise MpigdError(f"{path}: index {lowest} with 1-based indices (use --zero-based)")
+        raise MpigdError(f"{path}: index {lowest} with 1-based indices (are they 0-based? say so)")
     width = highest + 1 - base
     if n_features is not None:
         if width > n_features:
-            raise MpigdError(f"{path}: index {highest} exceeds --features {n_features}")
+            raise MpigdError(
+                f"{path}: index {highest} exceeds the given number of features, {n_features}"
+            )
         width = n_features
     notes = [f"{width} features from {'0' if base == 0 else '1'}-based indices"]
     flip = labels <= {-1.0, 1.0} and -1.0 in labels

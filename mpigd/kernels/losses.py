@@ -19,6 +19,8 @@ def log1pexp_and_expit(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ``log(1 + exp(z)) = max(z, 0) + log1p(e)`` and the sigmoid is ``1 / (1 + e)`` for
     ``z >= 0``, ``e / (1 + e)`` otherwise. Half the cost of ``np.logaddexp`` plus
     ``scipy.special.expit`` (``benchmarks/local_pass.py``), with the same accuracy.
+
+    Collective: no.
     """
     e = np.exp(-np.abs(z))
     return np.maximum(z, 0.0) + np.log1p(e), np.where(z >= 0, 1.0, e) / (1.0 + e)
@@ -114,7 +116,7 @@ class SoftmaxLoss:
 
 
 def class_label_problem(y: np.ndarray, n_classes: int | None = None) -> str | None:
-    """Why ``y`` are not class labels ``0 .. n_classes - 1``, or None."""
+    """Why ``y`` are not class labels ``0 .. n_classes - 1``, or None. Collective: no."""
     bad = (y != np.round(y)) | (y < 0)
     if n_classes is not None:
         bad |= y >= n_classes
@@ -131,7 +133,7 @@ MODELS = ("linear", "logistic", "softmax")
 
 
 def make_loss(model: str, n_classes: int = 2) -> PointwiseLoss:
-    """The pointwise loss of ``model``; softmax needs the class count."""
+    """The pointwise loss of ``model``; softmax needs the class count. Collective: no."""
     if model == "linear":
         return SquaredLoss()
     if model == "logistic":

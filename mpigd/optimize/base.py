@@ -54,7 +54,8 @@ class OptimizeResult:
 
 
 def check_stopping(*, max_iter: int, tol: float, ftol: float, lr: float | None) -> None:
-    """Raise ValueError, naming the allowed range, for out-of-range common options."""
+    """Raise ValueError, naming the allowed range, for out-of-range common options.
+    Collective: no."""
     if max_iter < 1:
         raise ValueError(f"max_iter must be >= 1, got {max_iter}")
     if not tol >= 0:
@@ -70,7 +71,8 @@ def finite(f: float, g: np.ndarray) -> bool:
 
 
 def stalled(f_old: float, f: float, ftol: float) -> bool:
-    """The relative loss change of one iteration is below ``ftol`` (0 turns it off)."""
+    """The relative loss change of one iteration is below ``ftol`` (0 turns it off).
+    Collective: no."""
     return abs(f_old - f) < ftol * max(abs(f_old), abs(f), 1.0)
 
 
@@ -82,6 +84,8 @@ def sufficient_decrease(f, f_new, slope, slope_new, step, c1, approx_tol) -> boo
     decide the loss test either way, so its derivative form from Hager & Zhang's
     approximate Wolfe conditions (SIAM J. Optim. 16, 2005) decides instead:
     ``phi'(t) <= -(1 - 2 c1) phi'(0)``; the two agree exactly on quadratics.
+
+    Collective: no.
     """
     if abs(f_new - f) <= approx_tol * abs(f):
         return bool(slope_new <= -(1 - 2 * c1) * slope)

@@ -72,6 +72,8 @@ def gradient_descent(
     Returns
     -------
     OptimizeResult
+
+    Collective: as ``fun`` is: under MPI every rank runs it alike.
     """
     check_stopping(max_iter=max_iter, tol=tol, ftol=ftol, lr=lr)
     run = Iterations(theta0, resume, max_iter=max_iter, tol=tol, ftol=ftol, callback=callback)

@@ -51,6 +51,8 @@ def lbfgs(
     memory only with curvature ``s.y > curvature_tol |y|^2``. The pairs live here rather than inside
     scipy, so that ``Progress.state()`` holds all that is needed to continue exactly.
     Stopping rules as in :func:`gradient_descent`.
+
+    Collective: as ``fun`` is.
     """
     check_stopping(max_iter=max_iter, tol=tol, ftol=ftol, lr=None)
     run = Iterations(theta0, resume, max_iter=max_iter, tol=tol, ftol=ftol, callback=callback)

@@ -71,6 +71,8 @@ def accelerated_gradient(
     norm without a penalty) is at most ``tol``, on a stalled loss (``ftol``), or after
     ``max_iter`` iterations; reports divergence like :func:`gradient_descent`.
     The loss reported is ``fun + penalty``.
+
+    Collective: as ``fun`` is.
     """
     check_stopping(max_iter=max_iter, tol=tol, ftol=ftol, lr=lr)
     h = penalty.value if penalty is not None else (lambda theta: 0.0)

@@ -69,6 +69,8 @@ def newton(
     Newton-CG: conjugate gradients on ``hessp`` products, stopped at a relative residual
     of ``min(0.5, sqrt(|g|))`` (Nocedal & Wright, algorithm 7.1), with the loss and
     gradient from ``fun``. Stopping rules as in :func:`gradient_descent`.
+
+    Collective: as ``fun``, ``hess_fun`` and ``hessp`` are.
     """
     check_stopping(max_iter=max_iter, tol=tol, ftol=ftol, lr=None)
     run = Iterations(theta0, resume, max_iter=max_iter, tol=tol, ftol=ftol, callback=callback)
@@ -154,6 +156,8 @@ def normal_equations(
     one more pass confirms). Raises :class:`SingularSystem` when
     ``H`` is singular to working precision (collinear or constant features without a
     penalty).
+
+    Collective: as ``hess_fun`` is.
     """
     start = np.array(theta0 if resume is None else resume["theta"], dtype=np.float64)
     f0, g0, H = hess_fun(start)

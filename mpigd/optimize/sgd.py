@@ -21,7 +21,7 @@ BatchFunction = Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]
 def batch_rows(seed: int, step: int, n_rows: int, batch_size: int) -> np.ndarray:
     """The global rows of mini-batch ``step``: drawn with replacement from a generator
     seeded by ``(seed, step)``, sorted. Every rank draws the same rows, whatever the rank
-    count, and a resumed run draws what the uninterrupted one would have."""
+    count, and a resumed run draws what the uninterrupted one would have. Collective: no."""
     return np.sort(np.random.default_rng([seed, step]).integers(0, n_rows, batch_size))
 
 
@@ -49,6 +49,8 @@ def sgd(
     epoch the iterate averaged over that epoch (Polyak-Ruppert averaging, which cancels
     much of the gradient noise) becomes the new iterate, and ``fun`` evaluates the full
     loss and gradient on it for the stopping tests and the progress report.
+
+    Collective: as ``fun`` and ``batch_fun`` are.
     """
     check_stopping(max_iter=max_iter, tol=tol, ftol=ftol, lr=lr)
     if batch_size < 1:

@@ -381,7 +381,7 @@ def _checkpointing(
             why = stop_flag.received or "a signal on another rank"
             raise Preempted(
                 f"{why} at iteration {progress.nit}; checkpoint written to "
-                f"{path}; continue with --resume {path}"
+                f"{path}; resume from it to continue"
             )
 
     return on_iteration
