@@ -4,8 +4,7 @@ Each rank reads its own rows of an HDF5 dataset, computes local loss and gradien
 and one ``Allreduce`` per evaluation adds them; every rank applies the same update.
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .errors import MpigdError
 from .evaluation.scoring import evaluate, predict
 from .model import LinearModel, load_model

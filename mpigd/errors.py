@@ -1,6 +1,6 @@
 """Exceptions that end a run on every rank alike, and the exit status each one means.
 
-Code that raises them under MPI must raise them on every rank (see ``parallel.agreed``),
+Code that raises them under MPI must raise them on every rank (see ``parallel.rank_local``),
 otherwise the ranks that did not raise would wait in the next collective. The command
 line turns each into one line on stderr from rank 0 and the exit status below.
 """

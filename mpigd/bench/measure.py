@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 import numpy as np
 from threadpoolctl import threadpool_info
 
-from .. import __version__
+from .._version import __version__
 from ..io.rows import read_rows
 from ..kernels.losses import make_loss
 from ..objective import Objective

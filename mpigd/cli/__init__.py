@@ -12,7 +12,7 @@ import warnings
 
 from threadpoolctl import threadpool_limits
 
-from .. import __version__
+from .._version import __version__
 from ..errors import MpigdError
 from ..parallel import default_comm, launcher_rank, run_guarded
 from . import bench, data, scoring, train

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import __version__
+from .._version import __version__
 from ..kernels.losses import MODELS
 from ..optimize import OPTIMIZERS, Progress
 from ..parallel import library_version, on_root, wtime

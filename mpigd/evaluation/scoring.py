@@ -12,7 +12,7 @@ from contextlib import ExitStack
 
 import h5py
 
-from .. import __version__
+from .._version import __version__
 from ..errors import MpigdError
 from ..io.outputs import create_rows_dataset, write_errors, writing
 from ..io.rows import read_rows

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import h5py
 
-from .. import __version__
+from .._version import __version__
 from ..errors import MpigdError
 from .arrays import read_numpy
 from .outputs import atomic_path, create_rows_dataset

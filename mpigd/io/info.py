@@ -15,7 +15,6 @@ import numpy as np
 from ..errors import MpigdError
 from ..parallel import (
     allreduce_sum,
-    bcast_from_root,
     gather_to_root,
     min_max_over_ranks,
     on_root,
@@ -144,15 +143,18 @@ def _count_classes(classes, y):
 
 
 def _merge_classes(comm, classes) -> dict[str, int] | None:
-    """Class counts over all ranks (as {label: rows}), or None for continuous labels."""
+    """Class counts over all ranks (as {label: rows}), or None for continuous labels.
+    Collective: yes."""
     gathered = gather_to_root(comm, classes)
-    merged = None
-    if comm.rank == 0:
-        merged = {} if all(c is not None for c in gathered) else None
-        for part in gathered if merged is not None else []:
+
+    def merge() -> dict[float, int] | None:
+        if any(part is None for part in gathered):
+            return None
+        merged: dict[float, int] = {}
+        for part in gathered:
             for value, count in part.items():
                 merged[value] = merged.get(value, 0) + count
-        if merged is not None and len(merged) > MAX_CLASSES:
-            merged = None
-    merged = bcast_from_root(comm, merged)
+        return merged if len(merged) <= MAX_CLASSES else None
+
+    merged = on_root(comm, merge, share=True)
     return None if merged is None else {f"{k:g}": v for k, v in sorted(merged.items())}

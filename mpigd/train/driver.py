@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..errors import Diverged, MpigdError, Preempted
 from ..io.dataset import DatasetInfo, LocalData, fingerprint, first_row
 from ..io.rows import read_rows
