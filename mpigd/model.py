@@ -11,6 +11,7 @@ import numpy as np
 from scipy.special import expit, softmax
 
 from .errors import MpigdError
+from .io.hdf5 import get_dataset, open_input
 from .io.outputs import read_attrs, writing
 from .kernels.dense import row_blocks
 from .kernels.losses import MODELS
@@ -107,16 +108,39 @@ class LinearModel:
 
 def load_model(path: str | os.PathLike) -> LinearModel:
     """Read a model written by :meth:`LinearModel.save`. Collective: no."""
-    try:
-        with h5py.File(path, "r") as f:
-            attrs = read_attrs(f)
-            coef = f["coef"][()]
-            intercept = f["intercept"][()]
-            arrays = {key: f[key][()] for key in f if key not in ("coef", "intercept")}
-    except (OSError, KeyError) as exc:
-        raise MpigdError(f"cannot read model file {path}: {exc}") from exc
-    kind = attrs.pop("model", None)
-    if kind not in MODELS:
-        raise MpigdError(f"{path} is not an mpigd model file (model attribute: {kind!r})")
+    with open_input(path, "model file") as f:
+        attrs = read_attrs(f)
+        kind = attrs.pop("model", None)
+        if kind not in MODELS or "coef" not in f or "intercept" not in f:
+            raise MpigdError(
+                f"cannot read model file {path}: it is not an mpigd model file (model "
+                f"attribute: {kind!r})"
+            )
+        coef = get_dataset(f, "coef")[()]
+        intercept = get_dataset(f, "intercept")[()]
+        arrays = {key: f[key][()] for key in f if key not in ("coef", "intercept")}
+    problem = _model_problem(kind, coef, intercept)
+    if problem:
+        raise MpigdError(f"cannot use model file {path}: {problem}")
     intercept = float(intercept) if np.ndim(intercept) == 0 else intercept
     return LinearModel(kind, coef, intercept, attrs, arrays)
+
+
+def _model_problem(kind: str, coef: np.ndarray, intercept: np.ndarray) -> str | None:
+    """Why these arrays cannot be a ``kind`` model, or None."""
+    multi = kind == "softmax"
+    shape_ok = coef.ndim == 2 and coef.shape[1] >= 2 if multi else coef.ndim == 1
+    if not shape_ok or coef.shape[0] == 0:
+        return (
+            f"a {kind} model needs coef of shape {'(n, K)' if multi else '(n,)'}, not {coef.shape}"
+        )
+    expected = (coef.shape[1],) if multi else ()
+    if np.shape(intercept) != expected:
+        return (
+            f"its intercept has shape {np.shape(intercept)}, but coef {coef.shape} needs {expected}"
+        )
+    if coef.dtype.kind not in "iuf" or np.asarray(intercept).dtype.kind not in "iuf":
+        return "its coefficients are not real numbers"
+    if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
+        return "its coefficients hold NaN or infinite values (a diverged run?)"
+    return None

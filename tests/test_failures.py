@@ -168,7 +168,7 @@ CASES = {
         ["--resume", "{tmp}/none.h5"],
         {},
         EXIT_INPUT,
-        "cannot read checkpoint",
+        "checkpoint not found",
     ),
     "divergence": (
         good,

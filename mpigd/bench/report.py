@@ -34,18 +34,35 @@ COLUMNS = [
 ]
 
 
+#: What :func:`report` writes: PREFIX followed by each of these.
+REPORT_SUFFIXES = (".csv", ".json", ".png", "-model.png")
+
+
+def _read_record(file: Path) -> dict | None:
+    try:
+        record = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise MpigdError(f"cannot read benchmark record {file}: {exc}") from exc
+    return record if isinstance(record, dict) and "eval_median" in record else None
+
+
+def _candidates(paths: list[str]) -> list[Path]:
+    return [
+        file
+        for path in map(Path, paths)
+        for file in (sorted(path.glob("*.json")) if path.is_dir() else [path])
+    ]
+
+
+def record_files(paths: list[str]) -> list[Path]:
+    """The files among ``paths`` (JSON files, and folders of them) that hold benchmark
+    records; reports and other JSON files beside them are left out. Collective: no."""
+    return [file for file in _candidates(paths) if _read_record(file) is not None]
+
+
 def load_records(paths: list[str]) -> list[dict]:
     """Records from JSON files and folders of them (``*.json``, not reports). Collective: no."""
-    records = []
-    for path in map(Path, paths):
-        files = sorted(path.glob("*.json")) if path.is_dir() else [path]
-        for file in files:
-            try:
-                record = json.loads(file.read_text())
-            except (OSError, ValueError) as exc:
-                raise MpigdError(f"cannot read benchmark record {file}: {exc}") from exc
-            if isinstance(record, dict) and "eval_median" in record:
-                records.append(record)
+    records = [r for r in map(_read_record, _candidates(paths)) if r is not None]
     if not records:
         raise MpigdError(f"no benchmark records in {', '.join(paths)}")
     return records

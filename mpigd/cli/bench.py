@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from ..bench.measure import measure
-from ..bench.report import report
+from ..bench.report import REPORT_SUFFIXES, record_files, report
+from ..io.outputs import check_outputs
 from ..kernels.losses import MODELS
 from ..parallel import on_root
 from .common import (
     add_out,
     add_x_key,
     add_y_key,
-    check_output_on_root,
+    check_outputs_on_root,
     parent,
     positive_int,
     reporter,
@@ -44,7 +45,7 @@ def register(commands, run_options) -> None:
 
 
 def run_measure(args, comm) -> int:
-    check_output_on_root(comm, args.out)
+    check_outputs_on_root(comm, {"--out": args.out}, {"the data file": args.data})
     record = measure(
         comm,
         args.data,
@@ -66,7 +67,13 @@ def run_measure(args, comm) -> int:
 
 def run_report(args, comm) -> int:
     say = reporter(comm, args.quiet)
-    check_output_on_root(comm, args.out + ".csv")
+    on_root(
+        comm,
+        lambda: check_outputs(
+            [("--out gives", args.out + suffix) for suffix in REPORT_SUFFIXES],
+            [("a benchmark record", file) for file in record_files(args.records)],
+        ),
+    )
     for line in on_root(comm, lambda: report(args.records, args.out, args.kind)) or []:
         say(line)
     return 0

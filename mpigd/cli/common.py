@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 from tqdm import tqdm
 
-from ..io.outputs import check_output, write_json
+from ..io.outputs import check_outputs, write_json
 from ..parallel import on_root, print0
 
 
@@ -80,10 +80,11 @@ def reporter(comm, quiet: bool):
     return (lambda *parts: None) if quiet else (lambda *parts: print0(comm, *parts))
 
 
-def check_output_on_root(comm, path, inputs=()) -> None:
-    """Fail on every rank, before any work, if rank 0 cannot write ``path`` (or it is
-    one of the ``inputs``). Collective: yes."""
-    on_root(comm, lambda: check_output(path, inputs))
+def check_outputs_on_root(comm, outputs: dict, inputs: dict | None = None, may_share=()) -> None:
+    """Fail on every rank, before any work, if rank 0 cannot write the ``outputs`` or one
+    of them is an input or another output (:func:`mpigd.io.outputs.check_outputs`; the
+    keys name the files in the message). Collective: yes."""
+    on_root(comm, lambda: check_outputs(outputs, inputs, may_share))
 
 
 def write_json_on_root(comm, path, record) -> None:

@@ -12,7 +12,7 @@ from ..io.synthetic import make_dataset
 from ..parallel import on_root
 from .common import (
     add_x_key,
-    check_output_on_root,
+    check_outputs_on_root,
     parent,
     positive_int,
     progress_bars,
@@ -107,7 +107,7 @@ def register(commands, run_options) -> None:
 
 def run_make(args, comm) -> int:
     say = reporter(comm, args.quiet)
-    check_output_on_root(comm, args.out)
+    check_outputs_on_root(comm, {"the output": args.out})
     on_root(
         comm,
         lambda: make_dataset(
@@ -130,7 +130,7 @@ def run_make(args, comm) -> int:
 
 def run_convert(args, comm) -> int:
     say = reporter(comm, args.quiet)
-    check_output_on_root(comm, args.out, [args.input])
+    check_outputs_on_root(comm, {"the output": args.out}, {"the input": args.input})
 
     def work():
         with progress_bars(args.quiet) as bars:
@@ -162,8 +162,7 @@ def run_split(args, comm) -> int:
     say = reporter(comm, args.quiet)
     stem = os.path.splitext(args.data)[0]
     train, test = args.train or f"{stem}-train.h5", args.test or f"{stem}-test.h5"
-    for out in (train, test):
-        check_output_on_root(comm, out, [args.data])
+    check_outputs_on_root(comm, {"--train": train, "--test": test}, {"the data file": args.data})
 
     def work():
         with progress_bars(args.quiet) as bars:
@@ -186,7 +185,7 @@ def run_split(args, comm) -> int:
 def run_info(args, comm) -> int:
     say = reporter(comm, args.quiet)
     if args.json:
-        check_output_on_root(comm, args.json, [args.data])
+        check_outputs_on_root(comm, {"--json": args.json}, {"the data file": args.data})
     y_key = None if args.y_key.lower() == "none" else args.y_key
     summary = describe(comm, args.data, args.x_key, y_key)
     for line in summary_lines({**summary, "path": args.data}, args.show):

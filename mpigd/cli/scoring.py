@@ -10,7 +10,7 @@ from .common import (
     add_out,
     add_x_key,
     add_y_key,
-    check_output_on_root,
+    check_outputs_on_root,
     parent,
     reporter,
     write_json_on_root,
@@ -71,10 +71,14 @@ def metric_lines(scores: dict) -> list[str]:
     return lines
 
 
+def _inputs(args) -> dict:
+    return {"the model file": args.model, "the data file": args.data}
+
+
 def run_evaluate(args, comm) -> int:
     say = reporter(comm, args.quiet)
     if args.json:
-        check_output_on_root(comm, args.json, [args.model, args.data])
+        check_outputs_on_root(comm, {"--json": args.json}, _inputs(args))
     scores = evaluate(args.data, args.model, comm=comm, x_key=args.x_key, y_key=args.y_key)
     say(f"{scores['model']} model {args.model} on {args.data} ({comm.size} ranks):")
     for line in metric_lines(scores):
@@ -86,7 +90,7 @@ def run_evaluate(args, comm) -> int:
 
 
 def run_predict(args, comm) -> int:
-    check_output_on_root(comm, args.out, [args.model, args.data])
+    check_outputs_on_root(comm, {"--out": args.out}, _inputs(args))
     rows = predict(args.data, args.model, args.out, comm=comm, x_key=args.x_key)
     reporter(comm, args.quiet)(f"{rows:,} predictions written to {args.out}")
     return 0

@@ -11,7 +11,7 @@ from .common import (
     add_out,
     add_x_key,
     add_y_key,
-    check_output_on_root,
+    check_outputs_on_root,
     parent,
     positive_int,
     reporter,
@@ -91,9 +91,12 @@ def _progress_printer(say, every: int, start: float):
 
 def run(args, comm) -> int:
     say = reporter(comm, args.quiet)
-    check_output_on_root(comm, args.out)
-    if args.checkpoint:
-        check_output_on_root(comm, args.checkpoint)
+    check_outputs_on_root(
+        comm,
+        {"--out": args.out, "--checkpoint": args.checkpoint},
+        {"the data file": args.data, "--resume": args.resume},
+        may_share=[("--checkpoint", "--resume")],  # a resubmitted job continues its checkpoint
+    )
     say(
         f"mpigd {__version__}: {args.model} regression on {args.data}, {comm.size} rank"
         f"{'s' if comm.size > 1 else ''} ({library_version()})"

@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import h5py
 import numpy as np
 
 from ..errors import MpigdError
 from ..partition import block_range
+from .hdf5 import READ_ERRORS, get_dataset, open_input
+from .outputs import human_bytes
 
 
 @dataclass(frozen=True)
@@ -46,25 +47,11 @@ class LocalData:
     weights: np.ndarray | None = None  # (stop - start,), float64
 
 
-#: What h5py raises for unreadable, truncated or corrupt files and chunks.
-READ_ERRORS = (OSError, RuntimeError, KeyError, ValueError)
-
-
 def _numeric_problem(name: str, dtype: np.dtype) -> str | None:
     if dtype.kind in "iuf":
         return None
     kind = {"c": "complex", "V": "compound"}.get(dtype.kind, "non-numeric")
     return f"dataset '{name}' has {kind} dtype {dtype}; it must hold real numbers"
-
-
-def _get_dataset(f: h5py.File, key: str, path: str) -> h5py.Dataset:
-    if key not in f:
-        names = ", ".join(sorted(f.keys())) or "none"
-        raise MpigdError(f"{path}: no dataset '{key}' (the file has: {names})")
-    obj = f[key]
-    if not isinstance(obj, h5py.Dataset):
-        raise MpigdError(f"{path}: '{key}' is a group, not a dataset")
-    return obj
 
 
 def inspect_dataset(
@@ -82,27 +69,13 @@ def inspect_dataset(
     Raises
     ------
     MpigdError
-        Missing or unreadable file, missing dataset, wrong shapes or dtypes.
+        Missing or unreadable file, missing dataset, wrong shapes or dtypes
+        (:mod:`mpigd.io.hdf5` names each way a file can fail to open).
     """
     path = str(path)
-    if not Path(path).exists():
-        raise MpigdError(f"data file not found: {path}")
-    if Path(path).is_dir():
-        raise MpigdError(f"data path is a folder, not an HDF5 file: {path}")
-    try:
-        is_hdf5 = h5py.is_hdf5(path)
-    except OSError as exc:
-        raise MpigdError(f"cannot read data file {path}: {exc.strerror or exc}") from exc
-    if not is_hdf5:
-        raise MpigdError(f"not an HDF5 file: {path}")
     keys = [x_key] + [key for key in (y_key, weight_key) if key]
-    try:
-        with h5py.File(path, "r") as f:
-            layout = {
-                key: (ds.shape, ds.dtype) for key in keys for ds in [_get_dataset(f, key, path)]
-            }
-    except READ_ERRORS as exc:
-        raise MpigdError(f"cannot read data file {path} (truncated or corrupt?): {exc}") from exc
+    with open_input(path) as f:
+        layout = {key: (ds.shape, ds.dtype) for key in keys for ds in [get_dataset(f, key)]}
 
     x_shape, x_dtype = layout[x_key]
     if len(x_shape) != 2:
@@ -169,14 +142,6 @@ def _memory_dtype(info: DatasetInfo) -> np.dtype:
     return info.x_dtype if info.x_dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
-def _human_bytes(n_bytes: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n_bytes < 1024:
-            return f"{n_bytes:.1f} {unit}"
-        n_bytes /= 1024
-    return f"{n_bytes:.1f} TiB"
-
-
 def memory_problem(info: DatasetInfo, rank: int, size: int, budget: float) -> str | None:
     """Why rank ``rank``'s block would not fit in ``budget`` bytes, or None.
 
@@ -191,8 +156,8 @@ def memory_problem(info: DatasetInfo, rank: int, size: int, budget: float) -> st
     largest = -(-info.n_rows // size)  # the same words on every rank that fails
     ranks = int(np.ceil(info.n_rows / max(1, budget // row_bytes)))
     return (
-        f"{info.path}: blocks of up to {largest:,} rows need {_human_bytes(largest * row_bytes)}"
-        f" of memory at {size} ranks but a rank has about {_human_bytes(budget)}; use at "
+        f"{info.path}: blocks of up to {largest:,} rows need {human_bytes(largest * row_bytes)}"
+        f" of memory at {size} ranks but a rank has about {human_bytes(budget)}; use at "
         f"least {ranks:,} ranks with that much memory each"
     )
 

@@ -1,6 +1,7 @@
 """Output files: checked before the work starts, written atomically when it ends.
 
-:func:`check_output` refuses an output that cannot be written or that names an input;
+:func:`check_outputs` refuses, before any work, an output that cannot be written or that
+names an input or another output (by any path, symbolic link or hard link);
 :func:`writing` is how every output is written: under a temporary name beside it,
 renamed into place when complete, with any ``OSError`` turned into one clear
 :class:`~mpigd.errors.MpigdError` naming the file.
@@ -8,10 +9,12 @@ renamed into place when complete, with any ``OSError`` turned into one clear
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,17 +25,19 @@ import numpy as np
 from ..errors import MpigdError
 from ..partition import CHUNK_BYTES, rows_per_block
 
+PathLike = str | os.PathLike
 
-def output_problem(path: str | os.PathLike, inputs=()) -> str | None:
+
+def output_problem(path: PathLike, inputs=()) -> str | None:
     """Why ``path`` cannot be written as an output file, or None if it can. It must not
-    be one of the ``inputs``: input files are never written to.
+    be one of the ``inputs`` (:func:`same_file`): input files are never written to.
 
-    Checked before training so that a bad ``--out`` fails in seconds, not after the run.
+    Checked before the work so that a bad output fails in seconds, not after the run.
     Collective: no.
     """
     path = Path(path)
     folder = path.parent
-    if any(path.resolve() == Path(i).resolve() for i in inputs):
+    if any(same_file(path, i) for i in inputs):
         return f"output {path} is an input file; choose another name"
     if path.is_dir():
         return f"output path is a folder: {path}"
@@ -43,10 +48,63 @@ def output_problem(path: str | os.PathLike, inputs=()) -> str | None:
     return None
 
 
-def check_output(path: str | os.PathLike, inputs=()) -> None:
-    """Raise :class:`MpigdError` with :func:`output_problem`'s reason, if there is one.
+def same_file(a: PathLike, b: PathLike) -> bool:
+    """Whether ``a`` and ``b`` name one file: the same path once links and ``..`` are
+    resolved, or (when both exist) the same device and inode, so that a hard link counts
+    too. Collective: no."""
+    if Path(a).resolve() == Path(b).resolve():
+        return True
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+Named = Mapping[str, PathLike | None] | Iterable[tuple[str, PathLike | None]]
+
+
+def _pairs(named: Named | None) -> list[tuple[str, PathLike]]:
+    items = named.items() if isinstance(named, Mapping) else (named or [])
+    return [(name, path) for name, path in items if path is not None]
+
+
+def clash_problem(
+    outputs: Named, inputs: Named, may_share: Iterable[tuple[str, str]] = ()
+) -> str | None:
+    """Why these outputs cannot be written together, or None: an output that is the same
+    file (:func:`same_file`) as an input or as another output. Both are mappings (or
+    pairs) from what names a file in the message to its path; None paths are left out.
+    ``may_share`` lists the ``(output, input)`` pairs that may be one file (a checkpoint
+    that a resumed run rewrites). Collective: no."""
+    allowed = set(may_share)
+    written, read = _pairs(outputs), _pairs(inputs)
+    for i, (name, path) in enumerate(written):
+        for source_name, source in read:
+            if (name, source_name) not in allowed and same_file(path, source):
+                same = "" if str(path) == str(source) else f" {source}"
+                return (
+                    f"{name} {path} is an input file, {source_name}{same}; outputs never "
+                    "replace inputs: choose another name"
+                )
+        for other_name, other in written[:i]:
+            if same_file(path, other):
+                return (
+                    f"{other_name} {other} and {name} {path} are the same file; give each "
+                    "output a name of its own"
+                )
+    return None
+
+
+def check_outputs(
+    outputs: Named, inputs: Named | None = None, may_share: Iterable[tuple[str, str]] = ()
+) -> None:
+    """Raise :class:`MpigdError` if the ``outputs`` clash with the ``inputs`` or with each
+    other (:func:`clash_problem`) or one of them cannot be written (:func:`output_problem`).
     Collective: no."""
-    problem = output_problem(path, inputs)
+    problem = clash_problem(outputs, inputs, may_share)
+    for _, path in _pairs(outputs):
+        problem = problem or output_problem(path)
     if problem:
         raise MpigdError(problem)
 
@@ -85,6 +143,54 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         os.close(folder_fd)
 
 
+#: Why a write fails that no retry mends: the device is full, the quota spent, or the
+#: file system mounted read-only.
+_ENVIRONMENT = {
+    errno.ENOSPC: "no space left on its device",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "its file system is read-only",
+}
+
+
+def environment_reason(exc: OSError) -> str | None:
+    """The environment's cause of an error, when it is one of ``_ENVIRONMENT`` (h5py
+    puts the errno only in its message), or None. Collective: no."""
+    for number, reason in _ENVIRONMENT.items():
+        if exc.errno == number or os.strerror(number) in str(exc):
+            return reason
+    return None
+
+
+def os_error_reason(exc: OSError) -> str:
+    """A short reason for a write error: :func:`environment_reason`, else the error's
+    text. Collective: no."""
+    return environment_reason(exc) or str(exc)
+
+
+def space_problem(path: PathLike, n_bytes: float, what: str = "output") -> str | None:
+    """Why ``n_bytes`` will not fit in the free space of ``path``'s folder, or None.
+    Collective: no."""
+    try:
+        free = shutil.disk_usage(Path(path).resolve().parent).free
+    except OSError:
+        return None
+    if n_bytes <= free:
+        return None
+    return (
+        f"the {what} {path} would take about {human_bytes(n_bytes)} but its folder has "
+        f"{human_bytes(free)} free"
+    )
+
+
+def human_bytes(n_bytes: float) -> str:
+    """``n_bytes`` in B, KiB, MiB, GiB or TiB. Collective: no."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n_bytes) < 1024:
+            return f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+    return f"{n_bytes:.1f} TiB"
+
+
 @contextmanager
 def write_errors(path: str | os.PathLike, what: str = "") -> Iterator[None]:
     """Turn an ``OSError`` of the block (disk full, permissions, a lock) into one
@@ -92,7 +198,8 @@ def write_errors(path: str | os.PathLike, what: str = "") -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise MpigdError(f"cannot write {what + ' ' if what else ''}{path}: {exc}") from exc
+        reason = os_error_reason(exc)
+        raise MpigdError(f"cannot write {what + ' ' if what else ''}{path}: {reason}") from exc
 
 
 @contextmanager

@@ -22,8 +22,14 @@ import numpy as np
 
 from ..errors import MpigdError
 from ..partition import BLOCK_BYTES, rows_per_block
-from .dataset import READ_ERRORS
-from .outputs import atomic_path, create_rows_dataset
+from .hdf5 import get_dataset, open_input
+from .outputs import (
+    atomic_path,
+    check_outputs,
+    create_rows_dataset,
+    environment_reason,
+    space_problem,
+)
 
 #: Bytes of rows in one bucket, the most held in memory (give or take a few percent).
 BUCKET_BYTES = 64 * 2**20
@@ -43,27 +49,30 @@ def split(
     called with rows done (each row is read twice and written once). Collective: no."""
     if not 0 < test_fraction < 1:
         raise MpigdError(f"the test fraction must be between 0 and 1, got {test_fraction}")
-    try:
-        with h5py.File(path, "r") as source:
-            if x_key not in source:
-                raise MpigdError(f"{path}: no dataset '{x_key}'")
-            m = source[x_key].shape[0]
-            keys = [
-                key
-                for key, item in source.items()
-                if isinstance(item, h5py.Dataset) and item.ndim >= 1 and item.shape[0] == m
-            ]
-            n_test = math.ceil(test_fraction * m)
-            if not 0 < n_test < m:
-                raise MpigdError(
-                    f"a test fraction of {test_fraction} of {m} rows leaves an empty "
-                    f"{'test' if n_test == 0 else 'training'} set"
-                )
-            row_bytes = sum(source[k].dtype.itemsize * math.prod(source[k].shape[1:]) for k in keys)
-            n_buckets = max(1, math.ceil(m * row_bytes / BUCKET_BYTES))
-            block = rows_per_block(row_bytes, BLOCK_BYTES)
-            rng = np.random.default_rng(seed)
-            folder = Path(train_out).resolve().parent
+    check_outputs({"the training file": train_out, "the test file": test_out}, {"the data": path})
+    with open_input(path) as source:
+        m = get_dataset(source, x_key).shape[0]
+        keys = [
+            key
+            for key, item in source.items()
+            if isinstance(item, h5py.Dataset) and item.ndim >= 1 and item.shape[0] == m
+        ]
+        n_test = math.ceil(test_fraction * m)
+        if not 0 < n_test < m:
+            raise MpigdError(
+                f"a test fraction of {test_fraction} of {m} rows leaves an empty "
+                f"{'test' if n_test == 0 else 'training'} set"
+            )
+        row_bytes = sum(source[k].dtype.itemsize * math.prod(source[k].shape[1:]) for k in keys)
+        n_buckets = max(1, math.ceil(m * row_bytes / BUCKET_BYTES))
+        block = rows_per_block(row_bytes, BLOCK_BYTES)
+        rng = np.random.default_rng(seed)
+        folder = Path(train_out).resolve().parent
+        if not any(source[k].compression for k in keys):  # else the size is unknown
+            problem = space_problem(train_out, 2 * m * row_bytes, "split (scratch and outputs)")
+            if problem:
+                raise MpigdError(problem)
+        try:
             with tempfile.TemporaryDirectory(dir=folder, prefix=".mpigd-split-") as scratch:
                 buckets = _scatter(source, keys, m, n_buckets, block, rng, scratch, progress)
                 with (
@@ -79,8 +88,11 @@ def split(
                         for key in keys:
                             _create_like(out, source[key], rows)
                     _gather(buckets, keys, outputs, rng, progress)
-    except READ_ERRORS as exc:
-        raise MpigdError(f"splitting {path} failed: {exc}") from exc
+        except OSError as exc:
+            reason = environment_reason(exc)
+            if reason is None:
+                raise  # a read error of the source: open_input names it
+            raise MpigdError(f"cannot write the split of {path} into {folder}: {reason}") from exc
     return m - n_test, n_test
 
 

@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 
 from ..errors import MpigdError
+from ..io.hdf5 import open_input
 from ..io.outputs import read_attrs, writing
 
 FORMAT = "mpigd-checkpoint-1"
@@ -82,14 +83,11 @@ class Checkpoint:
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read a checkpoint written by :meth:`Checkpoint.save`. Collective: no."""
-    try:
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != FORMAT:
-                raise MpigdError(f"{path} is not an mpigd checkpoint")
-            attrs = read_attrs(f)
-            state = read_attrs(f["state"])
-            state.update({key: dataset[()] for key, dataset in f["state"].items()})
-            run = read_attrs(f["run"])
-    except (OSError, KeyError) as exc:
-        raise MpigdError(f"cannot read checkpoint {path}: {exc}") from exc
+    with open_input(path, "checkpoint") as f:
+        if f.attrs.get("format") != FORMAT or "state" not in f or "run" not in f:
+            raise MpigdError(f"cannot read checkpoint {path}: it is not an mpigd checkpoint")
+        attrs = read_attrs(f)
+        state = read_attrs(f["state"])
+        state.update({key: dataset[()] for key, dataset in f["state"].items()})
+        run = read_attrs(f["run"])
     return Checkpoint(attrs["optimizer"], state, run, attrs["ranks"], attrs["created"])
