@@ -2,7 +2,7 @@
 
 Compares, on one process with one BLAS thread, the whole-slice pass (``X @ w`` then
 ``X.T @ r``, widening float32 X to float64 first) with the blocked pass of
-``mpigd.losses.local_sums``, and a plain read of X (``X.sum()``) as the memory-read
+``mpigd.kernels.dense.local_sums``, and a plain read of X (``X.sum()``) as the memory-read
 reference. Prints medians over repeats and ratios; absolute times vary by machine.
 
 Usage: python benchmarks/local_pass.py [ROWS] [FEATURES] [REPEATS]

@@ -32,11 +32,12 @@ from .errors import EXIT_ABORTED, MpigdError
 wtime = MPI.Wtime
 T = TypeVar("T")
 
-#: How many :func:`rank_local` blocks this process is inside (nested blocks count).
+#: Above 0 while this process runs rank-local work (:func:`rank_local`, :func:`on_root`,
+#: the work of :func:`in_rank_order`).
 _local_depth = 0
 
 
-class CollectiveInLocalWork(RuntimeError):
+class CollectiveInLocalWork(Exception):
     """A collective call was made inside rank-local work: a bug in mpigd, reported at once
     (the guard around ``main`` aborts the job) instead of a hang."""
 
@@ -187,7 +188,7 @@ def _parse_bytes(text: str) -> float:
     return float(text[:-1] if text[-1:] in units else text) * scale
 
 
-def _available_memory() -> float:
+def available_memory() -> float:
     """Bytes this node can still give: MemAvailable, capped by a cgroup limit (SLURM)."""
     available = float("inf")
     try:
@@ -225,7 +226,7 @@ def memory_per_rank(comm: MPI.Comm) -> float:
             raise MpigdError(
                 f"MPIGD_MEMORY_PER_RANK={text!r} is not a size such as 4G, 512M or 1000000"
             ) from None
-    return MEMORY_SHARE * _available_memory() / ranks_here
+    return MEMORY_SHARE * available_memory() / ranks_here
 
 
 def library_version() -> str:
@@ -329,7 +330,7 @@ def on_root(comm: MPI.Comm, work: Callable[[], T], *, share: bool = False) -> T 
     with rank_local(comm, root=0):
         if comm.rank == 0:
             result = work()
-    return comm.bcast(result, root=0) if share else result
+    return bcast_from_root(comm, result) if share else result
 
 
 def run_guarded(main: Callable[[], int], comm: MPI.Comm, *, debug: bool = False) -> int:

@@ -79,7 +79,9 @@ def test_writing_turns_os_errors_into_one_clear_error_and_keeps_the_old_file(tmp
 
     path = tmp_path / "out.json"
     path.write_text("old")
-    with pytest.raises(MpigdError, match=f"cannot write result {path}: no space left on its device"):
+    with pytest.raises(
+        MpigdError, match=f"cannot write result {path}: no space left on its device"
+    ):
         with writing(path, "result") as tmp:
             Path(tmp).write_text("partial")
             raise OSError(28, "No space left on device")

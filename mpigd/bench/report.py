@@ -8,7 +8,7 @@ import statistics
 from pathlib import Path
 
 from ..errors import MpigdError
-from ..io.outputs import atomic_path, write_json
+from ..io.outputs import write_json, writing
 from .measure import fit_allreduce_model, predict, summarize
 
 #: Rank counts and dataset sizes the alpha-beta model is asked about.
@@ -95,7 +95,7 @@ def report(paths: list[str], prefix: str, kind: str = "strong") -> list[str]:
             f"{r['features_rows_per_s']:.3g} |"
         )
     out = {"kind": kind, "summary": rows, "machine": records[0]["machine"]}
-    with atomic_path(prefix + ".csv") as tmp, open(tmp, "w", newline="") as f:
+    with writing(prefix + ".csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, COLUMNS)
         writer.writeheader()
         writer.writerows({k: r[k] for k in COLUMNS} for r in rows)
@@ -195,7 +195,7 @@ def _plot(rows, predictions, path, kind) -> None:
     ax.set(xlabel="ranks", ylabel="GB/s, all ranks", title="bandwidth")
     ax.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
+    with writing(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     if predictions:
@@ -217,6 +217,6 @@ def _plot(rows, predictions, path, kind) -> None:
         ax.legend()
         fig.tight_layout()
         model_path = path.removesuffix(".png") + "-model.png"
-        with atomic_path(model_path) as tmp:
+        with writing(model_path) as tmp:
             fig.savefig(tmp, format="png", dpi=100)
         plt.close(fig)

@@ -16,7 +16,7 @@ from .._version import __version__
 from ..errors import MpigdError
 from ..parallel import default_comm, launcher_rank, run_guarded
 from . import bench, data, scoring, train
-from .common import RootParser, add_run_options, parent
+from .common import RootParser, run_options
 
 
 def build_parser(rank: int = 0) -> RootParser:
@@ -29,9 +29,9 @@ def build_parser(rank: int = 0) -> RootParser:
     )
     parser.add_argument("--version", action="version", version=f"mpigd {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    run_options = parent(add_run_options)
+    shared = run_options()
     for group in (train, scoring, bench, data):
-        group.register(commands, run_options)
+        group.register(commands, shared)
     return parser
 
 

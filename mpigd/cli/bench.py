@@ -12,7 +12,6 @@ from .common import (
     add_x_key,
     add_y_key,
     check_outputs_on_root,
-    parent,
     positive_int,
     reporter,
     write_json_on_root,
@@ -25,26 +24,31 @@ def register(commands, run_options) -> None:
     )
     run = bench.add_parser(
         "run",
-        parents=[run_options, parent(add_x_key, add_y_key, add_out("JSON record to write"))],
+        parents=[run_options],
         help="measure one run (under mpiexec) and write its record",
         description="Time evaluations, memory bandwidth and Allreduce at this rank count.",
     )
     run.add_argument("data", help="HDF5 file with X and y")
+    add_out(run, "JSON record to write")
     run.add_argument("--model", choices=list(MODELS), default="logistic")
     run.add_argument("--evals", type=positive_int, default=20, help="timed evaluations")
     run.add_argument("--warmup", type=int, default=3, help="untimed evaluations first")
+    add_x_key(run)
+    add_y_key(run)
     run.set_defaults(func=run_measure)
     report = bench.add_parser(
         "report",
-        parents=[run_options, parent(add_out("output prefix (PREFIX.csv, .json, .png)"))],
+        parents=[run_options],
         help="aggregate records into a table, CSV, model prediction and plots",
     )
     report.add_argument("records", nargs="+", help="JSON records, or folders of them")
+    add_out(report, "output prefix (PREFIX.csv, .json, .png)")
     report.add_argument("--kind", choices=["strong", "weak"], default="strong")
     report.set_defaults(func=run_report)
 
 
 def run_measure(args, comm) -> int:
+    """``mpigd bench run``; returns the exit status. Collective: yes."""
     check_outputs_on_root(comm, {"--out": args.out}, {"the data file": args.data})
     record = measure(
         comm,
@@ -66,6 +70,7 @@ def run_measure(args, comm) -> int:
 
 
 def run_report(args, comm) -> int:
+    """``mpigd bench report``; returns the exit status. Collective: yes."""
     say = reporter(comm, args.quiet)
     on_root(
         comm,

@@ -35,16 +35,9 @@ def positive_int(text: str) -> int:
     return value
 
 
-def parent(*declare) -> argparse.ArgumentParser:
-    """A parent parser holding the options that ``declare(parser)`` functions add."""
+def run_options() -> argparse.ArgumentParser:
+    """The parent parser of every command: ``--quiet``, ``--debug``, ``--threads``."""
     parser = RootParser(add_help=False)
-    for add in declare:
-        add(parser)
-    return parser
-
-
-def add_run_options(parser) -> None:
-    """``--quiet``, ``--debug``, ``--threads``: every command has them."""
     parser.add_argument("--quiet", action="store_true", help="print only errors")
     parser.add_argument(
         "--debug", action="store_true", help="show Python tracebacks on errors (also MPIGD_DEBUG=1)"
@@ -57,22 +50,19 @@ def add_run_options(parser) -> None:
         "ranks x threads should not exceed the cores)",
     )
 
-
-def add_x_key(parser) -> None:
-    parser.add_argument("--x-key", default="X", help="name of the feature dataset (default: X)")
+    return parser
 
 
-def add_y_key(parser) -> None:
-    parser.add_argument("--y-key", default="y", help="name of the label dataset (default: y)")
+def add_x_key(parser, help: str = "name of the feature dataset") -> None:
+    parser.add_argument("--x-key", default="X", help=help)
 
 
-def add_out(help_text: str):
-    """A declaration of the required ``--out`` with this help."""
+def add_y_key(parser, help: str = "name of the label dataset") -> None:
+    parser.add_argument("--y-key", default="y", help=help)
 
-    def add(parser) -> None:
-        parser.add_argument("--out", required=True, help=help_text)
 
-    return add
+def add_out(parser, help: str) -> None:
+    parser.add_argument("--out", required=True, help=help)
 
 
 def reporter(comm, quiet: bool):

@@ -13,7 +13,6 @@ from ..parallel import on_root
 from .common import (
     add_x_key,
     check_outputs_on_root,
-    parent,
     positive_int,
     progress_bars,
     reporter,
@@ -78,7 +77,7 @@ def register(commands, run_options) -> None:
 
     split = data.add_parser(
         "split",
-        parents=[run_options, parent(add_x_key)],
+        parents=[run_options],
         help="shuffled train/test split",
         description="Split DATA.h5 into shuffled training and test files, in bounded memory.",
     )
@@ -87,16 +86,18 @@ def register(commands, run_options) -> None:
     split.add_argument("--seed", type=int, default=0)
     split.add_argument("--train", help="training file (default: DATA-train.h5)")
     split.add_argument("--test", help="test file (default: DATA-test.h5)")
+    add_x_key(split, help="dataset that defines the rows")
     split.set_defaults(func=run_split)
 
     info = data.add_parser(
         "info",
-        parents=[run_options, parent(add_x_key)],
+        parents=[run_options],
         help="layout and per-feature statistics",
         description="Shape, dtypes, chunking, label balance and per-feature min/mean/max; "
         "under mpiexec each rank reads its own rows.",
     )
     info.add_argument("data", help="HDF5 file")
+    add_x_key(info, help=None)
     info.add_argument("--y-key", default="y", help="label dataset, or 'none'")
     info.add_argument("--json", metavar="PATH", help="also write everything as JSON")
     info.add_argument(
@@ -106,6 +107,7 @@ def register(commands, run_options) -> None:
 
 
 def run_make(args, comm) -> int:
+    """``mpigd data make``; returns the exit status. Collective: yes."""
     say = reporter(comm, args.quiet)
     check_outputs_on_root(comm, {"the output": args.out})
     on_root(
@@ -129,6 +131,7 @@ def run_make(args, comm) -> int:
 
 
 def run_convert(args, comm) -> int:
+    """``mpigd data convert``; returns the exit status. Collective: yes."""
     say = reporter(comm, args.quiet)
     check_outputs_on_root(comm, {"the output": args.out}, {"the input": args.input})
 
@@ -159,6 +162,7 @@ def run_convert(args, comm) -> int:
 
 
 def run_split(args, comm) -> int:
+    """``mpigd data split``; returns the exit status. Collective: yes."""
     say = reporter(comm, args.quiet)
     stem = os.path.splitext(args.data)[0]
     train, test = args.train or f"{stem}-train.h5", args.test or f"{stem}-test.h5"
@@ -183,6 +187,7 @@ def run_split(args, comm) -> int:
 
 
 def run_info(args, comm) -> int:
+    """``mpigd data info``; returns the exit status. Collective: yes."""
     say = reporter(comm, args.quiet)
     if args.json:
         check_outputs_on_root(comm, {"--json": args.json}, {"the data file": args.data})

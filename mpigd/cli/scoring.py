@@ -11,7 +11,6 @@ from .common import (
     add_x_key,
     add_y_key,
     check_outputs_on_root,
-    parent,
     reporter,
     write_json_on_root,
 )
@@ -34,23 +33,27 @@ METRIC_NAMES = {
 def register(commands, run_options) -> None:
     evaluate_parser = commands.add_parser(
         "evaluate",
-        parents=[run_options, parent(add_x_key, add_y_key)],
+        parents=[run_options],
         help="metrics of a model on labelled data",
         description="Score a model on labelled data; each rank scores its own rows.",
     )
     evaluate_parser.add_argument("model", help="model file written by mpigd train")
     evaluate_parser.add_argument("data", help="HDF5 file with X and y")
     evaluate_parser.add_argument("--json", metavar="PATH", help="also write the metrics as JSON")
+    add_x_key(evaluate_parser)
+    add_y_key(evaluate_parser)
     evaluate_parser.set_defaults(func=run_evaluate)
 
     predict_parser = commands.add_parser(
         "predict",
-        parents=[run_options, parent(add_x_key, add_out("HDF5 file to write"))],
+        parents=[run_options],
         help="write predictions for every row",
         description="Predict every row of X; each rank predicts its own rows.",
     )
     predict_parser.add_argument("model", help="model file written by mpigd train")
     predict_parser.add_argument("data", help="HDF5 file with X (labels are not needed)")
+    add_out(predict_parser, "HDF5 file to write")
+    add_x_key(predict_parser)
     predict_parser.set_defaults(func=run_predict)
 
 
@@ -76,6 +79,7 @@ def _inputs(args) -> dict:
 
 
 def run_evaluate(args, comm) -> int:
+    """``mpigd evaluate``; returns the exit status. Collective: yes."""
     say = reporter(comm, args.quiet)
     if args.json:
         check_outputs_on_root(comm, {"--json": args.json}, _inputs(args))
@@ -90,6 +94,7 @@ def run_evaluate(args, comm) -> int:
 
 
 def run_predict(args, comm) -> int:
+    """``mpigd predict``; returns the exit status. Collective: yes."""
     check_outputs_on_root(comm, {"--out": args.out}, _inputs(args))
     rows = predict(args.data, args.model, args.out, comm=comm, x_key=args.x_key)
     reporter(comm, args.quiet)(f"{rows:,} predictions written to {args.out}")

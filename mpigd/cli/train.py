@@ -12,7 +12,6 @@ from .common import (
     add_x_key,
     add_y_key,
     check_outputs_on_root,
-    parent,
     positive_int,
     reporter,
 )
@@ -21,12 +20,13 @@ from .common import (
 def register(commands, run_options) -> None:
     train = commands.add_parser(
         "train",
-        parents=[run_options, parent(add_x_key, add_y_key, add_out("model file to write (HDF5)"))],
+        parents=[run_options],
         help="train a model",
         description="Train a linear or logistic regression.",
     )
     train.add_argument("data", help="HDF5 file with datasets X (rows, features) and y (rows,)")
     train.add_argument("--model", required=True, choices=list(MODELS))
+    add_out(train, "model file to write (HDF5)")
     train.add_argument(
         "--optimizer",
         default="auto",
@@ -67,6 +67,8 @@ def register(commands, run_options) -> None:
     train.add_argument(
         "--resume", metavar="PATH", help="continue from this checkpoint (same data and model)"
     )
+    add_x_key(train)
+    add_y_key(train)
     train.add_argument(
         "--print-every", type=positive_int, default=10, help="progress line every N iterations"
     )
@@ -90,6 +92,7 @@ def _progress_printer(say, every: int, start: float):
 
 
 def run(args, comm) -> int:
+    """``mpigd train``; returns the exit status. Collective: yes."""
     say = reporter(comm, args.quiet)
     check_outputs_on_root(
         comm,

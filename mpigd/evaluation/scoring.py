@@ -1,7 +1,7 @@
 """A trained model applied to data spread over ranks: its metrics, or a prediction file.
 
 Every rank reads and scores only its own rows, as in training. Metrics are combined by
-reductions (:mod:`mpigd.metrics`); predictions are written into one file by one rank at a
+reductions (:mod:`mpigd.evaluation.metrics`); predictions are written into one file by one rank at a
 time, in rank order, so no two processes ever hold the output open together.
 """
 
@@ -97,6 +97,7 @@ def predict(
 
         tmp = on_root(comm, create, share=True)
         in_rank_order(comm, write_rows)
+        on_root(comm, rank0_output.close)  # the rename into place, agreed like the rest
     return info.n_rows
 
 

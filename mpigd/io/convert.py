@@ -20,7 +20,7 @@ import h5py
 from .._version import __version__
 from ..errors import MpigdError
 from .arrays import read_numpy
-from .outputs import atomic_path, create_rows_dataset
+from .outputs import atomic_path, create_rows_dataset, environment_reason
 from .source import Progress, Source
 from .text import read_csv, read_libsvm
 
@@ -130,5 +130,8 @@ def convert(
     except (UnicodeDecodeError, zipfile.BadZipFile, io.UnsupportedOperation) as exc:
         raise MpigdError(f"cannot read {input_path} as {fmt}: {exc}") from exc
     except OSError as exc:
+        reason = environment_reason(exc)
+        if reason:
+            raise MpigdError(f"cannot write {output}: {reason}") from exc
         raise MpigdError(f"converting {input_path} failed: {exc}") from exc
     return source

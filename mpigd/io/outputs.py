@@ -2,9 +2,11 @@
 
 :func:`check_outputs` refuses, before any work, an output that cannot be written or that
 names an input or another output (by any path, symbolic link or hard link);
-:func:`writing` is how every output is written: under a temporary name beside it,
-renamed into place when complete, with any ``OSError`` turned into one clear
-:class:`~mpigd.errors.MpigdError` naming the file.
+:func:`atomic_path` is how every output is written: under a temporary name beside it,
+renamed into place when complete; :func:`writing` adds one clear
+:class:`~mpigd.errors.MpigdError` naming the file for any ``OSError`` (conversion and
+split, which read while they write, name only what the environment causes, with
+:func:`environment_reason`).
 """
 
 from __future__ import annotations

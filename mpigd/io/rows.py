@@ -13,7 +13,7 @@ def read_rows(
     comm, data, x_key, y_key, weight_key, model, n_features: int | None = None
 ) -> tuple[DatasetInfo, LocalData]:
     """Check the file, this rank's memory and its rows, agreeing on every failure: the
-    labels must suit ``model`` (unless ``y_key`` is None) and, when given, X must have
+    labels must suit ``model`` (unless ``y_key`` or ``model`` is None) and, when given, X must have
     ``n_features`` columns. What training, evaluation, prediction and the benchmark read.
 
     Collective: yes. Each check is rank-local work agreed across ranks before the next
@@ -33,7 +33,7 @@ def read_rows(
             raise MpigdError(problem)
     with rank_local(comm):
         local = read_block(info, comm.rank, comm.size)
-        if y_key is None:
+        if y_key is None or model is None:
             return info, local
         check = class_label_problem if model == "softmax" else make_loss(model).label_problem
         problem = check(local.y)

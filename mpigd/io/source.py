@@ -11,17 +11,14 @@ import numpy as np
 from ..errors import MpigdError
 from ..partition import CHUNK_BYTES, rows_per_block
 
-#: Bytes of float64 values in one block of rows: one output chunk. The block's text and
-#: the parser's work space take about ten times as much again; larger blocks convert no
-#: faster.
-BLOCK_BYTES = CHUNK_BYTES
-
 Progress = Callable[[int], None]  # called with the number of rows just converted
 
 
 def block_rows(width: int) -> int:
-    """Rows of ``width`` float64 values in one block. Collective: no."""
-    return rows_per_block(8 * width, BLOCK_BYTES)
+    """Rows of ``width`` float64 values in one block of a conversion: one output chunk
+    (the block's text and the parser's work space take about ten times as much again;
+    larger blocks convert no faster). Collective: no."""
+    return rows_per_block(8 * width, CHUNK_BYTES)
 
 
 @dataclass

@@ -62,7 +62,7 @@ def read_csv(
     None for the last column. Collective: no."""
     if delimiter is None:
         delimiter = "\t" if Path(path).suffix.lower() == ".tsv" else ","
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         first = next((line for _, line in _numbered_lines(f, 1)), None)
         if first is None:
             raise MpigdError(f"{path} holds no data")
@@ -70,13 +70,15 @@ def read_csv(
         header = _looks_like_header(fields) if header is None else header
         names = [name.strip() for name in fields] if header else None
         n_rows = sum(1 for _ in _numbered_lines(f, 2)) + (0 if header else 1)
+    if n_rows == 0:
+        raise MpigdError(f"{path} holds a header line but no data rows")
     width = len(fields)
     y_column = label_column(label, names, width)
     keep = [c for c in range(width) if c != y_column]
     rows_per_block = block_rows(width)
 
     def blocks(progress: Progress):
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             lines = _numbered_lines(f, 1)
             if header:
                 next(lines)
@@ -171,6 +173,19 @@ class _Sparse:
     row: np.ndarray
     index: np.ndarray
     value: np.ndarray
+    numbers: np.ndarray  # the file's line number of each row
+
+    def repeated_index_problem(self, path) -> str | None:
+        """Why a row lists one index twice (which densifying would silently resolve to
+        the last value), or None."""
+        order = np.lexsort((self.index, self.row))
+        row, index = self.row[order], self.index[order]
+        same = (row[1:] == row[:-1]) & (index[1:] == index[:-1])
+        if not same.any():
+            return None
+        first = int(np.argmax(same))
+        number = int(self.numbers[row[first]])
+        return f"{path}: line {number}: index {int(index[first])} appears twice in one row"
 
 
 #: A block of data lines in the plain LIBSVM grammar: a label without colons, then
@@ -182,8 +197,9 @@ _PLAIN_LIBSVM = re.compile(r"(?:[ \t]*[^\s:]+(?:[ \t]+\d+:[^\s:]+)*[ \t]*\r?\n)*
 def _fast_block(raw: list[tuple[int, str]]) -> _Sparse | None:
     """Parse a block with one regular-expression check and a few NumPy calls; None if
     the block is not plain (the per-line parser then names the problem, or handles qid)."""
-    lines = [line.split("#", 1)[0] + "\n" if "#" in line else line for _, line in raw]
-    lines = [line if line.endswith("\n") else line + "\n" for line in lines if not line.isspace()]
+    stripped = [(n, line.split("#", 1)[0] + "\n" if "#" in line else line) for n, line in raw]
+    kept = [(n, line) for n, line in stripped if not line.isspace()]
+    lines = [line if line.endswith("\n") else line + "\n" for _, line in kept]
     text = "".join(lines)
     if not _PLAIN_LIBSVM.fullmatch(text):
         return None
@@ -199,13 +215,15 @@ def _fast_block(raw: list[tuple[int, str]]) -> _Sparse | None:
     if not (np.isfinite(value).all() and np.isfinite(labels).all()):
         return None
     row = np.repeat(np.arange(len(lines)), pairs)
-    return _Sparse(labels, row, index.astype(np.int64), value)
+    numbers = np.array([n for n, _ in kept], dtype=np.int64)
+    return _Sparse(labels, row, index.astype(np.int64), value, numbers)
 
 
 def _slow_block(path, raw: list[tuple[int, str]]) -> _Sparse:
-    labels, row, index, value = [], [], [], []
-    for _, label, indices, values in _libsvm_rows(path, raw):
+    labels, row, index, value, numbers = [], [], [], [], []
+    for number, label, indices, values in _libsvm_rows(path, raw):
         row += [len(labels)] * len(indices)
+        numbers.append(number)
         labels.append(label)
         index += indices
         value += values
@@ -214,6 +232,7 @@ def _slow_block(path, raw: list[tuple[int, str]]) -> _Sparse:
         np.array(row, dtype=np.int64),
         np.array(index, dtype=np.int64),
         np.array(value, dtype=np.float64),
+        np.array(numbers, dtype=np.int64),
     )
 
 
@@ -230,6 +249,9 @@ def read_libsvm(path, *, n_features: int | None = None, zero_based: bool | None 
     is the largest index unless ``n_features`` is given. Collective: no."""
     n_rows, lowest, highest, labels = 0, None, -1, set()
     for block in _libsvm_blocks(path, 8192):
+        problem = block.repeated_index_problem(path)
+        if problem:
+            raise MpigdError(problem)
         n_rows += len(block.labels)
         if len(block.index):
             low = int(block.index.min())

@@ -11,6 +11,9 @@ import numpy as np
 
 Function = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
+#: The largest iteration count: model and checkpoint files store counts as 64-bit integers.
+MAX_ITER = 2**63 - 1
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -58,6 +61,8 @@ def check_stopping(*, max_iter: int, tol: float, ftol: float, lr: float | None) 
     Collective: no."""
     if max_iter < 1:
         raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+    if max_iter > MAX_ITER:
+        raise ValueError(f"max_iter must be at most 2^63 - 1, got {max_iter}")
     if not tol >= 0:
         raise ValueError(f"tol must be >= 0, got {tol}")
     if not ftol >= 0:

@@ -106,6 +106,7 @@ def lbfgs(
                 c1=c1,
                 approx_tol=approx_tol,
                 max_trials=backtrack_tries,
+                finite_only=True,
             )
             alpha = None if found is None else found[0]
         if alpha is None:

@@ -56,15 +56,20 @@ def armijo_search(
     min_step: float = 0.0,
     max_trials: int | None = None,
     fixed: bool = False,
+    finite_only: bool = False,
+    slope: float | None = None,
 ) -> tuple[float, tuple, int] | None:
     """Backtracking along a descent ``direction`` from ``theta`` with the Armijo test
     (:func:`~mpigd.optimize.base.sufficient_decrease`, in its derivative form where loss
-    differences are rounding noise); a trial whose loss or gradient is not finite fails.
+    differences are rounding noise).
 
     ``evaluate(point)`` returns ``(f, g, ...)``. Returns ``(step, (point, f, g, ...),
-    trials)`` as :func:`backtrack` does; ``fixed`` accepts the first trial. Collective: no.
+    trials)`` as :func:`backtrack` does; ``fixed`` accepts the first trial; with
+    ``finite_only`` a trial whose loss or gradient is not finite fails (otherwise the
+    optimiser sees it and reports divergence). ``slope`` is ``g . direction`` when the
+    caller knows it. Collective: as ``evaluate`` is.
     """
-    slope = float(g @ direction)
+    slope = float(g @ direction) if slope is None else slope
 
     def trial(t: float) -> tuple:
         point = theta + t * direction
@@ -72,9 +77,10 @@ def armijo_search(
 
     def accept(t: float, value: tuple) -> bool:
         _, f_new, g_new = value[:3]
-        return fixed or (
-            finite(f_new, g_new)
-            and sufficient_decrease(f, f_new, slope, float(g_new @ direction), t, c1, approx_tol)
-        )
+        if fixed:
+            return True
+        if finite_only and not finite(f_new, g_new):
+            return False
+        return sufficient_decrease(f, f_new, slope, float(g_new @ direction), t, c1, approx_tol)
 
     return backtrack(trial, accept, step, shrink=shrink, min_step=min_step, max_trials=max_trials)

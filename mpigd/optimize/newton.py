@@ -16,6 +16,7 @@ from .base import (
     OptimizeResult,
     Progress,
     check_stopping,
+    finite,
 )
 from .linesearch import armijo_search
 
@@ -91,8 +92,9 @@ def newton(
                 direction = -np.linalg.solve(H + ridge * np.eye(len(g)), g)
         else:
             direction = _conjugate_gradients(hessp, theta, -g, min(0.5, np.sqrt(g_norm)) * g_norm)
-        if not float(g @ direction) < 0:
-            direction = -g
+        slope = float(g @ direction)
+        if not slope < 0:
+            direction, slope = -g, -(g_norm**2)
         found = armijo_search(
             evaluate,
             theta,
@@ -103,6 +105,7 @@ def newton(
             approx_tol=approx_tol,
             shrink=shrink,
             min_step=min_step,
+            slope=slope,
         )
         if found is None:
             return run.result(False, FLAT)
@@ -152,15 +155,19 @@ def normal_equations(
     same quadratic, so no second pass is needed. ``stopping`` options are accepted for a
     uniform interface and have nothing to stop. Like the other optimisers it reports its
     one iteration to ``callback`` (so it can be checkpointed, and a signal during the
-    pass stops it with a checkpoint) and continues from ``resume`` (its solution, which
-    one more pass confirms). Raises :class:`SingularSystem` when
+    pass stops it with a checkpoint) and accepts ``resume``: the solution does not depend
+    on the starting point, so a resumed run repeats the pass from ``theta0`` and gets the
+    bits of a run that never stopped. Raises :class:`SingularSystem` when
     ``H`` is singular to working precision (collinear or constant features without a
     penalty).
 
     Collective: as ``hess_fun`` is.
     """
-    start = np.array(theta0 if resume is None else resume["theta"], dtype=np.float64)
+    start = np.array(theta0, dtype=np.float64)
     f0, g0, H = hess_fun(start)
+    if not (finite(f0, g0) and np.isfinite(H).all()):
+        message = "loss or gradient is not finite at the initial point"
+        return OptimizeResult(start, f0, g0, 0, 1, False, message, True, [f0])
     step = -cho_solve(_cholesky(H), g0)
     theta = start + step
     f = f0 + float(g0 @ step) + 0.5 * float(step @ H @ step)

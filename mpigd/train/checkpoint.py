@@ -38,7 +38,7 @@ class Checkpoint:
         The optimiser's state: arrays and Python scalars.
     run : dict
         What must match to resume: ``model``, objective options and the dataset's
-        fingerprint (see :func:`mpigd.data.fingerprint`), all scalars or strings.
+        fingerprint (see :func:`mpigd.io.dataset.fingerprint`), all scalars or strings.
     ranks : int
         Rank count that wrote it (resuming with another count is allowed).
     """

@@ -31,12 +31,14 @@ from ..parallel import (
     default_comm,
     library_version,
     max_over_ranks,
+    memory_per_rank,
     on_root,
+    rank_local,
     warn0,
     wtime,
 )
 from .checkpoint import Checkpoint, load_checkpoint
-from .options import check_options, choose_optimizer, optimizer_arguments
+from .options import check_options, choose_optimizer, optimizer_arguments, parameters_problem
 from .preemption import SignalWatch
 
 TIMING_KEYS = ("read", "compute", "allreduce", "total")
@@ -255,8 +257,17 @@ def _load(comm, data, model, x_key, y_key, weight_key, class_weight, standardize
     ranks' rows. Collective: yes."""
     info, local = read_rows(comm, data, x_key, y_key, weight_key, model)
     n_classes = _n_classes(comm, local) if model == "softmax" else 2
+    budget = memory_per_rank(comm)
+    with rank_local(comm):
+        n_outputs = n_classes if model == "softmax" else 1
+        problem = parameters_problem(model, info.n_features, n_outputs, len(local.y), budget)
+        if problem:
+            raise MpigdError(problem)
     weights = _weights(comm, local, class_weight, n_classes)
-    scaling = standardization(comm, local.X, first_row(info)) if standardize else None
+    scaling = None
+    if standardize:
+        shift = on_root(comm, lambda: first_row(info), share=True)
+        scaling = standardization(comm, local.X, shift)
     return _Problem(info, local, make_loss(model, n_classes), weights, scaling)
 
 
@@ -277,6 +288,11 @@ def _optimize(objective, optimizer, callback, state, stopping, extras) -> Optimi
             f"the normal equations are singular ({exc}): collinear or constant features; "
             "use l2 > 0 or another optimizer"
         ) from exc
+    if result.diverged and result.nit == 0:
+        raise MpigdError(
+            f"training cannot start: {result.message}; the data's values overflow float64 "
+            "arithmetic: rescale them"
+        )
     if result.diverged:
         raise Diverged(
             f"training diverged: {result.message}; use a smaller lr (or none, for the "

@@ -6,10 +6,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import MpigdError
+from ..io.outputs import human_bytes
 from ..kernels.losses import MODELS
 from ..objective import Objective
 from ..optimize import OPTIMIZERS, L1Penalty, Optimizer
 from ..optimize import check_stopping as check_stopping_options
+from ..partition import rows_per_block
+
+#: Parameter vectors an optimiser may hold at once (L-BFGS: 10 curvature pairs, plus the
+#: iterate, gradient, direction and line-search points), for the memory estimate.
+OPTIMIZER_VECTORS = 32
 
 #: ``optimizer="auto"`` solves linear regression with up to this many parameters by the
 #: normal equations (an (n+1)^2 Hessian per rank), beyond that by L-BFGS.
@@ -74,12 +80,12 @@ def check_options(
         raise MpigdError("class weights need a classifier (logistic or softmax)")
     if batch_size < 1:
         raise MpigdError(f"batch_size must be >= 1, got {batch_size}")
-    if checkpoint_every < 1:
-        raise MpigdError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     try:
         check_stopping_options(**stopping)
     except ValueError as exc:
         raise MpigdError(str(exc)) from exc
+    if checkpoint_every < 1:
+        raise MpigdError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     if optimizer == "auto":
         return
     spec = OPTIMIZERS[optimizer]
@@ -89,3 +95,27 @@ def check_options(
         raise MpigdError(f"optimizer {optimizer!r} solves linear regression only")
     if spec.single_output and model == "softmax":
         raise MpigdError(f"optimizer {optimizer!r} needs a single output; use lbfgs for softmax")
+
+
+def parameters_problem(
+    model: str, n_features: int, n_outputs: int, n_rows: int, budget: float
+) -> str | None:
+    """Why the parameters of this model, the optimiser's vectors of them and a block's
+    work space (``K`` values per row) would not fit in ``budget`` bytes, or None.
+    Checked before the first evaluation; for softmax the class count comes from the
+    largest label, so one stray label can ask for terabytes. Collective: no."""
+    p = (n_features + 1) * n_outputs
+    block = min(rows_per_block(8 * n_features), max(n_rows, 1))
+    need = 8.0 * (OPTIMIZER_VECTORS * p + 3 * block * n_outputs)
+    if need <= budget:
+        return None
+    what = (
+        f"softmax with {n_outputs:,} classes (labels 0 .. {n_outputs - 1:,})"
+        if model == "softmax"
+        else f"{model} regression on {n_features:,} features"
+    )
+    hint = "; softmax labels must be class indices 0 .. K-1" if model == "softmax" else ""
+    return (
+        f"{what} needs about {human_bytes(need)} per rank for its parameters and work "
+        f"space, more than the {human_bytes(budget)} a rank has{hint}"
+    )
