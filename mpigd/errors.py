@@ -3,10 +3,44 @@
 Code that raises them under MPI must raise them on every rank (see ``parallel.rank_local``),
 otherwise the ranks that did not raise would wait in the next collective. The command
 line turns each into one line on stderr from rank 0 and the exit status below.
+
+A problem found in some ranks' rows (:meth:`MpigdError.in_rows`) keeps its count and rows
+apart from its wording, so that when several ranks report it, ``parallel.agree`` merges
+them into one sentence with the counts summed, the rows joined and the ranks as ranges.
 """
 
-#: Exit statuses of the ``mpigd`` command (``EX_TEMPFAIL`` from sysexits.h for preemption).
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+
+#: Exit statuses of the ``mpigd`` command (``EX_TEMPFAIL`` from sysexits.h for preemption;
+#: an interrupt exits with 128 + the signal's number, as shells report it).
 EXIT_OK, EXIT_ABORTED, EXIT_INPUT, EXIT_DIVERGED, EXIT_PREEMPTED = 0, 1, 2, 3, 75
+
+
+def literal(text) -> str:
+    """``text`` made safe inside a :class:`RowsProblem` template (braces doubled)."""
+    return str(text).replace("{", "{{").replace("}", "}}")
+
+
+@dataclass(frozen=True)
+class RowsProblem:
+    """A problem in a range of rows: ``template`` has the fields ``{count}``, ``{rows}``
+    and, optionally, ``{example}``."""
+
+    template: str
+    count: int
+    start: int
+    stop: int
+    example: str = ""
+
+    def text(self, count: int | None = None, rows: str | None = None) -> str:
+        return self.template.format(
+            count=self.count if count is None else count,
+            rows=f"{self.start}:{self.stop}" if rows is None else rows,
+            example=self.example,
+        )
 
 
 class MpigdError(Exception):
@@ -14,6 +48,16 @@ class MpigdError(Exception):
 
     exit_status = EXIT_INPUT
     label = "error"
+
+    def __init__(self, message: str = "", *, rows: RowsProblem | None = None):
+        super().__init__(message if rows is None else rows.text())
+        self.rows = rows
+
+    @classmethod
+    def in_rows(cls, template: str, count: int, start: int, stop: int, example: str = ""):
+        """The error for ``count`` bad values in rows ``start:stop`` (see
+        :class:`RowsProblem`)."""
+        return cls(rows=RowsProblem(template, int(count), int(start), int(stop), example))
 
 
 class Diverged(MpigdError):
@@ -27,3 +71,18 @@ class Preempted(MpigdError):
 
     exit_status = EXIT_PREEMPTED
     label = "preempted"
+
+
+class Interrupted(BaseException):
+    """SIGTERM (or SIGINT, as ``KeyboardInterrupt``) ended a command. Like
+    ``KeyboardInterrupt`` it is no ``Exception``, so that no handler takes it for an
+    error of the work: it unwinds every ``with`` block, which removes partial outputs."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.exit_status = 128 + signum
+
+    @classmethod
+    def on_signal(cls, signum, frame):
+        """A signal handler that raises it."""
+        raise cls(signum)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
+import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
@@ -27,7 +29,7 @@ from typing import TypeVar
 import numpy as np
 from mpi4py import MPI
 
-from .errors import EXIT_ABORTED, MpigdError
+from .errors import EXIT_ABORTED, Interrupted, MpigdError, RowsProblem
 
 wtime = MPI.Wtime
 T = TypeVar("T")
@@ -236,38 +238,86 @@ def library_version() -> str:
 
 
 def _rank_list(ranks: list[int], shown: int = 8) -> str:
-    text = ", ".join(map(str, ranks[:shown]))
-    if len(ranks) > shown:
-        text += f" and {len(ranks) - shown} more"
+    """``rank 3`` or ``ranks 0-63, 70``: consecutive ranks as ranges, at most ``shown``."""
+    runs: list[list[int]] = []
+    for rank in ranks:
+        if runs and rank == runs[-1][1] + 1:
+            runs[-1][1] = rank
+        else:
+            runs.append([rank, rank])
+    text = ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs[:shown])
+    if len(runs) > shown:
+        text += f" and {sum(b - a + 1 for a, b in runs[shown:])} more"
     return f"rank{'s' if len(ranks) > 1 else ''} {text}"
 
 
-@collective
-def agree(comm: MPI.Comm, error: str | None, *, root: int | None = None) -> None:
-    """Raise one :class:`MpigdError` on every rank if any rank passes an error message.
+def _row_ranges(problems: list[RowsProblem], shown: int = 4) -> str:
+    """The rows of several problems as ``0:34, 67:101``, adjacent ranges joined."""
+    spans: list[list[int]] = []
+    for p in sorted(problems, key=lambda p: p.start):
+        if spans and p.start <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], p.stop)
+        else:
+            spans.append([p.start, p.stop])
+    text = ", ".join(f"{a}:{b}" for a, b in spans[:shown])
+    return text + (f" and {len(spans) - shown} more ranges" if len(spans) > shown else "")
 
-    The message names the ranks that failed unless all of them failed with the same
-    message. With ``root``, only that rank's error counts (work done on one rank, such
-    as writing the output) and no rank is named.
-    Collective: yes (a small ``allgather``, or ``bcast`` with ``root``, of the messages).
+
+Report = tuple[type, str, RowsProblem | None]
+
+
+def _report(error: str | MpigdError | Report | None) -> Report | None:
+    """What a rank sends of its error: class, message and rows problem (picklable)."""
+    if error is None or isinstance(error, tuple):
+        return error
+    if isinstance(error, MpigdError):
+        return type(error), str(error) or type(error).__name__, error.rows
+    return MpigdError, error, None
+
+
+def _merge(reports: list, size: int) -> MpigdError | None:
+    """One error for the reports of all ranks: the same problem on several ranks is one
+    sentence (counts summed, rows joined) naming the ranks, unless every rank had it."""
+    groups: dict[tuple, list[tuple[int, Report]]] = {}
+    for rank, report in enumerate(map(_report, reports)):
+        if report is not None:
+            kind, message, rows = report
+            key = (kind, rows.template) if rows is not None else (kind, message)
+            groups.setdefault(key, []).append((rank, report))
+    if not groups:
+        return None
+    parts = []
+    for members in groups.values():
+        ranks = [rank for rank, _ in members]
+        problems = [report[2] for _, report in members]
+        if problems[0] is not None:
+            total = sum(p.count for p in problems)
+            message = problems[0].text(count=total, rows=_row_ranges(problems))
+        else:
+            message = members[0][1][1]
+        parts.append(message if len(ranks) == size else f"{message} (on {_rank_list(ranks)})")
+    kind = next(iter(groups.values()))[0][1][0]
+    return kind("; ".join(parts))
+
+
+@collective
+def agree(comm: MPI.Comm, error: str | MpigdError | None, *, root: int | None = None) -> None:
+    """Raise one :class:`MpigdError` on every rank if any rank passes an error.
+
+    The message names the ranks that failed unless all of them failed alike; the same
+    problem on several ranks is one sentence (:func:`_merge`). With ``root``, only that
+    rank's error counts (work done on one rank, such as writing the output) and no rank
+    is named. The error keeps its class, so its exit status.
+    Collective: yes (a small ``allgather``, or ``bcast`` with ``root``, of the reports).
     """
     if root is not None:
-        error = comm.bcast(error, root=root)
-        if error is not None:
-            raise MpigdError(error)
+        report = comm.bcast(_report(error), root=root)
+        if report is not None:
+            raise report[0](report[1])
         return
-    errors = comm.allgather(error)
-    by_message: dict[str, list[int]] = {}
-    for rank, message in enumerate(errors):
-        if message is not None:
-            by_message.setdefault(message, []).append(rank)
-    if not by_message:
-        return
-    parts = [
-        message if len(ranks) == comm.size else f"{message} (on {_rank_list(ranks)})"
-        for message, ranks in by_message.items()
-    ]
-    raise MpigdError("; ".join(parts))
+    merged = _merge(comm.allgather(_report(error)), comm.size)
+    if merged is not None:
+        raise merged
 
 
 _ORDER_TAG = 77  # message tag of the in_rank_order chain
@@ -285,7 +335,7 @@ def in_rank_order(comm: MPI.Comm, work: Callable[[], None]) -> None:
             with _local_work():
                 work()
         except MpigdError as exc:
-            error = f"{exc} (on rank {comm.rank})" if comm.size > 1 else str(exc)
+            error = type(exc)(f"{exc} (on rank {comm.rank})" if comm.size > 1 else str(exc))
     if comm.rank < comm.size - 1:
         comm.send(error, dest=comm.rank + 1, tag=_ORDER_TAG)
     agree(comm, error, root=comm.size - 1)
@@ -317,7 +367,7 @@ def rank_local(comm: MPI.Comm, *, root: int | None = None) -> Iterator[None]:
         with _local_work():
             yield
     except MpigdError as exc:
-        error = str(exc) or type(exc).__name__
+        error = exc
     agree(comm, error, root=root)
 
 
@@ -331,6 +381,29 @@ def on_root(comm: MPI.Comm, work: Callable[[], T], *, share: bool = False) -> T 
         if comm.rank == 0:
             result = work()
     return bcast_from_root(comm, result) if share else result
+
+
+#: Seconds a rank other than 0 waits, after an interrupt, for rank 0 to report it and end
+#: the job, before it reports it itself.
+INTERRUPT_GRACE = 1.0
+
+
+def _interrupted(comm: MPI.Comm, exc: BaseException) -> int:
+    """Report an interrupt once and end the job; the ``with`` blocks it unwound have
+    removed the partial outputs. Ranks may have been stopped at different points, so
+    with several ranks the job ends by ``MPI_Abort`` rather than waiting for them."""
+    signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.Signals[str(exc)]
+    status = 128 + signum
+    line = f"mpigd: interrupted by {signum.name}; partial outputs removed"
+    if comm.rank == 0:
+        print(line, file=sys.stderr, flush=True)
+    if comm.size == 1:
+        return status
+    if comm.rank != 0:
+        time.sleep(INTERRUPT_GRACE)  # rank 0 reports it, unless it is stuck in a collective
+        print(f"{line} (rank {comm.rank})", file=sys.stderr, flush=True)
+    comm.Abort(status)
+    return status  # not reached
 
 
 def run_guarded(main: Callable[[], int], comm: MPI.Comm, *, debug: bool = False) -> int:
@@ -353,13 +426,16 @@ def run_guarded(main: Callable[[], int], comm: MPI.Comm, *, debug: bool = False)
             traceback.print_exc()
         print0(comm, f"mpigd: {exc.label}: {exc}", file=sys.stderr)
         return exc.exit_status
-    except (Exception, KeyboardInterrupt) as exc:
+    except (Interrupted, KeyboardInterrupt) as exc:
         if debug:
             traceback.print_exc()
-        what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "internal error"
+        return _interrupted(comm, exc)
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         print(
-            f"mpigd: {what} on rank {comm.rank}: {detail}; aborting all ranks"
+            f"mpigd: internal error on rank {comm.rank}: {detail}; aborting all ranks"
             + ("" if debug else " (MPIGD_DEBUG=1 or --debug shows the traceback)"),
             file=sys.stderr,
             flush=True,

@@ -35,7 +35,33 @@ def test_errors_on_some_ranks_name_them():
     assert agreed_message([None, "NaN", None, "NaN"]) == "NaN (on ranks 1, 3)"
     assert agreed_message(["a", "b", None]) == "a (on rank 0); b (on rank 1)"
     many = agreed_message(["x"] * 10 + [None])
-    assert many == "x (on ranks 0, 1, 2, 3, 4, 5, 6, 7 and 2 more)"
+    assert many == "x (on ranks 0-9)"
+    scattered = agreed_message((["x", None] * 10)[:19])
+    assert scattered == "x (on ranks 0, 2, 4, 6, 8, 10, 12, 14 and 2 more)"
+
+
+def rows_error(count, start, stop, example="2"):
+    template = "d.h5: 'X' holds {count} NaN values in rows {rows} (e.g. {example})"
+    return MpigdError.in_rows(template, count, start, stop, example)
+
+
+def test_the_same_problem_in_many_ranks_rows_is_one_sentence():
+    size = 64
+    every = agreed_message([rows_error(1, 10 * r, 10 * r + 10) for r in range(size)])
+    assert every == "d.h5: 'X' holds 64 NaN values in rows 0:640 (e.g. 2)"
+    some = [
+        rows_error(r, 10 * r, 10 * r + 10, str(r)) if r in (1, 2, 3, 7) else None for r in range(8)
+    ]
+    assert agreed_message(some) == (
+        "d.h5: 'X' holds 13 NaN values in rows 10:40, 70:80 (e.g. 1) (on ranks 1-3, 7)"
+    )
+
+
+def test_the_error_class_and_its_exit_status_survive_agreement():
+    from mpigd.errors import Diverged
+
+    with pytest.raises(Diverged, match="blew up"):
+        agree(Gathered([None, Diverged("blew up")]), None)
 
 
 @pytest.mark.parametrize(

@@ -7,16 +7,17 @@ errors), limits BLAS threads and runs the command inside
 
 from __future__ import annotations
 
+import signal
 import sys
 import warnings
 
 from threadpoolctl import threadpool_limits
 
 from .._version import __version__
-from ..errors import MpigdError
+from ..errors import Interrupted, MpigdError
 from ..parallel import default_comm, launcher_rank, run_guarded
 from . import bench, data, scoring, train
-from .common import RootParser, run_options
+from .common import RootParser, blas_threads, run_options
 
 
 def build_parser(rank: int = 0) -> RootParser:
@@ -49,5 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_status
     args = build_parser(comm.rank).parse_args(argv)
     warnings.formatwarning = _one_line_warning
-    with threadpool_limits(limits=args.threads, user_api="blas"):
-        return run_guarded(lambda: args.func(args, comm), comm, debug=args.debug)
+    signal.signal(signal.SIGTERM, Interrupted.on_signal)  # unwind, removing partial outputs
+    return run_guarded(lambda: _run(args, comm), comm, debug=args.debug)
+
+
+def _run(args, comm) -> int:
+    with threadpool_limits(limits=blas_threads(args), user_api="blas"):
+        return args.func(args, comm)

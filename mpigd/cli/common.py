@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 from tqdm import tqdm
 
+from ..errors import MpigdError
 from ..io.outputs import check_outputs, write_json
 from ..parallel import on_root, print0
 
@@ -45,12 +46,24 @@ def run_options() -> argparse.ArgumentParser:
     parser.add_argument(
         "--threads",
         type=positive_int,
-        default=os.environ.get("MPIGD_NUM_THREADS", "1"),  # argparse applies the type
         help="BLAS threads per rank (default: $MPIGD_NUM_THREADS or 1; "
         "ranks x threads should not exceed the cores)",
     )
 
     return parser
+
+
+def blas_threads(args) -> int:
+    """``--threads``, else ``$MPIGD_NUM_THREADS``, else 1. Collective: no."""
+    if args.threads is not None:
+        return args.threads
+    text = os.environ.get("MPIGD_NUM_THREADS", "1")
+    try:
+        return positive_int(text)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise MpigdError(
+            f"MPIGD_NUM_THREADS={text!r} is not a whole number >= 1 (BLAS threads per rank)"
+        ) from None
 
 
 def add_x_key(parser, help: str = "name of the feature dataset") -> None:

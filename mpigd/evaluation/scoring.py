@@ -13,9 +13,8 @@ from contextlib import ExitStack
 import h5py
 
 from .._version import __version__
-from ..errors import MpigdError
 from ..io.outputs import create_rows_dataset, write_errors, writing
-from ..io.rows import read_rows
+from ..io.rows import label_error, read_rows
 from ..kernels.losses import class_label_problem
 from ..model import LinearModel, load_model
 from ..parallel import default_comm, in_rank_order, on_root, rank_local
@@ -50,7 +49,7 @@ def evaluate(
         with rank_local(comm):
             problem = class_label_problem(local.y, model.coef.shape[1])
             if problem:
-                raise MpigdError(f"{info.path}: '{y_key}': {problem} (the model's classes)")
+                raise label_error(info, local, problem, " (the model's classes)")
     z = model.decision_function(local.X)
     if model.kind == "linear":
         scores = metrics.regression(comm, local.y, z)

@@ -16,11 +16,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import h5py
+import numpy as np
 
 from .._version import __version__
 from ..errors import MpigdError
+from ..parallel import available_memory
 from .arrays import read_numpy
-from .outputs import atomic_path, create_rows_dataset, environment_reason
+from .outputs import (
+    atomic_path,
+    check_outputs,
+    create_rows_dataset,
+    environment_reason,
+    human_bytes,
+    space_problem,
+)
 from .source import Progress, Source
 from .text import read_csv, read_libsvm
 
@@ -107,8 +116,11 @@ def convert(
     """Convert ``input_path`` to mpigd's HDF5 layout at ``output``; returns what was read.
     ``progress(source)`` gives the callback of the conversion pass. Collective: no."""
     fmt = fmt or guess_format(input_path)
+    if Path(input_path).is_dir():
+        raise MpigdError(f"input is a folder, not a file: {input_path}")
     if not Path(input_path).is_file():
         raise MpigdError(f"input file not found: {input_path}")
+    check_outputs({"the output": output}, {"the input": input_path})
     try:
         if fmt == "csv":
             source = read_csv(input_path, label=label, header=header, delimiter=delimiter)
@@ -118,6 +130,9 @@ def convert(
             source = read_numpy(input_path, label=label)
         else:
             raise MpigdError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+        problem = _size_problem(source, output, dtype, compression)
+        if problem:
+            raise MpigdError(problem)
         write_source(
             source,
             output,
@@ -135,3 +150,26 @@ def convert(
             raise MpigdError(f"cannot write {output}: {reason}") from exc
         raise MpigdError(f"converting {input_path} failed: {exc}") from exc
     return source
+
+
+#: Copies of one dense float64 row that converting a block holds at once (the parsed
+#: values, the dense block, HDF5's conversion buffer).
+ROW_COPIES = 3
+
+
+def _size_problem(source: Source, output, dtype: str, compression: str | None) -> str | None:
+    """Why the dense output would not fit this machine's memory (one row of each block) or
+    the free space of its folder (unless compressed, when its size is unknown), or None.
+    A LIBSVM index far beyond the others makes every row that wide."""
+    row = 8.0 * source.n_features
+    free = available_memory()
+    if ROW_COPIES * row > free:
+        return (
+            f"one dense row of {source.n_features:,} features takes {human_bytes(row)}, and "
+            f"this machine has {human_bytes(free)} free: mpigd stores X dense (is the "
+            "largest index right?)"
+        )
+    if compression:
+        return None
+    n_bytes = source.n_rows * (source.n_features * np.dtype(dtype).itemsize + 8)
+    return space_problem(output, n_bytes, "converted file")

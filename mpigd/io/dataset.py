@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from ..errors import MpigdError
+from ..errors import MpigdError, literal
 from ..partition import block_range
 from .hdf5 import READ_ERRORS, get_dataset, open_input
 from .outputs import human_bytes
@@ -188,13 +188,20 @@ def read_block(info: DatasetInfo, rank: int, size: int) -> LocalData:
     for key, values in ((info.x_key, X), *columns.items()):
         bad = values.size - np.count_nonzero(np.isfinite(values))
         if bad:
-            raise MpigdError(
-                f"{info.path}: '{key}' holds {bad} NaN or infinite values in rows {start}:{stop}"
+            raise MpigdError.in_rows(
+                f"{literal(info.path)}: '{literal(key)}' holds {{count}} NaN or infinite "
+                "values in rows {rows}",
+                bad,
+                start,
+                stop,
             )
     weights = columns.get(info.weight_key) if info.weight_key else None
     if weights is not None and (weights < 0).any():
-        raise MpigdError(
-            f"{info.path}: '{info.weight_key}' holds "
-            f"{np.count_nonzero(weights < 0)} negative weights in rows {start}:{stop}"
+        raise MpigdError.in_rows(
+            f"{literal(info.path)}: '{literal(info.weight_key)}' holds {{count}} negative "
+            "weights in rows {rows}",
+            np.count_nonzero(weights < 0),
+            start,
+            stop,
         )
     return LocalData(info, start, stop, X, columns.get(info.y_key), weights)

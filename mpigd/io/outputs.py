@@ -228,9 +228,20 @@ def _plain(value):
 
 
 def write_json(path: str | os.PathLike, record) -> None:
-    """Write ``record`` as JSON to ``path``, atomically. Collective: no."""
+    """Write ``record`` as JSON to ``path``, atomically. NaN and infinite numbers, which
+    JSON cannot hold, are written as ``null``. Collective: no."""
     with writing(path) as tmp, open(tmp, "w") as f:
-        json.dump(record, f, indent=1)
+        json.dump(_json_safe(record), f, indent=1, allow_nan=False)
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def create_rows_dataset(

@@ -3,8 +3,8 @@ failure on any rank is one error on all of them."""
 
 from __future__ import annotations
 
-from ..errors import MpigdError
-from ..kernels.losses import class_label_problem, make_loss
+from ..errors import MpigdError, literal
+from ..kernels.losses import LabelProblem, class_label_problem, make_loss
 from ..parallel import memory_per_rank, rank_local
 from .dataset import DatasetInfo, LocalData, inspect_dataset, memory_problem, read_block
 
@@ -38,5 +38,18 @@ def read_rows(
         check = class_label_problem if model == "softmax" else make_loss(model).label_problem
         problem = check(local.y)
         if problem:
-            raise MpigdError(f"{info.path}: '{y_key}': {problem}")
+            raise label_error(info, local, problem)
     return info, local
+
+
+def label_error(info: DatasetInfo, local: LocalData, problem: LabelProblem, note: str = ""):
+    """The error for bad labels in this rank's rows, which merges with the same problem
+    on other ranks (counts summed). Collective: no."""
+    return MpigdError.in_rows(
+        f"{literal(info.path)}: '{literal(info.y_key)}': {literal(problem.rule)}; found "
+        f"{{count}} other values (e.g. {{example}}){literal(note)}",
+        problem.count,
+        local.start,
+        local.stop,
+        f"{problem.example:g}",
+    )

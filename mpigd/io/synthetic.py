@@ -8,7 +8,8 @@ import h5py
 import numpy as np
 from scipy.special import expit
 
-from .outputs import create_rows_dataset, writing
+from ..errors import MpigdError
+from .outputs import check_outputs, create_rows_dataset, space_problem, writing
 
 #: Rows drawn per random-number stream. Each block has its own stream, seeded by
 #: ``(seed, block index)``, so the file's content depends on the seed only.
@@ -42,7 +43,13 @@ def make_dataset(
         raise ValueError(f"kind must be 'linear' or 'logistic', got {kind!r}")
     if n_rows < 1 or n_features < 1:
         raise ValueError(f"need n_rows >= 1 and n_features >= 1, got {n_rows}, {n_features}")
+    if not (noise >= 0 and np.isfinite(noise)):
+        raise MpigdError(f"noise must be a finite number >= 0, got {noise}")
     dtype = np.dtype(dtype)
+    check_outputs({"the output": path})
+    problem = space_problem(path, n_rows * (n_features * dtype.itemsize + 8), "dataset")
+    if problem:
+        raise MpigdError(problem)
     rng = np.random.default_rng([seed, 0xC0EF])
     coef = rng.normal(0.0, 2.0 / np.sqrt(n_features), n_features)
     intercept = rng.normal()

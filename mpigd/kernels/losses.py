@@ -7,7 +7,7 @@ NumPy, no MPI.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -26,6 +26,19 @@ def log1pexp_and_expit(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.maximum(z, 0.0) + np.log1p(e), np.where(z >= 0, 1.0, e) / (1.0 + e)
 
 
+class LabelProblem(NamedTuple):
+    """Labels that break a loss's ``rule``: how many, and one of them."""
+
+    rule: str
+    count: int
+    example: float
+
+    @classmethod
+    def of(cls, rule: str, y: np.ndarray, bad: np.ndarray) -> LabelProblem | None:
+        """The problem of the labels ``y[bad]``, or None if there are none."""
+        return cls(rule, int(np.count_nonzero(bad)), float(y[bad][0])) if bad.any() else None
+
+
 class PointwiseLoss(Protocol):
     """A loss ``l(z, y)`` of the linear predictors ``z`` (``n_outputs`` per row)."""
 
@@ -40,7 +53,7 @@ class PointwiseLoss(Protocol):
         """``d2l/dz2`` (k,); single-output losses only."""
         ...
 
-    def label_problem(self, y: np.ndarray) -> str | None:
+    def label_problem(self, y: np.ndarray) -> LabelProblem | None:
         """Why these labels are invalid for the loss, or None."""
         ...
 
@@ -77,13 +90,7 @@ class LogisticLoss:
         return sigmoid * (1.0 - sigmoid)
 
     def label_problem(self, y):
-        bad = (y != 0) & (y != 1)
-        if bad.any():
-            return (
-                f"logistic labels must be 0 or 1; found {np.count_nonzero(bad)} other "
-                f"values (e.g. {y[bad][0]:g})"
-            )
-        return None
+        return LabelProblem.of("logistic labels must be 0 or 1", y, (y != 0) & (y != 1))
 
 
 class SoftmaxLoss:
@@ -115,18 +122,13 @@ class SoftmaxLoss:
         return class_label_problem(y, self.n_outputs)
 
 
-def class_label_problem(y: np.ndarray, n_classes: int | None = None) -> str | None:
+def class_label_problem(y: np.ndarray, n_classes: int | None = None) -> LabelProblem | None:
     """Why ``y`` are not class labels ``0 .. n_classes - 1``, or None. Collective: no."""
     bad = (y != np.round(y)) | (y < 0)
     if n_classes is not None:
         bad |= y >= n_classes
-    if bad.any():
-        allowed = "0, 1, 2, ..." if n_classes is None else f"0 .. {n_classes - 1}"
-        return (
-            f"class labels must be integers {allowed}; found {np.count_nonzero(bad)} other "
-            f"values (e.g. {y[bad][0]:g})"
-        )
-    return None
+    allowed = "0, 1, 2, ..." if n_classes is None else f"0 .. {n_classes - 1}"
+    return LabelProblem.of(f"class labels must be integers {allowed}", y, bad)
 
 
 MODELS = ("linear", "logistic", "softmax")

@@ -21,6 +21,8 @@ from ..io.hdf5 import open_input
 from ..io.outputs import read_attrs, writing
 
 FORMAT = "mpigd-checkpoint-1"
+#: State entries that hold one or more vectors of the parameters' length.
+VECTOR_STATE = ("theta_prev", "pairs_s", "pairs_y")
 #: The order in which differences are reported: the most telling first. The data path
 #: may differ (a moved file is the same data); the sampled rows may not.
 MATCH_FIRST = ("model", "l2", "x_key", "y_key", "data_shape", "data_dtypes", "data_sample_sha256")
@@ -63,6 +65,27 @@ class Checkpoint:
                     state.attrs[key] = value
                 else:
                     state[key] = np.asarray(value)
+
+    def state_problem(self, size: int) -> str | None:
+        """Why the saved state cannot be the state of ``size`` parameters, or None: the
+        parameters (and every per-parameter vector an optimiser keeps) must have ``size``
+        entries and be finite, the counters whole numbers."""
+        theta = np.asarray(self.state.get("theta", []))
+        if theta.shape != (size,) or theta.dtype.kind != "f":
+            return f"its state holds parameters of shape {theta.shape}, this run has {size}"
+        if not np.isfinite(theta).all():
+            return "its parameters hold NaN or infinite values"
+        for key in VECTOR_STATE:
+            if key in self.state and np.shape(self.state[key])[-1:] not in ((size,), (0,)):
+                return f"its {key} has shape {np.shape(self.state[key])}, not (..., {size})"
+        for key in ("nit", "nfev"):
+            if not (
+                np.ndim(self.state.get(key)) == 0
+                and np.issubdtype(type(self.state.get(key)), np.integer)
+                and self.state[key] >= 0
+            ):
+                return f"its {key} is {self.state.get(key)!r}, not a count"
+        return None
 
     def mismatch(self, optimizer: str, run: dict[str, Any]) -> str | None:
         """Why this checkpoint cannot continue a run with these settings, or None."""

@@ -48,6 +48,10 @@ class ConvergenceWarning(UserWarning):
     """Training stopped before a stopping test was met."""
 
 
+class EmptyClassWarning(UserWarning):
+    """A class of a classifier has no rows in the training data."""
+
+
 @dataclass(frozen=True)
 class FitResult:
     """A trained model, the optimiser's record, and timings (seconds, max over ranks)."""
@@ -187,7 +191,8 @@ def fit(
     run = None
     if checkpoint is not None or resume is not None:
         run = on_root(comm, lambda: {**options, **fingerprint(info)})
-    state = None if resume is None else _resume_state(comm, resume, optimizer, run)
+    size = (info.n_features + 1) * problem.loss.n_outputs
+    state = None if resume is None else _resume_state(comm, resume, optimizer, run, size)
 
     with SignalWatch() if checkpoint is not None else nullcontext(None) as stop_flag:
         objective = Objective(
@@ -263,6 +268,8 @@ def _load(comm, data, model, x_key, y_key, weight_key, class_weight, standardize
         problem = parameters_problem(model, info.n_features, n_outputs, len(local.y), budget)
         if problem:
             raise MpigdError(problem)
+    if model != "linear":
+        _warn_about_empty_classes(comm, local, n_classes)
     weights = _weights(comm, local, class_weight, n_classes)
     scaling = None
     if standardize:
@@ -335,6 +342,26 @@ def _n_classes(comm, local: LocalData) -> int:
     return n_classes
 
 
+def _warn_about_empty_classes(comm, local: LocalData, n_classes: int) -> None:
+    """Warn (rank 0) when a class has no rows: legal, but its scores are pushed down
+    without bound unless l2 > 0, and the model can never predict it. Collective: yes."""
+    counts = np.bincount(local.y.astype(np.intp), minlength=n_classes).astype(np.float64)
+    allreduce_sum(comm, counts)
+    empty = np.flatnonzero(counts == 0)
+    if len(empty) == 0:
+        return
+    if n_classes == 2:
+        only = 1 - int(empty[0])
+        message = f"every label is {only}: the model can only learn to predict {only}"
+    else:
+        listed = ", ".join(map(str, empty[:10])) + (" ..." if len(empty) > 10 else "")
+        message = (
+            f"{len(empty)} of the {n_classes} classes have no rows ({listed}); the model "
+            "never predicts them"
+        )
+    warn0(comm, f"{message} (with l2 = 0 its parameters grow without bound)", EmptyClassWarning)
+
+
 def _weights(comm, local: LocalData, class_weight, n_classes: int) -> np.ndarray | None:
     """Row weights: the file's, times balanced class weights ``S / (K S_k)``, with ``S_k``
     the weight of class k (its count without row weights; sums by Allreduce), as
@@ -357,12 +384,12 @@ def _weights(comm, local: LocalData, class_weight, n_classes: int) -> np.ndarray
     return weights
 
 
-def _resume_state(comm, path, optimizer: str, run: dict | None) -> dict:
+def _resume_state(comm, path, optimizer: str, run: dict | None, size: int) -> dict:
     """Rank 0 reads and checks the checkpoint; every rank gets its state. Collective: yes."""
 
     def load() -> dict:
         saved = load_checkpoint(path)
-        problem = saved.mismatch(optimizer, run)
+        problem = saved.mismatch(optimizer, run) or saved.state_problem(size)
         if problem:
             raise MpigdError(f"cannot resume from {path}: {problem}")
         if saved.ranks != comm.size:
