@@ -154,11 +154,12 @@ _ENVIRONMENT = {
 }
 
 
-def environment_reason(exc: OSError) -> str | None:
+def environment_reason(exc: Exception) -> str | None:
     """The environment's cause of an error, when it is one of ``_ENVIRONMENT`` (h5py
-    puts the errno only in its message), or None. Collective: no."""
+    puts the errno only in its message, and raises RuntimeError when HDF5 fails to flush
+    a file), or None. Collective: no."""
     for number, reason in _ENVIRONMENT.items():
-        if exc.errno == number or os.strerror(number) in str(exc):
+        if getattr(exc, "errno", None) == number or os.strerror(number) in str(exc):
             return reason
     return None
 
@@ -199,7 +200,9 @@ def write_errors(path: str | os.PathLike, what: str = "") -> Iterator[None]:
     :class:`MpigdError`: ``cannot write [what ]PATH: reason``. Collective: no."""
     try:
         yield
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
+        if not isinstance(exc, OSError) and environment_reason(exc) is None:
+            raise  # an HDF5 failure that is not the environment's: a bug
         reason = os_error_reason(exc)
         raise MpigdError(f"cannot write {what + ' ' if what else ''}{path}: {reason}") from exc
 
