@@ -385,7 +385,7 @@ def on_root(comm: MPI.Comm, work: Callable[[], T], *, share: bool = False) -> T 
 
 #: Seconds a rank other than 0 waits, after an interrupt, for rank 0 to report it and end
 #: the job, before it reports it itself.
-INTERRUPT_GRACE = 1.0
+INTERRUPT_GRACE = 3.0
 
 
 def _interrupted(comm: MPI.Comm, exc: BaseException) -> int:

@@ -659,3 +659,60 @@ def test_the_catalogue_covers_every_command():
     assert len(CASES) >= 60
     mpi_commands = {command(CASES[name]) for name in MPI_CASES}
     assert len(mpi_commands) >= 8
+
+
+def wait_for(condition, seconds: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_sigterm_while_writing_removes_the_partial_output(tmp_path):
+    import signal
+
+    out = tmp_path / "big.h5"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mpigd",
+            "data",
+            "make",
+            out,
+            *("--rows", "4000000", "--features", "16"),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    wait_for(lambda: leftovers(tmp_path))  # the temporary file is being written
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert (
+        stderr.strip().splitlines()[-1] == "mpigd: interrupted by SIGTERM; partial outputs removed"
+    )
+    assert not out.exists() and not leftovers(tmp_path)
+
+
+def test_ctrl_c_of_a_multi_rank_job_is_one_line_and_no_output(tmp_path):
+    import signal
+
+    from conftest import mpi_launch
+
+    data = tmp_path / "d.h5"
+    write_h5(data, *random_problem("logistic", 200_000, 20))
+    out = tmp_path / "m.h5"
+    argv = ["-m", "mpigd", "train", data, "--model", "logistic", "--optimizer", "gd"]
+    argv += ["--max-iter", "100000", "--tol", "0", "--ftol", "0", "--out", out]
+    proc = subprocess.Popen(**mpi_launch(3, *argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: "iter" in (proc.stdout.readline() or "iter"))  # training has started
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGINT, stderr
+    assert stderr.count("mpigd: interrupted by SIGINT") == 1, stderr
+    assert "internal error" not in stderr and "Traceback" not in stderr
+    assert not out.exists() and not leftovers(tmp_path)

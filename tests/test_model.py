@@ -92,3 +92,25 @@ def test_writing_turns_os_errors_into_one_clear_error_and_keeps_the_old_file(tmp
     with writing(path) as tmp:
         Path(tmp).write_text("new")
     assert path.read_text() == "new"
+
+
+def test_outputs_never_name_inputs_or_each_other(tmp_path, monkeypatch):
+    from mpigd.io.outputs import clash_problem
+
+    data = tmp_path / "d.h5"
+    data.write_bytes(b"data")
+    (tmp_path / "soft.h5").symlink_to(data)
+    os.link(data, tmp_path / "hard.h5")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    inputs = {"the data file": data, "--resume": tmp_path / "ck.h5"}
+    for alias in (data, tmp_path / "soft.h5", tmp_path / "hard.h5", Path("../d.h5")):
+        problem = clash_problem({"--out": alias}, inputs)
+        assert problem is not None and "is an input file, the data file" in problem
+    assert "are the same file" in clash_problem(
+        {"--out": tmp_path / "x.h5", "--checkpoint": Path("../x.h5")}, inputs
+    )
+    outputs = {"--out": tmp_path / "m.h5", "--checkpoint": tmp_path / "ck.h5"}
+    assert "is an input file, --resume" in clash_problem(outputs, inputs)
+    assert clash_problem(outputs, inputs, may_share=[("--checkpoint", "--resume")]) is None
+    assert clash_problem({"--out": tmp_path / "m.h5", "--json": None}, inputs) is None
