@@ -412,7 +412,7 @@ CASES = {
     ),
     # bench
     "bench run --out is the data": Case(
-        "bench run {tmp}/d.h5 --out {tmp}/d.h5 --evals 1", EXIT_INPUT, "is an input file"
+        "bench run {tmp}/d.h5 --out {tmp}/d.h5 --evals 1", EXIT_INPUT, "is an input file", mpi=True
     ),
     "bench run with NaN in the last rank's rows": Case(
         "bench run {tmp}/nan.h5 --out {tmp}/r.json --evals 1",
