@@ -8,6 +8,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+import scipy.sparse as sp
 from scipy.special import expit, softmax
 
 from .errors import MpigdError
@@ -57,21 +58,27 @@ class LinearModel:
         """Loss after each iteration, starting at the initial point."""
         return self.arrays.get("loss_history")
 
-    def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """``X @ coef + intercept``; X of shape (k, n) -> (k,) or (k, K).
+    def decision_function(self, X) -> np.ndarray:
+        """``X @ coef + intercept``; X (an array or a scipy sparse matrix) of shape (k, n)
+        -> (k,) or (k, K).
 
         Each row's value is summed in a fixed order that does not depend on the other
         rows passed with it (a matrix-vector product may change its summation order with
-        the block's size or alignment), so the rows of a file get the same bits whatever
-        the number of ranks that share them out.
+        the block's size or alignment; a CSR product sums each row in its stored order),
+        so the rows of a file get the same bits whatever the number of ranks that share
+        them out.
         """
         W = self.coef.reshape(len(self.coef), -1)
-        out = np.empty((len(X), W.shape[1]))
-        for rows, block in row_blocks(np.asarray(X)):
-            for k in range(W.shape[1]):
-                out[rows, k] = np.sum(block * W[:, k], axis=1)
+        if sp.issparse(X):
+            out = np.asarray(sp.csr_matrix(X) @ W, dtype=np.float64)
+        else:
+            X = np.asarray(X)
+            out = np.empty((len(X), W.shape[1]))
+            for rows, block in row_blocks(X):
+                for k in range(W.shape[1]):
+                    out[rows, k] = np.sum(block * W[:, k], axis=1)
         out += self.intercept
-        return out.reshape(len(X), *self.coef.shape[1:])
+        return out.reshape(X.shape[0], *self.coef.shape[1:])
 
     def outputs(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Predictions from decision values ``z``: values (linear) or class labels

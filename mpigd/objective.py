@@ -6,9 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
-from .kernels.dense import local_hessian, local_hessp, local_sums, row_blocks
+from .kernels import for_rows
+from .kernels.dense import row_blocks
 from .kernels.losses import PointwiseLoss
+from .kernels.sparse import column_sums
 from .kernels.theta import unpack_theta
 from .parallel import allreduce_sum, rows_before, wtime
 
@@ -75,17 +78,21 @@ def standardization(comm, X_local: np.ndarray, shift: np.ndarray) -> Scaling:
     """Feature means and standard deviations over all ranks' rows, in one ``Allreduce``.
 
     Each rank sums ``x - shift`` and ``(x - shift)^2`` over its rows (in blocks, without a
-    copy of X); with ``shift`` the same on every rank (row 0 of the file) and close to the
-    data, ``E[(x - c)^2] - E[x - c]^2`` does not suffer the cancellation that raw sums of
+    copy of X; for CSR rows, over the stored values with the zeros counted per column);
+    with ``shift`` the same on every rank (row 0 of the file) and close to the data,
+    ``E[(x - c)^2] - E[x - c]^2`` does not suffer the cancellation that raw sums of
     squares do. Columns with no spread (to rounding) get ``std = 0``; see
     :class:`Scaling`. Collective: yes.
     """
     n = X_local.shape[1]
     sums = np.zeros(2 * n + 1)
-    for _, X_b in row_blocks(X_local):
-        centred = X_b - shift
-        sums[:n] += centred.sum(axis=0)
-        sums[n : 2 * n] += np.einsum("ij,ij->j", centred, centred)
+    if sp.issparse(X_local):  # never densified: the zeros' share is counted per column
+        sums[:n], sums[n : 2 * n] = column_sums(X_local, shift)
+    else:
+        for _, X_b in row_blocks(X_local):
+            centred = X_b - shift
+            sums[:n] += centred.sum(axis=0)
+            sums[n : 2 * n] += np.einsum("ij,ij->j", centred, centred)
     sums[2 * n] = X_local.shape[0]
     allreduce_sum(comm, sums)
     m = sums[2 * n]
@@ -151,6 +158,7 @@ class Objective:
         self.X_local = X_local
         self.y_local = y_local
         self.loss = loss
+        self.kernels = for_rows(X_local)  # dense row blocks or CSR: the same sums
         self.l2 = float(l2)
         self.weights = weights
         self.scaling = scaling
@@ -230,7 +238,7 @@ class Objective:
         """One packed reduction of the loss and gradient sums over rows ``X``, ``y``."""
         p = self.size
         buffer = np.empty(p + 3)
-        buffer[0], _ = local_sums(
+        buffer[0], _ = self.kernels.local_sums(
             X, y, self.raw(theta), self.loss, out=buffer[1 : p + 1], weights=weights
         )
         total = self._reduce(buffer, local_weight, start)
@@ -247,10 +255,10 @@ class Objective:
         p = self.size
         raw = self.raw(theta)
         buffer = np.empty(1 + p + p * p + 2)
-        buffer[0], _ = local_sums(
+        buffer[0], _ = self.kernels.local_sums(
             self.X_local, self.y_local, raw, self.loss, out=buffer[1 : p + 1], weights=self.weights
         )
-        buffer[p + 1 : p + 1 + p * p] = local_hessian(
+        buffer[p + 1 : p + 1 + p * p] = self.kernels.local_hessian(
             self.X_local, self.y_local, raw, self.loss, weights=self.weights
         ).ravel()
         total = self._reduce(buffer, self.local_weight, start)
@@ -269,7 +277,7 @@ class Objective:
         p = self.size
         raw_v = v if self.scaling is None else self.scaling.to_raw(v)
         buffer = np.empty(p + 2)
-        buffer[:p] = local_hessp(
+        buffer[:p] = self.kernels.local_hessp(
             self.X_local, self.y_local, self.raw(theta), raw_v, self.loss, weights=self.weights
         )
         total = self._reduce(buffer, self.local_weight, start)

@@ -1,6 +1,8 @@
 """Row arithmetic, pure and without communication: which rows each rank owns, and in
 blocks of how many rows a pass over them works."""
 
+from collections.abc import Callable
+
 #: Bytes of one block of rows in a pass over a rank's rows (the kernels, ``data info``,
 #: ``data split``): about 2 MiB, so that the second product of a kernel with a block
 #: (``X_b^T r``) reads it from cache rather than memory.
@@ -38,6 +40,37 @@ def block_range(n_rows: int, size: int, rank: int) -> tuple[int, int]:
     base, extra = divmod(n_rows, size)
     start = rank * base + min(rank, extra)
     return start, start + base + (rank < extra)
+
+
+def balanced_range(
+    cost: Callable[[int], int], n_rows: int, total: int, size: int, rank: int
+) -> tuple[int, int]:
+    """Half-open row range ``[start, stop)`` of ``rank`` when rows are split by cost.
+
+    ``cost(r)`` is the cost of rows ``0:r``, increasing from ``cost(0) = 0`` to
+    ``cost(n_rows) = total`` (for sparse rows: the non-zeros before row r, plus r).
+    Boundary k is the row boundary whose cost is nearest ``k / size`` of the total, found
+    by binary search, so ``cost`` is called about ``2 log2(n_rows)`` times; ranges are
+    contiguous, in rank order, and may be empty. Collective: no.
+    """
+    if n_rows < 0 or size < 1 or not 0 <= rank < size:
+        raise ValueError(f"invalid partition: n_rows={n_rows}, size={size}, rank={rank}")
+
+    def boundary(k: int) -> int:
+        if k in (0, size):
+            return 0 if k == 0 else n_rows
+        low, high = 0, n_rows
+        while low < high:
+            middle = (low + high) // 2
+            if cost(middle) * size >= k * total:
+                high = middle
+            else:
+                low = middle + 1
+        if low > 0 and k * total - cost(low - 1) * size < cost(low) * size - k * total:
+            return low - 1  # the boundary before the row that crosses is nearer
+        return low
+
+    return boundary(rank), boundary(rank + 1)
 
 
 def rows_per_block(

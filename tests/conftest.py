@@ -92,3 +92,44 @@ def run_mpi(ranks: int, *args, timeout: float = MPI_TIMEOUT, env=None):
     """Run ``python ARGS`` under ``mpiexec -n ranks`` and return the finished process."""
     launch = mpi_launch(ranks, *args, env=env)
     return subprocess.run(**launch, capture_output=True, timeout=timeout)
+
+
+def write_csr(path, X, y=None, key="X", **attrs) -> Path:
+    """``X`` (anything scipy.sparse.csr_matrix takes) as a CSR group in anndata's layout,
+    and ``y``; ``attrs`` override the group's attributes."""
+    import scipy.sparse as sp
+
+    X = sp.csr_matrix(X)
+    with h5py.File(path, "a") as f:
+        group = f.create_group(key)
+        group.attrs.update(
+            {"encoding-type": "csr_matrix", "encoding-version": "0.1.0", "shape": X.shape}
+        )
+        group.attrs.update(attrs)
+        group["data"], group["indices"], group["indptr"] = X.data, X.indices, X.indptr
+        if y is not None:
+            f["y"] = y
+    return Path(path)
+
+
+def sparse_problem(kind: str, m: int, n: int, density: float = 0.1, seed: int = 0):
+    """A random CSR problem with skewed column popularity and some empty rows."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    popularity = 1.0 / np.arange(1, n + 1)  # Zipf-like: a few columns are in most rows
+    counts = rng.binomial(n, density, m)
+    counts[:: max(1, m // 10)] = 0  # rows without non-zeros
+    rows = np.repeat(np.arange(m), counts)
+    columns = np.concatenate(
+        [rng.choice(n, size=c, replace=False, p=popularity / popularity.sum()) for c in counts]
+    )
+    X = sp.csr_matrix((rng.standard_normal(len(rows)), (rows, columns)), shape=(m, n))
+    X.sort_indices()
+    w = rng.standard_normal(n) / np.sqrt(n * density)
+    z = X @ w + 0.3
+    if kind == "linear":
+        return X, z + 0.1 * rng.standard_normal(m)
+    if kind == "softmax":
+        return X, (np.digitize(z, [-0.5, 0.5])).astype(np.float64)
+    return X, (rng.random(m) < 1 / (1 + np.exp(-z))).astype(np.float64)

@@ -23,7 +23,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import ROOT, random_problem, run_mpi, write_h5
+from conftest import ROOT, random_problem, run_mpi, sparse_problem, write_csr, write_h5
 
 from mpigd.errors import EXIT_DIVERGED, EXIT_INPUT, EXIT_OK
 from mpigd.model import LinearModel
@@ -125,6 +125,28 @@ def labels(y):
         write_h5(path, random_problem("logistic", len(y), N)[0], np.asarray(y, dtype=float))
 
     return make
+
+
+def csr(change=None, **attrs):
+    """A sparse logistic problem as a CSR group; ``change(group)`` spoils it."""
+
+    def make(path, tmp):
+        X, y = sparse_problem("logistic", M, 20, seed=3)
+        write_csr(path, X, y, **attrs)
+        if change:
+            with h5py.File(path, "a") as f:
+                change(f["X"])
+
+    return make
+
+
+def repeat_last_index(group):
+    indices, indptr = group["indices"][:], group["indptr"][:]
+    row = np.flatnonzero(np.diff(indptr) >= 2)[-1]  # the last row with two values or more
+    end = indptr[row + 1]
+    indices[end - 1] = indices[end - 2]  # it lists a column twice
+    del group["indices"]
+    group["indices"] = indices
 
 
 def last_rows_nan(path, tmp):
@@ -278,6 +300,28 @@ CASES = {
         "its state holds parameters of shape (3,), this run has 4",
         (tampered_checkpoint,),
         ("new.h5",),
+    ),
+    # train: sparse X
+    "train on a CSC matrix": Case(
+        "train {tmp}/csc.h5 --model logistic --out {tmp}/new.h5",
+        EXIT_INPUT,
+        "is a CSC matrix",
+        (files(csc__h5=csr(**{"encoding-type": "csc_matrix"})),),
+        ("new.h5",),
+    ),
+    "train on CSR whose last row repeats a column": Case(
+        "train {tmp}/dup.h5 --model logistic --out {tmp}/new.h5",
+        EXIT_INPUT,
+        "holds 1 rows that list a column index twice",
+        (files(dup__h5=csr(repeat_last_index)),),
+        ("new.h5",),
+        mpi=True,
+    ),
+    "info on CSR says it reads dense X only": Case(
+        "data info {tmp}/s.h5",
+        EXIT_INPUT,
+        "is a sparse (CSR) matrix; data info reads dense X only",
+        (files(s__h5=csr()),),
     ),
     # train: sizes and values
     "train softmax with a label of 1e9": Case(

@@ -18,6 +18,7 @@ import statistics
 from datetime import UTC, datetime
 
 import numpy as np
+import scipy.sparse as sp
 from threadpoolctl import threadpool_info
 
 from .._version import __version__
@@ -103,7 +104,8 @@ def measure(
         compute.append(objective.timings.compute - before[0])
         allreduce.append(objective.timings.allreduce - before[1])
 
-    x_bytes = local.X.nbytes
+    X = local.X
+    x_bytes = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes if sp.issparse(X) else X.nbytes
     array = np.ones(max(1, x_bytes // 8))
     stream = _median_time(comm, array.sum, repeats)
     tiny = np.zeros(1)

@@ -14,11 +14,14 @@ from dataclasses import dataclass
 
 import h5py
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import MpigdError, literal
 from ..partition import block_range
+from . import sparse
 from .hdf5 import READ_ERRORS, get_dataset, open_input
 from .outputs import human_bytes
+from .sparse import CSRLayout
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class DatasetInfo:
     x_dtype: np.dtype
     y_dtype: np.dtype | None
     weight_key: str | None = None
+    csr: CSRLayout | None = None  # X is a CSR group (io.sparse); None: a dense dataset
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ class LocalData:
     info: DatasetInfo
     start: int
     stop: int
-    X: np.ndarray  # (stop - start, n), float32 or float64
+    X: np.ndarray | sp.csr_matrix  # (stop - start, n), float32 or float64
     y: np.ndarray | None  # (stop - start,), float64; None without labels
     weights: np.ndarray | None = None  # (stop - start,), float64
 
@@ -75,7 +79,12 @@ def inspect_dataset(
     path = str(path)
     keys = [x_key] + [key for key in (y_key, weight_key) if key]
     with open_input(path) as f:
-        layout = {key: (ds.shape, ds.dtype) for key in keys for ds in [get_dataset(f, key)]}
+        csr, layout = None, {}
+        if isinstance(f.get(x_key), h5py.Group):
+            m, n, csr = sparse.inspect_csr(f[x_key], x_key, path)
+            layout = {x_key: ((m, n), csr.data_dtype)}
+        datasets = keys[1:] if csr else keys
+        layout |= {key: (ds.shape, ds.dtype) for key in datasets for ds in [get_dataset(f, key)]}
 
     x_shape, x_dtype = layout[x_key]
     if len(x_shape) != 2:
@@ -96,13 +105,15 @@ def inspect_dataset(
         if problem:
             raise MpigdError(f"{path}: {problem}")
     y_dtype = layout[y_key][1] if y_key else None
-    return DatasetInfo(path, x_key, y_key, m, n, x_dtype, y_dtype, weight_key)
+    return DatasetInfo(path, x_key, y_key, m, n, x_dtype, y_dtype, weight_key, csr)
 
 
 def first_row(info: DatasetInfo) -> np.ndarray:
     """Row 0 of X as float64, shape (n,). Collective: no."""
     try:
         with h5py.File(info.path, "r") as f:
+            if info.csr:
+                return sparse.dense_rows(f[info.x_key], np.array([0]), info.n_features)[0]
             return np.asarray(f[info.x_key][0], dtype=np.float64)
     except READ_ERRORS as exc:
         raise MpigdError(f"reading {info.path} failed: {exc}") from exc
@@ -123,7 +134,9 @@ def fingerprint(info: DatasetInfo) -> dict[str, str | int]:
     digest = hashlib.sha256(f"{info.x_dtype}{info.y_dtype}".encode())
     try:
         with h5py.File(info.path, "r") as f:
-            digest.update(np.ascontiguousarray(f[info.x_key][rows]).tobytes())
+            X = f[info.x_key]
+            sample = sparse.dense_rows(X, rows, info.n_features) if info.csr else X[rows]
+            digest.update(np.ascontiguousarray(sample).tobytes())
             digest.update(np.ascontiguousarray(f[info.y_key][rows]).tobytes())
     except READ_ERRORS as exc:
         raise MpigdError(f"reading {info.path} failed: {exc}") from exc
@@ -148,6 +161,8 @@ def memory_problem(info: DatasetInfo, rank: int, size: int, budget: float) -> st
     Estimated from the metadata before anything is read; the message says how many
     ranks with this budget each would hold the whole dataset. Collective: no.
     """
+    if info.csr:
+        return _sparse_memory_problem(info, size, budget)
     row_bytes = info.n_features * _memory_dtype(info).itemsize + np.dtype(np.float64).itemsize
     start, stop = block_range(info.n_rows, size, rank)
     need = (stop - start) * row_bytes
@@ -162,6 +177,33 @@ def memory_problem(info: DatasetInfo, rank: int, size: int, budget: float) -> st
     )
 
 
+def _sparse_memory_problem(info: DatasetInfo, size: int, budget: float) -> str | None:
+    """The same test for CSR: ranks hold about equal shares of the values and rows."""
+    total = info.csr.nnz * info.csr.bytes_per_value() + info.n_rows * 3 * 8
+    share = total / size
+    if share <= budget:
+        return None
+    return (
+        f"{info.path}: a rank's share of the sparse data needs about {human_bytes(share)} of "
+        f"memory at {size} ranks but a rank has about {human_bytes(budget)}; use at least "
+        f"{int(np.ceil(total / budget)):,} ranks with that much memory each"
+    )
+
+
+def _read_csr(info: DatasetInfo, rank: int, size: int) -> tuple[sp.csr_matrix, int, int]:
+    """This rank's rows of a CSR group, balanced by non-zeros, and where they are."""
+    try:
+        with h5py.File(info.path, "r") as f:
+            group = f[info.x_key]
+            start, stop = sparse.rank_rows(group, info.n_rows, info.csr.nnz, size, rank)
+            X = sparse.read_rows(
+                group, info.x_key, info.path, info.n_rows, info.n_features, start, stop
+            )
+    except READ_ERRORS as exc:
+        raise MpigdError(f"reading {info.path} (rank {rank}'s rows) failed: {exc}") from exc
+    return X, start, stop
+
+
 def read_block(info: DatasetInfo, rank: int, size: int) -> LocalData:
     """Read rank ``rank``'s block of rows (of ``size`` ranks) as one hyperslab per dataset.
 
@@ -174,18 +216,23 @@ def read_block(info: DatasetInfo, rank: int, size: int) -> LocalData:
     MpigdError
         The read failed, or the block holds NaN or infinite values or negative weights.
     """
-    start, stop = block_range(info.n_rows, size, rank)
-    X = np.empty((stop - start, info.n_features), dtype=_memory_dtype(info))
+    if info.csr:
+        X, start, stop = _read_csr(info, rank, size)
+    else:
+        start, stop = block_range(info.n_rows, size, rank)
+        X = np.empty((stop - start, info.n_features), dtype=_memory_dtype(info))
     columns = {key: np.empty(stop - start) for key in (info.y_key, info.weight_key) if key}
     if stop > start:
         try:
             with h5py.File(info.path, "r") as f:
-                f[info.x_key].read_direct(X, np.s_[start:stop])  # HDF5 converts the type
+                if not info.csr:
+                    f[info.x_key].read_direct(X, np.s_[start:stop])  # HDF5 converts the type
                 for key, values in columns.items():
                     values[:] = f[key].astype(np.float64)[start:stop].reshape(-1)
         except READ_ERRORS as exc:
             raise MpigdError(f"reading rows {start}:{stop} of {info.path} failed: {exc}") from exc
-    for key, values in ((info.x_key, X), *columns.items()):
+    checked = columns.items() if info.csr else ((info.x_key, X), *columns.items())
+    for key, values in checked:
         bad = values.size - np.count_nonzero(np.isfinite(values))
         if bad:
             raise MpigdError.in_rows(

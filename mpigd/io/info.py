@@ -87,6 +87,10 @@ def describe(comm, path, x_key: str = "X", y_key: str | None = "y") -> dict:
     """Layout and statistics of ``path``; the same dict on every rank. Collective: yes."""
     with rank_local(comm):
         info = inspect_dataset(path, x_key, y_key)
+        if info.csr:
+            raise MpigdError(
+                f"{path}: '{x_key}' is a sparse (CSR) matrix; data info reads dense X only, so far"
+            )
     keys = [key for key in (x_key, y_key) if key]
     layout = on_root(comm, lambda: _layout(info.path, keys), share=True)
 

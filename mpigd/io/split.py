@@ -51,6 +51,11 @@ def split(
         raise MpigdError(f"the test fraction must be between 0 and 1, got {test_fraction}")
     check_outputs({"the training file": train_out, "the test file": test_out}, {"the data": path})
     with open_input(path) as source:
+        if isinstance(source.get(x_key), h5py.Group):
+            raise MpigdError(
+                f"{path}: '{x_key}' is a group (a sparse matrix?); data split moves dense "
+                "datasets only, so far"
+            )
         m = get_dataset(source, x_key).shape[0]
         keys = [
             key

@@ -1,5 +1,22 @@
 """The local passes: what one rank computes over its own rows, with no communication.
 
-:mod:`~mpigd.kernels.losses` holds the pointwise losses, :mod:`~mpigd.kernels.dense` the
-row-block sums over dense X, :mod:`~mpigd.kernels.theta` the parameter layout.
+:mod:`~mpigd.kernels.losses` holds the pointwise losses, :mod:`~mpigd.kernels.theta` the
+parameter layout, and the row sums come in one module per layout of X:
+:mod:`~mpigd.kernels.dense` (row blocks of a dense array) and
+:mod:`~mpigd.kernels.sparse` (CSR). :func:`for_rows` picks the one for an X, so that the
+objective asks "sums over my rows" whatever their layout.
 """
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import scipy.sparse as sp
+
+from . import dense, sparse
+
+
+def for_rows(X) -> ModuleType:
+    """The kernel module for this layout of X: ``local_sums``, ``local_hessian`` and
+    ``local_hessp`` with the same signatures. Collective: no."""
+    return sparse if sp.issparse(X) else dense

@@ -1,0 +1,198 @@
+"""Sparse X on disk: a CSR group in anndata's convention, read one rank's rows at a time.
+
+The group holds datasets ``data`` (nnz,) of float32 or float64, ``indices`` (nnz,) and
+``indptr`` (m + 1,) of int32 or int64 (row i holds ``indptr[i]:indptr[i + 1]``), and the
+attributes ``encoding-type = "csr_matrix"``, ``encoding-version`` and ``shape = (m, n)``,
+as anndata writes ``.h5ad`` files, so files from other tools are read as they are.
+
+Ranks hold contiguous rows of about equal cost, a row costing its non-zeros plus one: the
+boundaries come from a binary search on the on-disk ``indptr``, a few dozen single reads,
+never all of it. A rank then reads ``indptr`` for its rows and one contiguous hyperslab of
+``data`` and of ``indices``; it never reads another rank's values. Everything that can
+lie is checked, each as one message naming the rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import MpigdError, literal
+from ..partition import balanced_range
+
+
+@dataclass(frozen=True)
+class CSRLayout:
+    """What the metadata says of a CSR group."""
+
+    nnz: int
+    data_dtype: np.dtype
+    index_dtype: np.dtype
+
+    def bytes_per_value(self) -> int:
+        """Memory per stored value once read (data as float32/float64 and its index)."""
+        return _memory_dtype(self.data_dtype).itemsize + self.index_dtype.itemsize
+
+
+def _memory_dtype(dtype: np.dtype) -> np.dtype:
+    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def inspect_csr(group: h5py.Group, key: str, path: str) -> tuple[int, int, CSRLayout]:
+    """``(m, n, layout)`` of the CSR group ``key``, checked against its metadata: the
+    encoding, the three datasets, their lengths and dtypes, the shape attribute, and
+    ``indptr`` starting at 0 and ending at nnz. Collective: no."""
+    encoding = _text(group.attrs.get("encoding-type", ""))
+    where = f"{path}: '{key}'"
+    if encoding == "csc_matrix":
+        raise MpigdError(
+            f"{where} is a CSC matrix (column-compressed, common in .h5ad); mpigd reads rows, "
+            "so store it as CSR: in Python, anndata's adata.X = adata.X.tocsr() before "
+            "write_h5ad, or scipy's X.tocsr()"
+        )
+    if encoding != "csr_matrix":
+        raise MpigdError(
+            f"{where} is a group, not a dataset or a CSR matrix (encoding-type "
+            f"{encoding or 'missing'})"
+        )
+    missing = [name for name in ("data", "indices", "indptr") if name not in group]
+    if missing:
+        raise MpigdError(f"{where} is a CSR group without {', '.join(missing)}")
+    data, indices, indptr = (group[name] for name in ("data", "indices", "indptr"))
+    shape = tuple(int(s) for s in np.ravel(group.attrs.get("shape", ())))
+    if len(shape) != 2:
+        raise MpigdError(f"{where} has no shape attribute (m, n)")
+    m, n = shape
+    for name, ds, kinds in (
+        ("data", data, "iuf"),
+        ("indices", indices, "iu"),
+        ("indptr", indptr, "iu"),
+    ):
+        if ds.ndim != 1 or ds.dtype.kind not in kinds:
+            what = "real numbers" if kinds == "iuf" else "integers"
+            raise MpigdError(
+                f"{where}/{name} must be a 1-D array of {what}, not {ds.dtype} {ds.shape}"
+            )
+    if indptr.shape[0] != m + 1:
+        raise MpigdError(
+            f"{where}/indptr has {indptr.shape[0]} entries but the shape attribute says "
+            f"{m} rows (it needs m + 1)"
+        )
+    if data.shape[0] != indices.shape[0]:
+        raise MpigdError(
+            f"{where}: data has {data.shape[0]} values but indices has {indices.shape[0]}"
+        )
+    nnz = data.shape[0]
+    first, last = int(indptr[0]), int(indptr[m])
+    if first != 0 or last != nnz:
+        raise MpigdError(
+            f"{where}/indptr runs from {first} to {last}; it must run from 0 to nnz = {nnz}"
+        )
+    return m, n, CSRLayout(nnz, data.dtype, indices.dtype)
+
+
+def rank_rows(group: h5py.Group, m: int, nnz: int, size: int, rank: int) -> tuple[int, int]:
+    """Rank ``rank``'s rows: a contiguous range of about ``(nnz + m) / size`` of cost, a
+    row costing its non-zeros plus one, found by binary search on the on-disk ``indptr``
+    (single reads). Collective: no."""
+    indptr = group["indptr"]
+    return balanced_range(lambda row: int(indptr[row]) + row, m, nnz + m, size, rank)
+
+
+def read_rows(
+    group: h5py.Group, key: str, path: str, m: int, n: int, start: int, stop: int
+) -> sp.csr_matrix:
+    """Rows ``start:stop`` as a CSR matrix: ``indptr`` for these rows, then one hyperslab
+    of ``data`` and of ``indices``; checked (:func:`check_rows`). Collective: no."""
+    indptr = np.asarray(group["indptr"][start : stop + 1], dtype=np.int64)
+    first, last = int(indptr[0]), int(indptr[-1])
+    _check_indptr(indptr, key, path, start, stop, m)
+    data = np.empty(last - first, dtype=_memory_dtype(group["data"].dtype))
+    if last > first:
+        group["data"].read_direct(data, np.s_[first:last])
+    indices = np.asarray(group["indices"][first:last])
+    if indices.dtype.kind == "u" or indices.dtype.itemsize not in (4, 8):
+        indices = indices.astype(np.int64)
+    X = sp.csr_matrix((data, indices, indptr - first), shape=(stop - start, n), copy=False)
+    check_rows(X, key, path, start, stop)
+    return X
+
+
+def _check_indptr(indptr: np.ndarray, key: str, path: str, start: int, stop: int, m: int):
+    steps = np.diff(indptr)
+    if (steps < 0).any():
+        row = start + int(np.argmax(steps < 0))
+        raise MpigdError(f"{path}: '{key}'/indptr decreases at row {row}; it must not")
+
+
+def check_rows(X: sp.csr_matrix, key: str, path: str, start: int, stop: int) -> None:
+    """Column indices in [0, n), no index twice in one row, finite values; each problem
+    one error naming a row (and, merged over ranks, the counts). Collective: no."""
+    where = f"{literal(path)}: '{literal(key)}'"
+    n = X.shape[1]
+    outside = (X.indices < 0) | (X.indices >= n)
+    if outside.any():
+        row = start + _row_of(X, int(np.argmax(outside)))
+        raise MpigdError.in_rows(
+            f"{where} holds {{count}} column indices outside 0 .. {n - 1} in rows {{rows}} "
+            "(e.g. in row {example})",
+            np.count_nonzero(outside),
+            start,
+            stop,
+            str(row),
+        )
+    repeated = _repeated(X)
+    if repeated is not None:
+        count, row, column = repeated
+        raise MpigdError.in_rows(
+            f"{where} holds {{count}} rows that list a column index twice, in rows {{rows}} "
+            "(e.g. row {example})",
+            count,
+            start,
+            stop,
+            f"{start + row}, column {column}",
+        )
+    bad = X.data.size - np.count_nonzero(np.isfinite(X.data))
+    if bad:
+        raise MpigdError.in_rows(
+            f"{where} holds {{count}} NaN or infinite values in rows {{rows}}", bad, start, stop
+        )
+
+
+def _row_of(X: sp.csr_matrix, position: int) -> int:
+    return int(np.searchsorted(X.indptr, position, side="right") - 1)
+
+
+def _repeated(X: sp.csr_matrix) -> tuple[int, int, int] | None:
+    """How many rows store an index twice, and the first (row, column), or None. Sorted
+    rows (the usual case) need one comparison per value; others a sort."""
+    rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    step = np.diff(X.indices.astype(np.int64))
+    same_row = rows[1:] == rows[:-1]
+    if not (same_row & (step <= 0)).any():
+        return None  # strictly increasing within every row
+    order = np.lexsort((X.indices, rows))
+    r, c = rows[order], X.indices[order]
+    twice = (r[1:] == r[:-1]) & (c[1:] == c[:-1])
+    if not twice.any():
+        return None
+    at = int(np.argmax(twice))
+    return len(np.unique(r[1:][twice])), int(r[at]), int(c[at])
+
+
+def dense_rows(group: h5py.Group, rows: np.ndarray, n: int) -> np.ndarray:
+    """Some rows of the group as a dense float64 array (len(rows), n): for a fingerprint
+    or row 0. Collective: no."""
+    out = np.zeros((len(rows), n))
+    indptr = group["indptr"]
+    for i, row in enumerate(rows):
+        a, b = int(indptr[row]), int(indptr[row + 1])
+        out[i, np.asarray(group["indices"][a:b], dtype=np.int64)] = group["data"][a:b]
+    return out

@@ -1,0 +1,86 @@
+"""Local sums over this rank's CSR rows: the same sums as :mod:`mpigd.kernels.dense`.
+
+The reference implementation with scipy.sparse: ``z = X W + b`` and ``X^T r`` are two
+passes over ``data`` and ``indices``, with the pointwise loss between them; float32
+values are widened to float64 by scipy in each product, and sums are float64. Pure, no
+MPI. X is never densified; the curvature matrix is dense (n + 1)^2 and only for the
+optimisers that ask for it (the normal equations, Newton up to a few thousand features).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .losses import PointwiseLoss
+from .theta import unpack_theta
+
+
+def local_sums(
+    X: sp.csr_matrix,
+    y: np.ndarray,
+    theta: np.ndarray,
+    loss: PointwiseLoss,
+    out: np.ndarray | None = None,
+    *,
+    weights: np.ndarray | None = None,
+) -> tuple[float, np.ndarray]:
+    """Unscaled loss and gradient sums over the rows of CSR ``X``, as
+    :func:`mpigd.kernels.dense.local_sums`. Collective: no."""
+    n, K = X.shape[1], loss.n_outputs
+    W, b = unpack_theta(theta, n, K)
+    grad_sum = np.zeros(theta.shape) if out is None else out
+    grad_W, grad_b = unpack_theta(grad_sum, n, K)
+    values, dz = loss.values_and_derivative(X @ W + b, y)
+    if weights is not None:
+        values = values * weights
+        dz = dz * (weights if K == 1 else weights[:, None])
+    grad_W[...] = X.T @ dz
+    if K == 1:
+        grad_sum[n] = dz.sum()
+    else:
+        grad_b[...] = dz.sum(axis=0)
+    return float(values.sum()), grad_sum
+
+
+def local_hessian(X, y, theta, loss, *, weights=None) -> np.ndarray:
+    """Unscaled curvature sum ``sum_i s_i l''(z_i) (x_i, 1)^T (x_i, 1)``, dense
+    (n + 1, n + 1); single-output losses. Collective: no."""
+    n = X.shape[1]
+    w, b = unpack_theta(theta, n)
+    d = loss.curvature(X @ w + b, y)
+    if weights is not None:
+        d = d * weights
+    hessian = np.empty((n + 1, n + 1))
+    hessian[:n, :n] = (X.T @ X.multiply(d[:, None]).tocsr()).toarray()
+    hessian[:n, n] = hessian[n, :n] = X.T @ d
+    hessian[n, n] = d.sum()
+    return hessian
+
+
+def local_hessp(X, y, theta, v, loss, *, weights=None) -> np.ndarray:
+    """Unscaled curvature sum times ``v``; single-output losses. Collective: no."""
+    n = X.shape[1]
+    w, b = unpack_theta(theta, n)
+    v_w, v_b = unpack_theta(v, n)
+    d = loss.curvature(X @ w + b, y)
+    if weights is not None:
+        d = d * weights
+    r = d * (X @ v_w + v_b)
+    out = np.empty(n + 1)
+    out[:n] = X.T @ r
+    out[n] = r.sum()
+    return out
+
+
+def column_sums(X: sp.csr_matrix, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``sum_i (x_ij - c_j)`` and ``sum_i (x_ij - c_j)^2`` per column without densifying:
+    the stored values contribute ``x - c``, the zeros ``-c`` each. Collective: no."""
+    n = X.shape[1]
+    columns = X.indices
+    centred = X.data.astype(np.float64) - shift[columns]
+    stored = np.bincount(columns, minlength=n).astype(np.float64)
+    zeros = X.shape[0] - stored
+    first = np.bincount(columns, weights=centred, minlength=n) - zeros * shift
+    second = np.bincount(columns, weights=centred * centred, minlength=n) + zeros * shift**2
+    return first, second

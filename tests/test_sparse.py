@@ -1,0 +1,332 @@
+"""Sparse X (a CSR group): the partition by non-zeros, reading and checking a rank's rows,
+the CSR sums against the dense ones, and training, scoring and predicting under mpiexec
+against dense data and scikit-learn."""
+
+import itertools
+import json
+
+import h5py
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from conftest import reference_objective, run_mpi, sparse_problem, write_csr, write_h5
+from mpi4py import MPI
+
+from mpigd import load_model
+from mpigd.errors import MpigdError
+from mpigd.io.dataset import inspect_dataset, read_block
+from mpigd.kernels import dense, for_rows, sparse
+from mpigd.kernels.losses import make_loss
+from mpigd.objective import Objective, standardization
+from mpigd.partition import balanced_range
+
+M, N = 1009, 40
+
+
+# ------------------------------------------------------------------- the partition
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 7, 50])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_balanced_ranges_cover_the_rows_in_order_and_balance_the_cost(size, seed):
+    rng = np.random.default_rng(seed)
+    m = [0, 1, 5, 40][seed % 4] if size == 50 else 40
+    counts = rng.integers(0, 30, m) * (rng.random(m) < 0.7)
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    total = int(indptr[-1]) + m
+    calls = []
+
+    def cost(row):
+        calls.append(row)
+        return int(indptr[row]) + row
+
+    ranges = [balanced_range(cost, m, total, size, rank) for rank in range(size)]
+    assert ranges[0][0] == 0 and ranges[-1][1] == m
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
+    assert all(start <= stop for start, stop in ranges)
+    heaviest = max(counts.max() + 1, 1) if m else 0
+    for start, stop in ranges:  # within one row of an equal share
+        assert abs(cost(stop) - cost(start) - total / size) <= heaviest
+    assert len(calls) <= 2 * size * (np.log2(max(m, 1)) + 3) + 2 * size
+
+
+# ------------------------------------------------------------ reading a rank's rows
+
+
+@pytest.fixture
+def csr_file(tmp_path):
+    X, y = sparse_problem("logistic", M, N, seed=4)
+    return write_csr(tmp_path / "s.h5", X.astype(np.float32), y), X.astype(np.float32), y
+
+
+@pytest.mark.parametrize("size", [1, 3, 4, 1500])
+def test_ranks_read_their_rows_and_together_all_of_them(csr_file, size):
+    path, X, y = csr_file
+    info = inspect_dataset(path)
+    assert (
+        info.csr is not None and info.csr.nnz == X.nnz and (info.n_rows, info.n_features) == X.shape
+    )
+    parts = [read_block(info, rank, size) for rank in range(size)]
+    assert [p.start for p in parts[1:]] == [p.stop for p in parts[:-1]]
+    whole = sp.vstack([p.X for p in parts]).tocsr()
+    assert whole.dtype == np.float32 and (whole != X).nnz == 0
+    np.testing.assert_array_equal(np.concatenate([p.y for p in parts]), y)
+
+
+def group_edit(change):
+    def build(path):
+        X, y = sparse_problem("logistic", M, N, seed=4)
+        write_csr(path, X, y)
+        with h5py.File(path, "a") as f:
+            change(f["X"])
+        return path
+
+    return build
+
+
+def replace(name, fn):
+    def change(group):
+        values = fn(group[name][:])
+        del group[name]
+        group[name] = values
+
+    return change
+
+
+def set_last(name, value):
+    return replace(name, lambda a: np.concatenate([a[:-1], [value]]))
+
+
+BAD = {
+    "csc": (
+        group_edit(lambda g: g.attrs.update({"encoding-type": "csc_matrix"})),
+        "is a CSC matrix",
+    ),
+    "unknown encoding": (
+        group_edit(lambda g: g.attrs.update({"encoding-type": "coo"})),
+        "not a dataset or a CSR matrix",
+    ),
+    "no shape": (group_edit(lambda g: g.attrs.__delitem__("shape")), "has no shape attribute"),
+    "shape disagrees": (
+        group_edit(lambda g: g.attrs.update({"shape": (M + 1, N)})),
+        f"indptr has {M + 1} entries but the shape attribute says {M + 1} rows",
+    ),
+    "no indices": (group_edit(lambda g: g.__delitem__("indices")), "CSR group without indices"),
+    "indptr not from 0": (
+        group_edit(replace("indptr", lambda a: a + 1)),
+        "indptr runs from 1",
+    ),
+    "float indices": (
+        group_edit(replace("indices", lambda a: a.astype(np.float64))),
+        "indices must be a 1-D array of integers",
+    ),
+}
+
+BAD_ROWS = {
+    "index out of range": (
+        replace("indices", lambda a: np.where(np.arange(len(a)) == len(a) - 1, N, a)),
+        f"column indices outside 0 .. {N - 1}",
+    ),
+    "index twice in a row": (
+        replace("indices", lambda a: np.where(np.arange(len(a)) == len(a) - 1, a[-2], a)),
+        "rows that list a column index twice",
+    ),
+    "NaN value": (set_last("data", np.nan), "holds 1 NaN or infinite values"),
+    "indptr decreases": (
+        replace("indptr", lambda a: np.where(np.arange(len(a)) == len(a) - 2, a[-1] + 1, a)),
+        "indptr decreases at row",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD, ids=list(BAD))
+def test_bad_csr_metadata_is_one_clear_error(tmp_path, case):
+    build, message = BAD[case]
+    with pytest.raises(MpigdError, match=r"s\.h5") as info:
+        inspect_dataset(build(tmp_path / "s.h5"))
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("case", BAD_ROWS, ids=list(BAD_ROWS))
+def test_bad_csr_rows_are_one_clear_error_naming_the_rows(tmp_path, case):
+    change, message = BAD_ROWS[case]
+    info = inspect_dataset(group_edit(change)(tmp_path / "s.h5"))
+    read_block(info, 0, 3)  # the first rank's rows are fine
+    with pytest.raises(MpigdError) as error:
+        read_block(info, 2, 3)
+    assert message in str(error.value)
+
+
+# ------------------------------------------------------------------ sums and passes
+
+
+@pytest.mark.parametrize("kind", ["linear", "logistic", "softmax"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_csr_sums_equal_the_dense_ones(kind, weighted):
+    X, y = sparse_problem(kind, 300, 25, seed=5)
+    loss = make_loss(kind, 3)
+    rng = np.random.default_rng(6)
+    theta = rng.standard_normal((25 + 1) * loss.n_outputs)
+    weights = rng.random(300) if weighted else None
+    assert for_rows(X) is sparse and for_rows(X.toarray()) is dense
+    f_s, g_s = sparse.local_sums(X, y, theta, loss, weights=weights)
+    f_d, g_d = dense.local_sums(X.toarray(), y, theta, loss, weights=weights)
+    assert f_s == pytest.approx(f_d, rel=1e-12)
+    np.testing.assert_allclose(g_s, g_d, rtol=1e-12, atol=1e-12 * np.abs(g_d).max())
+    if kind != "softmax":
+        v = rng.standard_normal(26)
+        np.testing.assert_allclose(
+            sparse.local_hessian(X, y, theta, loss, weights=weights),
+            dense.local_hessian(X.toarray(), y, theta, loss, weights=weights),
+            rtol=1e-12,
+            atol=1e-12,
+        )
+        np.testing.assert_allclose(
+            sparse.local_hessp(X, y, theta, v, loss, weights=weights),
+            dense.local_hessp(X.toarray(), y, theta, v, loss, weights=weights),
+            rtol=1e-12,
+            atol=1e-12,
+        )
+
+
+def test_standardised_objective_on_csr_equals_the_dense_one():
+    X, y = sparse_problem("logistic", 400, 30, seed=7)
+    comm = MPI.COMM_SELF
+    shift = X[0].toarray().ravel()
+    scaled_s = standardization(comm, X, shift)
+    scaled_d = standardization(comm, X.toarray(), shift)
+    np.testing.assert_allclose(scaled_s.mean, scaled_d.mean, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(scaled_s.std, scaled_d.std, rtol=1e-12, atol=1e-15)
+    theta = np.random.default_rng(8).standard_normal(31)
+    for weights in (None, np.random.default_rng(9).random(400)):
+        f_s, g_s = Objective(
+            comm, X, y, make_loss("logistic"), l2=0.1, weights=weights, scaling=scaled_s
+        )(theta)
+        f_d, g_d = Objective(
+            comm, X.toarray(), y, make_loss("logistic"), l2=0.1, weights=weights, scaling=scaled_d
+        )(theta)
+        assert f_s == pytest.approx(f_d, rel=1e-12)
+        np.testing.assert_allclose(g_s, g_d, rtol=1e-10, atol=1e-13)
+
+
+# ---------------------------------------------------------------- under mpiexec
+
+RUNS = [
+    {"model": "linear", "optimizer": "normal", "l2": 1e-3},
+    {"model": "linear", "optimizer": "lbfgs", "l2": 1e-3, "standardize": True, "tol": 1e-10},
+    {"model": "logistic", "l2": 1e-3, "tol": 1e-10},
+    {"model": "logistic", "optimizer": "newton", "l2": 1e-3, "weight_key": "w", "tol": 1e-10},
+    {"model": "logistic", "optimizer": "nesterov", "l1": 1e-3, "l2": 1e-3, "tol": 1e-8},
+    {"model": "softmax", "l2": 1e-3, "tol": 1e-10},
+]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sparse")
+    out = {}
+    for kind in ("linear", "logistic", "softmax"):
+        X, y = sparse_problem(kind, M, N, seed=10)
+        w = np.random.default_rng(11).random(M)
+        out[kind] = (
+            write_csr(folder / f"{kind}-csr.h5", X, y),
+            write_h5(folder / f"{kind}-dense.h5", X.toarray(), y, w=w),
+            X,
+            y,
+        )
+        with h5py.File(out[kind][0], "a") as f:
+            f["w"] = w
+    return folder, out
+
+
+def fit_all(folder, files, ranks, layout):
+    spec = [
+        {"name": f"run{i}", "data": str(files[run["model"]][0 if layout == "csr" else 1]), **run}
+        for i, run in enumerate(RUNS)
+    ]
+    (folder / "spec.json").write_text(json.dumps(spec))
+    out = folder / f"{layout}-{ranks}.npz"
+    proc = run_mpi(ranks, "tests/mpi_fit.py", folder / "spec.json", out)
+    assert proc.returncode == 0, proc.stderr
+    return dict(np.load(out))
+
+
+def test_sparse_training_equals_dense_at_every_rank_count(files):
+    folder, data = files
+    dense_fit = fit_all(folder, data, 1, "dense")
+    for ranks in (1, 2, 3, 4):
+        fitted = fit_all(folder, data, ranks, "csr")
+        for i, run in enumerate(RUNS):
+            thetas = fitted[f"run{i}/theta"]
+            assert all(row.tobytes() == thetas[0].tobytes() for row in thetas), run
+            np.testing.assert_allclose(
+                thetas[0], dense_fit[f"run{i}/theta"][0], rtol=1e-6, atol=1e-7, err_msg=str(run)
+            )
+            assert fitted[f"run{i}/converged"], run
+
+
+def test_sparse_logistic_reaches_scikit_learns_objective(files, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    path, _, X, y = files[1]["logistic"]
+    l2 = 1e-3
+    proc = run_mpi(
+        2,
+        "-m",
+        "mpigd",
+        "train",
+        path,
+        "--model",
+        "logistic",
+        "--l2",
+        l2,
+        "--tol",
+        "1e-9",
+        "--out",
+        tmp_path / "m.h5",
+        "--quiet",
+    )
+    assert proc.returncode == 0, proc.stderr
+    ours = load_model(tmp_path / "m.h5")
+    sk = LogisticRegression(C=1 / (l2 * M), tol=1e-12, max_iter=10_000).fit(X, y)
+    theirs = np.append(sk.coef_.ravel(), sk.intercept_)
+    mine = np.append(ours.coef, ours.intercept)
+    f_ours = reference_objective("logistic", X.toarray(), y, mine, l2)[0]
+    f_theirs = reference_objective("logistic", X.toarray(), y, theirs, l2)[0]
+    assert f_ours <= f_theirs * (1 + 1e-6)
+
+
+def test_sparse_evaluation_and_predictions_do_not_depend_on_the_rank_count(files, tmp_path):
+    path = files[1]["softmax"][0]
+    model = tmp_path / "m.h5"
+    assert (
+        run_mpi(
+            3,
+            "-m",
+            "mpigd",
+            "train",
+            path,
+            "--model",
+            "softmax",
+            "--l2",
+            "1e-3",
+            "--out",
+            model,
+            "--quiet",
+        ).returncode
+        == 0
+    )
+    outputs = []
+    for ranks in (1, 2, 3, 4):
+        out = tmp_path / f"p{ranks}.h5"
+        proc = run_mpi(ranks, "-m", "mpigd", "predict", model, path, "--out", out, "--quiet")
+        assert proc.returncode == 0, proc.stderr
+        outputs.append(out.read_bytes())
+        scores = tmp_path / f"s{ranks}.json"
+        proc = run_mpi(ranks, "-m", "mpigd", "evaluate", model, path, "--json", scores, "--quiet")
+        assert proc.returncode == 0, proc.stderr
+    assert all(o == outputs[0] for o in outputs)
+    values = [json.loads((tmp_path / f"s{r}.json").read_text()) for r in (1, 2, 3, 4)]
+    assert all(v["accuracy"] == values[0]["accuracy"] for v in values)
+    X, y = files[1]["softmax"][2:]
+    assert values[0]["accuracy"] == pytest.approx(np.mean(load_model(model).predict(X) == y))
