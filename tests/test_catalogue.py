@@ -535,11 +535,18 @@ CASES = {
         (files(b__csv=text("a,b,y\n1,2,0\n3,x,1\n")),),
         ("new.h5",),
     ),
-    "convert a LIBSVM index of 2^40": Case(
-        "data convert {tmp}/w.svm {tmp}/new.h5",
+    "convert a LIBSVM index of 2^40 densely": Case(
+        "data convert {tmp}/w.svm {tmp}/new.h5 --dense",
         EXIT_INPUT,
         "one dense row of 1,099,511,627,776 features",
         (files(w__svm=text("1 1:0.5 1099511627776:1\n0 2:1\n")),),
+        ("new.h5",),
+    ),
+    "train on 2^40 sparse features": Case(
+        "train {tmp}/w.h5 --model logistic --out {tmp}/new.h5",
+        EXIT_INPUT,
+        "logistic regression on 1,099,511,627,776 features needs about",
+        (files(w__h5=csr(**{"shape": (M, 2**40)})),),
         ("new.h5",),
     ),
     "convert a LIBSVM line that repeats an index": Case(

@@ -8,6 +8,7 @@ import sys
 import h5py
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from mpigd.cli import main
 from mpigd.errors import MpigdError
@@ -23,8 +24,15 @@ def table():
 
 
 def read(path):
+    """X (dense, also from a CSR group), y and X's attributes."""
     with h5py.File(path) as f:
-        return f["X"][:], (f["y"][:] if "y" in f else None), dict(f["X"].attrs)
+        X = f["X"]
+        if isinstance(X, h5py.Group):
+            parts = (X["data"][:], X["indices"][:], X["indptr"][:])
+            dense = sp.csr_matrix(parts, shape=tuple(X.attrs["shape"])).toarray()
+        else:
+            dense = X[:]
+        return dense, (f["y"][:] if "y" in f else None), dict(X.attrs)
 
 
 def write_csv(path, X, y, header=True, delimiter=","):

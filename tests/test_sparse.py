@@ -330,3 +330,42 @@ def test_sparse_evaluation_and_predictions_do_not_depend_on_the_rank_count(files
     assert all(v["accuracy"] == values[0]["accuracy"] for v in values)
     X, y = files[1]["softmax"][2:]
     assert values[0]["accuracy"] == pytest.approx(np.mean(load_model(model).predict(X) == y))
+
+
+# ----------------------------------------------------------------------- conversion
+
+
+def write_libsvm(path, X, y):
+    with open(path, "w") as f:
+        for row, label in zip(X, y, strict=True):
+            pairs = " ".join(
+                f"{j + 1}:{float(v)!r}" for j, v in zip(row.indices, row.data, strict=True)
+            )
+            f.write(f"{int(2 * label - 1):+d} {pairs}\n")
+    return path
+
+
+def test_libsvm_converts_to_a_compact_csr_group_by_default(tmp_path):
+    X, y = sparse_problem("logistic", 5000, 2000, density=0.01, seed=12)
+    source = write_libsvm(tmp_path / "t.svm", X, y)
+    proc = run_mpi(1, "-m", "mpigd", "data", "convert", source, tmp_path / "t.h5", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    info = inspect_dataset(tmp_path / "t.h5")
+    assert info.csr is not None and info.csr.nnz == X.nnz and info.n_features == 2000
+    read = read_block(info, 0, 1)
+    assert (read.X != X).nnz == 0 and np.array_equal(read.y, y)
+    arrays = X.data.nbytes + X.nnz * 4 + (X.shape[0] + 1) * 8 + y.nbytes
+    assert (tmp_path / "t.h5").stat().st_size <= 1.5 * arrays
+    dense = run_mpi(1, "-m", "mpigd", "data", "convert", source, tmp_path / "d.h5", "--dense")
+    assert dense.returncode == 0 and inspect_dataset(tmp_path / "d.h5").csr is None
+
+
+def test_csv_becomes_sparse_when_asked(tmp_path):
+    (tmp_path / "t.csv").write_text("a,b,c,y\n0,1.5,0,1\n0,0,0,0\n2,0,3,1\n")
+    proc = run_mpi(
+        1, "-m", "mpigd", "data", "convert", tmp_path / "t.csv", tmp_path / "t.h5", "--sparse"
+    )
+    assert proc.returncode == 0, proc.stderr
+    info = inspect_dataset(tmp_path / "t.h5")
+    X = read_block(info, 0, 1).X
+    assert info.csr.nnz == 3 and X.toarray().tolist() == [[0, 1.5, 0], [0, 0, 0], [2, 0, 3]]

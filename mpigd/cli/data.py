@@ -73,6 +73,21 @@ def register(commands, run_options) -> None:
         "--contiguous", action="store_true", help="no chunks (default: chunks of ~1 MiB of rows)"
     )
     convert.add_argument("--compression", choices=["gzip", "lzf"], help="compress the chunks")
+    layout = convert.add_mutually_exclusive_group()
+    layout.add_argument(
+        "--sparse",
+        dest="layout",
+        action="store_const",
+        const="sparse",
+        help="store X as a CSR group (the default for LIBSVM)",
+    )
+    layout.add_argument(
+        "--dense",
+        dest="layout",
+        action="store_const",
+        const="dense",
+        help="store X as a dense dataset (the default for CSV and NumPy files)",
+    )
     convert.set_defaults(func=run_convert)
 
     split = data.add_parser(
@@ -149,6 +164,7 @@ def run_convert(args, comm) -> int:
                 dtype=args.dtype,
                 contiguous=args.contiguous,
                 compression=args.compression,
+                layout=args.layout,
                 progress=lambda source: bars(source.n_rows),
             )
 

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import scipy.sparse as sp
 
 from .._version import __version__
 from ..errors import MpigdError
 from ..parallel import available_memory
+from ..partition import CHUNK_BYTES
 from .arrays import read_numpy
 from .outputs import (
     atomic_path,
@@ -76,11 +78,16 @@ def write_source(
     """Write ``source`` into ``output`` (atomically) as X and, if labelled, y. Collective: no."""
     with atomic_path(output) as tmp, h5py.File(tmp, "w") as f:
         layout = {"contiguous": contiguous, "compression": compression}
-        X = create_rows_dataset(f, "X", (source.n_rows, source.n_features), dtype, **layout)
+        if source.sparse:
+            if contiguous:
+                raise MpigdError("a sparse (CSR) output is written in chunks, not contiguous")
+            X = _CSRWriter(f, "X", source.n_rows, source.n_features, dtype, compression, source.nnz)
+        else:
+            X = create_rows_dataset(f, "X", (source.n_rows, source.n_features), dtype, **layout)
         y = None
         start = 0
         for X_block, y_block in source.blocks(progress):
-            stop = start + len(X_block)
+            stop = start + X_block.shape[0]
             X[start:stop] = X_block
             if y_block is not None:
                 if y is None:
@@ -98,6 +105,56 @@ def write_source(
         f.attrs.update(attrs or {}, mpigd_version=__version__)
 
 
+class _CSRWriter:
+    """A CSR group in anndata's layout, filled block by block: ``data`` and ``indices``
+    in chunks of about 1 MiB (sized exactly when the count of values is known, else
+    grown as blocks come), ``indptr`` chunked by rows."""
+
+    def __init__(
+        self, f: h5py.File, key: str, n_rows: int, n_features: int, dtype, compression, nnz=None
+    ):
+        self.group = f.create_group(key)
+        self.group.attrs.update(
+            {
+                "encoding-type": "csr_matrix",
+                "encoding-version": "0.1.0",
+                "shape": (n_rows, n_features),
+            }
+        )
+        index_dtype = np.int32 if n_features <= np.iinfo(np.int32).max else np.int64
+        self.growing = nnz is None
+        for name, kind in (("data", np.dtype(dtype)), ("indices", np.dtype(index_dtype))):
+            chunk = CHUNK_BYTES // kind.itemsize
+            self.group.create_dataset(
+                name,
+                (0 if self.growing else nnz,),
+                maxshape=(None if self.growing else nnz,),
+                dtype=kind,
+                chunks=(chunk if self.growing else max(1, min(chunk, nnz)),),
+                compression=compression,
+                shuffle=compression is not None,
+            )
+        self.indptr = create_rows_dataset(
+            self.group, "indptr", (n_rows + 1,), np.int64, compression=compression
+        )
+        self.indptr[0] = 0
+        self.nnz = 0
+        self.attrs = self.group.attrs
+
+    def __setitem__(self, rows: slice, block: sp.csr_matrix) -> None:
+        block = sp.csr_matrix(block)
+        end = self.nnz + block.nnz
+        if not self.growing and end > self.group["data"].shape[0]:
+            raise MpigdError("the input changed while converting: more values than counted")
+        for name in ("data", "indices"):
+            dataset = self.group[name]
+            if self.growing:
+                dataset.resize((end,))
+            dataset[self.nnz : end] = getattr(block, name)
+        self.indptr[rows.start + 1 : rows.stop + 1] = block.indptr[1:] + self.nnz
+        self.nnz = end
+
+
 def convert(
     input_path,
     output,
@@ -111,10 +168,15 @@ def convert(
     dtype: str = "float64",
     contiguous: bool = False,
     compression: str | None = None,
+    layout: str | None = None,
     progress: Callable[[Source], Progress] | None = None,
 ) -> Source:
     """Convert ``input_path`` to mpigd's HDF5 layout at ``output``; returns what was read.
-    ``progress(source)`` gives the callback of the conversion pass. Collective: no."""
+    ``layout`` is "sparse" (X a CSR group) or "dense"; by default LIBSVM is sparse and
+    the other formats dense. ``progress(source)`` gives the callback of the conversion
+    pass. Collective: no."""
+    if layout not in (None, "sparse", "dense"):
+        raise MpigdError(f"layout must be 'sparse' or 'dense', not {layout!r}")
     fmt = fmt or guess_format(input_path)
     if Path(input_path).is_dir():
         raise MpigdError(f"input is a folder, not a file: {input_path}")
@@ -125,11 +187,17 @@ def convert(
         if fmt == "csv":
             source = read_csv(input_path, label=label, header=header, delimiter=delimiter)
         elif fmt == "libsvm":
-            source = read_libsvm(input_path, n_features=n_features, zero_based=zero_based)
+            source = read_libsvm(
+                input_path, n_features=n_features, zero_based=zero_based, sparse=layout != "dense"
+            )
         elif fmt in ("npy", "npz"):
             source = read_numpy(input_path, label=label)
         else:
             raise MpigdError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+        if layout == "sparse" and not source.sparse:
+            source = source.as_sparse()
+        if source.sparse:
+            source.notes.append("X stored sparse (CSR)")
         problem = _size_problem(source, output, dtype, compression)
         if problem:
             raise MpigdError(problem)
@@ -160,7 +228,13 @@ ROW_COPIES = 3
 def _size_problem(source: Source, output, dtype: str, compression: str | None) -> str | None:
     """Why the dense output would not fit this machine's memory (one row of each block) or
     the free space of its folder (unless compressed, when its size is unknown), or None.
-    A LIBSVM index far beyond the others makes every row that wide."""
+    A LIBSVM index far beyond the others makes every dense row that wide."""
+    if source.sparse:
+        if compression or source.nnz is None:
+            return None
+        value = np.dtype(dtype).itemsize + (4 if source.n_features < 2**31 else 8)
+        n_bytes = source.nnz * value + source.n_rows * 16
+        return space_problem(output, n_bytes, "converted file")
     row = 8.0 * source.n_features
     free = available_memory()
     if ROW_COPIES * row > free:

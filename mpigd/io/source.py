@@ -4,9 +4,10 @@ row blocks, with the block size shared by every reader."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import MpigdError
 from ..partition import CHUNK_BYTES, rows_per_block
@@ -31,6 +32,18 @@ class Source:
     feature_names: list[str] | None = None
     label_name: str | None = None
     notes: list[str] = field(default_factory=list)
+    sparse: bool = False  # blocks are CSR matrices, written as a CSR group
+    nnz: int | None = None  # stored values, when the first pass counted them
+
+    def as_sparse(self) -> Source:
+        """The same rows, with each dense block turned into CSR (zeros dropped)."""
+        dense_blocks = self.blocks
+
+        def blocks(progress: Progress):
+            for X, y in dense_blocks(progress):
+                yield sp.csr_matrix(X), y
+
+        return replace(self, blocks=blocks, sparse=True)
 
 
 def label_column(label: str | None, names: list[str] | None, width: int) -> int | None:

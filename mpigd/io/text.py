@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import MpigdError
 from .source import Progress, Source, block_rows, label_column
@@ -236,6 +237,10 @@ def _slow_block(path, raw: list[tuple[int, str]]) -> _Sparse:
     )
 
 
+#: Lines per block when LIBSVM is read as CSR (its memory follows the values, not the width).
+SPARSE_BLOCK_LINES = 8192
+
+
 def _libsvm_blocks(path, lines_per_block: int) -> Iterator[_Sparse]:
     with open(path) as f:
         numbered = enumerate(f, start=1)
@@ -243,16 +248,20 @@ def _libsvm_blocks(path, lines_per_block: int) -> Iterator[_Sparse]:
             yield _fast_block(raw) or _slow_block(path, raw)
 
 
-def read_libsvm(path, *, n_features: int | None = None, zero_based: bool | None = None) -> Source:
-    """A LIBSVM/svmlight file, densified. Indices are 1-based unless ``zero_based`` (None:
-    0-based exactly when an index 0 occurs). Labels -1/+1 become 0/1. The feature count
-    is the largest index unless ``n_features`` is given. Collective: no."""
-    n_rows, lowest, highest, labels = 0, None, -1, set()
-    for block in _libsvm_blocks(path, 8192):
+def read_libsvm(
+    path, *, n_features: int | None = None, zero_based: bool | None = None, sparse: bool = True
+) -> Source:
+    """A LIBSVM/svmlight file, as CSR blocks (or dense with ``sparse=False``). Indices are
+    1-based unless ``zero_based`` (None: 0-based exactly when an index 0 occurs). Labels
+    -1/+1 become 0/1. The feature count is the largest index unless ``n_features`` is
+    given. Collective: no."""
+    n_rows, lowest, highest, labels, nnz = 0, None, -1, set(), 0
+    for block in _libsvm_blocks(path, SPARSE_BLOCK_LINES):
         problem = block.repeated_index_problem(path)
         if problem:
             raise MpigdError(problem)
         n_rows += len(block.labels)
+        nnz += len(block.index)
         if len(block.index):
             low = int(block.index.min())
             lowest = low if lowest is None else min(lowest, low)
@@ -275,13 +284,14 @@ def read_libsvm(path, *, n_features: int | None = None, zero_based: bool | None 
     flip = labels <= {-1.0, 1.0} and -1.0 in labels
     if flip:
         notes.append("labels -1/+1 mapped to 0/1")
-    lines_per_block = block_rows(width)
+    lines_per_block = SPARSE_BLOCK_LINES if sparse else block_rows(width)
 
     def blocks(progress: Progress):
         for block in _libsvm_blocks(path, lines_per_block):
-            X = np.zeros((len(block.labels), width))
-            X[block.row, block.index - base] = block.value
+            shape = (len(block.labels), width)
+            X = sp.csr_matrix((block.value, (block.row, block.index - base)), shape=shape)
+            X.sort_indices()
             progress(len(block.labels))
-            yield X, (block.labels + 1) / 2 if flip else block.labels
+            yield X if sparse else X.toarray(), (block.labels + 1) / 2 if flip else block.labels
 
-    return Source(n_rows, width, blocks, None, None, notes)
+    return Source(n_rows, width, blocks, None, None, notes, sparse=sparse, nnz=nnz)
