@@ -3,10 +3,12 @@
 Usage: python tests/mpi_fit.py SPEC.json OUT.npz
 SPEC is a list of {"name": ..., "data": ..., "model": ..., **fit options}. For each run,
 rank 0 saves ``NAME/theta`` (every rank's raw-scale parameters, one row per rank),
-``NAME/loss``, ``NAME/nit``, ``NAME/allreduces`` and ``NAME/converged``.
+``NAME/loss``, ``NAME/nit``, ``NAME/allreduces``, ``NAME/converged`` and ``NAME/peak_rss``
+(every rank's peak resident memory so far, in bytes).
 """
 
 import json
+import resource
 import sys
 
 import numpy as np
@@ -25,6 +27,7 @@ def main(spec_path, out):
         fitted = fit(data, model, comm=comm, **run)
         theta = np.append(np.ravel(fitted.model.coef), fitted.model.intercept)
         thetas = comm.gather(theta, root=0)
+        peaks = comm.gather(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, root=0)
         saved.update(
             {
                 f"{name}/theta": np.array(thetas),
@@ -32,6 +35,7 @@ def main(spec_path, out):
                 f"{name}/nit": fitted.result.nit,
                 f"{name}/allreduces": fitted.model.info["allreduces"],
                 f"{name}/converged": fitted.result.converged,
+                f"{name}/peak_rss": np.array(peaks),
             }
         )
     if comm.rank == 0:

@@ -369,3 +369,105 @@ def test_csv_becomes_sparse_when_asked(tmp_path):
     info = inspect_dataset(tmp_path / "t.h5")
     X = read_block(info, 0, 1).X
     assert info.csr.nnz == 3 and X.toarray().tolist() == [[0, 1.5, 0], [0, 0, 0], [2, 0, 3]]
+
+
+# ---------------------------------------------------------------------- .h5ad files
+
+
+def write_h5ad(path, X, labels, score):
+    import warnings
+
+    import anndata
+    import pandas as pd
+
+    obs = pd.DataFrame(
+        {"cell_type": pd.Categorical(labels), "score": score},
+        index=[f"cell{i}" for i in range(len(score))],
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        anndata.AnnData(X=X, obs=obs).write_h5ad(path)
+    return path
+
+
+def test_an_h5ad_file_from_anndata_trains_as_it_is(tmp_path):
+    X, y = sparse_problem("softmax", 300, 25, seed=13)
+    names = np.array(["B", "NK", "T"])[y.astype(int)]  # categories sort as B, NK, T: codes = y
+    score = X @ np.arange(25.0) / 25
+    path = write_h5ad(tmp_path / "cells.h5ad", X.astype(np.float32), names, score)
+    out = tmp_path / "m.h5"
+    argv = ["-m", "mpigd", "train", path, "--model", "softmax", "--y-key", "obs/cell_type"]
+    proc = run_mpi(3, *argv, "--l2", "1e-2", "--out", out, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    dense = write_h5(tmp_path / "d.h5", X.toarray().astype(np.float32), y)
+    proc = run_mpi(
+        1,
+        "-m",
+        "mpigd",
+        "train",
+        dense,
+        "--model",
+        "softmax",
+        "--l2",
+        "1e-2",
+        "--out",
+        tmp_path / "d-m.h5",
+        "--quiet",
+    )
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_allclose(
+        load_model(out).coef, load_model(tmp_path / "d-m.h5").coef, rtol=1e-6, atol=1e-8
+    )
+    linear = run_mpi(
+        2,
+        "-m",
+        "mpigd",
+        "train",
+        path,
+        "--model",
+        "linear",
+        "--y-key",
+        "obs/score",
+        "--out",
+        tmp_path / "l.h5",
+        "--quiet",
+    )
+    assert linear.returncode == 0, linear.stderr
+
+
+def test_missing_categorical_labels_are_counted(tmp_path):
+    X, y = sparse_problem("softmax", 300, 25, seed=13)
+    names = np.array(["B", "NK", "T"], dtype=object)[y.astype(int)]
+    names[[5, 7, 299]] = None  # pandas stores a missing category as code -1
+    path = write_h5ad(tmp_path / "cells.h5ad", X, names, np.zeros(300))
+    info = inspect_dataset(path, y_key="obs/cell_type")
+    with pytest.raises(MpigdError, match=r"holds 3 missing labels \(code -1\)"):
+        read_block(info, 0, 1)
+
+
+def test_a_csc_h5ad_is_refused_with_the_way_to_convert_it(tmp_path):
+    X, y = sparse_problem("logistic", 50, 10, seed=14)
+    path = write_h5ad(tmp_path / "cells.h5ad", X.tocsc(), y.astype(int).astype(str), np.zeros(50))
+    with pytest.raises(MpigdError, match=r"is a CSC matrix .*tocsr\(\)"):
+        inspect_dataset(path, y_key="obs/score")
+
+
+def test_a_terabyte_of_dense_data_trains_in_well_under_a_gigabyte_per_rank(tmp_path):
+    """200,000 x 1,000,000 with 20 values a row: 1.6 TB dense, 48 MB as CSR."""
+    m, n, per_row = 200_000, 1_000_000, 20
+    rng = np.random.default_rng(15)
+    indices = np.sort(rng.integers(0, n, (m, per_row)), axis=1)
+    indices[:, 1:] += np.cumsum(indices[:, 1:] == indices[:, :-1], axis=1)  # distinct, < n + 20
+    indices = np.minimum(indices, n - 1 - np.arange(per_row)[::-1])
+    X = sp.csr_matrix(
+        (rng.standard_normal(m * per_row), indices.ravel(), np.arange(0, m * per_row + 1, per_row)),
+        shape=(m, n),
+    )
+    y = (rng.random(m) < 0.5).astype(np.float64)
+    path = write_csr(tmp_path / "wide.h5", X, y)
+    spec = [{"name": "wide", "data": str(path), "model": "logistic", "l2": 1e-4, "max_iter": 15}]
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    proc = run_mpi(2, "tests/mpi_fit.py", tmp_path / "spec.json", tmp_path / "out.npz")
+    assert proc.returncode == 0, proc.stderr
+    peaks = np.load(tmp_path / "out.npz")["wide/peak_rss"]
+    assert len(peaks) == 2 and peaks.max() < 2**30, peaks

@@ -37,6 +37,7 @@ class DatasetInfo:
     y_dtype: np.dtype | None
     weight_key: str | None = None
     csr: CSRLayout | None = None  # X is a CSR group (io.sparse); None: a dense dataset
+    categorical: bool = False  # y_key names the codes of a categorical column (-1: missing)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,10 @@ def inspect_dataset(
         (:mod:`mpigd.io.hdf5` names each way a file can fail to open).
     """
     path = str(path)
+    with open_input(path) as f:
+        categorical = y_key is not None and _is_categorical(f.get(y_key))
+        if categorical:
+            y_key = f"{y_key.rstrip('/')}/codes"  # the class labels are the codes
     keys = [x_key] + [key for key in (y_key, weight_key) if key]
     with open_input(path) as f:
         csr, layout = None, {}
@@ -105,7 +110,16 @@ def inspect_dataset(
         if problem:
             raise MpigdError(f"{path}: {problem}")
     y_dtype = layout[y_key][1] if y_key else None
-    return DatasetInfo(path, x_key, y_key, m, n, x_dtype, y_dtype, weight_key, csr)
+    return DatasetInfo(path, x_key, y_key, m, n, x_dtype, y_dtype, weight_key, csr, categorical)
+
+
+def _is_categorical(obj) -> bool:
+    """An anndata categorical column: a group with ``codes`` and ``categories``."""
+    return (
+        isinstance(obj, h5py.Group)
+        and "codes" in obj
+        and obj.attrs.get("encoding-type") in ("categorical", b"categorical")
+    )
 
 
 def first_row(info: DatasetInfo) -> np.ndarray:
@@ -242,6 +256,14 @@ def read_block(info: DatasetInfo, rank: int, size: int) -> LocalData:
                 start,
                 stop,
             )
+    if info.categorical and stop > start and (columns[info.y_key] < 0).any():
+        raise MpigdError.in_rows(
+            f"{literal(info.path)}: '{literal(info.y_key)}' holds {{count}} missing labels "
+            "(code -1) in rows {rows}",
+            np.count_nonzero(columns[info.y_key] < 0),
+            start,
+            stop,
+        )
     weights = columns.get(info.weight_key) if info.weight_key else None
     if weights is not None and (weights < 0).any():
         raise MpigdError.in_rows(

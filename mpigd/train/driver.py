@@ -38,7 +38,13 @@ from ..parallel import (
     wtime,
 )
 from .checkpoint import Checkpoint, load_checkpoint
-from .options import check_options, choose_optimizer, optimizer_arguments, parameters_problem
+from .options import (
+    check_options,
+    choose_optimizer,
+    hessian_problem,
+    optimizer_arguments,
+    parameters_problem,
+)
 from .preemption import SignalWatch
 
 TIMING_KEYS = ("read", "compute", "allreduce", "total")
@@ -70,6 +76,7 @@ class _Problem:
     loss: PointwiseLoss
     weights: np.ndarray | None
     scaling: Scaling | None
+    budget: float  # bytes of data this rank may hold (parallel.memory_per_rank)
 
 
 def fit(
@@ -177,6 +184,11 @@ def fit(
     info = problem.info
     if optimizer == "auto":
         optimizer = choose_optimizer(model, l1, info.n_features)
+    size = (info.n_features + 1) * problem.loss.n_outputs
+    with rank_local(comm):
+        too_big = hessian_problem(optimizer, size, problem.budget)
+        if too_big:
+            raise MpigdError(too_big)
     options = {
         "model": model,
         "l2": l2,
@@ -191,7 +203,6 @@ def fit(
     run = None
     if checkpoint is not None or resume is not None:
         run = on_root(comm, lambda: {**options, **fingerprint(info)})
-    size = (info.n_features + 1) * problem.loss.n_outputs
     state = None if resume is None else _resume_state(comm, resume, optimizer, run, size)
 
     with SignalWatch() if checkpoint is not None else nullcontext(None) as stop_flag:
@@ -275,7 +286,7 @@ def _load(comm, data, model, x_key, y_key, weight_key, class_weight, standardize
     if standardize:
         shift = on_root(comm, lambda: first_row(info), share=True)
         scaling = standardization(comm, local.X, shift)
-    return _Problem(info, local, make_loss(model, n_classes), weights, scaling)
+    return _Problem(info, local, make_loss(model, n_classes), weights, scaling, budget)
 
 
 def _optimize(objective, optimizer, callback, state, stopping, extras) -> OptimizeResult:

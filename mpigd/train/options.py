@@ -119,3 +119,16 @@ def parameters_problem(
         f"{what} needs about {human_bytes(need)} per rank for its parameters and work "
         f"space, more than the {human_bytes(budget)} a rank has{hint}"
     )
+
+
+def hessian_problem(optimizer: str, n_parameters: int, budget: float) -> str | None:
+    """Why the normal equations' dense (p x p) matrix would not fit in ``budget`` bytes
+    (it is reduced once and factorised: about three copies), or None. Collective: no."""
+    need = 3 * 8.0 * n_parameters * n_parameters
+    if optimizer != "normal" or need <= budget:
+        return None
+    return (
+        f"the normal equations need a {n_parameters:,} x {n_parameters:,} matrix, about "
+        f"{human_bytes(need)} per rank, more than the {human_bytes(budget)} a rank has; use "
+        "lbfgs or newton for this many features"
+    )
