@@ -317,12 +317,6 @@ CASES = {
         ("new.h5",),
         mpi=True,
     ),
-    "info on CSR says it reads dense X only": Case(
-        "data info {tmp}/s.h5",
-        EXIT_INPUT,
-        "is a sparse (CSR) matrix; data info reads dense X only",
-        (files(s__h5=csr()),),
-    ),
     # train: sizes and values
     "train softmax with a label of 1e9": Case(
         "train {tmp}/cls.h5 --model softmax --out {tmp}/new.h5",

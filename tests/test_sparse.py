@@ -471,3 +471,30 @@ def test_a_terabyte_of_dense_data_trains_in_well_under_a_gigabyte_per_rank(tmp_p
     assert proc.returncode == 0, proc.stderr
     peaks = np.load(tmp_path / "out.npz")["wide/peak_rss"]
     assert len(peaks) == 2 and peaks.max() < 2**30, peaks
+
+
+def test_data_info_on_csr_equals_the_dense_statistics(files, tmp_path):
+    original, dense_path, X, _ = files[1]["logistic"]
+    csr_path = tmp_path / "nan.h5"
+    csr_path.write_bytes(original.read_bytes())
+    with h5py.File(csr_path, "a") as f:  # a NaN is counted, not an error, in info
+        data = f["X/data"][:]
+        data[-1] = np.nan
+        del f["X/data"]
+        f["X/data"] = data
+    summaries = []
+    for path, ranks in ((csr_path, 3), (csr_path, 1), (dense_path, 2)):
+        out = tmp_path / f"{ranks}-{path.stem}.json"
+        proc = run_mpi(ranks, "-m", "mpigd", "data", "info", path, "--json", out, "--quiet")
+        assert proc.returncode == 0, proc.stderr
+        summaries.append(json.loads(out.read_text()))
+    sparse_3, sparse_1, dense_2 = summaries
+    assert sparse_3["sparse"] == sparse_1["sparse"]
+    assert sparse_3["sparse"]["nnz"] == X.nnz
+    assert sparse_3["sparse"]["values_per_feature"] == X.getnnz(axis=0).tolist()
+    assert sparse_3["feature_stats"]["non_finite"][X.indices[-1]] == 1
+    for key in ("min", "max"):
+        stored = [v for j, v in enumerate(dense_2["feature_stats"][key]) if j != X.indices[-1]]
+        ours = [v for j, v in enumerate(sparse_3["feature_stats"][key]) if j != X.indices[-1]]
+        assert ours == stored
+    assert sparse_3["classes"] == dense_2["classes"]

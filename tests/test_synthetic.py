@@ -41,3 +41,31 @@ def test_rejects_bad_arguments(tmp_path):
         make_dataset(tmp_path / "x.h5", 0, 3)
     with pytest.raises(ValueError):
         make_dataset(tmp_path / "x.h5", 10, 3, kind="poisson")
+
+
+def test_sparse_synthetic_data_has_skewed_columns_and_trains(tmp_path):
+    import subprocess
+    import sys
+
+    from mpigd.io.dataset import inspect_dataset, read_block
+
+    out = tmp_path / "s.h5"
+    make_dataset(out, 20_000, 2000, kind="logistic", seed=3, density=0.005, dtype="float32")
+    info = inspect_dataset(out)
+    X, y = read_block(info, 0, 1).X, read_block(info, 0, 1).y
+    per_row = X.getnnz(axis=1).mean()
+    assert info.csr is not None and X.dtype == np.float32 and 8 < per_row <= 10
+    columns = X.getnnz(axis=0)
+    assert columns[:10].sum() > 20 * columns[-10:].sum()  # popular columns come first
+    with h5py.File(out) as f:
+        z = X @ f.attrs["coef_true"] + f.attrs["intercept_true"]
+    assert 0.2 < y.mean() < 0.8
+    model = tmp_path / "m.h5"
+    argv = ["train", out, "--model", "logistic", "--l2", "1e-4", "--out", model, "--quiet"]
+    done = subprocess.run([sys.executable, "-m", "mpigd", *map(str, argv)], capture_output=True)
+    assert done.returncode == 0, done.stderr
+    from mpigd import load_model
+
+    accuracy = np.mean(load_model(model).predict(X) == y)
+    assert accuracy > 0.75, accuracy
+    assert np.corrcoef(z, load_model(model).decision_function(X))[0, 1] > 0.8

@@ -38,6 +38,12 @@ def register(commands, run_options) -> None:
     make.add_argument("--seed", type=int, default=0)
     make.add_argument("--noise", type=float, default=0.1, help="label noise (linear only)")
     make.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    make.add_argument(
+        "--density",
+        type=float,
+        help="store X sparse (CSR) with this share of values per row, in columns of skewed "
+        "popularity (default: dense)",
+    )
     make.set_defaults(func=run_make)
 
     convert = data.add_parser(
@@ -135,12 +141,14 @@ def run_make(args, comm) -> int:
             seed=args.seed,
             noise=args.noise,
             dtype=args.dtype,
+            density=args.density,
             progress=tenths(say),
         ),
     )
     say(
         f"wrote {args.out}: {args.rows:,} x {args.features} {args.dtype}, "
         f"{args.model}, seed {args.seed}"
+        + ("" if args.density is None else f", sparse at density {args.density:g}")
     )
     return 0
 
@@ -230,6 +238,13 @@ def summary_lines(summary: dict, show: int) -> list[str]:
         lines.append(
             f"  {key}: {d['dtype']} {'x'.join(map(str, d['shape']))}, {chunks}, "
             f"compression {d['compression']}"
+        )
+    if "sparse" in summary:
+        s = summary["sparse"]
+        per_row = s["values_per_row"]
+        lines.append(
+            f"  sparse: {s['nnz']:,} values, density {100 * s['density']:.3g}%, per row "
+            f"{per_row['min']:,} / {per_row['mean']:.1f} / {per_row['max']:,} (min/mean/max)"
         )
     if "label_stats" in summary:
         if summary["classes"] is not None:

@@ -17,12 +17,10 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import scipy.sparse as sp
 
 from .._version import __version__
 from ..errors import MpigdError
 from ..parallel import available_memory
-from ..partition import CHUNK_BYTES
 from .arrays import read_numpy
 from .outputs import (
     atomic_path,
@@ -33,6 +31,7 @@ from .outputs import (
     space_problem,
 )
 from .source import Progress, Source
+from .sparse import CSRWriter
 from .text import read_csv, read_libsvm
 
 FORMATS = ("csv", "libsvm", "npy", "npz")
@@ -81,7 +80,7 @@ def write_source(
         if source.sparse:
             if contiguous:
                 raise MpigdError("a sparse (CSR) output is written in chunks, not contiguous")
-            X = _CSRWriter(f, "X", source.n_rows, source.n_features, dtype, compression, source.nnz)
+            X = CSRWriter(f, "X", source.n_rows, source.n_features, dtype, compression, source.nnz)
         else:
             X = create_rows_dataset(f, "X", (source.n_rows, source.n_features), dtype, **layout)
         y = None
@@ -103,56 +102,6 @@ def write_source(
         if y is not None and source.label_name:
             y.attrs["name"] = source.label_name
         f.attrs.update(attrs or {}, mpigd_version=__version__)
-
-
-class _CSRWriter:
-    """A CSR group in anndata's layout, filled block by block: ``data`` and ``indices``
-    in chunks of about 1 MiB (sized exactly when the count of values is known, else
-    grown as blocks come), ``indptr`` chunked by rows."""
-
-    def __init__(
-        self, f: h5py.File, key: str, n_rows: int, n_features: int, dtype, compression, nnz=None
-    ):
-        self.group = f.create_group(key)
-        self.group.attrs.update(
-            {
-                "encoding-type": "csr_matrix",
-                "encoding-version": "0.1.0",
-                "shape": (n_rows, n_features),
-            }
-        )
-        index_dtype = np.int32 if n_features <= np.iinfo(np.int32).max else np.int64
-        self.growing = nnz is None
-        for name, kind in (("data", np.dtype(dtype)), ("indices", np.dtype(index_dtype))):
-            chunk = CHUNK_BYTES // kind.itemsize
-            self.group.create_dataset(
-                name,
-                (0 if self.growing else nnz,),
-                maxshape=(None if self.growing else nnz,),
-                dtype=kind,
-                chunks=(chunk if self.growing else max(1, min(chunk, nnz)),),
-                compression=compression,
-                shuffle=compression is not None,
-            )
-        self.indptr = create_rows_dataset(
-            self.group, "indptr", (n_rows + 1,), np.int64, compression=compression
-        )
-        self.indptr[0] = 0
-        self.nnz = 0
-        self.attrs = self.group.attrs
-
-    def __setitem__(self, rows: slice, block: sp.csr_matrix) -> None:
-        block = sp.csr_matrix(block)
-        end = self.nnz + block.nnz
-        if not self.growing and end > self.group["data"].shape[0]:
-            raise MpigdError("the input changed while converting: more values than counted")
-        for name in ("data", "indices"):
-            dataset = self.group[name]
-            if self.growing:
-                dataset.resize((end,))
-            dataset[self.nnz : end] = getattr(block, name)
-        self.indptr[rows.start + 1 : rows.stop + 1] = block.indptr[1:] + self.nnz
-        self.nnz = end
 
 
 def convert(

@@ -21,7 +21,8 @@ from ..parallel import (
     rank_local,
 )
 from ..partition import block_range, rows_per_block
-from .dataset import READ_ERRORS, inspect_dataset
+from . import sparse
+from .dataset import READ_ERRORS, DatasetInfo, inspect_dataset
 from .outputs import read_attrs
 
 #: Most distinct integer labels reported as classes.
@@ -32,15 +33,7 @@ def _layout(path: str, keys: list[str]) -> dict:
     """Shapes, dtypes, chunks, compression, size and attributes. Collective: no."""
     try:
         with h5py.File(path, "r") as f:
-            datasets = {
-                key: {
-                    "shape": list(f[key].shape),
-                    "dtype": str(f[key].dtype),
-                    "chunks": list(f[key].chunks) if f[key].chunks else "contiguous",
-                    "compression": f[key].compression or "none",
-                }
-                for key in keys
-            }
+            datasets = {key: _dataset_layout(f[key]) for key in keys}
             names = f[keys[0]].attrs.get("feature_names", f.attrs.get("feature_names"))
             return {
                 "file_bytes": os.path.getsize(path),
@@ -50,6 +43,19 @@ def _layout(path: str, keys: list[str]) -> dict:
             }
     except READ_ERRORS as exc:
         raise MpigdError(f"cannot read {path}: {exc}") from exc
+
+
+def _dataset_layout(obj) -> dict:
+    """Shape, dtype, chunks and compression; of ``data`` for a CSR group."""
+    shape = list(obj.shape) if isinstance(obj, h5py.Dataset) else list(obj.attrs["shape"])
+    values = obj if isinstance(obj, h5py.Dataset) else obj["data"]
+    out = {
+        "shape": [int(s) for s in shape],
+        "dtype": str(values.dtype),
+        "chunks": list(values.chunks) if values.chunks else "contiguous",
+        "compression": values.compression or "none",
+    }
+    return out if isinstance(obj, h5py.Dataset) else {**out, "format": "csr"}
 
 
 class _Running:
@@ -70,6 +76,21 @@ class _Running:
             self.high = np.fmax(self.high, np.nanmax(clean, axis=0, initial=-np.inf))
             self.sum += np.nansum(clean, axis=0)
 
+    def add_csr(self, X) -> None:
+        """The same for CSR rows: stored values per column, and a 0 for each column that
+        has a row without a value."""
+        columns, values = X.indices, X.data.astype(np.float64)
+        finite = np.isfinite(values)
+        self.bad += np.bincount(columns, weights=~finite, minlength=len(self.sum))
+        self.sum += np.bincount(
+            columns, weights=np.where(finite, values, 0), minlength=len(self.sum)
+        )
+        np.fmin.at(self.low, columns[finite], values[finite])
+        np.fmax.at(self.high, columns[finite], values[finite])
+        has_zero = np.bincount(columns, minlength=len(self.sum)) < X.shape[0]
+        self.low[has_zero] = np.fmin(self.low[has_zero], 0.0)
+        self.high[has_zero] = np.fmax(self.high[has_zero], 0.0)
+
     def reduce(self, comm) -> dict:
         low, high = min_max_over_ranks(comm, self.low, self.high)
         sums = np.concatenate([self.sum, self.bad])
@@ -87,12 +108,10 @@ def describe(comm, path, x_key: str = "X", y_key: str | None = "y") -> dict:
     """Layout and statistics of ``path``; the same dict on every rank. Collective: yes."""
     with rank_local(comm):
         info = inspect_dataset(path, x_key, y_key)
-        if info.csr:
-            raise MpigdError(
-                f"{path}: '{x_key}' is a sparse (CSR) matrix; data info reads dense X only, so far"
-            )
     keys = [key for key in (x_key, y_key) if key]
     layout = on_root(comm, lambda: _layout(info.path, keys), share=True)
+    if info.csr:
+        return _describe_csr(comm, info, layout)
 
     start, stop = block_range(info.n_rows, comm.size, comm.rank)
     features, labels = _Running(info.n_features), _Running(1)
@@ -111,6 +130,12 @@ def describe(comm, path, x_key: str = "X", y_key: str | None = "y") -> dict:
         except READ_ERRORS as exc:
             raise MpigdError(f"reading rows {start}:{stop} of {path} failed: {exc}") from exc
 
+    return _summary(comm, info, layout, features, labels, classes)
+
+
+def _summary(comm, info: DatasetInfo, layout: dict, features, labels, classes) -> dict:
+    """The statistics reduced over ranks, as :func:`describe` returns them. Collective: yes."""
+    y_key = info.y_key
     x_stats = features.reduce(comm)
     summary = {
         "path": os.path.abspath(info.path),
@@ -133,6 +158,57 @@ def describe(comm, path, x_key: str = "X", y_key: str | None = "y") -> dict:
             "non_finite": int(y_stats["non_finite"][0]),
         }
         summary["classes"] = _merge_classes(comm, classes)
+    return summary
+
+
+def _describe_csr(comm, info: DatasetInfo, layout: dict) -> dict:
+    """:func:`describe` for a CSR group: each rank reads its rows (balanced by values),
+    and the summary adds the sparsity: values per row and per feature, density."""
+    features, labels = _Running(info.n_features), _Running(1)
+    classes: dict[float, int] | None = {}
+    with rank_local(comm):
+        try:
+            with h5py.File(info.path, "r") as f:
+                group = f[info.x_key]
+                start, stop = sparse.rank_rows(
+                    group, info.n_rows, info.csr.nnz, comm.size, comm.rank
+                )
+                X = sparse.read_rows(
+                    group,
+                    info.x_key,
+                    info.path,
+                    info.n_rows,
+                    info.n_features,
+                    start,
+                    stop,
+                    finite=False,
+                )
+                y = f[info.y_key][start:stop].astype(np.float64).reshape(-1) if info.y_key else None
+        except READ_ERRORS as exc:
+            raise MpigdError(f"reading {info.path} failed: {exc}") from exc
+    features.add_csr(X)
+    if y is not None:
+        labels.add(y[:, None])
+        classes = _count_classes(classes, y)
+    row_nnz = X.getnnz(axis=1)
+    stored = np.bincount(X.indices, minlength=info.n_features).astype(np.float64)
+    allreduce_sum(comm, stored)
+    low, high = min_max_over_ranks(
+        comm,
+        [row_nnz.min() if len(row_nnz) else np.inf],
+        [row_nnz.max() if len(row_nnz) else -np.inf],
+    )
+    summary = _summary(comm, info, layout, features, labels, classes)
+    summary["sparse"] = {
+        "nnz": info.csr.nnz,
+        "density": info.csr.nnz / (info.n_rows * info.n_features),
+        "values_per_row": {
+            "min": int(low[0]),
+            "mean": info.csr.nnz / info.n_rows,
+            "max": int(high[0]),
+        },
+        "values_per_feature": stored.astype(int).tolist(),
+    }
     return summary
 
 

@@ -21,7 +21,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import MpigdError, literal
-from ..partition import balanced_range
+from ..partition import CHUNK_BYTES, balanced_range
+from .outputs import create_rows_dataset
 
 
 @dataclass(frozen=True)
@@ -107,10 +108,19 @@ def rank_rows(group: h5py.Group, m: int, nnz: int, size: int, rank: int) -> tupl
 
 
 def read_rows(
-    group: h5py.Group, key: str, path: str, m: int, n: int, start: int, stop: int
+    group: h5py.Group,
+    key: str,
+    path: str,
+    m: int,
+    n: int,
+    start: int,
+    stop: int,
+    *,
+    finite: bool = True,
 ) -> sp.csr_matrix:
     """Rows ``start:stop`` as a CSR matrix: ``indptr`` for these rows, then one hyperslab
-    of ``data`` and of ``indices``; checked (:func:`check_rows`). Collective: no."""
+    of ``data`` and of ``indices``; checked (:func:`check_rows`; NaN and infinite values
+    only with ``finite``). Collective: no."""
     indptr = np.asarray(group["indptr"][start : stop + 1], dtype=np.int64)
     first, last = int(indptr[0]), int(indptr[-1])
     _check_indptr(indptr, key, path, start, stop, m)
@@ -121,7 +131,7 @@ def read_rows(
     if indices.dtype.kind == "u" or indices.dtype.itemsize not in (4, 8):
         indices = indices.astype(np.int64)
     X = sp.csr_matrix((data, indices, indptr - first), shape=(stop - start, n), copy=False)
-    check_rows(X, key, path, start, stop)
+    check_rows(X, key, path, start, stop, finite=finite)
     return X
 
 
@@ -132,7 +142,9 @@ def _check_indptr(indptr: np.ndarray, key: str, path: str, start: int, stop: int
         raise MpigdError(f"{path}: '{key}'/indptr decreases at row {row}; it must not")
 
 
-def check_rows(X: sp.csr_matrix, key: str, path: str, start: int, stop: int) -> None:
+def check_rows(
+    X: sp.csr_matrix, key: str, path: str, start: int, stop: int, *, finite: bool = True
+) -> None:
     """Column indices in [0, n), no index twice in one row, finite values; each problem
     one error naming a row (and, merged over ranks, the counts). Collective: no."""
     where = f"{literal(path)}: '{literal(key)}'"
@@ -160,7 +172,7 @@ def check_rows(X: sp.csr_matrix, key: str, path: str, start: int, stop: int) -> 
             f"{start + row}, column {column}",
         )
     bad = X.data.size - np.count_nonzero(np.isfinite(X.data))
-    if bad:
+    if finite and bad:
         raise MpigdError.in_rows(
             f"{where} holds {{count}} NaN or infinite values in rows {{rows}}", bad, start, stop
         )
@@ -196,3 +208,54 @@ def dense_rows(group: h5py.Group, rows: np.ndarray, n: int) -> np.ndarray:
         a, b = int(indptr[row]), int(indptr[row + 1])
         out[i, np.asarray(group["indices"][a:b], dtype=np.int64)] = group["data"][a:b]
     return out
+
+
+class CSRWriter:
+    """A CSR group in anndata's layout, filled block by block: ``data`` and ``indices``
+    in chunks of about 1 MiB (sized exactly when the count of values is known, else
+    grown as blocks come), ``indptr`` chunked by rows. ``writer[a:b] = block`` stores
+    rows a:b, in order. Collective: no."""
+
+    def __init__(
+        self, f: h5py.File, key: str, n_rows: int, n_features: int, dtype, compression, nnz=None
+    ):
+        self.group = f.create_group(key)
+        self.group.attrs.update(
+            {
+                "encoding-type": "csr_matrix",
+                "encoding-version": "0.1.0",
+                "shape": (n_rows, n_features),
+            }
+        )
+        index_dtype = np.int32 if n_features <= np.iinfo(np.int32).max else np.int64
+        self.growing = nnz is None
+        for name, kind in (("data", np.dtype(dtype)), ("indices", np.dtype(index_dtype))):
+            chunk = CHUNK_BYTES // kind.itemsize
+            self.group.create_dataset(
+                name,
+                (0 if self.growing else nnz,),
+                maxshape=(None if self.growing else nnz,),
+                dtype=kind,
+                chunks=(chunk if self.growing else max(1, min(chunk, nnz)),),
+                compression=compression,
+                shuffle=compression is not None,
+            )
+        self.indptr = create_rows_dataset(
+            self.group, "indptr", (n_rows + 1,), np.int64, compression=compression
+        )
+        self.indptr[0] = 0
+        self.nnz = 0
+        self.attrs = self.group.attrs
+
+    def __setitem__(self, rows: slice, block: sp.csr_matrix) -> None:
+        block = sp.csr_matrix(block)
+        end = self.nnz + block.nnz
+        if not self.growing and end > self.group["data"].shape[0]:
+            raise MpigdError("the input changed while converting: more values than counted")
+        for name in ("data", "indices"):
+            dataset = self.group[name]
+            if self.growing:
+                dataset.resize((end,))
+            dataset[self.nnz : end] = getattr(block, name)
+        self.indptr[rows.start + 1 : rows.stop + 1] = block.indptr[1:] + self.nnz
+        self.nnz = end

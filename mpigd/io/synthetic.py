@@ -6,10 +6,12 @@ import os
 
 import h5py
 import numpy as np
+import scipy.sparse as sp
 from scipy.special import expit
 
 from ..errors import MpigdError
 from .outputs import check_outputs, create_rows_dataset, space_problem, writing
+from .sparse import CSRWriter
 
 #: Rows drawn per random-number stream. Each block has its own stream, seeded by
 #: ``(seed, block index)``, so the file's content depends on the seed only.
@@ -25,17 +27,20 @@ def make_dataset(
     seed: int = 0,
     noise: float = 0.1,
     dtype: str = "float64",
+    density: float | None = None,
     progress=None,
 ) -> None:
     """Write a random linear or logistic regression problem to ``path``, atomically.
 
-    ``X`` has independent standard normal features; the true weights are drawn
-    ``N(0, 4 / n)`` so that ``z = X w + b`` has a standard deviation of about 2, and the
-    intercept ``N(0, 1)``. Linear: ``y = z + noise * N(0, 1)``. Logistic:
-    ``y ~ Bernoulli(expit(z))`` (``noise`` is not used). The true parameters are stored in
-    the attributes ``coef_true`` and ``intercept_true``. HDF5 chunks hold whole rows
-    (about 1 MiB each) so that reading a block of rows touches only its own chunks.
-    Memory use is one generation block (65,536 rows), whatever ``n_rows`` is.
+    Dense by default: ``X`` has independent standard normal features. With ``density``,
+    X is a CSR group (:mod:`mpigd.io.sparse`) with about ``density * n_features`` values
+    a row, standard normal, in columns drawn with Zipf-like popularity (column j about
+    ``1 / (j + 1)`` as often as column 0), as in click logs and text. The true weights
+    are drawn so that ``z = X w + b`` has a standard deviation of about 2, the intercept
+    ``N(0, 1)``. Linear: ``y = z + noise * N(0, 1)``. Logistic: ``y ~ Bernoulli(expit(z))``
+    (``noise`` is not used). The true parameters are stored as ``coef_true`` and
+    ``intercept_true`` (attributes, or a dataset for more than ``ATTRIBUTE_COEF``
+    features). Memory use is one generation block (65,536 rows), whatever ``n_rows`` is.
 
     Collective: no (call on one rank).
     """
@@ -45,23 +50,46 @@ def make_dataset(
         raise ValueError(f"need n_rows >= 1 and n_features >= 1, got {n_rows}, {n_features}")
     if not (noise >= 0 and np.isfinite(noise)):
         raise MpigdError(f"noise must be a finite number >= 0, got {noise}")
+    if density is not None and not 0 < density <= 1:
+        raise MpigdError(f"density must be in (0, 1], got {density}")
     dtype = np.dtype(dtype)
     check_outputs({"the output": path})
-    problem = space_problem(path, n_rows * (n_features * dtype.itemsize + 8), "dataset")
+    per_row = n_features * (dtype.itemsize if density is None else density * (dtype.itemsize + 4))
+    problem = space_problem(path, n_rows * (per_row + 16), "dataset")
     if problem:
         raise MpigdError(problem)
     rng = np.random.default_rng([seed, 0xC0EF])
-    coef = rng.normal(0.0, 2.0 / np.sqrt(n_features), n_features)
+    stored = n_features if density is None else max(density * n_features, 1.0)
+    coef = rng.normal(0.0, 2.0 / np.sqrt(stored), n_features)
     intercept = rng.normal()
+    popularity = None
+    if density is not None:
+        popularity = 1.0 / np.arange(1, n_features + 1)
+        popularity /= popularity.sum()
+        # column j is in a row with probability about density * n * p_j: scaling its
+        # weight by 1 / sqrt(n p_j) keeps the spread of z at about 2 for every column
+        coef /= np.sqrt(n_features * popularity)
 
     with writing(path) as tmp, h5py.File(tmp, "w") as f:
-        X = create_rows_dataset(f, "X", (n_rows, n_features), dtype)
+        if density is None:
+            X = create_rows_dataset(f, "X", (n_rows, n_features), dtype)
+        else:
+            X = CSRWriter(f, "X", n_rows, n_features, dtype, None)
         y = create_rows_dataset(f, "y", (n_rows,), np.float64)
-        f.attrs.update(kind=kind, seed=seed, noise=noise, coef_true=coef, intercept_true=intercept)
+        f.attrs.update(kind=kind, seed=seed, noise=noise, intercept_true=intercept)
+        if density is not None:
+            f.attrs["density"] = density
+        if n_features <= ATTRIBUTE_COEF:
+            f.attrs["coef_true"] = coef
+        else:
+            f["coef_true"] = coef
         for block, start in enumerate(range(0, n_rows, GENERATION_ROWS)):
             stop = min(start + GENERATION_ROWS, n_rows)
             block_rng = np.random.default_rng([seed, block])
-            X_b = block_rng.standard_normal((stop - start, n_features)).astype(dtype)
+            if density is None:
+                X_b = block_rng.standard_normal((stop - start, n_features)).astype(dtype)
+            else:
+                X_b = _sparse_rows(block_rng, stop - start, n_features, density, popularity, dtype)
             z = X_b.astype(np.float64) @ coef + intercept
             if kind == "linear":
                 y_b = z + noise * block_rng.standard_normal(stop - start)
@@ -71,3 +99,20 @@ def make_dataset(
             y[start:stop] = y_b
             if progress is not None:
                 progress(stop, n_rows)
+
+
+#: The most features whose true weights are stored as an attribute (HDF5 keeps
+#: attributes in the object header, which holds 64 KiB).
+ATTRIBUTE_COEF = 4096
+
+
+def _sparse_rows(rng, rows, n_features, density, popularity, dtype) -> sp.csr_matrix:
+    """CSR rows with Binomial(n, density) values each, in columns drawn by popularity;
+    a column drawn twice in a row is stored once."""
+    counts = rng.binomial(n_features, density, rows)
+    row = np.repeat(np.arange(rows), counts)
+    column = rng.choice(n_features, size=int(counts.sum()), p=popularity)
+    values = rng.standard_normal(len(row)).astype(dtype)
+    X = sp.coo_matrix((values, (row, column)), shape=(rows, n_features)).tocsr()
+    X.sum_duplicates()
+    return X
