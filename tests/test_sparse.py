@@ -498,3 +498,27 @@ def test_data_info_on_csr_equals_the_dense_statistics(files, tmp_path):
         ours = [v for j, v in enumerate(sparse_3["feature_stats"][key]) if j != X.indices[-1]]
         assert ours == stored
     assert sparse_3["classes"] == dense_2["classes"]
+
+
+def test_split_moves_csr_rows_with_their_values_and_labels(files, tmp_path):
+    from mpigd.io.split import split
+
+    path, _, X, y = files[1]["linear"]
+    train, test = tmp_path / "train.h5", tmp_path / "test.h5"
+    counts = split(path, train, test, test_fraction=0.3, seed=2)
+    assert counts == (M - int(np.ceil(0.3 * M)), int(np.ceil(0.3 * M)))
+    parts = [read_block(inspect_dataset(p, weight_key="w"), 0, 1) for p in (train, test)]
+    assert all(part.info.csr is not None for part in parts)
+
+    def rows(X, y, w):
+        dense = X.toarray()
+        return sorted(tuple(np.append(dense[i], [y[i], w[i]])) for i in range(X.shape[0]))
+
+    with h5py.File(path) as f:
+        w = f["w"][:]
+    joined = rows(parts[0].X, parts[0].y, parts[0].weights) + rows(
+        parts[1].X, parts[1].y, parts[1].weights
+    )
+    assert sorted(joined) == rows(X, y, w)
+    first = parts[1].X.toarray()[0]
+    assert not np.array_equal(first, X.toarray()[0])  # shuffled (this seed moves row 0)

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import MpigdError
 from ..partition import BLOCK_BYTES, rows_per_block
+from . import sparse
 from .hdf5 import get_dataset, open_input
 from .outputs import (
     atomic_path,
@@ -51,48 +53,40 @@ def split(
         raise MpigdError(f"the test fraction must be between 0 and 1, got {test_fraction}")
     check_outputs({"the training file": train_out, "the test file": test_out}, {"the data": path})
     with open_input(path) as source:
-        if isinstance(source.get(x_key), h5py.Group):
-            raise MpigdError(
-                f"{path}: '{x_key}' is a group (a sparse matrix?); data split moves dense "
-                "datasets only, so far"
-            )
-        m = get_dataset(source, x_key).shape[0]
-        keys = [
-            key
-            for key, item in source.items()
-            if isinstance(item, h5py.Dataset) and item.ndim >= 1 and item.shape[0] == m
-        ]
+        if not isinstance(source.get(x_key), h5py.Group):
+            get_dataset(source, x_key)
+        columns = _columns(source, x_key, path)
+        m = columns[0].rows
         n_test = math.ceil(test_fraction * m)
         if not 0 < n_test < m:
             raise MpigdError(
                 f"a test fraction of {test_fraction} of {m} rows leaves an empty "
                 f"{'test' if n_test == 0 else 'training'} set"
             )
-        row_bytes = sum(source[k].dtype.itemsize * math.prod(source[k].shape[1:]) for k in keys)
+        row_bytes = sum(c.row_bytes for c in columns)
         n_buckets = max(1, math.ceil(m * row_bytes / BUCKET_BYTES))
         block = rows_per_block(row_bytes, BLOCK_BYTES)
         rng = np.random.default_rng(seed)
         folder = Path(train_out).resolve().parent
-        if not any(source[k].compression for k in keys):  # else the size is unknown
+        if not any(c.compressed for c in columns):  # else the size is unknown
             problem = space_problem(train_out, 2 * m * row_bytes, "split (scratch and outputs)")
             if problem:
                 raise MpigdError(problem)
         try:
             with tempfile.TemporaryDirectory(dir=folder, prefix=".mpigd-split-") as scratch:
-                buckets = _scatter(source, keys, m, n_buckets, block, rng, scratch, progress)
+                buckets = _scatter(columns, m, n_buckets, block, rng, scratch, progress)
                 with (
                     atomic_path(test_out) as test_tmp,
                     atomic_path(train_out) as train_tmp,
                     h5py.File(test_tmp, "w") as test,
                     h5py.File(train_tmp, "w") as train,
                 ):
-                    outputs = [(test, n_test), (train, m - n_test)]
-                    for out, rows in outputs:
+                    outputs = []
+                    for out, rows in ((test, n_test), (train, m - n_test)):
                         out.attrs.update(source.attrs)
                         out.attrs.update(split_of=os.path.abspath(path), seed=seed)
-                        for key in keys:
-                            _create_like(out, source[key], rows)
-                    _gather(buckets, keys, outputs, rng, progress)
+                        outputs.append(({c.key: c.create(out, rows) for c in columns}, rows))
+                    _gather(buckets, columns, outputs, rng, progress)
         except OSError as exc:
             reason = environment_reason(exc)
             if reason is None:
@@ -101,19 +95,85 @@ def split(
     return m - n_test, n_test
 
 
-def _create_like(out: h5py.File, dataset: h5py.Dataset, rows: int) -> None:
-    created = create_rows_dataset(
-        out,
-        dataset.name,
-        (rows, *dataset.shape[1:]),
-        dataset.dtype,
-        contiguous=dataset.chunks is None,
-        compression=dataset.compression,
-    )
-    created.attrs.update(dataset.attrs)
+class _Dense:
+    """A dataset with one entry per row."""
+
+    def __init__(self, dataset: h5py.Dataset):
+        self.key, self.dataset, self.rows = dataset.name.lstrip("/"), dataset, dataset.shape[0]
+        self.row_bytes = dataset.dtype.itemsize * math.prod(dataset.shape[1:])
+        self.compressed = dataset.compression is not None
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.dataset[start:stop]
+
+    def append(self, bucket: h5py.Group, values: np.ndarray) -> None:
+        _append(bucket, self.key, values)
+
+    def load(self, bucket: h5py.Group) -> np.ndarray:
+        return bucket[self.key][:]
+
+    def create(self, out: h5py.File, rows: int) -> h5py.Dataset:
+        created = create_rows_dataset(
+            out,
+            self.key,
+            (rows, *self.dataset.shape[1:]),
+            self.dataset.dtype,
+            contiguous=self.dataset.chunks is None,
+            compression=self.dataset.compression,
+        )
+        created.attrs.update(self.dataset.attrs)
+        return created
 
 
-def _scatter(source, keys, m, n_buckets, block, rng, scratch, progress) -> h5py.File:
+class _CSR:
+    """A CSR group (:mod:`mpigd.io.sparse`): its rows move with their values."""
+
+    def __init__(self, group: h5py.Group, path: str):
+        self.key, self.group, self.path = group.name.lstrip("/"), group, path
+        self.rows, self.n, self.layout = sparse.inspect_csr(group, self.key, path)
+        values_per_row = self.layout.nnz / max(self.rows, 1)
+        self.row_bytes = self.layout.bytes_per_value() * values_per_row + 8
+        self.compressed = group["data"].compression is not None
+
+    def read(self, start: int, stop: int) -> sp.csr_matrix:
+        return sparse.read_rows(
+            self.group, self.key, self.path, self.rows, self.n, start, stop, finite=False
+        )
+
+    def append(self, bucket: h5py.Group, X: sp.csr_matrix) -> None:
+        lengths = np.diff(X.indptr)
+        for name, values in (("data", X.data), ("indices", X.indices), ("lengths", lengths)):
+            _append(bucket, f"{self.key}/{name}", values)
+
+    def load(self, bucket: h5py.Group) -> sp.csr_matrix:
+        part = bucket[self.key]
+        indptr = np.concatenate([[0], np.cumsum(part["lengths"][:])])
+        shape = (len(indptr) - 1, self.n)
+        return sp.csr_matrix((part["data"][:], part["indices"][:], indptr), shape=shape)
+
+    def create(self, out: h5py.File, rows: int) -> sparse.CSRWriter:
+        data = self.group["data"]
+        writer = sparse.CSRWriter(out, self.key, rows, self.n, data.dtype, data.compression)
+        writer.attrs.update({k: v for k, v in self.group.attrs.items() if k != "shape"})
+        return writer
+
+
+def _columns(source: h5py.File, x_key: str, path: str) -> list:
+    """X first, then every other dataset with one entry per row."""
+    X = source[x_key]
+    first = _CSR(X, path) if isinstance(X, h5py.Group) else _Dense(X)
+    others = [
+        _Dense(item)
+        for key, item in source.items()
+        if key != x_key.strip("/")
+        and isinstance(item, h5py.Dataset)
+        and item.ndim >= 1
+        and item.shape[0] == first.rows
+    ]
+    return [first, *others]
+
+
+def _scatter(columns, m, n_buckets, block, rng, scratch, progress) -> h5py.File:
     """Read the rows in order and append each to a random bucket in a scratch file."""
     buckets = h5py.File(Path(scratch) / "buckets.h5", "w")
     for start in range(0, m, block):
@@ -121,10 +181,10 @@ def _scatter(source, keys, m, n_buckets, block, rng, scratch, progress) -> h5py.
         target = rng.integers(n_buckets, size=stop - start)
         order = np.argsort(target, kind="stable")
         bounds = np.searchsorted(target[order], np.arange(n_buckets + 1))
-        for key in keys:
-            values = source[key][start:stop][order]
+        for column in columns:
+            values = column.read(start, stop)[order]
             for b in np.flatnonzero(np.diff(bounds)):
-                _append(buckets, f"{b}/{key}", values[bounds[b] : bounds[b + 1]])
+                column.append(buckets.require_group(str(b)), values[bounds[b] : bounds[b + 1]])
         progress(stop - start)
     return buckets
 
@@ -141,19 +201,20 @@ def _append(f: h5py.File, name: str, values: np.ndarray) -> None:
     dataset[old:] = values
 
 
-def _gather(buckets, keys, outputs, rng, progress) -> None:
+def _gather(buckets, columns, outputs, rng, progress) -> None:
     """Shuffle each bucket in memory and deal its rows to the test, then training file."""
     output, (out, room) = 0, outputs[0]
     written = 0
     for b in sorted(int(name) for name in buckets):
         group = buckets[str(b)]
-        order = rng.permutation(group[keys[0]].shape[0])
-        rows = {key: group[key][:][order] for key in keys}
+        rows = {c.key: c.load(group) for c in columns}
+        order = rng.permutation(rows[columns[0].key].shape[0])
+        rows = {key: values[order] for key, values in rows.items()}
         taken = 0
         while taken < len(order):
             count = min(len(order) - taken, room - written)
-            for key in keys:
-                out[key][written : written + count] = rows[key][taken : taken + count]
+            for key, values in rows.items():
+                out[key][written : written + count] = values[taken : taken + count]
             taken, written = taken + count, written + count
             if written == room and output + 1 < len(outputs):
                 output, written = output + 1, 0
