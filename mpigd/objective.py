@@ -173,6 +173,9 @@ class Objective:
         self.stop_requested = False
         self.n_evals = 0
         self.timings = Timings()
+        # The reduction buffer [loss_sum, grad_sum..., weight_sum, stop_flag], allocated
+        # once: at n = 10^7 it is 80 MB, reduced in place every evaluation.
+        self._buffer = np.empty(self.size + 3)
 
     # -- the reduction ---------------------------------------------------------------
     def _reduce(self, buffer: np.ndarray, local_weight: float, started: float) -> float:
@@ -237,7 +240,7 @@ class Objective:
     def _loss_gradient(self, theta, X, y, weights, local_weight, start):
         """One packed reduction of the loss and gradient sums over rows ``X``, ``y``."""
         p = self.size
-        buffer = np.empty(p + 3)
+        buffer = self._buffer
         buffer[0], _ = self.kernels.local_sums(
             X, y, self.raw(theta), self.loss, out=buffer[1 : p + 1], weights=weights
         )
@@ -276,7 +279,7 @@ class Objective:
         start = wtime()
         p = self.size
         raw_v = v if self.scaling is None else self.scaling.to_raw(v)
-        buffer = np.empty(p + 2)
+        buffer = self._buffer[: p + 2]
         buffer[:p] = self.kernels.local_hessp(
             self.X_local, self.y_local, self.raw(theta), raw_v, self.loss, weights=self.weights
         )
