@@ -522,3 +522,22 @@ def test_split_moves_csr_rows_with_their_values_and_labels(files, tmp_path):
     assert sorted(joined) == rows(X, y, w)
     first = parts[1].X.toarray()[0]
     assert not np.array_equal(first, X.toarray()[0])  # shuffled (this seed moves row 0)
+
+
+def test_a_scipy_save_npz_file_converts_to_csr_in_row_blocks(tmp_path, monkeypatch):
+    from mpigd.io import arrays
+    from mpigd.io.convert import convert
+
+    monkeypatch.setattr(arrays, "SPARSE_BLOCK_ROWS", 97)  # many blocks, one row range each
+    X, _ = sparse_problem("linear", 1000, 60, seed=16)
+    sp.save_npz(tmp_path / "x.npz", X)
+    source = convert(tmp_path / "x.npz", tmp_path / "x.h5")
+    assert source.sparse and "no label array (a save_npz file)" in source.notes
+    read = read_block(inspect_dataset(tmp_path / "x.h5", y_key=None), 0, 1).X
+    assert (read != X).nnz == 0
+    convert(tmp_path / "x.npz", tmp_path / "d.h5", layout="dense")
+    with h5py.File(tmp_path / "d.h5") as f:
+        np.testing.assert_array_equal(f["X"][:], X.toarray())
+    sp.save_npz(tmp_path / "c.npz", X.tocsc())
+    with pytest.raises(MpigdError, match="holds a csc matrix; save it as CSR"):
+        convert(tmp_path / "c.npz", tmp_path / "c.h5")

@@ -1,5 +1,6 @@
 """Readers of NumPy files, ``.npy`` (a 2-D array whose label is a column) and ``.npz``
-(arrays ``X`` and ``y``), block by block through memory maps or zip members."""
+(arrays ``X`` and ``y``, or a CSR matrix written by ``scipy.sparse.save_npz``), block by
+block through the files or zip members, never whole."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import zipfile
 from collections.abc import Iterator
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import MpigdError
 from .source import Progress, Source, block_rows, label_column
@@ -58,6 +60,8 @@ def read_numpy(path, *, label: str | None = None, x_key="X", y_key="y") -> Sourc
         def member(key):
             return lambda: zipfile.ZipFile(path).open(f"{key}.npy")
 
+        if {"data", "indices", "indptr", "format", "shape"} <= set(members):
+            return _saved_sparse(path, member)
         if x_key in members:
             x_shape, keep, _, x_read = _array_blocks(f"{path}:{x_key}", member(x_key), "none")
             y_read = None
@@ -82,6 +86,70 @@ def read_numpy(path, *, label: str | None = None, x_key="X", y_key="y") -> Sourc
 
     shape, keep, y_column, read = _array_blocks(path, opener, label)
     return _numpy_source(path, shape, keep, y_column, read, None)
+
+
+#: Rows of a CSR matrix read per block from a ``save_npz`` file.
+SPARSE_BLOCK_ROWS = 8192
+
+
+def _vector_reader(open_array, name: str):
+    """A reader of consecutive ranges of a 1-D .npy member: ``take(count)``."""
+    f = open_array()
+    shape, _, dtype = _npy_header(f)
+    if len(shape) != 1 or dtype.kind not in "iuf":
+        raise MpigdError(f"{name}: need a 1-D array of numbers, got shape {shape} {dtype}")
+
+    def take(count: int) -> np.ndarray:
+        return np.frombuffer(f.read(count * dtype.itemsize), dtype=dtype)
+
+    return f, shape[0], take
+
+
+def _saved_sparse(path: str, member) -> Source:
+    """A matrix written by ``scipy.sparse.save_npz``: CSR is read in row blocks (features
+    only: such a file holds no labels); other formats are refused with the conversion."""
+    with member("format")() as f:
+        dtype = _npy_header(f)[2]
+        value = np.frombuffer(f.read(), dtype=dtype)
+        fmt = value.item() if value.size == 1 else ""
+        fmt = fmt.decode("ascii", "replace") if isinstance(fmt, bytes) else str(fmt)
+    if fmt != "csr":
+        raise MpigdError(
+            f"{path} holds a {fmt or 'non-CSR'} matrix; save it as CSR "
+            "(scipy.sparse.save_npz(path, X.tocsr()))"
+        )
+    with member("shape")() as f:
+        shape_header = _npy_header(f)
+        m, n = (int(v) for v in np.frombuffer(f.read(), dtype=shape_header[2]))
+    with member("data")() as f:
+        nnz = _npy_header(f)[0][0]
+
+    def blocks(progress: Progress):
+        handles = []
+        try:
+            takes = {}
+            for name in ("indptr", "data", "indices"):
+                handle, _, takes[name] = _vector_reader(member(name), f"{path}:{name}")
+                handles.append(handle)
+            first = int(takes["indptr"](1)[0])
+            for start in range(0, m, SPARSE_BLOCK_ROWS):
+                rows = min(SPARSE_BLOCK_ROWS, m - start)
+                ends = takes["indptr"](rows).astype(np.int64)
+                count = int(ends[-1]) - first
+                data, indices = takes["data"](count), takes["indices"](count)
+                if not np.isfinite(data).all():
+                    raise MpigdError(f"{path}: the X values hold NaN or infinity")
+                indptr = np.concatenate([[0], ends - first])
+                X = sp.csr_matrix((data, indices, indptr), shape=(rows, n))
+                X.sum_duplicates()
+                first = int(ends[-1])
+                progress(rows)
+                yield X, None
+        finally:
+            for handle in handles:
+                handle.close()
+
+    return Source(m, n, blocks, notes=["no label array (a save_npz file)"], sparse=True, nnz=nnz)
 
 
 def _numpy_source(path, shape, keep, y_column, x_read, y_read) -> Source:

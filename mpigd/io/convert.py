@@ -145,6 +145,8 @@ def convert(
             raise MpigdError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
         if layout == "sparse" and not source.sparse:
             source = source.as_sparse()
+        if layout == "dense" and source.sparse:
+            source = source.as_dense()
         if source.sparse:
             source.notes.append("X stored sparse (CSR)")
         problem = _size_problem(source, output, dtype, compression)

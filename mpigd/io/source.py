@@ -45,6 +45,16 @@ class Source:
 
         return replace(self, blocks=blocks, sparse=True)
 
+    def as_dense(self) -> Source:
+        """The same rows, with each CSR block made dense."""
+        sparse_blocks = self.blocks
+
+        def blocks(progress: Progress):
+            for X, y in sparse_blocks(progress):
+                yield X.toarray(), y
+
+        return replace(self, blocks=blocks, sparse=False, nnz=None)
+
 
 def label_column(label: str | None, names: list[str] | None, width: int) -> int | None:
     """The label column's index (None: no label column) from a name or an index;
