@@ -210,9 +210,7 @@ def _read_csr(info: DatasetInfo, rank: int, size: int) -> tuple[sp.csr_matrix, i
         with h5py.File(info.path, "r") as f:
             group = f[info.x_key]
             start, stop = sparse.rank_rows(group, info.n_rows, info.csr.nnz, size, rank)
-            X = sparse.read_rows(
-                group, info.x_key, info.path, info.n_rows, info.n_features, start, stop
-            )
+            X = sparse.read_rows(group, info.x_key, info.path, info.n_features, start, stop)
     except READ_ERRORS as exc:
         raise MpigdError(f"reading {info.path} (rank {rank}'s rows) failed: {exc}") from exc
     return X, start, stop

@@ -177,7 +177,6 @@ def _describe_csr(comm, info: DatasetInfo, layout: dict) -> dict:
                     group,
                     info.x_key,
                     info.path,
-                    info.n_rows,
                     info.n_features,
                     start,
                     stop,

@@ -111,7 +111,6 @@ def read_rows(
     group: h5py.Group,
     key: str,
     path: str,
-    m: int,
     n: int,
     start: int,
     stop: int,
@@ -123,7 +122,7 @@ def read_rows(
     only with ``finite``). Collective: no."""
     indptr = np.asarray(group["indptr"][start : stop + 1], dtype=np.int64)
     first, last = int(indptr[0]), int(indptr[-1])
-    _check_indptr(indptr, key, path, start, stop, m)
+    _check_indptr(indptr, key, path, start)
     data = np.empty(last - first, dtype=_memory_dtype(group["data"].dtype))
     if last > first:
         group["data"].read_direct(data, np.s_[first:last])
@@ -135,7 +134,7 @@ def read_rows(
     return X
 
 
-def _check_indptr(indptr: np.ndarray, key: str, path: str, start: int, stop: int, m: int):
+def _check_indptr(indptr: np.ndarray, key: str, path: str, start: int) -> None:
     steps = np.diff(indptr)
     if (steps < 0).any():
         row = start + int(np.argmax(steps < 0))

@@ -136,9 +136,7 @@ class _CSR:
         self.compressed = group["data"].compression is not None
 
     def read(self, start: int, stop: int) -> sp.csr_matrix:
-        return sparse.read_rows(
-            self.group, self.key, self.path, self.rows, self.n, start, stop, finite=False
-        )
+        return sparse.read_rows(self.group, self.key, self.path, self.n, start, stop, finite=False)
 
     def append(self, bucket: h5py.Group, X: sp.csr_matrix) -> None:
         lengths = np.diff(X.indptr)
