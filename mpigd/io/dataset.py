@@ -82,8 +82,7 @@ def inspect_dataset(
         categorical = y_key is not None and _is_categorical(f.get(y_key))
         if categorical:
             y_key = f"{y_key.rstrip('/')}/codes"  # the class labels are the codes
-    keys = [x_key] + [key for key in (y_key, weight_key) if key]
-    with open_input(path) as f:
+        keys = [x_key] + [key for key in (y_key, weight_key) if key]
         csr, layout = None, {}
         if isinstance(f.get(x_key), h5py.Group):
             m, n, csr = sparse.inspect_csr(f[x_key], x_key, path)
@@ -164,11 +163,6 @@ def fingerprint(info: DatasetInfo) -> dict[str, str | int]:
     }
 
 
-def _memory_dtype(info: DatasetInfo) -> np.dtype:
-    """float32 and float64 features stay as they are; integers become float64."""
-    return info.x_dtype if info.x_dtype in (np.float32, np.float64) else np.dtype(np.float64)
-
-
 def memory_problem(info: DatasetInfo, rank: int, size: int, budget: float) -> str | None:
     """Why rank ``rank``'s block would not fit in ``budget`` bytes, or None.
 
@@ -177,7 +171,9 @@ def memory_problem(info: DatasetInfo, rank: int, size: int, budget: float) -> st
     """
     if info.csr:
         return _sparse_memory_problem(info, size, budget)
-    row_bytes = info.n_features * _memory_dtype(info).itemsize + np.dtype(np.float64).itemsize
+    row_bytes = (
+        info.n_features * sparse.memory_dtype(info.x_dtype).itemsize + np.dtype(np.float64).itemsize
+    )
     start, stop = block_range(info.n_rows, size, rank)
     need = (stop - start) * row_bytes
     if need <= budget:
@@ -204,13 +200,18 @@ def _sparse_memory_problem(info: DatasetInfo, size: int, budget: float) -> str |
     )
 
 
-def _read_csr(info: DatasetInfo, rank: int, size: int) -> tuple[sp.csr_matrix, int, int]:
-    """This rank's rows of a CSR group, balanced by non-zeros, and where they are."""
+def read_csr_rows(
+    info: DatasetInfo, rank: int, size: int, *, finite: bool = True
+) -> tuple[sp.csr_matrix, int, int]:
+    """Rank ``rank``'s rows of a CSR group (balanced by non-zeros, checked; NaN and
+    infinite values only with ``finite``) and where they are. Collective: no."""
     try:
         with h5py.File(info.path, "r") as f:
             group = f[info.x_key]
             start, stop = sparse.rank_rows(group, info.n_rows, info.csr.nnz, size, rank)
-            X = sparse.read_rows(group, info.x_key, info.path, info.n_features, start, stop)
+            X = sparse.read_rows(
+                group, info.x_key, info.path, info.n_features, start, stop, finite=finite
+            )
     except READ_ERRORS as exc:
         raise MpigdError(f"reading {info.path} (rank {rank}'s rows) failed: {exc}") from exc
     return X, start, stop
@@ -229,10 +230,10 @@ def read_block(info: DatasetInfo, rank: int, size: int) -> LocalData:
         The read failed, or the block holds NaN or infinite values or negative weights.
     """
     if info.csr:
-        X, start, stop = _read_csr(info, rank, size)
+        X, start, stop = read_csr_rows(info, rank, size)
     else:
         start, stop = block_range(info.n_rows, size, rank)
-        X = np.empty((stop - start, info.n_features), dtype=_memory_dtype(info))
+        X = np.empty((stop - start, info.n_features), dtype=sparse.memory_dtype(info.x_dtype))
     columns = {key: np.empty(stop - start) for key in (info.y_key, info.weight_key) if key}
     if stop > start:
         try:

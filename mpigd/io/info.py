@@ -21,8 +21,7 @@ from ..parallel import (
     rank_local,
 )
 from ..partition import block_range, rows_per_block
-from . import sparse
-from .dataset import READ_ERRORS, DatasetInfo, inspect_dataset
+from .dataset import READ_ERRORS, DatasetInfo, inspect_dataset, read_csr_rows
 from .outputs import read_attrs
 
 #: Most distinct integer labels reported as classes.
@@ -167,24 +166,12 @@ def _describe_csr(comm, info: DatasetInfo, layout: dict) -> dict:
     features, labels = _Running(info.n_features), _Running(1)
     classes: dict[float, int] | None = {}
     with rank_local(comm):
+        X, start, stop = read_csr_rows(info, comm.rank, comm.size, finite=False)
         try:
             with h5py.File(info.path, "r") as f:
-                group = f[info.x_key]
-                start, stop = sparse.rank_rows(
-                    group, info.n_rows, info.csr.nnz, comm.size, comm.rank
-                )
-                X = sparse.read_rows(
-                    group,
-                    info.x_key,
-                    info.path,
-                    info.n_features,
-                    start,
-                    stop,
-                    finite=False,
-                )
                 y = f[info.y_key][start:stop].astype(np.float64).reshape(-1) if info.y_key else None
         except READ_ERRORS as exc:
-            raise MpigdError(f"reading {info.path} failed: {exc}") from exc
+            raise MpigdError(f"reading rows {start}:{stop} of {info.path} failed: {exc}") from exc
     features.add_csr(X)
     if y is not None:
         labels.add(y[:, None])

@@ -30,17 +30,14 @@ from ..partition import CHUNK_BYTES, rows_per_block
 PathLike = str | os.PathLike
 
 
-def output_problem(path: PathLike, inputs=()) -> str | None:
-    """Why ``path`` cannot be written as an output file, or None if it can. It must not
-    be one of the ``inputs`` (:func:`same_file`): input files are never written to.
-
-    Checked before the work so that a bad output fails in seconds, not after the run.
-    Collective: no.
+def output_problem(path: PathLike) -> str | None:
+    """Why ``path`` cannot be written as an output file (a folder, a missing or
+    unwritable folder), or None if it can; that it names no input is
+    :func:`clash_problem`'s test. Checked before the work so that a bad output fails in
+    seconds, not after the run. Collective: no.
     """
     path = Path(path)
     folder = path.parent
-    if any(same_file(path, i) for i in inputs):
-        return f"output {path} is an input file; choose another name"
     if path.is_dir():
         return f"output path is a folder: {path}"
     if not folder.is_dir():

@@ -35,10 +35,13 @@ class CSRLayout:
 
     def bytes_per_value(self) -> int:
         """Memory per stored value once read (data as float32/float64 and its index)."""
-        return _memory_dtype(self.data_dtype).itemsize + self.index_dtype.itemsize
+        return memory_dtype(self.data_dtype).itemsize + self.index_dtype.itemsize
 
 
-def _memory_dtype(dtype: np.dtype) -> np.dtype:
+def memory_dtype(dtype: np.dtype) -> np.dtype:
+    """How values are held once read, dense or sparse: float32 and float64 stay as they
+    are (float32 halves memory; arithmetic is float64 either way), integers become
+    float64. Collective: no."""
     return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
@@ -123,7 +126,7 @@ def read_rows(
     indptr = np.asarray(group["indptr"][start : stop + 1], dtype=np.int64)
     first, last = int(indptr[0]), int(indptr[-1])
     _check_indptr(indptr, key, path, start)
-    data = np.empty(last - first, dtype=_memory_dtype(group["data"].dtype))
+    data = np.empty(last - first, dtype=memory_dtype(group["data"].dtype))
     if last > first:
         group["data"].read_direct(data, np.s_[first:last])
     indices = np.asarray(group["indices"][first:last])
