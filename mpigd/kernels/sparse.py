@@ -12,11 +12,19 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from . import compiled
 from .losses import PointwiseLoss
 from .theta import unpack_theta
 
 
-def local_sums(
+def local_sums(X, y, theta, loss, out=None, *, weights=None, need_loss=True):
+    """Unscaled loss and gradient sums over CSR ``X``: the compiled fused kernel, or
+    :func:`reference_sums` without it. Collective: no."""
+    fused = compiled.csr_sums(X, y, theta, loss, out, weights=weights, need_loss=need_loss)
+    return fused if fused is not None else reference_sums(X, y, theta, loss, out, weights=weights)
+
+
+def reference_sums(
     X: sp.csr_matrix,
     y: np.ndarray,
     theta: np.ndarray,

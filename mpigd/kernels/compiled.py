@@ -1,0 +1,114 @@
+"""The compiled fused kernels (``_fused.c``) and when to use them.
+
+One sweep over a block of rows computes the predictors, the pointwise loss and ``X_b^T r``
+while the block is in cache; float32 X is read as it is, never widened into a copy. The
+extension is built when mpigd is installed (a C compiler is all it needs) and is
+optional: without it, or with ``MPIGD_KERNELS=numpy`` in the environment, the NumPy and
+scipy.sparse kernels, which are the reference these are tested against, do the work.
+``MPIGD_KERNELS=compiled`` makes a missing extension an error instead. Pure, no MPI.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .losses import PointwiseLoss
+
+ABI = 1  # must match KERNEL_ABI in _fused.c: a stale build is never called
+_LOSS_CODES = {"linear": 0, "logistic": 1, "softmax": 2}
+_NO_WEIGHTS = np.empty(0)
+
+
+def _load():
+    """The extension module, or None (and why) when it is off or cannot be used."""
+    choice = os.environ.get("MPIGD_KERNELS", "auto")
+    if choice not in ("auto", "compiled", "numpy"):
+        raise ValueError(f"MPIGD_KERNELS={choice!r}: choose auto, compiled or numpy")
+    if choice == "numpy":
+        return None, "MPIGD_KERNELS=numpy"
+    try:
+        from . import _fused
+    except ImportError as error:
+        reason = f"the compiled kernels are not built ({error}); reinstall mpigd with a C compiler"
+    else:
+        if getattr(_fused, "ABI", None) == ABI:
+            return _fused, None
+        reason = "the compiled kernels are from another version; reinstall mpigd"
+    if choice == "compiled":
+        raise ImportError(f"MPIGD_KERNELS=compiled, but {reason}")
+    return None, reason
+
+
+_fused, why_not = _load()
+
+
+def name() -> str:
+    """Which kernels run: ``"compiled"`` or ``"numpy"``. Collective: no."""
+    return "numpy" if _fused is None else "compiled"
+
+
+def _float_rows(a) -> bool:
+    return a.dtype in (np.float32, np.float64) and a.flags.c_contiguous
+
+
+def _weights(weights):
+    return _NO_WEIGHTS if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
+
+
+def _grad(theta, out):
+    return np.empty(theta.shape) if out is None else out
+
+
+def dense_sums(X, y, theta, loss: PointwiseLoss, out=None, *, weights=None, need_loss=True):
+    """:func:`mpigd.kernels.dense.local_sums` in one fused sweep, or None when these
+    rows are not for the compiled kernel (no extension, or X not C-ordered float32/64).
+    With ``need_loss=False`` the loss sum is 0 and its transcendental work is skipped.
+    Collective: no."""
+    if _fused is None or X.ndim != 2 or not _float_rows(X) or not _contiguous(out):
+        return None
+    grad = _grad(theta, out)
+    total = _fused.dense_sums(
+        X, X.dtype == np.float32, X.shape[0], X.shape[1], _labels(y, loss), _float64(theta),
+        _weights(weights), _LOSS_CODES[loss.name], loss.n_outputs, grad, need_loss,
+    )  # fmt: skip
+    return total, grad
+
+
+def csr_sums(X, y, theta, loss: PointwiseLoss, out=None, *, weights=None, need_loss=True):
+    """:func:`mpigd.kernels.sparse.local_sums` in one fused sweep over ``data`` and
+    ``indices``, or None when the extension is off. Collective: no."""
+    if _fused is None or not _contiguous(out):
+        return None
+    data = X.data if _float_rows(X.data) else X.data.astype(np.float64)
+    indices, indptr = X.indices, X.indptr
+    if indices.dtype != np.int32:
+        indices = indices.astype(np.int64, copy=False)
+    if indptr.dtype != np.int32 or indices.dtype == np.int64:
+        indptr = indptr.astype(np.int64, copy=False)
+    grad = _grad(theta, out)
+    total = _fused.csr_sums(
+        data, data.dtype == np.float32,
+        np.ascontiguousarray(indices), indices.dtype == np.int64,
+        np.ascontiguousarray(indptr), indptr.dtype == np.int64,
+        X.shape[0], X.shape[1], _labels(y, loss), _float64(theta), _weights(weights),
+        _LOSS_CODES[loss.name], loss.n_outputs, grad, need_loss,
+    )  # fmt: skip
+    return total, grad
+
+
+def _float64(a):
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def _labels(y, loss):
+    """y as float64; softmax labels index memory in C, so they are checked here."""
+    y = _float64(y)
+    if loss.n_outputs > 1 and len(y) and not (0 <= y.min() and y.max() < loss.n_outputs):
+        raise ValueError(f"softmax labels must lie in 0 .. {loss.n_outputs - 1}")
+    return y
+
+
+def _contiguous(out) -> bool:
+    return out is None or (out.dtype == np.float64 and out.flags.c_contiguous)

@@ -1,0 +1,152 @@
+"""The compiled fused kernels against the NumPy and scipy.sparse reference kernels.
+
+Every loss, with and without weights, float32 and float64, row counts around the C
+block size, column counts around its register chunk, empty and one-row slices, CSR with
+each index width and rows without values; extreme and non-finite predictors.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from mpigd.kernels import compiled, dense, sparse
+from mpigd.kernels.losses import make_loss
+
+KINDS = ["linear", "logistic", "softmax"]
+needs_compiled = pytest.mark.skipif(
+    compiled.name() != "compiled", reason=f"compiled kernels off: {compiled.why_not}"
+)
+
+
+def test_the_compiled_kernels_are_built_unless_turned_off():
+    # CI installs with a C compiler: a build that silently failed must fail here.
+    if os.environ.get("MPIGD_KERNELS") == "numpy":
+        assert compiled.name() == "numpy" and compiled.why_not == "MPIGD_KERNELS=numpy"
+    else:
+        assert compiled.name() == "compiled", compiled.why_not
+
+
+def problem(kind, m, n, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    loss = make_loss(kind, 3)
+    X = rng.standard_normal((m, n)).astype(dtype)
+    y = rng.integers(0, 3 if kind == "softmax" else 2, m).astype(np.float64)
+    if kind == "linear":
+        y = rng.standard_normal(m)
+    theta = rng.standard_normal((n + 1) * loss.n_outputs) / np.sqrt(n + 1)
+    return X, y, theta, loss, rng.random(m) + 0.5
+
+
+def assert_close(fused, reference, dtype):
+    # float32 X is read as it is and summed in float64 on both sides: the difference is
+    # the order of the sums, not the rounding of X.
+    f, g = fused
+    f_ref, g_ref = reference
+    assert f == pytest.approx(f_ref, rel=1e-12, abs=1e-12)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-11, atol=1e-12 * max(1.0, np.abs(g_ref).max()))
+
+
+@needs_compiled
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(("m", "n"), [(0, 5), (1, 5), (1, 40), (130, 1), (200, 16), (257, 37)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_dense_fused_sums_equal_the_numpy_reference(kind, dtype, m, n, weighted):
+    X, y, theta, loss, weights = problem(kind, m, n, dtype)
+    weights = weights if weighted else None
+    out = np.full(theta.shape, np.nan)  # stale values in the buffer must not leak in
+    fused = compiled.dense_sums(X, y, theta, loss, out, weights=weights)
+    assert fused is not None and fused[1] is out
+    assert_close(fused, dense.reference_sums(X, y, theta, loss, weights=weights), dtype)
+    f, g = compiled.dense_sums(X, y, theta, loss, weights=weights, need_loss=False)
+    assert f == 0.0
+    np.testing.assert_allclose(g, fused[1], rtol=1e-15, atol=0)
+
+
+@needs_compiled
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("index", [np.int32, np.int64])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_csr_fused_sums_equal_the_scipy_reference(kind, dtype, index, weighted):
+    X, y, theta, loss, weights = problem(kind, 300, 50, dtype, seed=1)
+    X[X < 1.0] = 0.0  # about 16% stored
+    X[7] = 0.0  # rows without values
+    X[200:210] = 0.0
+    X = sp.csr_matrix(X)
+    X.indices, X.indptr = X.indices.astype(index), X.indptr.astype(index)
+    weights = weights if weighted else None
+    fused = compiled.csr_sums(X, y, theta, loss, weights=weights)
+    assert_close(fused, sparse.reference_sums(X, y, theta, loss, weights=weights), dtype)
+    part = X[100:250]  # a rank's rows of a bigger matrix
+    assert_close(
+        compiled.csr_sums(part, y[100:250], theta, loss),
+        sparse.reference_sums(part, y[100:250], theta, loss),
+        dtype,
+    )
+
+
+@needs_compiled
+def test_int32_indptr_with_int64_indices_is_widened():
+    X, y, theta, loss, _ = problem("logistic", 40, 10, np.float64)
+    X = sp.csr_matrix(X)
+    X.indices = X.indices.astype(np.int64)
+    assert_close(
+        compiled.csr_sums(X, y, theta, loss),
+        sparse.reference_sums(X, y, theta, loss),
+        np.float64,
+    )
+
+
+@needs_compiled
+def test_logistic_is_stable_at_extreme_predictors_and_keeps_non_finite_ones():
+    loss = make_loss("logistic")
+    X = np.array([[800.0], [-800.0], [40.0], [-40.0], [1e-20], [0.0]])
+    y = np.array([0.0, 1.0, 1.0, 0.0, 1.0, 0.0])
+    theta = np.array([1.0, 0.0])
+    assert_close(
+        compiled.dense_sums(X, y, theta, loss), dense.reference_sums(X, y, theta, loss), 0
+    )
+    for bad in (np.nan, np.inf):
+        f, g = compiled.dense_sums(np.array([[bad], [1.0]]), y[:2], theta, loss)
+        with np.errstate(invalid="ignore"):
+            f_ref, _ = dense.reference_sums(np.array([[bad], [1.0]]), y[:2], theta, loss)
+        assert not np.isfinite(f) and not np.isfinite(f_ref)
+        assert (~np.isfinite(g)).any()
+
+
+@needs_compiled
+def test_rows_the_kernel_cannot_read_go_to_the_reference():
+    X, y, theta, loss, _ = problem("linear", 30, 4, np.float64)
+    assert compiled.dense_sums(np.asfortranarray(X), y, theta, loss) is None
+    assert compiled.dense_sums(X.astype(np.int64), y, theta, loss) is None
+    f, _ = dense.local_sums(np.asfortranarray(X), y, theta, loss)
+    assert f == pytest.approx(dense.reference_sums(X, y, theta, loss)[0], rel=1e-14)
+
+
+@needs_compiled
+def test_softmax_labels_outside_the_classes_are_refused_before_c_indexes_with_them():
+    X, y, theta, loss, _ = problem("softmax", 10, 3, np.float64)
+    y[4] = 3.0
+    with pytest.raises(ValueError, match=r"0 \.\. 2"):
+        compiled.dense_sums(X, y, theta, loss)
+
+
+def test_the_environment_variable_turns_the_compiled_kernels_off_and_on():
+    def which(value):
+        code = "from mpigd.kernels import compiled; print(compiled.name())"
+        env = {**os.environ, "MPIGD_KERNELS": value}
+        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        return run.returncode, run.stdout.strip() or run.stderr.strip().splitlines()[-1]
+
+    assert which("numpy") == (0, "numpy")
+    status, message = which("fast")
+    assert status != 0 and "choose auto, compiled or numpy" in message
+    if compiled.name() == "compiled":
+        assert which("compiled") == (0, "compiled")
