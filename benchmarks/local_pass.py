@@ -6,9 +6,9 @@ and CSR X (skewed feature popularity, about 40 values a row), times the loss-and
 sums of the reference kernels (``reference_sums``: NumPy row blocks, scipy.sparse), the
 compiled fused kernel, and the fused kernel without the loss (``need_loss=False``). The
 bandwidth is the best of several ``X.sum()`` runs over the same array (for CSR: over
-``data`` and ``indices``), measured beside the evaluations; "of bw" is the array's bytes
-over a median evaluation's time, against that bandwidth. Medians; absolute times vary by
-machine, the ratios in one run are what to compare.
+its float64 ``data``), measured beside the evaluations; "of bw" is the array's bytes
+(CSR: ``data`` and ``indices``) over a median evaluation's time, against that bandwidth.
+Medians; absolute times vary by machine, the ratios in one run are what to compare.
 
 Usage: python benchmarks/local_pass.py [--mb MB] [--repeats R] [--json OUT.json]
 """
@@ -88,8 +88,7 @@ def main():
     X = zipf_csr(rows, features, 40, rng)
     y = (rng.random(rows) < 0.5).astype(np.float64)
     stored = X.data.nbytes + X.indices.nbytes
-    sums = (seconds(args.repeats, part.sum, best=True) for part in (X.data, X.indices))
-    read = stored / sum(sums)
+    read = X.data.nbytes / seconds(args.repeats, X.data.sum, best=True)  # float64 values
     loss = make_loss("logistic")
     theta = 0.1 * rng.standard_normal(features + 1)
     label = f"CSR {rows:,} x {features:,}, {X.nnz:,} values"

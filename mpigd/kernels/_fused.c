@@ -132,166 +132,193 @@ static INLINE double block_losses(int loss, Py_ssize_t rows, const double *z, co
     return need_loss ? total : 0.0;
 }
 
-/* Softmax loss of one row of K predictors z (overwritten by dl/dz). */
-static INLINE double softmax_loss(double *z, Py_ssize_t K, double y, int need_loss)
+/* log(x) for x >= 1 (NaN and inf stay as they are): x = 2^e m with m in [1, 2), so
+ * log x = e ln 2 + log1p(m - 1). Branch-free, for the softmax normaliser of each row. */
+static INLINE double log_ge1(double x)
 {
-    Py_ssize_t label = (Py_ssize_t)y;
-    double top = z[0];
-    for (Py_ssize_t k = 1; k < K; k++)
-        top = z[k] > top ? z[k] : top;
-    double total = 0.0, z_label = z[label] - top;
-#pragma omp simd reduction(+:total)
-    for (Py_ssize_t k = 0; k < K; k++) {
-        z[k] = exp_nonpos(z[k] - top);
-        total += z[k];
+    const double ln2 = 0.69314718055994530942;
+    union { double d; uint64_t i; } bits = {x};
+    double e = (double)((int64_t)(bits.i >> 52) - 1023);
+    bits.i = (bits.i & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull;
+    double result = e * ln2 + log1p_unit(bits.d - 1.0);
+    return x <= 1.7976931348623157e308 ? result : x;
+}
+
+/* Losses of a block of rows with K predictors each (z and r row-major, rows x K); z is
+ * overwritten. One output: block_losses. Softmax: each row's exponentials (shifted by
+ * the row's largest predictor, so none overflows) are vectorised over the outputs, and
+ * the normalisers' logarithms over the rows. */
+static INLINE double losses(int loss, Py_ssize_t rows, Py_ssize_t K, double *z,
+                            const double *y, const double *s, double *r, double *r_sum,
+                            int need_loss)
+{
+    if (K == 1)
+        return block_losses(loss, rows, z, y, s, r, r_sum, need_loss);
+    double sums[BLOCK], label_z[BLOCK], total = 0.0;
+    for (Py_ssize_t i = 0; i < rows; i++) {
+        double *zi = z + i * K, top = zi[0], sum = 0.0;
+        for (Py_ssize_t k = 1; k < K; k++)
+            top = zi[k] > top ? zi[k] : top;
+        label_z[i] = zi[(Py_ssize_t)y[i]] - top;
+#pragma omp simd reduction(+:sum)
+        for (Py_ssize_t k = 0; k < K; k++) {
+            zi[k] = exp_nonpos(zi[k] - top);
+            sum += zi[k];
+        }
+        sums[i] = sum;
     }
-    double inv = 1.0 / total;
-    for (Py_ssize_t k = 0; k < K; k++)
-        z[k] *= inv;
-    z[label] -= 1.0;
-    return need_loss ? log(total) - z_label : 0.0;
+    if (need_loss) {
+#pragma omp simd reduction(+:total)
+        for (Py_ssize_t i = 0; i < rows; i++)
+            total += (s ? s[i] : 1.0) * (log_ge1(sums[i]) - label_z[i]);
+    }
+    for (Py_ssize_t i = 0; i < rows; i++) {
+        double weight = s ? s[i] : 1.0, scale = weight / sums[i];
+        double *zi = z + i * K, *ri = r + i * K;
+#pragma omp simd
+        for (Py_ssize_t k = 0; k < K; k++) {
+            ri[k] = scale * zi[k];
+            r_sum[k] += ri[k];
+        }
+        Py_ssize_t label = (Py_ssize_t)y[i];
+        ri[label] -= weight;
+        r_sum[label] -= weight;
+    }
+    return total;
 }
 
 /* ---- dense rows -------------------------------------------------------------------- */
 
-/* Single output: per block of rows, the predictors (one dot product a row, which runs at
- * memory speed), the losses (vectorised over the block), then X_b^T r two rows at a time
- * while the block is still in cache. */
+/* Per block of rows: the predictors (one dot product a row and output, which runs at
+ * memory speed), the losses (vectorised over the block for one output), then X_b^T r a
+ * chunk of columns at a time, summed over the block in registers while it is in cache.
+ * Wt and Gt are the weights and their gradient sums transposed, (K, n): each output's
+ * weights are contiguous. z and r hold BLOCK x K numbers; r_sum K. */
 #define DENSE_SUMS(NAME, T)                                                                \
-CLONES static double NAME(const T *X, Py_ssize_t m, Py_ssize_t n, const double *y,       \
-                          const double *theta, const double *s, int loss, double *grad,  \
-                          int need_loss)                                                 \
+CLONES static double NAME(const T *X, Py_ssize_t m, Py_ssize_t n, Py_ssize_t K,          \
+                          const double *y, const double *Wt, const double *b,            \
+                          const double *s, int loss, double *Gt, double *r_sum,          \
+                          double *z, double *r, int need_loss)                           \
 {                                                                                         \
-    double total = 0.0, r_sum = 0.0, z[BLOCK], r[BLOCK];                                  \
-    const double *w = theta;                                                              \
+    double total = 0.0;                                                                   \
     for (Py_ssize_t start = 0; start < m; start += BLOCK) {                               \
         Py_ssize_t rows = m - start < BLOCK ? m - start : BLOCK, i;                       \
         const T *Xb = X + start * n;                                                      \
         for (i = 0; i < rows; i++) {                                                      \
             const T *x = Xb + i * n;                                                      \
-            double a = theta[n];                                                          \
-            _Pragma("omp simd reduction(+:a)")                                            \
-            for (Py_ssize_t j = 0; j < n; j++)                                            \
-                a += (double)x[j] * w[j];                                                 \
-            z[i] = a;                                                                     \
-        }                                                                                 \
-        total += block_losses(loss, rows, z, y + start, s ? s + start : NULL, r, &r_sum,  \
-                              need_loss);                                                 \
-        /* X_b^T r a chunk of columns at a time, summed over the block in registers */  \
-        Py_ssize_t j0 = 0;                                                                \
-        for (; j0 + CHUNK <= n; j0 += CHUNK) {                                            \
-            double acc[CHUNK] = {0.0};                                                    \
-            for (i = 0; i < rows; i++) {                                                  \
-                const T *x = Xb + i * n + j0;                                             \
-                double ri = r[i];                                                         \
-                _Pragma("omp simd")                                                       \
-                for (Py_ssize_t j = 0; j < CHUNK; j++)                                    \
-                    acc[j] += ri * (double)x[j];                                          \
+            Py_ssize_t k = 0;                                                             \
+            for (; k + 4 <= K; k += 4) { /* four outputs share each load of x */          \
+                const double *w0 = Wt + k * n, *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;  \
+                double a0 = b[k], a1 = b[k + 1], a2 = b[k + 2], a3 = b[k + 3];            \
+                _Pragma("omp simd reduction(+:a0, a1, a2, a3)")                           \
+                for (Py_ssize_t j = 0; j < n; j++) {                                      \
+                    double xj = (double)x[j];                                             \
+                    a0 += xj * w0[j];                                                     \
+                    a1 += xj * w1[j];                                                     \
+                    a2 += xj * w2[j];                                                     \
+                    a3 += xj * w3[j];                                                     \
+                }                                                                         \
+                double *zi = z + i * K + k;                                               \
+                zi[0] = a0; zi[1] = a1; zi[2] = a2; zi[3] = a3;                           \
             }                                                                             \
-            for (Py_ssize_t j = 0; j < CHUNK; j++)                                        \
-                grad[j0 + j] += acc[j];                                                   \
+            for (; k < K; k++) {                                                          \
+                const double *w = Wt + k * n;                                             \
+                double a = b[k];                                                          \
+                _Pragma("omp simd reduction(+:a)")                                        \
+                for (Py_ssize_t j = 0; j < n; j++)                                        \
+                    a += (double)x[j] * w[j];                                             \
+                z[i * K + k] = a;                                                         \
+            }                                                                             \
         }                                                                                 \
-        for (i = 0; i < rows && j0 < n; i++) {                                            \
-            const T *x = Xb + i * n;                                                      \
-            double ri = r[i];                                                             \
-            for (Py_ssize_t j = j0; j < n; j++)                                           \
-                grad[j] += ri * (double)x[j];                                             \
+        total += losses(loss, rows, K, z, y + start, s ? s + start : NULL, r, r_sum,      \
+                        need_loss);                                                       \
+        for (Py_ssize_t k = 0; k < K; k++) {                                              \
+            double *g = Gt + k * n;                                                       \
+            Py_ssize_t j0 = 0;                                                            \
+            for (; j0 + CHUNK <= n; j0 += CHUNK) {                                        \
+                double acc[CHUNK] = {0.0};                                                \
+                for (i = 0; i < rows; i++) {                                              \
+                    const T *x = Xb + i * n + j0;                                         \
+                    double ri = r[i * K + k];                                             \
+                    _Pragma("omp simd")                                                   \
+                    for (Py_ssize_t j = 0; j < CHUNK; j++)                                \
+                        acc[j] += ri * (double)x[j];                                      \
+                }                                                                         \
+                for (Py_ssize_t j = 0; j < CHUNK; j++)                                    \
+                    g[j0 + j] += acc[j];                                                  \
+            }                                                                             \
+            for (i = 0; i < rows && j0 < n; i++) {                                        \
+                const T *x = Xb + i * n;                                                  \
+                double ri = r[i * K + k];                                                 \
+                for (Py_ssize_t j = j0; j < n; j++)                                       \
+                    g[j] += ri * (double)x[j];                                            \
+            }                                                                             \
         }                                                                                 \
     }                                                                                     \
-    grad[n] += r_sum;                                                                     \
     return total;                                                                         \
 }
 
 DENSE_SUMS(dense_sums_f64, double)
 DENSE_SUMS(dense_sums_f32, float)
 
-/* Softmax over dense rows: z (K,) per row, W (n, K) row-major, then G += x^T r. */
-#define DENSE_SOFTMAX(NAME, T)                                                             \
-CLONES static double NAME(const T *X, Py_ssize_t m, Py_ssize_t n, const double *y,       \
-                          const double *theta, const double *s, Py_ssize_t K,            \
-                          double *grad, double *z, int need_loss)                        \
-{                                                                                         \
-    double total = 0.0;                                                                   \
-    const double *W = theta, *b = theta + n * K;                                          \
-    double *G = grad, *gb = grad + n * K;                                                 \
-    for (Py_ssize_t i = 0; i < m; i++) {                                                  \
-        const T *x = X + i * n;                                                           \
-        memcpy(z, b, K * sizeof(double));                                                 \
-        for (Py_ssize_t j = 0; j < n; j++) {                                              \
-            double xj = (double)x[j];                                                     \
-            const double *Wj = W + j * K;                                                 \
-            _Pragma("omp simd")                                                           \
-            for (Py_ssize_t k = 0; k < K; k++)                                            \
-                z[k] += xj * Wj[k];                                                       \
-        }                                                                                 \
-        double v = softmax_loss(z, K, y[i], need_loss);                                   \
-        if (s) {                                                                          \
-            v *= s[i];                                                                    \
-            for (Py_ssize_t k = 0; k < K; k++) z[k] *= s[i];                              \
-        }                                                                                 \
-        total += v;                                                                       \
-        for (Py_ssize_t k = 0; k < K; k++) gb[k] += z[k];                                 \
-        for (Py_ssize_t j = 0; j < n; j++) {                                              \
-            double xj = (double)x[j];                                                     \
-            double *Gj = G + j * K;                                                       \
-            _Pragma("omp simd")                                                           \
-            for (Py_ssize_t k = 0; k < K; k++)                                            \
-                Gj[k] += xj * z[k];                                                       \
-        }                                                                                 \
-    }                                                                                     \
-    return total;                                                                         \
-}
-
-DENSE_SOFTMAX(dense_softmax_f64, double)
-DENSE_SOFTMAX(dense_softmax_f32, float)
-
 /* ---- CSR rows ---------------------------------------------------------------------- */
 
+/* Per block of rows: gather the predictors, the block's losses, scatter x_i r_i into the
+ * gradient; the block's data and indices are read from memory once, the second time from
+ * cache. W and G are (n, K) row-major as in theta: a column's K weights are contiguous.
+ * z and r hold BLOCK x K numbers; r_sum K. */
 #define CSR_SUMS(NAME, T, I, P)                                                            \
-CLONES static double NAME(const T *data, const I *indices, const P *indptr, Py_ssize_t m,       \
-                   const double *y, const double *theta, Py_ssize_t n, const double *s,  \
-                   int loss, Py_ssize_t K, double *grad, double *z, int need_loss)       \
+CLONES static double NAME(const T *data, const I *indices, const P *indptr, Py_ssize_t m,\
+                          Py_ssize_t K, const double *y, const double *W, const double *b,\
+                          const double *s, int loss, double *G, double *r_sum, double *z,\
+                          double *r, int need_loss)                                      \
 {                                                                                         \
-    double total = 0.0, rb = 0.0;                                                         \
+    double total = 0.0;                                                                   \
     const P base = indptr[0];                                                             \
-    if (K == 1) {                                                                         \
-        const double *w = theta;                                                          \
-        for (Py_ssize_t i = 0; i < m; i++) {                                              \
-            P lo = indptr[i] - base, hi = indptr[i + 1] - base;                           \
-            double a = theta[n], r;                                                       \
-            for (P p = lo; p < hi; p++)                                                   \
-                a += (double)data[p] * w[indices[p]];                                     \
-            total += block_losses(loss, 1, &a, y + i, s ? s + i : NULL, &r, &rb,          \
-                                  need_loss);                                             \
-            for (P p = lo; p < hi; p++)                                                   \
-                grad[indices[p]] += r * (double)data[p];                                  \
+    for (Py_ssize_t start = 0; start < m; start += BLOCK) {                               \
+        Py_ssize_t rows = m - start < BLOCK ? m - start : BLOCK, i;                       \
+        const P *ptr = indptr + start;                                                    \
+        for (i = 0; i < rows; i++) {                                                      \
+            double *zi = z + i * K;                                                       \
+            P lo = ptr[i] - base, hi = ptr[i + 1] - base;                                 \
+            if (K == 1) { /* four partial sums: the adds do not wait on each other */     \
+                double a0 = b[0], a1 = 0.0, a2 = 0.0, a3 = 0.0;                           \
+                P p = lo;                                                                 \
+                for (; p + 4 <= hi; p += 4) {                                             \
+                    a0 += (double)data[p] * W[indices[p]];                                \
+                    a1 += (double)data[p + 1] * W[indices[p + 1]];                        \
+                    a2 += (double)data[p + 2] * W[indices[p + 2]];                        \
+                    a3 += (double)data[p + 3] * W[indices[p + 3]];                        \
+                }                                                                         \
+                for (; p < hi; p++)                                                       \
+                    a0 += (double)data[p] * W[indices[p]];                                \
+                zi[0] = (a0 + a1) + (a2 + a3);                                            \
+                continue;                                                                 \
+            }                                                                             \
+            memcpy(zi, b, (size_t)K * sizeof(double));                                    \
+            for (P p = lo; p < hi; p++) {                                                 \
+                double d = (double)data[p];                                               \
+                const double *Wj = W + (Py_ssize_t)indices[p] * K;                        \
+                for (Py_ssize_t k = 0; k < K; k++)                                        \
+                    zi[k] += d * Wj[k];                                                   \
+            }                                                                             \
         }                                                                                 \
-        grad[n] += rb;                                                                    \
-        return total;                                                                     \
-    }                                                                                     \
-    const double *b = theta + n * K;                                                      \
-    double *gb = grad + n * K;                                                            \
-    for (Py_ssize_t i = 0; i < m; i++) {                                                  \
-        P lo = indptr[i] - base, hi = indptr[i + 1] - base;                               \
-        memcpy(z, b, K * sizeof(double));                                                 \
-        for (P p = lo; p < hi; p++) {                                                     \
-            double d = (double)data[p];                                                   \
-            const double *Wj = theta + (Py_ssize_t)indices[p] * K;                        \
-            for (Py_ssize_t k = 0; k < K; k++)                                            \
-                z[k] += d * Wj[k];                                                        \
-        }                                                                                 \
-        double v = softmax_loss(z, K, y[i], need_loss);                                   \
-        if (s) {                                                                          \
-            v *= s[i];                                                                    \
-            for (Py_ssize_t k = 0; k < K; k++) z[k] *= s[i];                              \
-        }                                                                                 \
-        total += v;                                                                       \
-        for (Py_ssize_t k = 0; k < K; k++) gb[k] += z[k];                                 \
-        for (P p = lo; p < hi; p++) {                                                     \
-            double d = (double)data[p];                                                   \
-            double *Gj = grad + (Py_ssize_t)indices[p] * K;                               \
-            for (Py_ssize_t k = 0; k < K; k++)                                            \
-                Gj[k] += d * z[k];                                                        \
+        total += losses(loss, rows, K, z, y + start, s ? s + start : NULL, r, r_sum,      \
+                        need_loss);                                                       \
+        for (i = 0; i < rows; i++) {                                                      \
+            const double *ri = r + i * K;                                                 \
+            P lo = ptr[i] - base, hi = ptr[i + 1] - base;                                 \
+            if (K == 1) {                                                                 \
+                for (P p = lo; p < hi; p++)                                               \
+                    G[indices[p]] += ri[0] * (double)data[p];                             \
+                continue;                                                                 \
+            }                                                                             \
+            for (P p = lo; p < hi; p++) {                                                 \
+                double d = (double)data[p];                                               \
+                double *Gj = G + (Py_ssize_t)indices[p] * K;                              \
+                for (Py_ssize_t k = 0; k < K; k++)                                        \
+                    Gj[k] += d * ri[k];                                                   \
+            }                                                                             \
         }                                                                                 \
     }                                                                                     \
     return total;                                                                         \
@@ -307,7 +334,7 @@ CSR_SUMS(csr_f32_i64_i64, float, int64_t, int64_t)
 /* ---- Python entry points ------------------------------------------------------------ */
 
 /* dense_sums(X, X_is_f32, m, n, y, theta, weights, loss, K, grad, need_loss) -> float
- * weights: a zero-length buffer for none. grad is zeroed here. */
+ * weights: a zero-length buffer for none. grad is overwritten. */
 static PyObject *py_dense_sums(PyObject *self, PyObject *args)
 {
     Py_buffer X, y, theta, s, grad;
@@ -318,29 +345,38 @@ static PyObject *py_dense_sums(PyObject *self, PyObject *args)
         return NULL;
     double total = 0.0;
     const double *w = s.len ? (const double *)s.buf : NULL;
-    double *z = NULL;
-    int failed = 0;
-    if (loss == LOSS_SOFTMAX && !(z = malloc((size_t)K * sizeof(double))))
-        failed = 1;
-    if (!failed) {
+    /* one output uses theta and grad as they are; K outputs need (K, n) copies */
+    size_t work = 2 * BLOCK * (size_t)K + (K > 1 ? 2 * (size_t)(n * K) : 0);
+    double *z = malloc(work * sizeof(double));
+    if (z) {
         Py_BEGIN_ALLOW_THREADS
-        memset(grad.buf, 0, (size_t)grad.len);
-        if (loss == LOSS_SOFTMAX)
-            total = f32 ? dense_softmax_f32(X.buf, m, n, y.buf, theta.buf, w, K, grad.buf, z,
-                                            need_loss)
-                        : dense_softmax_f64(X.buf, m, n, y.buf, theta.buf, w, K, grad.buf, z,
-                                            need_loss);
-        else
-            total = f32 ? dense_sums_f32(X.buf, m, n, y.buf, theta.buf, w, loss, grad.buf,
-                                         need_loss)
-                        : dense_sums_f64(X.buf, m, n, y.buf, theta.buf, w, loss, grad.buf,
-                                         need_loss);
+        double *r = z + BLOCK * K, *theta_ = theta.buf, *grad_ = grad.buf;
+        double *Wt = theta_, *Gt = grad_;
+        memset(grad_, 0, (size_t)grad.len);
+        if (K > 1) {
+            Wt = r + BLOCK * K;
+            Gt = Wt + n * K;
+            memset(Gt, 0, (size_t)(n * K) * sizeof(double));
+            for (Py_ssize_t j = 0; j < n; j++)
+                for (Py_ssize_t k = 0; k < K; k++)
+                    Wt[k * n + j] = theta_[j * K + k];
+        }
+        const double *b = theta_ + n * K;
+        double *r_sum = grad_ + n * K;
+        total = f32 ? dense_sums_f32(X.buf, m, n, K, y.buf, Wt, b, w, loss, Gt, r_sum, z, r,
+                                     need_loss)
+                    : dense_sums_f64(X.buf, m, n, K, y.buf, Wt, b, w, loss, Gt, r_sum, z, r,
+                                     need_loss);
+        if (K > 1)
+            for (Py_ssize_t j = 0; j < n; j++)
+                for (Py_ssize_t k = 0; k < K; k++)
+                    grad_[j * K + k] = Gt[k * n + j];
         Py_END_ALLOW_THREADS
     }
     free(z);
     PyBuffer_Release(&X); PyBuffer_Release(&y); PyBuffer_Release(&theta);
     PyBuffer_Release(&s); PyBuffer_Release(&grad);
-    if (failed)
+    if (!z)
         return PyErr_NoMemory();
     return PyFloat_FromDouble(total);
 }
@@ -358,13 +394,14 @@ static PyObject *py_csr_sums(PyObject *self, PyObject *args)
         return NULL;
     double total = 0.0;
     const double *w = s.len ? (const double *)s.buf : NULL;
-    double *z = malloc((size_t)K * sizeof(double));
+    double *z = malloc(2 * BLOCK * (size_t)K * sizeof(double));
     int supported = !i64 || p64; /* int64 indices come with int64 indptr */
     if (z && supported) {
         Py_BEGIN_ALLOW_THREADS
-        memset(grad.buf, 0, (size_t)grad.len);
-#define CALL(FN) FN(data.buf, indices.buf, indptr.buf, m, y.buf, theta.buf, n, w, loss, K, \
-                    grad.buf, z, need_loss)
+        double *r = z + BLOCK * K, *W = theta.buf, *G = grad.buf;
+        memset(G, 0, (size_t)grad.len);
+#define CALL(FN) FN(data.buf, indices.buf, indptr.buf, m, K, y.buf, W, W + n * K, w, loss, \
+                    G, G + n * K, z, r, need_loss)
         if (f32)
             total = i64 ? CALL(csr_f32_i64_i64) : p64 ? CALL(csr_f32_i32_i64)
                                                       : CALL(csr_f32_i32_i32);
