@@ -78,6 +78,12 @@ class Interrupted(BaseException):
     ``KeyboardInterrupt`` it is no ``Exception``, so that no handler takes it for an
     error of the work: it unwinds every ``with`` block, which removes partial outputs."""
 
+    #: The signal that arrived, until the command's guard has reported it. Python only
+    #: prints an exception raised inside a finaliser or weakref callback, so a signal that
+    #: lands there is lost as an exception: outputs check this before they are committed,
+    #: and the guard before it reports success.
+    pending: int | None = None
+
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
         self.exit_status = 128 + signum
@@ -85,4 +91,11 @@ class Interrupted(BaseException):
     @classmethod
     def on_signal(cls, signum, frame):
         """A signal handler that raises it."""
+        cls.pending = signum
         raise cls(signum)
+
+    @classmethod
+    def raise_pending(cls) -> None:
+        """Raise it again if a signal arrived whose exception may have been lost."""
+        if cls.pending is not None:
+            raise cls(cls.pending)

@@ -8,12 +8,11 @@ from typing import Any
 
 import h5py
 import numpy as np
-import scipy.sparse as sp
-from scipy.special import expit, softmax
 
 from .errors import MpigdError
 from .io.hdf5 import get_dataset, open_input
 from .io.outputs import read_attrs, writing
+from .kernels import is_sparse
 from .kernels.dense import row_blocks
 from .kernels.losses import MODELS
 from .kernels.theta import unpack_theta
@@ -69,7 +68,9 @@ class LinearModel:
         them out.
         """
         W = self.coef.reshape(len(self.coef), -1)
-        if sp.issparse(X):
+        if is_sparse(X):
+            import scipy.sparse as sp
+
             out = np.asarray(sp.csr_matrix(X) @ W, dtype=np.float64)
         else:
             X = np.asarray(X)
@@ -84,6 +85,8 @@ class LinearModel:
         """Predictions from decision values ``z``: values (linear) or class labels
         (class 1 where z > 0; softmax's largest), and the probabilities of
         :meth:`predict_proba` (None for linear)."""
+        from scipy.special import expit, softmax  # prediction only: not on training's path
+
         if self.kind == "logistic":
             return (z > 0).astype(np.int64), expit(z)
         if self.kind == "softmax":

@@ -6,12 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
-from .kernels import for_rows
+from .kernels import for_rows, is_sparse
 from .kernels.dense import row_blocks
 from .kernels.losses import PointwiseLoss
-from .kernels.sparse import column_sums
 from .kernels.theta import unpack_theta
 from .parallel import allreduce_sum, rows_before, wtime
 
@@ -86,7 +84,9 @@ def standardization(comm, X_local: np.ndarray, shift: np.ndarray) -> Scaling:
     """
     n = X_local.shape[1]
     sums = np.zeros(2 * n + 1)
-    if sp.issparse(X_local):  # never densified: the zeros' share is counted per column
+    if is_sparse(X_local):  # never densified: the zeros' share is counted per column
+        from .kernels.sparse import column_sums
+
         sums[:n], sums[n : 2 * n] = column_sums(X_local, shift)
     else:
         for _, X_b in row_blocks(X_local):

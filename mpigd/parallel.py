@@ -420,13 +420,16 @@ def run_guarded(main: Callable[[], int], comm: MPI.Comm, *, debug: bool = False)
     """
     debug = debug or os.environ.get("MPIGD_DEBUG", "") not in ("", "0")
     try:
-        return main()
+        status = main()
+        Interrupted.raise_pending()  # a signal whose exception a finaliser swallowed
+        return status
     except MpigdError as exc:
         if debug:
             traceback.print_exc()
         print0(comm, f"mpigd: {exc.label}: {exc}", file=sys.stderr)
         return exc.exit_status
     except (Interrupted, KeyboardInterrupt) as exc:
+        Interrupted.pending = None
         if debug:
             traceback.print_exc()
         return _interrupted(comm, exc)

@@ -1,16 +1,19 @@
 """Model files: contents, prediction, atomic writes."""
 
 import os
+import signal
 import stat
+import weakref
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from mpigd.errors import MpigdError
+from mpigd.errors import Interrupted, MpigdError
 from mpigd.io.outputs import atomic_path, output_problem
 from mpigd.model import LinearModel, load_model
+from mpigd.parallel import run_guarded
 
 
 def test_round_trip_keeps_coefficients_record_and_history(tmp_path):
@@ -49,6 +52,33 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         raise RuntimeError("killed mid-write")
     assert target.read_bytes() == b"previous good model"
     assert os.listdir(tmp_path) == ["m.h5"]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_signal_lost_in_a_finaliser_still_stops_the_commit_and_the_command(tmp_path):
+    # Python only prints an exception raised in a weakref callback or __del__: a SIGTERM
+    # that lands there must still leave no output and end the command as interrupted.
+    class Thing:
+        pass
+
+    thing = Thing()
+    ref = weakref.ref(thing, lambda _: Interrupted.on_signal(signal.SIGTERM, None))
+    target = tmp_path / "m.h5"
+    try:
+        with pytest.raises(Interrupted), atomic_path(target) as tmp:
+            Path(tmp).write_bytes(b"a whole model")
+            del thing  # the handler's exception is swallowed here
+            assert ref() is None
+        assert os.listdir(tmp_path) == []
+        status = run_guarded(lambda: 0, SelfComm())  # the command itself "succeeded"
+        assert status == 128 + signal.SIGTERM
+        assert Interrupted.pending is None  # reported once
+    finally:
+        Interrupted.pending = None
+
+
+class SelfComm:
+    rank, size = 0, 1
 
 
 def test_outputs_get_the_usual_permissions(tmp_path):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from ..bench.measure import measure
-from ..bench.report import REPORT_SUFFIXES, record_files, report
 from ..io.outputs import check_outputs
 from ..kernels.losses import MODELS
 from ..parallel import on_root
@@ -49,6 +47,8 @@ def register(commands, run_options) -> None:
 
 def run_measure(args, comm) -> int:
     """``mpigd bench run``; returns the exit status. Collective: yes."""
+    from ..bench.measure import measure  # not loaded by the other commands
+
     check_outputs_on_root(comm, {"--out": args.out}, {"the data file": args.data})
     record = measure(
         comm,
@@ -71,6 +71,8 @@ def run_measure(args, comm) -> int:
 
 def run_report(args, comm) -> int:
     """``mpigd bench report``; returns the exit status. Collective: yes."""
+    from ..bench.report import REPORT_SUFFIXES, record_files, report
+
     say = reporter(comm, args.quiet)
     on_root(
         comm,

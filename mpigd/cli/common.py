@@ -8,8 +8,6 @@ import os
 import sys
 from contextlib import contextmanager
 
-from tqdm import tqdm
-
 from ..errors import MpigdError
 from ..io.outputs import check_outputs, write_json
 from ..parallel import on_root, print0
@@ -115,6 +113,8 @@ def progress_bars(quiet: bool):
     bars = []
 
     def start(total: int):
+        from tqdm import tqdm
+
         bar = tqdm(
             total=total,
             unit=" rows",

@@ -5,10 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..io.convert import FORMATS, convert
-from ..io.info import describe
-from ..io.split import split as split_file
-from ..io.synthetic import make_dataset
+from ..io import FORMATS
 from ..parallel import on_root
 from .common import (
     add_x_key,
@@ -129,6 +126,8 @@ def register(commands, run_options) -> None:
 
 def run_make(args, comm) -> int:
     """``mpigd data make``; returns the exit status. Collective: yes."""
+    from ..io.synthetic import make_dataset  # each tool imports its own readers
+
     say = reporter(comm, args.quiet)
     check_outputs_on_root(comm, {"the output": args.out})
     on_root(
@@ -155,6 +154,8 @@ def run_make(args, comm) -> int:
 
 def run_convert(args, comm) -> int:
     """``mpigd data convert``; returns the exit status. Collective: yes."""
+    from ..io.convert import convert
+
     say = reporter(comm, args.quiet)
     check_outputs_on_root(comm, {"the output": args.out}, {"the input": args.input})
 
@@ -187,6 +188,8 @@ def run_convert(args, comm) -> int:
 
 def run_split(args, comm) -> int:
     """``mpigd data split``; returns the exit status. Collective: yes."""
+    from ..io.split import split as split_file
+
     say = reporter(comm, args.quiet)
     stem = os.path.splitext(args.data)[0]
     train, test = args.train or f"{stem}-train.h5", args.test or f"{stem}-test.h5"
@@ -212,6 +215,8 @@ def run_split(args, comm) -> int:
 
 def run_info(args, comm) -> int:
     """``mpigd data info``; returns the exit status. Collective: yes."""
+    from ..io.info import describe
+
     say = reporter(comm, args.quiet)
     if args.json:
         check_outputs_on_root(comm, {"--json": args.json}, {"the data file": args.data})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 
-from ..evaluation.scoring import evaluate, predict
 from .common import (
     add_out,
     add_x_key,
@@ -80,6 +79,8 @@ def _inputs(args) -> dict:
 
 def run_evaluate(args, comm) -> int:
     """``mpigd evaluate``; returns the exit status. Collective: yes."""
+    from ..evaluation.scoring import evaluate  # not loaded by the other commands
+
     say = reporter(comm, args.quiet)
     if args.json:
         check_outputs_on_root(comm, {"--json": args.json}, _inputs(args))
@@ -95,6 +96,8 @@ def run_evaluate(args, comm) -> int:
 
 def run_predict(args, comm) -> int:
     """``mpigd predict``; returns the exit status. Collective: yes."""
+    from ..evaluation.scoring import predict
+
     check_outputs_on_root(comm, {"--out": args.out}, _inputs(args))
     rows = predict(args.data, args.model, args.out, comm=comm, x_key=args.x_key)
     reporter(comm, args.quiet)(f"{rows:,} predictions written to {args.out}")

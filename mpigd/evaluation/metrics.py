@@ -9,7 +9,6 @@ identical on every rank. Definitions follow scikit-learn's (``r2_score``, ``log_
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import logsumexp
 
 from ..parallel import allreduce_sum, min_max_over_ranks
 
@@ -79,6 +78,8 @@ def multiclass(comm, y: np.ndarray, Z: np.ndarray) -> dict:
     ``Z`` (rows, K) on labels 0 .. K-1. Collective: yes."""
     k = Z.shape[1]
     labels = y.astype(np.int64)
+    from scipy.special import logsumexp  # evaluation only: not on training's path
+
     log_loss = logsumexp(Z, axis=1) - np.take_along_axis(Z, labels[:, None], 1)[:, 0]
     confusion = np.bincount(labels * k + Z.argmax(axis=1), minlength=k * k).astype(np.float64)
     sums = np.append(confusion, log_loss.sum())

@@ -21,6 +21,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import MpigdError
 from ..parallel import available_memory
+from . import FORMATS
 from .arrays import read_numpy
 from .outputs import (
     atomic_path,
@@ -34,7 +35,6 @@ from .source import Progress, Source
 from .sparse import CSRWriter
 from .text import read_csv, read_libsvm
 
-FORMATS = ("csv", "libsvm", "npy", "npz")
 _SUFFIXES = {
     ".csv": "csv",
     ".tsv": "csv",

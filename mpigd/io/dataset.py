@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
-import scipy.sparse as sp
 
 from ..errors import MpigdError, literal
 from ..partition import block_range
@@ -22,6 +22,9 @@ from . import sparse
 from .hdf5 import READ_ERRORS, get_dataset, open_input
 from .outputs import human_bytes
 from .sparse import CSRLayout
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 
 @dataclass(frozen=True)

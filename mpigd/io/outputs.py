@@ -24,7 +24,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import MpigdError
+from ..errors import Interrupted, MpigdError
 from ..partition import CHUNK_BYTES, rows_per_block
 
 PathLike = str | os.PathLike
@@ -129,6 +129,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
     try:
         yield tmp
+        Interrupted.raise_pending()  # never commit an output after a SIGTERM
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -15,14 +15,17 @@ lie is checked, each as one message naming the rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
-import scipy.sparse as sp
 
 from ..errors import MpigdError, literal
 from ..partition import CHUNK_BYTES, balanced_range
 from .outputs import create_rows_dataset
+
+if TYPE_CHECKING:  # scipy is imported where a matrix is built: not on dense runs
+    import scipy.sparse as sp
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,8 @@ def read_rows(
     """Rows ``start:stop`` as a CSR matrix: ``indptr`` for these rows, then one hyperslab
     of ``data`` and of ``indices``; checked (:func:`check_rows`; NaN and infinite values
     only with ``finite``). Collective: no."""
+    import scipy.sparse as sp
+
     indptr = np.asarray(group["indptr"][start : stop + 1], dtype=np.int64)
     first, last = int(indptr[0]), int(indptr[-1])
     _check_indptr(indptr, key, path, start)
@@ -250,6 +255,8 @@ class CSRWriter:
         self.attrs = self.group.attrs
 
     def __setitem__(self, rows: slice, block: sp.csr_matrix) -> None:
+        import scipy.sparse as sp
+
         block = sp.csr_matrix(block)
         end = self.nnz + block.nnz
         if not self.growing and end > self.group["data"].shape[0]:

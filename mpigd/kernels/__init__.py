@@ -9,14 +9,24 @@ objective asks "sums over my rows" whatever their layout.
 
 from __future__ import annotations
 
+import sys
 from types import ModuleType
 
-import scipy.sparse as sp
 
-from . import dense, sparse
+def is_sparse(X) -> bool:
+    """Whether X is a scipy.sparse matrix, without importing scipy: if scipy.sparse was
+    never imported, nothing can be one (dense runs never load it). Collective: no."""
+    sp = sys.modules.get("scipy.sparse")
+    return sp is not None and sp.issparse(X)
 
 
 def for_rows(X) -> ModuleType:
     """The kernel module for this layout of X: ``local_sums``, ``local_hessian`` and
     ``local_hessp`` with the same signatures. Collective: no."""
-    return sparse if sp.issparse(X) else dense
+    if is_sparse(X):
+        from . import sparse
+
+        return sparse
+    from . import dense
+
+    return dense

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from scipy.optimize import line_search
 
 from .base import (
     FLAT,
@@ -79,6 +78,8 @@ def lbfgs(
         # scipy's first trial step is min(1, 2.02 (f_before - f) / -slope): with no
         # previous loss, this guess makes it 1 / |g|, as scipy's own BFGS does.
         guess = f + float(np.linalg.norm(g)) / 2 if f_before is None else f_before
+        from scipy.optimize import line_search  # imported on first use: 0.1 s of start-up
+
         with warnings.catch_warnings():  # a failed search is handled below, not warned
             warnings.simplefilter("ignore")
             alpha = line_search(

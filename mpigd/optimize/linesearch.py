@@ -84,3 +84,73 @@ def armijo_search(
         return sufficient_decrease(f, f_new, slope, float(g_new @ direction), t, c1, approx_tol)
 
     return backtrack(trial, accept, step, shrink=shrink, min_step=min_step, max_trials=max_trials)
+
+
+def wolfe_search(
+    phi: Callable[[float], tuple[float, float]],
+    f0: float,
+    slope0: float,
+    step: float,
+    *,
+    c1: float,
+    c2: float,
+    max_iter: int,
+) -> float | None:
+    """A step ``t`` along a descent direction that meets the strong Wolfe conditions
+    ``phi(t) <= f0 + c1 t slope0`` and ``|phi'(t)| <= c2 |slope0|``, or None.
+
+    ``phi(t)`` returns the loss and its directional derivative at step ``t`` (one
+    evaluation of the objective; ``f0``, ``slope0 < 0`` are their values at 0). The
+    bracketing phase doubles the step from ``step`` until a bracket holds a Wolfe point;
+    the zoom phase narrows it, trying the minimiser of the cubic that matches the losses
+    and derivatives at both ends, kept inside the bracket, else its midpoint (Nocedal &
+    Wright, Numerical Optimization, algorithms 3.5 and 3.6, and equation 3.59). A
+    non-finite loss counts as too far. At most ``max_iter`` trials in each phase.
+    Collective: as ``phi`` is.
+    """
+
+    def too_far(t: float, f: float, worse_than: float) -> bool:
+        return not np.isfinite(f) or f > f0 + c1 * t * slope0 or f >= worse_than
+
+    def curved_enough(d: float) -> bool:
+        return abs(d) <= -c2 * slope0
+
+    def zoom(lo, hi) -> float | None:
+        # lo, hi: (step, loss, slope); lo has the lower loss and meets the decrease test
+        for _ in range(max_iter):
+            t = _cubic_step(lo, hi)
+            f, d = phi(t)
+            if too_far(t, f, lo[1]):
+                hi = (t, f, d)
+            else:
+                if curved_enough(d):
+                    return t
+                if d * (hi[0] - lo[0]) >= 0:
+                    hi = lo
+                lo = (t, f, d)
+        return None
+
+    previous, first = (0.0, f0, slope0), True
+    for _ in range(max_iter):
+        f, d = phi(step)
+        if too_far(step, f, np.inf if first else previous[1]):
+            return zoom(previous, (step, f, d))
+        if curved_enough(d):
+            return step
+        if d >= 0:
+            return zoom((step, f, d), previous)
+        previous, first, step = (step, f, d), False, 2.0 * step
+    return None
+
+
+def _cubic_step(a: tuple, b: tuple, margin: float = 0.1) -> float:
+    """The minimiser of the cubic through the steps ``a`` and ``b`` (each ``(t, f, f')``),
+    when it lies at least ``margin`` of the bracket inside it; else the midpoint."""
+    (t_a, f_a, d_a), (t_b, f_b, d_b) = a, b
+    width = t_b - t_a
+    with np.errstate(all="ignore"):
+        d1 = d_a + d_b - 3.0 * (f_a - f_b) / (t_a - t_b)
+        d2 = np.sign(width) * np.sqrt(d1 * d1 - d_a * d_b)
+        t = t_b - width * (d_b + d2 - d1) / (d_b - d_a + 2.0 * d2)
+    low, high = sorted((t_a + margin * width, t_b - margin * width))
+    return float(t) if np.isfinite(t) and low <= t <= high else t_a + 0.5 * width

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
 from .base import (
     FLAT,
@@ -32,7 +31,11 @@ class SingularSystem(ValueError):
     """The Hessian (the Gram matrix, for least squares) is singular."""
 
 
-def _cholesky(H: np.ndarray):
+def _solve(H: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``H^{-1} g`` by Cholesky; :class:`SingularSystem` when H is singular to working
+    precision."""
+    from scipy.linalg import LinAlgError, cho_factor, cho_solve  # only these optimisers
+
     try:
         factor = cho_factor(H, lower=True)
     except LinAlgError as exc:
@@ -40,7 +43,7 @@ def _cholesky(H: np.ndarray):
     pivots = np.abs(np.diag(factor[0]))
     if pivots.min() <= SINGULAR_PIVOT_RATIO * pivots.max():
         raise SingularSystem("a Cholesky pivot is zero to working precision")
-    return factor
+    return cho_solve(factor, g)
 
 
 def newton(
@@ -86,7 +89,7 @@ def newton(
         g_norm = float(np.linalg.norm(g))
         if full:
             try:
-                direction = -cho_solve(_cholesky(H), g)
+                direction = -_solve(H, g)
             except SingularSystem:
                 ridge = singular_ridge * max(float(np.trace(H)) / len(g), 1e-300)
                 direction = -np.linalg.solve(H + ridge * np.eye(len(g)), g)
@@ -168,7 +171,7 @@ def normal_equations(
     if not (finite(f0, g0) and np.isfinite(H).all()):
         message = "loss or gradient is not finite at the initial point"
         return OptimizeResult(start, f0, g0, 0, 1, False, message, True, [f0])
-    step = -cho_solve(_cholesky(H), g0)
+    step = -_solve(H, g0)
     theta = start + step
     f = f0 + float(g0 @ step) + 0.5 * float(step @ H @ step)
     g = g0 + H @ step
