@@ -110,9 +110,7 @@ def test_logistic_is_stable_at_extreme_predictors_and_keeps_non_finite_ones():
     X = np.array([[800.0], [-800.0], [40.0], [-40.0], [1e-20], [0.0]])
     y = np.array([0.0, 1.0, 1.0, 0.0, 1.0, 0.0])
     theta = np.array([1.0, 0.0])
-    assert_close(
-        compiled.dense_sums(X, y, theta, loss), dense.reference_sums(X, y, theta, loss), 0
-    )
+    assert_close(compiled.dense_sums(X, y, theta, loss), dense.reference_sums(X, y, theta, loss), 0)
     for bad in (np.nan, np.inf):
         f, g = compiled.dense_sums(np.array([[bad], [1.0]]), y[:2], theta, loss)
         with np.errstate(invalid="ignore"):

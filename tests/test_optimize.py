@@ -8,6 +8,7 @@ from mpi4py import MPI
 from mpigd.kernels.losses import make_loss
 from mpigd.objective import Objective
 from mpigd.optimize import OPTIMIZERS, gradient_descent
+from mpigd.optimize.linesearch import wolfe_search
 
 
 def quadratic(A, b):
@@ -219,3 +220,51 @@ def test_normal_equations_report_their_iteration_and_resume_from_the_solution():
     np.testing.assert_array_equal(state["theta"], result.x)
     again = normal_equations(None, np.zeros(len(b)), hess_fun=hess_fun, resume=state)
     np.testing.assert_array_equal(again.x, result.x)
+
+
+# ------------------------------------------------------------- the strong Wolfe search
+
+
+def wolfe_holds(phi, t, c1=1e-4, c2=0.9):
+    f0, d0 = phi(0.0)
+    f, d = phi(t)
+    return f <= f0 + c1 * t * d0 and abs(d) <= c2 * abs(d0)
+
+
+@pytest.mark.parametrize(
+    ("name", "phi", "expected_calls"),
+    [
+        ("unit step is fine", lambda t: ((t - 1.2) ** 2, 2 * (t - 1.2)), 1),
+        ("needs expansion", lambda t: ((t - 40.0) ** 2, 2 * (t - 40.0)), None),
+        ("needs a zoom", lambda t: ((t - 0.01) ** 2, 2 * (t - 0.01)), None),
+        ("log-loss", lambda t: (np.logaddexp(0, 3 - 5 * t) + 0.1 * t * t,
+                                -5 / (1 + np.exp(5 * t - 3)) + 0.2 * t), None),
+    ],
+)  # fmt: skip
+def test_wolfe_search_returns_a_strong_wolfe_step(name, phi, expected_calls):
+    calls = []
+
+    def counted(t):
+        calls.append(t)
+        return phi(t)
+
+    f0, d0 = phi(0.0)
+    t = wolfe_search(counted, f0, d0, 1.0, c1=1e-4, c2=0.9, max_iter=20)
+    assert t is not None and wolfe_holds(phi, t), (name, t)
+    if expected_calls is not None:
+        assert len(calls) == expected_calls
+
+
+def test_wolfe_search_steps_back_from_non_finite_losses():
+    def phi(t):  # overflows beyond t = 2: a diverging trial is too far, not the answer
+        return ((t - 1.5) ** 2, 2 * (t - 1.5)) if t < 2 else (np.inf, np.nan)
+
+    t = wolfe_search(phi, *phi(0.0), 8.0, c1=1e-4, c2=0.1, max_iter=20)
+    assert t is not None and t < 2 and wolfe_holds(phi, t, c2=0.1)
+
+
+def test_wolfe_search_gives_up_after_max_iter():
+    def phi(t):  # decreases forever: no step meets the curvature condition
+        return -t, -1.0
+
+    assert wolfe_search(phi, 0.0, -1.0, 1.0, c1=1e-4, c2=0.9, max_iter=5) is None

@@ -1,9 +1,9 @@
-"""L-BFGS with scipy's strong Wolfe line search, with a state that can be checkpointed."""
+"""L-BFGS with a strong Wolfe line search, with a state that can be checkpointed."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,7 @@ from .base import (
     Progress,
     check_stopping,
 )
-from .linesearch import armijo_search
+from .linesearch import armijo_search, wolfe_search
 
 
 def lbfgs(
@@ -41,14 +41,14 @@ def lbfgs(
     algorithms 7.4 and 7.5).
 
     The direction comes from the two-loop recursion over the last ``memory`` pairs
-    ``(s, y)``; the step from ``scipy.optimize.line_search`` (strong Wolfe conditions
-    ``c1``, ``c2``). The search asks for losses and gradients separately, so ``fun`` is
-    memoised and every point is evaluated once. Where the Wolfe search fails (near the
+    ``(s, y)``; the step from :func:`~mpigd.optimize.linesearch.wolfe_search` (strong
+    Wolfe conditions ``c1``, ``c2``); ``fun`` is memoised, so the accepted point is not
+    evaluated twice. Where the Wolfe search fails (near the
     minimum, where loss differences are rounding noise), a backtracking search with the
     derivative form of the Armijo test takes over (at most ``backtrack_tries`` trials
     from a step of 1; the Wolfe search makes at most ``wolfe_maxiter``). A pair enters the
-    memory only with curvature ``s.y > curvature_tol |y|^2``. The pairs live here rather than inside
-    scipy, so that ``Progress.state()`` holds all that is needed to continue exactly.
+    memory only with curvature ``s.y > curvature_tol |y|^2``. The pairs live in
+    ``Progress.state()``, which holds all that is needed to continue exactly.
     Stopping rules as in :func:`gradient_descent`.
 
     Collective: as ``fun`` is.
@@ -75,25 +75,21 @@ def lbfgs(
         direction = -_two_loop(g, pairs_s, pairs_y)
         if not g @ direction < 0:  # not a descent direction: forget the curvature pairs
             pairs_s, pairs_y, direction = [], [], -g
-        # scipy's first trial step is min(1, 2.02 (f_before - f) / -slope): with no
-        # previous loss, this guess makes it 1 / |g|, as scipy's own BFGS does.
+        # The first trial step is min(1, 2.02 (f_before - f) / -slope), as scipy's and
+        # Nocedal & Wright's (3.60); with no previous loss this makes it 1.01 / |g| on
+        # the steepest descent, as scipy's BFGS does.
+        slope = float(g @ direction)
         guess = f + float(np.linalg.norm(g)) / 2 if f_before is None else f_before
-        from scipy.optimize import line_search  # imported on first use: 0.1 s of start-up
-
-        with warnings.catch_warnings():  # a failed search is handled below, not warned
-            warnings.simplefilter("ignore")
-            alpha = line_search(
-                memo.loss,
-                memo.grad,
-                theta,
-                direction,
-                gfk=g,
-                old_fval=f,
-                old_old_fval=guess,
-                c1=c1,
-                c2=c2,
-                maxiter=wolfe_maxiter,
-            )[0]
+        step = min(1.0, 2.02 * (f - guess) / slope)
+        alpha = wolfe_search(
+            partial(_along, memo, theta, direction),
+            f,
+            slope,
+            step if step > 0 else 1.0,
+            c1=c1,
+            c2=c2,
+            max_iter=wolfe_maxiter,
+        )
         if alpha is None:
             # Near the minimum, loss differences are rounding noise and the Wolfe search,
             # which compares losses, can fail; backtracking with the derivative form of
@@ -124,6 +120,12 @@ def lbfgs(
         if stop := run.advance(theta_new, f_new, g_new, float(alpha)):
             break
     return stop
+
+
+def _along(memo: Memoized, theta: np.ndarray, direction: np.ndarray, t: float):
+    """The loss and its slope along ``direction`` at ``theta + t direction``."""
+    f, g = memo(theta + t * direction)
+    return f, float(g @ direction)
 
 
 def _two_loop(g: np.ndarray, pairs_s: list, pairs_y: list) -> np.ndarray:
