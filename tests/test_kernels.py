@@ -124,6 +124,10 @@ def test_rows_the_kernel_cannot_read_go_to_the_reference():
     X, y, theta, loss, _ = problem("linear", 30, 4, np.float64)
     assert compiled.dense_sums(np.asfortranarray(X), y, theta, loss) is None
     assert compiled.dense_sums(X.astype(np.int64), y, theta, loss) is None
+    wide = np.zeros((2, compiled.DENSE_MAX_FEATURES + 1))
+    assert compiled.dense_sums(wide, y[:2], np.zeros(wide.shape[1] + 1), loss) is None
+    many = make_loss("softmax", compiled.DENSE_MAX_CLASSES + 1)
+    assert compiled.dense_sums(X, y * 0, np.zeros(5 * many.n_outputs), many) is None
     f, _ = dense.local_sums(np.asfortranarray(X), y, theta, loss)
     assert f == pytest.approx(dense.reference_sums(X, y, theta, loss)[0], rel=1e-14)
 

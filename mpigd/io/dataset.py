@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 
 from ..errors import MpigdError, literal
-from ..partition import block_range
+from ..partition import block_range, rows_per_block
 from . import sparse
 from .hdf5 import READ_ERRORS, get_dataset, open_input
 from .outputs import human_bytes
@@ -25,6 +25,11 @@ from .sparse import CSRLayout
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
+
+
+#: Rows of X are read and checked in blocks of about this many bytes: small enough that
+#: the check finds them in cache, large enough that HDF5's per-call cost is noise.
+READ_BLOCK_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -220,6 +225,28 @@ def read_csr_rows(
     return X, start, stop
 
 
+def _non_finite(values: np.ndarray) -> int:
+    """How many of ``values`` are NaN or infinite. A finite sum proves there are none
+    (a NaN or inf makes the sum NaN or inf), which costs a fraction of a count; only an
+    infinite or NaN sum (or one that overflowed) is counted exactly."""
+    if np.isfinite(np.sum(values)):
+        return 0
+    return values.size - int(np.count_nonzero(np.isfinite(values)))
+
+
+def _read_finite(dataset: h5py.Dataset, X: np.ndarray, start: int) -> int:
+    """Read ``X`` from ``dataset`` rows ``start:start + len(X)`` in blocks, checking each
+    while it is in cache (one pass over memory instead of two); the count of NaN and
+    infinite values read. HDF5 converts the type (integer files to float64)."""
+    rows = rows_per_block(X.itemsize * max(X.shape[1], 1), READ_BLOCK_BYTES)
+    bad = 0
+    for first in range(0, len(X), rows):
+        last = min(first + rows, len(X))
+        dataset.read_direct(X, np.s_[start + first : start + last], np.s_[first:last])
+        bad += _non_finite(X[first:last])
+    return bad
+
+
 def read_block(info: DatasetInfo, rank: int, size: int) -> LocalData:
     """Read rank ``rank``'s block of rows (of ``size`` ranks) as one hyperslab per dataset.
 
@@ -238,18 +265,18 @@ def read_block(info: DatasetInfo, rank: int, size: int) -> LocalData:
         start, stop = block_range(info.n_rows, size, rank)
         X = np.empty((stop - start, info.n_features), dtype=sparse.memory_dtype(info.x_dtype))
     columns = {key: np.empty(stop - start) for key in (info.y_key, info.weight_key) if key}
+    bad_x = 0
     if stop > start:
         try:
             with h5py.File(info.path, "r") as f:
                 if not info.csr:
-                    f[info.x_key].read_direct(X, np.s_[start:stop])  # HDF5 converts the type
+                    bad_x = _read_finite(f[info.x_key], X, start)
                 for key, values in columns.items():
                     values[:] = f[key].astype(np.float64)[start:stop].reshape(-1)
         except READ_ERRORS as exc:
             raise MpigdError(f"reading rows {start}:{stop} of {info.path} failed: {exc}") from exc
-    checked = columns.items() if info.csr else ((info.x_key, X), *columns.items())
-    for key, values in checked:
-        bad = values.size - np.count_nonzero(np.isfinite(values))
+    checked = [(key, _non_finite(values)) for key, values in columns.items()]
+    for key, bad in checked if info.csr else [(info.x_key, bad_x), *checked]:
         if bad:
             raise MpigdError.in_rows(
                 f"{literal(info.path)}: '{literal(key)}' holds {{count}} NaN or infinite "

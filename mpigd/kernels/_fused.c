@@ -27,6 +27,15 @@ enum { LOSS_LINEAR = 0, LOSS_LOGISTIC = 1, LOSS_SOFTMAX = 2 };
 /* Rows whose predictors are computed before their losses: the exp/log1p latencies of a
  * block overlap, and the block's rows are still in cache for the gradient sweep. */
 #define BLOCK 64
+/* ... and at most this many bytes of dense rows, so that a block of wide rows is still in
+ * cache (L2) for its second sweep. */
+#define BLOCK_BYTES (128 * 1024)
+
+static Py_ssize_t block_rows(Py_ssize_t row_bytes)
+{
+    Py_ssize_t rows = BLOCK_BYTES / (row_bytes > 0 ? row_bytes : 1);
+    return rows < 1 ? 1 : rows > BLOCK ? BLOCK : rows;
+}
 /* Columns of X_b^T r accumulated in registers over a block (four AVX2 vectors). */
 #define CHUNK 16
 
@@ -201,8 +210,9 @@ CLONES static double NAME(const T *X, Py_ssize_t m, Py_ssize_t n, Py_ssize_t K, 
                           double *z, double *r, int need_loss)                           \
 {                                                                                         \
     double total = 0.0;                                                                   \
-    for (Py_ssize_t start = 0; start < m; start += BLOCK) {                               \
-        Py_ssize_t rows = m - start < BLOCK ? m - start : BLOCK, i;                       \
+    Py_ssize_t block = block_rows(n * (Py_ssize_t)sizeof(T));                             \
+    for (Py_ssize_t start = 0; start < m; start += block) {                               \
+        Py_ssize_t rows = m - start < block ? m - start : block, i;                       \
         const T *Xb = X + start * n;                                                      \
         for (i = 0; i < rows; i++) {                                                      \
             const T *x = Xb + i * n;                                                      \

@@ -17,6 +17,13 @@ import numpy as np
 from .losses import PointwiseLoss
 
 ABI = 1  # must match KERNEL_ABI in _fused.c: a stale build is never called
+#: Where BLAS is faster than the fused sweep (benchmarks/local_pass.py and the README's
+#: kernel table, this project's 2-core machine): dense rows wider than this many
+#: features (gemv streams a wide row at memory speed; at 16,384 the fused sweep is 0.7x),
+#: and softmax with more classes (gemm reuses each row across the classes: 1.0x at 10,
+#: 0.65x at 32, against 2x at 4).
+DENSE_MAX_FEATURES = 2048
+DENSE_MAX_CLASSES = 8
 _LOSS_CODES = {"linear": 0, "logistic": 1, "softmax": 2}
 _NO_WEIGHTS = np.empty(0)
 
@@ -63,10 +70,13 @@ def _grad(theta, out):
 
 def dense_sums(X, y, theta, loss: PointwiseLoss, out=None, *, weights=None, need_loss=True):
     """:func:`mpigd.kernels.dense.local_sums` in one fused sweep, or None when these
-    rows are not for the compiled kernel (no extension, or X not C-ordered float32/64).
+    rows are not for the compiled kernel (no extension, X not C-ordered float32/64, or
+    a shape where BLAS is faster: :data:`DENSE_MAX_FEATURES`, :data:`DENSE_MAX_CLASSES`).
     With ``need_loss=False`` the loss sum is 0 and its transcendental work is skipped.
     Collective: no."""
     if _fused is None or X.ndim != 2 or not _float_rows(X) or not _contiguous(out):
+        return None
+    if X.shape[1] > DENSE_MAX_FEATURES or loss.n_outputs > DENSE_MAX_CLASSES:
         return None
     grad = _grad(theta, out)
     total = _fused.dense_sums(
