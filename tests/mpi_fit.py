@@ -3,8 +3,9 @@
 Usage: python tests/mpi_fit.py SPEC.json OUT.npz
 SPEC is a list of {"name": ..., "data": ..., "model": ..., **fit options}. For each run,
 rank 0 saves ``NAME/theta`` (every rank's raw-scale parameters, one row per rank),
-``NAME/loss``, ``NAME/nit``, ``NAME/allreduces``, ``NAME/converged`` and ``NAME/peak_rss``
-(every rank's peak resident memory so far, in bytes).
+``NAME/loss``, ``NAME/nit``, ``NAME/allreduces``, ``NAME/converged``, ``NAME/peak_rss``
+(every rank's peak resident memory so far, in bytes) and ``NAME/baseline_rss`` (the same
+just before the run: the interpreter and the libraries, scipy.sparse included).
 """
 
 import json
@@ -12,9 +13,14 @@ import resource
 import sys
 
 import numpy as np
+import scipy.sparse  # noqa: F401 - part of the baseline, as it is of any sparse run
 from mpi4py import MPI
 
 from mpigd import fit
+
+
+def peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def main(spec_path, out):
@@ -24,10 +30,11 @@ def main(spec_path, out):
     saved = {}
     for run in runs:
         name, data, model = run.pop("name"), run.pop("data"), run.pop("model")
+        baseline = comm.gather(peak_rss(), root=0)
         fitted = fit(data, model, comm=comm, **run)
         theta = np.append(np.ravel(fitted.model.coef), fitted.model.intercept)
         thetas = comm.gather(theta, root=0)
-        peaks = comm.gather(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, root=0)
+        peaks = comm.gather(peak_rss(), root=0)
         saved.update(
             {
                 f"{name}/theta": np.array(thetas),
@@ -36,6 +43,7 @@ def main(spec_path, out):
                 f"{name}/allreduces": fitted.model.info["allreduces"],
                 f"{name}/converged": fitted.result.converged,
                 f"{name}/peak_rss": np.array(peaks),
+                f"{name}/baseline_rss": np.array(baseline),
             }
         )
     if comm.rank == 0:

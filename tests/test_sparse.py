@@ -14,6 +14,7 @@ from mpi4py import MPI
 
 from mpigd import load_model
 from mpigd.errors import MpigdError
+from mpigd.io import sparse as io_sparse
 from mpigd.io.dataset import inspect_dataset, read_block
 from mpigd.kernels import dense, for_rows, sparse
 from mpigd.kernels.losses import make_loss
@@ -137,6 +138,20 @@ BAD_ROWS = {
         "indptr decreases at row",
     ),
 }
+
+
+def test_rows_are_checked_in_blocks_and_the_counts_add_up(monkeypatch):
+    monkeypatch.setattr(io_sparse, "CHECK_VALUES", 7)  # many blocks of about 7 values
+    X = sp.csr_matrix(np.arange(1.0, 61.0).reshape(12, 5))  # 5 values a row
+    io_sparse.check_rows(X, "X", "f.h5", 100, 112)  # clean: no error
+    X.indices[[7, 27, 52]] = X.indices[[6, 26, 51]]  # rows 1, 5 and 10 repeat a column
+    X.data[[3, 44]] = np.nan
+    with pytest.raises(MpigdError, match=r"3 rows that list a column index twice") as error:
+        io_sparse.check_rows(X, "X", "f.h5", 100, 112)
+    assert "e.g. row 101, column 1" in str(error.value)
+    X.indices[[7, 27, 52]] = [2, 2, 2]
+    with pytest.raises(MpigdError, match=r"holds 2 NaN or infinite values"):
+        io_sparse.check_rows(X, "X", "f.h5", 100, 112)
 
 
 @pytest.mark.parametrize("case", BAD, ids=list(BAD))
@@ -456,9 +471,7 @@ def test_a_terabyte_of_dense_data_trains_in_well_under_a_gigabyte_per_rank(tmp_p
     """200,000 x 1,000,000 with 20 values a row: 1.6 TB dense, 48 MB as CSR."""
     m, n, per_row = 200_000, 1_000_000, 20
     rng = np.random.default_rng(15)
-    indices = np.sort(rng.integers(0, n, (m, per_row)), axis=1)
-    indices[:, 1:] += np.cumsum(indices[:, 1:] == indices[:, :-1], axis=1)  # distinct, < n + 20
-    indices = np.minimum(indices, n - 1 - np.arange(per_row)[::-1])
+    indices = distinct_columns(rng, m, n, per_row)
     X = sp.csr_matrix(
         (rng.standard_normal(m * per_row), indices.ravel(), np.arange(0, m * per_row + 1, per_row)),
         shape=(m, n),
@@ -471,6 +484,41 @@ def test_a_terabyte_of_dense_data_trains_in_well_under_a_gigabyte_per_rank(tmp_p
     assert proc.returncode == 0, proc.stderr
     peaks = np.load(tmp_path / "out.npz")["wide/peak_rss"]
     assert len(peaks) == 2 and peaks.max() < 2**30, peaks
+
+
+def distinct_columns(rng, m, n, per_row):
+    """(m, per_row) sorted column indices, distinct within each row, all < n."""
+    indices = np.sort(rng.integers(0, n, (m, per_row)), axis=1)
+    indices[:, 1:] += np.cumsum(indices[:, 1:] == indices[:, :-1], axis=1)
+    return np.minimum(indices, n - 1 - np.arange(per_row)[::-1])
+
+
+def test_peak_memory_is_within_two_and_a_half_times_the_ranks_share_of_the_csr_arrays(
+    tmp_path,
+):
+    """Beyond the interpreter and libraries, a rank's peak is at most 2.5x its share of
+    data + indices + indptr plus the optimiser's state (L-BFGS: 2 x 10 vectors of n + 1,
+    and a dozen more for theta, gradients, the reduction buffer and the search)."""
+    m, n, per_row, ranks, memory = 600_000, 65_536, 20, 2, 10
+    rng = np.random.default_rng(16)
+    indices = distinct_columns(rng, m, n, per_row).astype(np.int32)
+    X = sp.csr_matrix(
+        (rng.standard_normal(m * per_row), indices.ravel(), np.arange(0, m * per_row + 1, per_row)),
+        shape=(m, n),
+    )
+    y = (rng.random(m) < 0.5).astype(np.float64)
+    path = write_csr(tmp_path / "tall.h5", X, y)
+    spec = [{"name": "tall", "data": str(path), "model": "logistic", "l2": 1e-4, "max_iter": 10}]
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    proc = run_mpi(ranks, "tests/mpi_fit.py", tmp_path / "spec.json", tmp_path / "out.npz")
+    assert proc.returncode == 0, proc.stderr
+    saved = np.load(tmp_path / "out.npz")
+    grown = saved["tall/peak_rss"] - saved["tall/baseline_rss"]
+    share = X.nnz / ranks * (X.data.itemsize + X.indices.itemsize) + (m / ranks + 1) * 8
+    optimiser = (2 * memory + 12) * (n + 1) * 8
+    assert len(grown) == ranks and (grown <= 2.5 * share + optimiser).all(), (
+        grown / share, share, optimiser
+    )
 
 
 def test_data_info_on_csr_equals_the_dense_statistics(files, tmp_path):

@@ -149,40 +149,75 @@ def _check_indptr(indptr: np.ndarray, key: str, path: str, start: int) -> None:
         raise MpigdError(f"{path}: '{key}'/indptr decreases at row {row}; it must not")
 
 
+#: Values checked at a time: the checks' temporaries (a row number and a step per value)
+#: stay a few MB however large a rank's share is.
+CHECK_VALUES = 1 << 19
+
+
 def check_rows(
     X: sp.csr_matrix, key: str, path: str, start: int, stop: int, *, finite: bool = True
 ) -> None:
     """Column indices in [0, n), no index twice in one row, finite values; each problem
-    one error naming a row (and, merged over ranks, the counts). Collective: no."""
+    one error naming a row (and, merged over ranks, the counts). Checked in blocks of
+    rows of about :data:`CHECK_VALUES` values, so memory beyond X stays small.
+    Collective: no."""
     where = f"{literal(path)}: '{literal(key)}'"
     n = X.shape[1]
-    outside = (X.indices < 0) | (X.indices >= n)
-    if outside.any():
-        row = start + _row_of(X, int(np.argmax(outside)))
+    outside, repeated, bad = [0, None], [0, None], 0
+    for first, block in _row_blocks(X):
+        out = (block.indices < 0) | (block.indices >= n)
+        if out.any():
+            outside[0] += int(np.count_nonzero(out))
+            if outside[1] is None:
+                outside[1] = str(start + first + _row_of(block, int(np.argmax(out))))
+        twice = _repeated(block)
+        if twice is not None:
+            repeated[0] += twice[0]
+            if repeated[1] is None:
+                repeated[1] = f"{start + first + twice[1]}, column {twice[2]}"
+        bad += block.data.size - int(np.count_nonzero(np.isfinite(block.data)))
+    if outside[0]:
         raise MpigdError.in_rows(
             f"{where} holds {{count}} column indices outside 0 .. {n - 1} in rows {{rows}} "
             "(e.g. in row {example})",
-            np.count_nonzero(outside),
+            outside[0],
             start,
             stop,
-            str(row),
+            outside[1],
         )
-    repeated = _repeated(X)
-    if repeated is not None:
-        count, row, column = repeated
+    if repeated[0]:
         raise MpigdError.in_rows(
             f"{where} holds {{count}} rows that list a column index twice, in rows {{rows}} "
             "(e.g. row {example})",
-            count,
+            repeated[0],
             start,
             stop,
-            f"{start + row}, column {column}",
+            repeated[1],
         )
-    bad = X.data.size - np.count_nonzero(np.isfinite(X.data))
     if finite and bad:
         raise MpigdError.in_rows(
             f"{where} holds {{count}} NaN or infinite values in rows {{rows}}", bad, start, stop
         )
+
+
+def _row_blocks(X: sp.csr_matrix):
+    """``(first row, rows)`` of X in consecutive blocks of about :data:`CHECK_VALUES`
+    values (at least one row each), as CSR views of X's arrays."""
+    import scipy.sparse as sp
+
+    indptr, m = X.indptr, X.shape[0]
+    first = 0
+    while first < m:
+        last = int(np.searchsorted(indptr, indptr[first] + CHECK_VALUES, side="right")) - 1
+        last = min(max(last, first + 1), m)
+        lo, hi = indptr[first], indptr[last]
+        block = sp.csr_matrix(
+            (X.data[lo:hi], X.indices[lo:hi], indptr[first : last + 1] - lo),
+            shape=(last - first, X.shape[1]),
+            copy=False,
+        )
+        yield first, block
+        first = last
 
 
 def _row_of(X: sp.csr_matrix, position: int) -> int:
