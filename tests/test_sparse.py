@@ -471,11 +471,7 @@ def test_a_terabyte_of_dense_data_trains_in_well_under_a_gigabyte_per_rank(tmp_p
     """200,000 x 1,000,000 with 20 values a row: 1.6 TB dense, 48 MB as CSR."""
     m, n, per_row = 200_000, 1_000_000, 20
     rng = np.random.default_rng(15)
-    indices = distinct_columns(rng, m, n, per_row)
-    X = sp.csr_matrix(
-        (rng.standard_normal(m * per_row), indices.ravel(), np.arange(0, m * per_row + 1, per_row)),
-        shape=(m, n),
-    )
+    X = random_csr(rng, m, n, per_row)
     y = (rng.random(m) < 0.5).astype(np.float64)
     path = write_csr(tmp_path / "wide.h5", X, y)
     spec = [{"name": "wide", "data": str(path), "model": "logistic", "l2": 1e-4, "max_iter": 15}]
@@ -486,11 +482,15 @@ def test_a_terabyte_of_dense_data_trains_in_well_under_a_gigabyte_per_rank(tmp_p
     assert len(peaks) == 2 and peaks.max() < 2**30, peaks
 
 
-def distinct_columns(rng, m, n, per_row):
-    """(m, per_row) sorted column indices, distinct within each row, all < n."""
+def random_csr(rng, m, n, per_row, index_dtype=np.int64):
+    """(m, n) CSR with ``per_row`` normal values a row in distinct, sorted columns."""
     indices = np.sort(rng.integers(0, n, (m, per_row)), axis=1)
     indices[:, 1:] += np.cumsum(indices[:, 1:] == indices[:, :-1], axis=1)
-    return np.minimum(indices, n - 1 - np.arange(per_row)[::-1])
+    indices = np.minimum(indices, n - 1 - np.arange(per_row)[::-1]).astype(index_dtype)
+    values = rng.standard_normal(m * per_row)
+    return sp.csr_matrix(
+        (values, indices.ravel(), np.arange(0, m * per_row + 1, per_row)), shape=(m, n)
+    )
 
 
 def test_peak_memory_is_within_two_and_a_half_times_the_ranks_share_of_the_csr_arrays(
@@ -501,11 +501,7 @@ def test_peak_memory_is_within_two_and_a_half_times_the_ranks_share_of_the_csr_a
     and a dozen more for theta, gradients, the reduction buffer and the search)."""
     m, n, per_row, ranks, memory = 600_000, 65_536, 20, 2, 10
     rng = np.random.default_rng(16)
-    indices = distinct_columns(rng, m, n, per_row).astype(np.int32)
-    X = sp.csr_matrix(
-        (rng.standard_normal(m * per_row), indices.ravel(), np.arange(0, m * per_row + 1, per_row)),
-        shape=(m, n),
-    )
+    X = random_csr(rng, m, n, per_row, np.int32)
     y = (rng.random(m) < 0.5).astype(np.float64)
     path = write_csr(tmp_path / "tall.h5", X, y)
     spec = [{"name": "tall", "data": str(path), "model": "logistic", "l2": 1e-4, "max_iter": 10}]
@@ -517,7 +513,9 @@ def test_peak_memory_is_within_two_and_a_half_times_the_ranks_share_of_the_csr_a
     share = X.nnz / ranks * (X.data.itemsize + X.indices.itemsize) + (m / ranks + 1) * 8
     optimiser = (2 * memory + 12) * (n + 1) * 8
     assert len(grown) == ranks and (grown <= 2.5 * share + optimiser).all(), (
-        grown / share, share, optimiser
+        grown / share,
+        share,
+        optimiser,
     )
 
 
