@@ -19,16 +19,13 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Bumped whenever the calling convention changes, so a stale build is never used. */
-#define KERNEL_ABI 1
+#define KERNEL_ABI 1 /* bumped with the calling convention: a stale build is never used */
 
 enum { LOSS_LINEAR = 0, LOSS_LOGISTIC = 1, LOSS_SOFTMAX = 2 };
 
-/* Rows whose predictors are computed before their losses: the exp/log1p latencies of a
- * block overlap, and the block's rows are still in cache for the gradient sweep. */
+/* Rows whose predictors are computed before their losses (their exp/log1p latencies
+ * overlap), at most BLOCK_BYTES of dense rows: in cache (L2) for the gradient sweep. */
 #define BLOCK 64
-/* ... and at most this many bytes of dense rows, so that a block of wide rows is still in
- * cache (L2) for its second sweep. */
 #define BLOCK_BYTES (128 * 1024)
 
 static Py_ssize_t block_rows(Py_ssize_t row_bytes)
@@ -40,7 +37,7 @@ static Py_ssize_t block_rows(Py_ssize_t row_bytes)
 #define CHUNK 16
 
 /* Functions with a loop that vectorises get an AVX2+FMA clone as well as the baseline,
- * chosen at load time by the CPU (GCC/clang function multiversioning on x86-64), so one
+ * chosen at load time by the CPU (GCC's function multiversioning on x86-64), so one
  * build runs on any node of a cluster whatever the login node's CPU. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
 #if __has_attribute(target_clones)
