@@ -98,4 +98,5 @@ class Interrupted(BaseException):
     def raise_pending(cls) -> None:
         """Raise it again if a signal arrived whose exception may have been lost."""
         if cls.pending is not None:
-            raise cls(cls.pending)
+            signum, cls.pending = cls.pending, None
+            raise cls(signum)

@@ -429,7 +429,6 @@ def run_guarded(main: Callable[[], int], comm: MPI.Comm, *, debug: bool = False)
         print0(comm, f"mpigd: {exc.label}: {exc}", file=sys.stderr)
         return exc.exit_status
     except (Interrupted, KeyboardInterrupt) as exc:
-        Interrupted.pending = None
         if debug:
             traceback.print_exc()
         return _interrupted(comm, exc)
@@ -445,3 +444,5 @@ def run_guarded(main: Callable[[], int], comm: MPI.Comm, *, debug: bool = False)
         )
         comm.Abort(EXIT_ABORTED)
         return EXIT_ABORTED  # not reached
+    finally:
+        Interrupted.pending = None  # reported (or superseded): not the next command's

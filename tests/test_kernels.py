@@ -152,3 +152,37 @@ def test_the_environment_variable_turns_the_compiled_kernels_off_and_on():
     assert status != 0 and "choose auto, compiled or numpy" in message
     if compiled.name() == "compiled":
         assert which("compiled") == (0, "compiled")
+
+
+@needs_compiled
+def test_arrays_of_the_wrong_length_never_reach_the_c_code():
+    # The C code trusts the lengths: the wrapper hands anything else to the reference
+    # kernels, which raise NumPy's error instead of reading or writing out of bounds.
+    X, y, theta, loss, weights = problem("logistic", 100, 5, np.float64)
+    for bad in (
+        {"y": y[:10]},
+        {"y": y[:, None]},
+        {"theta": theta[:3]},
+        {"out": np.zeros(2)},
+        {"weights": weights[:7]},
+    ):
+        args = {"y": y, "theta": theta, "out": None, "weights": None, **bad}
+        assert compiled.dense_sums(X, args["y"], args["theta"], loss, args["out"],
+                                   weights=args["weights"]) is None  # fmt: skip
+        assert compiled.csr_sums(sp.csr_matrix(X), args["y"], args["theta"], loss,
+                                 args["out"], weights=args["weights"]) is None  # fmt: skip
+    with pytest.raises((ValueError, IndexError)):
+        dense.local_sums(X, y, theta, loss, out=np.zeros(2))
+
+
+@needs_compiled
+def test_sparse_formats_other_than_csr_use_scipy():
+    X, y, theta, loss, _ = problem("logistic", 60, 5, np.float64)
+    X[X < 0.5] = 0.0
+    csr = sp.csr_matrix(X)
+    expected = sparse.reference_sums(csr, y, theta, loss)
+    for other in (csr.tocsc(), csr.tocoo()):
+        assert compiled.csr_sums(other, y, theta, loss) is None
+        assert_close(sparse.local_sums(other.tocsr(), y, theta, loss), expected, 0)
+    one_class = make_loss("softmax", 1)
+    assert compiled.dense_sums(X, y * 0, np.zeros(6), one_class) is None

@@ -61,24 +61,48 @@ def test_a_signal_lost_in_a_finaliser_still_stops_the_commit_and_the_command(tmp
     class Thing:
         pass
 
-    thing = Thing()
-    ref = weakref.ref(thing, lambda _: Interrupted.on_signal(signal.SIGTERM, None))
-    target = tmp_path / "m.h5"
-    try:
-        with pytest.raises(Interrupted), atomic_path(target) as tmp:
+    def signal_lost_in_a_finaliser():
+        thing = Thing()
+        ref = weakref.ref(thing, lambda _: Interrupted.on_signal(signal.SIGTERM, None))
+        del thing  # the handler's exception is swallowed here
+        assert ref() is None
+
+    def writes_a_model():
+        with atomic_path(tmp_path / "m.h5") as tmp:
             Path(tmp).write_bytes(b"a whole model")
-            del thing  # the handler's exception is swallowed here
-            assert ref() is None
-        assert os.listdir(tmp_path) == []
-        status = run_guarded(lambda: 0, SelfComm())  # the command itself "succeeded"
-        assert status == 128 + signal.SIGTERM
-        assert Interrupted.pending is None  # reported once
+            signal_lost_in_a_finaliser()
+        return 0
+
+    def writes_nothing():
+        signal_lost_in_a_finaliser()
+        return 0
+
+    try:
+        for command in (writes_a_model, writes_nothing):
+            assert run_guarded(command, SelfComm()) == 128 + signal.SIGTERM
+            assert os.listdir(tmp_path) == []
+            assert Interrupted.pending is None  # reported once
     finally:
         Interrupted.pending = None
 
 
 class SelfComm:
     rank, size = 0, 1
+
+
+def test_a_signal_superseded_by_an_error_does_not_fail_the_next_command():
+    def command():
+        try:
+            Interrupted.on_signal(signal.SIGTERM, None)
+        finally:
+            raise MpigdError("closing the file failed")  # replaces the Interrupted
+
+    try:
+        assert run_guarded(command, SelfComm()) == MpigdError.exit_status
+        assert run_guarded(lambda: 0, SelfComm()) == 0
+        assert Interrupted.pending is None
+    finally:
+        Interrupted.pending = None
 
 
 def test_outputs_get_the_usual_permissions(tmp_path):

@@ -268,3 +268,14 @@ def test_wolfe_search_gives_up_after_max_iter():
         return -t, -1.0
 
     assert wolfe_search(phi, 0.0, -1.0, 1.0, c1=1e-4, c2=0.9, max_iter=5) is None
+
+
+def test_wolfe_search_gives_up_on_a_bracket_of_rounding_noise():
+    calls = []
+
+    def phi(t):  # flat: the loss never decreases enough, so the zoom narrows forever
+        calls.append(t)
+        return 1.0, -1e-300 if t < 1e-3 else 1.0
+
+    assert wolfe_search(phi, 1.0, -1.0, 1.0, c1=1e-4, c2=0.9, max_iter=200) is None
+    assert len(calls) < 60

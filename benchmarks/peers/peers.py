@@ -1,6 +1,7 @@
 """mpigd against its single-node peers on the same problem, to the same optimum.
 
     python benchmarks/peers/peers.py --layout dense [--rows M] [--features N] [--l2 L2]
+        [--optimizers auto newton]
         [--ranks 1 2] [--repeats R] [--out PREFIX]
     python benchmarks/peers/peers.py --layout sparse --rows 400000 --features 262144 \\
         --per-row 40 --l2 1e-5
@@ -110,13 +111,14 @@ class Peer:
         self.parts.append(parts)
 
 
-def mpigd_peer(ranks, data, l2, out):
+def mpigd_peer(ranks, data, l2, out, optimizer="auto"):
     mpiexec = str(Path(sys.executable).parent / "mpiexec")
 
     def command(tol):
         return [
             *(mpiexec, "-n", str(ranks), sys.executable, "-m", "mpigd", "train", str(data)),
             *("--model", "logistic", "--l2", str(l2), "--tol", str(tol)),
+            *("--optimizer", optimizer),
             *("--ftol", "0", "--max-iter", "100000", "--out", str(out), "--quiet"),
         ]
 
@@ -131,6 +133,8 @@ def mpigd_peer(ranks, data, l2, out):
         return parts["compute"] + parts["allreduce"], parts
 
     name = f"mpiexec -n {ranks} mpigd train"
+    if optimizer != "auto":
+        name += f" --optimizer {optimizer}"
     return Peer(name, command, theta, training)
 
 
@@ -229,6 +233,9 @@ def main() -> None:
     parser.add_argument("--l2", type=float, default=1e-4)
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--optimizers", nargs="+", default=["auto"], help="mpigd's, each at every P"
+    )
     parser.add_argument("--out", help="default: benchmarks/results/peers-LAYOUT")
     args = parser.parse_args()
     out = args.out or f"benchmarks/results/peers-{args.layout}"
@@ -241,7 +248,11 @@ def main() -> None:
     reference.run(1e-12)
     f_star = objective(X, y, reference.theta(), args.l2)
 
-    peers = [mpigd_peer(p, data, args.l2, folder / f"mpigd-peers-{p}.h5") for p in args.ranks]
+    peers = [
+        mpigd_peer(p, data, args.l2, folder / f"mpigd-peers-{p}-{o}.h5", o)
+        for o in args.optimizers
+        for p in args.ranks
+    ]
     peers.append(sklearn_peer("plain", data, C, folder / "mpigd-peers-sk.npy"))
     if importlib.util.find_spec("sklearnex"):
         peers.append(sklearn_peer("intelex", data, C, folder / "mpigd-peers-skx.npy"))

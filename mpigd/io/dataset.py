@@ -229,8 +229,9 @@ def _non_finite(values: np.ndarray) -> int:
     """How many of ``values`` are NaN or infinite. A finite sum proves there are none
     (a NaN or inf makes the sum NaN or inf), which costs a fraction of a count; only an
     infinite or NaN sum (or one that overflowed) is counted exactly."""
-    if np.isfinite(np.sum(values)):
-        return 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(values)):
+            return 0
     return values.size - int(np.count_nonzero(np.isfinite(values)))
 
 

@@ -21,8 +21,9 @@ def is_sparse(X) -> bool:
 
 
 def for_rows(X) -> ModuleType:
-    """The kernel module for this layout of X: ``local_sums``, ``local_hessian`` and
-    ``local_hessp`` with the same signatures. Collective: no."""
+    """The kernel module for this layout of X: ``local_sums``, ``local_hessian``,
+    ``local_curvature``, ``curvature_product`` and ``local_hessp`` with the same
+    signatures. Collective: no."""
     if is_sparse(X):
         from . import sparse
 

@@ -68,6 +68,20 @@ def _grad(theta, out):
     return np.empty(theta.shape) if out is None else out
 
 
+def _fits(m: int, n: int, y, theta, loss, out, weights) -> bool:
+    """Whether the arrays have the lengths the C code will index with: it trusts them,
+    so anything else goes to the reference kernels, which raise NumPy's error."""
+    size = (n + 1) * loss.n_outputs
+    return (
+        (loss.name != "softmax" or loss.n_outputs >= 2)
+        and np.ndim(y) == 1
+        and len(y) == m
+        and np.shape(theta) == (size,)
+        and (out is None or out.shape == (size,))
+        and (weights is None or np.shape(weights) == (m,))
+    )
+
+
 def dense_sums(X, y, theta, loss: PointwiseLoss, out=None, *, weights=None, need_loss=True):
     """:func:`mpigd.kernels.dense.local_sums` in one fused sweep, or None when these
     rows are not for the compiled kernel (no extension, X not C-ordered float32/64, or
@@ -77,6 +91,8 @@ def dense_sums(X, y, theta, loss: PointwiseLoss, out=None, *, weights=None, need
     if _fused is None or X.ndim != 2 or not _float_rows(X) or not _contiguous(out):
         return None
     if X.shape[1] > DENSE_MAX_FEATURES or loss.n_outputs > DENSE_MAX_CLASSES:
+        return None
+    if not _fits(*X.shape, y, theta, loss, out, weights):
         return None
     grad = _grad(theta, out)
     total = _fused.dense_sums(
@@ -88,8 +104,10 @@ def dense_sums(X, y, theta, loss: PointwiseLoss, out=None, *, weights=None, need
 
 def csr_sums(X, y, theta, loss: PointwiseLoss, out=None, *, weights=None, need_loss=True):
     """:func:`mpigd.kernels.sparse.local_sums` in one fused sweep over ``data`` and
-    ``indices``, or None when the extension is off. Collective: no."""
-    if _fused is None or not _contiguous(out):
+    ``indices``, or None when the extension is off or X is not CSR. Collective: no."""
+    if _fused is None or X.format != "csr" or not _contiguous(out):
+        return None
+    if not _fits(*X.shape, y, theta, loss, out, weights):
         return None
     data = X.data if _float_rows(X.data) else X.data.astype(np.float64)
     indices, indptr = X.indices, X.indptr

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..partition import BLOCK_BYTES, rows_per_block
 from . import compiled
-from .losses import PointwiseLoss
+from .losses import PointwiseLoss, SquaredLoss
 from .theta import unpack_theta
 
 
@@ -108,20 +108,26 @@ def local_hessian(X, y, theta, loss, *, weights=None, block_bytes=BLOCK_BYTES) -
     return hessian
 
 
-def local_hessp(X, y, theta, v, loss, *, weights=None, block_bytes=BLOCK_BYTES) -> np.ndarray:
+def local_curvature(X, y, theta, loss, *, weights=None, block_bytes=BLOCK_BYTES) -> np.ndarray:
+    """Each row's weighted curvature ``d_i = s_i l''(z_i)``, shape (k,): what
+    :func:`curvature_product` needs, computed once per ``theta``. Collective: no."""
+    w, b = unpack_theta(theta, X.shape[1])
+    d = np.empty(X.shape[0])
+    for rows, X_b in row_blocks(X, block_bytes):
+        d[rows] = loss.curvature(X_b @ w + b, y[rows])
+    return d if weights is None else d * weights
+
+
+def curvature_product(X, d, v) -> np.ndarray:
+    """``sum_i d_i (x_i, 1) ((x_i, 1) . v)``, shape (n + 1,): the gradient at ``v`` of the
+    squared loss ``sum_i d_i ((x_i, 1) . v)^2 / 2``, so the fused kernel computes it in one
+    sweep (with ``d`` as row weights and zero labels). Collective: no."""
+    return local_sums(X, np.zeros(len(d)), v, SquaredLoss(), weights=d, need_loss=False)[1]
+
+
+def local_hessp(X, y, theta, v, loss, *, weights=None) -> np.ndarray:
     """Unscaled curvature sum times ``v``: ``sum_i s_i l''(z_i) (x_i, 1) ((x_i, 1) . v)``.
 
     Single-output losses only; shape (n + 1,). Collective: no.
     """
-    n = X.shape[1]
-    w, b = unpack_theta(theta, n)
-    v_w, v_b = unpack_theta(v, n)
-    out = np.zeros(n + 1)
-    for rows, X_b in row_blocks(X, block_bytes):
-        d = loss.curvature(X_b @ w + b, y[rows])
-        if weights is not None:
-            d = d * weights[rows]
-        r = d * (X_b @ v_w + v_b)
-        out[:n] += X_b.T @ r
-        out[n] += r.sum()
-    return out
+    return curvature_product(X, local_curvature(X, y, theta, loss, weights=weights), v)

@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import compiled
-from .losses import PointwiseLoss
+from .losses import PointwiseLoss, SquaredLoss
 from .theta import unpack_theta
 
 
@@ -66,19 +66,23 @@ def local_hessian(X, y, theta, loss, *, weights=None) -> np.ndarray:
     return hessian
 
 
+def local_curvature(X, y, theta, loss, *, weights=None) -> np.ndarray:
+    """Each row's weighted curvature ``s_i l''(z_i)``, shape (k,), as
+    :func:`mpigd.kernels.dense.local_curvature`. Collective: no."""
+    w, b = unpack_theta(theta, X.shape[1])
+    d = loss.curvature(X @ w + b, y)
+    return d if weights is None else d * weights
+
+
+def curvature_product(X, d, v) -> np.ndarray:
+    """``sum_i d_i (x_i, 1) ((x_i, 1) . v)`` over CSR rows, as
+    :func:`mpigd.kernels.dense.curvature_product`: one fused sweep. Collective: no."""
+    return local_sums(X, np.zeros(len(d)), v, SquaredLoss(), weights=d, need_loss=False)[1]
+
+
 def local_hessp(X, y, theta, v, loss, *, weights=None) -> np.ndarray:
     """Unscaled curvature sum times ``v``; single-output losses. Collective: no."""
-    n = X.shape[1]
-    w, b = unpack_theta(theta, n)
-    v_w, v_b = unpack_theta(v, n)
-    d = loss.curvature(X @ w + b, y)
-    if weights is not None:
-        d = d * weights
-    r = d * (X @ v_w + v_b)
-    out = np.empty(n + 1)
-    out[:n] = X.T @ r
-    out[n] = r.sum()
-    return out
+    return curvature_product(X, local_curvature(X, y, theta, loss, weights=weights), v)
 
 
 def column_sums(X: sp.csr_matrix, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -95,6 +95,7 @@ def wolfe_search(
     c1: float,
     c2: float,
     max_iter: int,
+    min_width: float = 1e-10,
 ) -> float | None:
     """A step ``t`` along a descent direction that meets the strong Wolfe conditions
     ``phi(t) <= f0 + c1 t slope0`` and ``|phi'(t)| <= c2 |slope0|``, or None.
@@ -105,7 +106,9 @@ def wolfe_search(
     the zoom phase narrows it, trying the minimiser of the cubic that matches the losses
     and derivatives at both ends, kept inside the bracket, else its midpoint (Nocedal &
     Wright, Numerical Optimization, algorithms 3.5 and 3.6, and equation 3.59). A
-    non-finite loss counts as too far. At most ``max_iter`` trials in each phase.
+    non-finite loss counts as too far. At most ``max_iter`` trials in each phase; the zoom
+    gives up when the bracket is narrower than ``min_width`` times the first step (near a
+    minimum, where losses differ by rounding, so the caller's fallback takes over sooner).
     Collective: as ``phi`` is.
     """
 
@@ -118,6 +121,8 @@ def wolfe_search(
     def zoom(lo, hi) -> float | None:
         # lo, hi: (step, loss, slope); lo has the lower loss and meets the decrease test
         for _ in range(max_iter):
+            if abs(hi[0] - lo[0]) <= min_width * first_step:
+                return None  # the bracket is rounding noise: no step to be found in it
             t = _cubic_step(lo, hi)
             f, d = phi(t)
             if too_far(t, f, lo[1]):
@@ -130,7 +135,7 @@ def wolfe_search(
                 lo = (t, f, d)
         return None
 
-    previous, first = (0.0, f0, slope0), True
+    previous, first, first_step = (0.0, f0, slope0), True, step
     for _ in range(max_iter):
         f, d = phi(step)
         if too_far(step, f, np.inf if first else previous[1]):
