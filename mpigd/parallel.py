@@ -384,8 +384,9 @@ def on_root(comm: MPI.Comm, work: Callable[[], T], *, share: bool = False) -> T 
 
 
 #: Seconds a rank other than 0 waits, after an interrupt, for rank 0 to report it and end
-#: the job, before it reports it itself.
-INTERRUPT_GRACE = 3.0
+#: the job, before it reports it itself; rank r waits (r - 1) more staggers (at most 16),
+#: so that when rank 0 is stuck in a collective one rank reports and its abort ends the rest.
+INTERRUPT_GRACE, INTERRUPT_STAGGER = 3.0, 0.5
 
 
 def _interrupted(comm: MPI.Comm, exc: BaseException) -> int:
@@ -400,7 +401,7 @@ def _interrupted(comm: MPI.Comm, exc: BaseException) -> int:
     if comm.size == 1:
         return status
     if comm.rank != 0:
-        time.sleep(INTERRUPT_GRACE)  # rank 0 reports it, unless it is stuck in a collective
+        time.sleep(INTERRUPT_GRACE + INTERRUPT_STAGGER * min(comm.rank - 1, 16))
         print(f"{line} (rank {comm.rank})", file=sys.stderr, flush=True)
     comm.Abort(status)
     return status  # not reached
