@@ -2,7 +2,8 @@
 and against the memory-read bandwidth.
 
 On one process with one BLAS thread, for dense X (float64 and float32, n = 64 and 256)
-and CSR X (skewed feature popularity, about 40 values a row), times the loss-and-gradient
+and CSR X (``data make --density``'s rows: Zipf-like column popularity, about 40 values a
+row), times the loss-and-gradient
 sums of the reference kernels (``reference_sums``: NumPy row blocks, scipy.sparse), the
 compiled fused kernel, and the fused kernel without the loss (``need_loss=False``). The
 bandwidth is the best of several ``X.sum()`` runs over the same array (for CSR: over
@@ -19,9 +20,9 @@ import platform
 import time
 
 import numpy as np
-import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from mpigd.io.synthetic import sparse_rows, zipf_popularity
 from mpigd.kernels import compiled, dense, sparse
 from mpigd.kernels.losses import make_loss
 
@@ -34,17 +35,6 @@ def seconds(repeats, fn, *args, best=False, **kwargs):
         fn(*args, **kwargs)
         times.append(time.perf_counter() - start)
     return float(np.min(times) if best else np.median(times))
-
-
-def zipf_csr(rows, features, per_row, rng):
-    """CSR rows with about ``per_row`` values and Zipf-like column popularity."""
-    counts = rng.poisson(per_row, rows)
-    popularity = 1.0 / np.arange(1, features + 1) ** 1.1
-    columns = rng.choice(features, counts.sum(), p=popularity / popularity.sum())
-    row_of = np.repeat(np.arange(rows), counts)
-    X = sp.csr_matrix((rng.standard_normal(len(columns)), (row_of, columns)), (rows, features))
-    X.sum_duplicates()
-    return X
 
 
 def time_case(label, X, y, theta, loss, repeats, stored_bytes, bandwidth, reference, fused):
@@ -85,7 +75,7 @@ def main():
                 ))  # fmt: skip
             del X
     rows, features = (args.mb << 20) // (12 * 40), 262_144
-    X = zipf_csr(rows, features, 40, rng)
+    X = sparse_rows(rng, rows, features, 40 / features, zipf_popularity(features), np.float64)
     y = (rng.random(rows) < 0.5).astype(np.float64)
     stored = X.data.nbytes + X.indices.nbytes
     read = X.data.nbytes / seconds(args.repeats, X.data.sum, best=True)  # float64 values

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -63,7 +64,7 @@ def main():
             train = [*launch, "mpigd", "train", args.data, "--model", "logistic", "--quiet"]
             rows = []
             for _ in range(args.repeats):
-                os.path.exists(model) and os.remove(model)
+                Path(model).unlink(missing_ok=True)
                 total = wall([*train, "--out", model], env)
                 with h5py.File(model) as f:
                     keys = ("startup", "read", "compute", "allreduce")

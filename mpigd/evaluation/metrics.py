@@ -76,10 +76,10 @@ def binary(comm, y: np.ndarray, z: np.ndarray) -> dict:
 def multiclass(comm, y: np.ndarray, Z: np.ndarray) -> dict:
     """Accuracy, log-loss and confusion matrix of a softmax model with decision values
     ``Z`` (rows, K) on labels 0 .. K-1. Collective: yes."""
-    k = Z.shape[1]
-    labels = y.astype(np.int64)
     from scipy.special import logsumexp  # evaluation only: not on training's path
 
+    k = Z.shape[1]
+    labels = y.astype(np.int64)
     log_loss = logsumexp(Z, axis=1) - np.take_along_axis(Z, labels[:, None], 1)[:, 0]
     confusion = np.bincount(labels * k + Z.argmax(axis=1), minlength=k * k).astype(np.float64)
     sums = np.append(confusion, log_loss.sum())

@@ -64,8 +64,7 @@ def make_dataset(
     intercept = rng.normal()
     popularity = None
     if density is not None:
-        popularity = 1.0 / np.arange(1, n_features + 1)
-        popularity /= popularity.sum()
+        popularity = zipf_popularity(n_features)
         # column j is in a row with probability about density * n * p_j: scaling its
         # weight by 1 / sqrt(n p_j) keeps the spread of z at about 2 for every column
         coef /= np.sqrt(n_features * popularity)
@@ -89,7 +88,7 @@ def make_dataset(
             if density is None:
                 X_b = block_rng.standard_normal((stop - start, n_features)).astype(dtype)
             else:
-                X_b = _sparse_rows(block_rng, stop - start, n_features, density, popularity, dtype)
+                X_b = sparse_rows(block_rng, stop - start, n_features, density, popularity, dtype)
             z = X_b.astype(np.float64) @ coef + intercept
             if kind == "linear":
                 y_b = z + noise * block_rng.standard_normal(stop - start)
@@ -106,9 +105,16 @@ def make_dataset(
 ATTRIBUTE_COEF = 4096
 
 
-def _sparse_rows(rng, rows, n_features, density, popularity, dtype) -> sp.csr_matrix:
+def zipf_popularity(n_features: int) -> np.ndarray:
+    """Column j's share of the values, proportional to 1 / (j + 1), as in click logs and
+    text. Collective: no."""
+    popularity = 1.0 / np.arange(1, n_features + 1)
+    return popularity / popularity.sum()
+
+
+def sparse_rows(rng, rows, n_features, density, popularity, dtype) -> sp.csr_matrix:
     """CSR rows with Binomial(n, density) values each, in columns drawn by popularity;
-    a column drawn twice in a row is stored once."""
+    a column drawn twice in a row is stored once. Collective: no."""
     counts = rng.binomial(n_features, density, rows)
     row = np.repeat(np.arange(rows), counts)
     column = rng.choice(n_features, size=int(counts.sum()), p=popularity)
