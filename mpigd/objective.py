@@ -50,6 +50,18 @@ class Scaling:
         out[len(out) - n_outputs :] = b - self.mean @ out_W
         return out
 
+    def from_raw(self, theta: np.ndarray, n_outputs: int = 1) -> np.ndarray:
+        """``A^-1 theta``: raw-scale parameters -> standardised-scale parameters (a
+        constant column's weight becomes 0: it has no standardised feature)."""
+        out = np.empty_like(theta)
+        W, b = unpack_theta(theta, len(self.mean), n_outputs)
+        out_W, _ = unpack_theta(out, len(self.mean), n_outputs)
+        out_W[...] = W * (self.std if n_outputs == 1 else self.std[:, None])
+        out[len(out) - n_outputs :] = b + self.mean @ np.where(
+            (self.std > 0) if n_outputs == 1 else (self.std > 0)[:, None], W, 0.0
+        )
+        return out
+
     def to_scaled_gradient(self, grad: np.ndarray, n_outputs: int = 1) -> np.ndarray:
         """``A^T grad``: a raw-parameter gradient -> the standardised parameters' gradient."""
         out = np.empty_like(grad)
@@ -72,36 +84,62 @@ class Scaling:
         return A
 
 
-def standardization(comm, X_local: np.ndarray, shift: np.ndarray) -> Scaling:
-    """Feature means and standard deviations over all ranks' rows, in one ``Allreduce``.
-
-    Each rank sums ``x - shift`` and ``(x - shift)^2`` over its rows (in blocks, without a
-    copy of X; for CSR rows, over the stored values with the zeros counted per column);
-    with ``shift`` the same on every rank (row 0 of the file) and close to the data,
-    ``E[(x - c)^2] - E[x - c]^2`` does not suffer the cancellation that raw sums of
-    squares do. Columns with no spread (to rounding) get ``std = 0``; see
-    :class:`Scaling`. Collective: yes.
-    """
-    n = X_local.shape[1]
-    sums = np.zeros(2 * n + 1)
-    if is_sparse(X_local):  # never densified: the zeros' share is counted per column
+def moment_sums(X, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column sums of ``x - shift`` and ``(x - shift)^2`` over the rows of ``X``, in blocks
+    without a copy of X (for CSR rows, over the stored values with the zeros counted per
+    column). Collective: no."""
+    if is_sparse(X):  # never densified: the zeros' share is counted per column
         from .kernels.sparse import column_sums
 
-        sums[:n], sums[n : 2 * n] = column_sums(X_local, shift)
-    else:
-        for _, X_b in row_blocks(X_local):
-            centred = X_b - shift
-            sums[:n] += centred.sum(axis=0)
-            sums[n : 2 * n] += np.einsum("ij,ij->j", centred, centred)
-    sums[2 * n] = X_local.shape[0]
-    allreduce_sum(comm, sums)
-    m = sums[2 * n]
-    offset = sums[:n] / m
-    variance = np.maximum(sums[n : 2 * n] / m - offset * offset, 0.0)
+        return column_sums(X, shift)
+    n = X.shape[1]
+    total, squares = np.zeros(n), np.zeros(n)
+    for _, X_b in row_blocks(X):
+        centred = X_b - shift
+        total += centred.sum(axis=0)
+        squares += np.einsum("ij,ij->j", centred, centred)
+    return total, squares
+
+
+def scaling_from_sums(total, squares, m: float, shift: np.ndarray) -> Scaling:
+    """The :class:`Scaling` of ``m`` rows whose :func:`moment_sums` (over all ranks) are
+    ``total`` and ``squares``. Collective: no."""
+    offset = total / m
+    variance = np.maximum(squares / m - offset * offset, 0.0)
     mean = shift + offset
     std = np.sqrt(variance)
     std[std <= 1e-12 * np.maximum(np.abs(mean), 1.0)] = 0.0
     return Scaling(mean, std)
+
+
+def standardization(comm, X_local: np.ndarray, shift: np.ndarray) -> Scaling:
+    """Feature means and standard deviations over all ranks' rows, in one ``Allreduce``.
+
+    Each rank sums ``x - shift`` and ``(x - shift)^2`` over its rows
+    (:func:`moment_sums`); with ``shift`` the same on every rank (row 0 of the file) and
+    close to the data, ``E[(x - c)^2] - E[x - c]^2`` does not suffer the cancellation
+    that raw sums of squares do. Columns with no spread (to rounding) get ``std = 0``;
+    see :class:`Scaling`. Collective: yes.
+    """
+    n = X_local.shape[1]
+    sums = np.zeros(2 * n + 1)
+    sums[:n], sums[n : 2 * n] = moment_sums(X_local, shift)
+    sums[2 * n] = X_local.shape[0]
+    allreduce_sum(comm, sums)
+    return scaling_from_sums(sums[:n], sums[n : 2 * n], sums[2 * n], shift)
+
+
+def penalized(theta, loss_sum, grad_sum, total, *, l2, scaling, n_features, n_outputs):
+    """The mean loss and gradient at ``theta`` from reduced sums over rows of weight
+    ``total``, mapped to the scaled parameters and with the ridge penalty
+    ``(l2 / 2) ||W||^2`` added (the intercepts are not penalised). Collective: no."""
+    grad = grad_sum / total
+    if scaling is not None:
+        grad = scaling.to_scaled_gradient(grad, n_outputs)
+    W, _ = unpack_theta(theta, n_features, n_outputs)
+    grad_W, _ = unpack_theta(grad, n_features, n_outputs)
+    grad_W += l2 * W
+    return loss_sum / total + 0.5 * l2 * float(np.sum(W * W)), grad
 
 
 class Objective:
@@ -204,13 +242,16 @@ class Objective:
         return theta if self.scaling is None else self.scaling.to_raw(theta, self.n_outputs)
 
     def _finish(self, theta, loss_sum, grad_sum, total) -> tuple[float, np.ndarray]:
-        grad = grad_sum / total
-        if self.scaling is not None:
-            grad = self.scaling.to_scaled_gradient(grad, self.n_outputs)
-        W, _ = unpack_theta(theta, self.n_features, self.n_outputs)
-        grad_W, _ = unpack_theta(grad, self.n_features, self.n_outputs)
-        grad_W += self.l2 * W
-        return loss_sum / total + 0.5 * self.l2 * float(np.sum(W * W)), grad
+        return penalized(
+            theta,
+            loss_sum,
+            grad_sum,
+            total,
+            l2=self.l2,
+            scaling=self.scaling,
+            n_features=self.n_features,
+            n_outputs=self.n_outputs,
+        )
 
     # -- evaluations ----------------------------------------------------------------------
     # Overflow only happens on a diverging run; the optimiser sees the non-finite result

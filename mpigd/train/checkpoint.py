@@ -16,9 +16,11 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import MpigdError
+from ..errors import MpigdError, Preempted
 from ..io.hdf5 import open_input
 from ..io.outputs import read_attrs, writing
+from ..optimize import Progress
+from ..parallel import on_root, warn0
 
 FORMAT = "mpigd-checkpoint-1"
 #: State entries that hold one or more vectors of the parameters' length.
@@ -114,3 +116,49 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         state.update({key: dataset[()] for key, dataset in f["state"].items()})
         run = read_attrs(f["run"])
     return Checkpoint(attrs["optimizer"], state, run, attrs["ranks"], attrs["created"])
+
+
+def resume_state(comm, path, optimizer: str, run: dict | None, size: int) -> dict:
+    """Rank 0 reads and checks the checkpoint; every rank gets its state. Collective: yes."""
+
+    def load() -> dict:
+        saved = load_checkpoint(path)
+        problem = saved.mismatch(optimizer, run) or saved.state_problem(size)
+        if problem:
+            raise MpigdError(f"cannot resume from {path}: {problem}")
+        if saved.ranks != comm.size:
+            warn0(
+                comm,
+                f"resuming with {comm.size} ranks from a checkpoint written by "
+                f"{saved.ranks}: the state does not depend on the rank count, but sums "
+                "are added in another order, so the last bits can differ from a run "
+                "that never stopped",
+            )
+        return saved.state
+
+    return on_root(comm, load, share=True)
+
+
+def checkpointing(
+    comm, callback, objective, stop_flag, path, every: int, optimizer: str, run: dict | None
+):
+    """Wrap ``callback``: write a checkpoint every ``every`` iterations, and on a signal
+    (reduced with the objective, so every rank sees it in the same iteration) write one
+    and raise Preempted. The wrapper is collective: every rank calls it each iteration."""
+
+    def on_iteration(progress: Progress) -> None:
+        if callback is not None:
+            callback(progress)
+        stop = objective.stop_requested
+        if stop or progress.nit % every == 0:
+            on_root(
+                comm, lambda: Checkpoint(optimizer, progress.state(), run, comm.size).save(path)
+            )
+        if stop:
+            why = stop_flag.received or "a signal on another rank"
+            raise Preempted(
+                f"{why} at iteration {progress.nit}; checkpoint written to "
+                f"{path}; resume from it to continue"
+            )
+
+    return on_iteration

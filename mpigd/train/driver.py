@@ -20,11 +20,11 @@ import numpy as np
 
 from .._version import __version__
 from ..clock import process_age
-from ..errors import Diverged, MpigdError, Preempted
+from ..errors import Diverged, MpigdError
 from ..io.dataset import DatasetInfo, LocalData, fingerprint, first_row
 from ..io.rows import read_rows
 from ..kernels.losses import PointwiseLoss, make_loss
-from ..model import LinearModel
+from ..model import LinearModel, load_model
 from ..objective import Objective, Scaling, standardization
 from ..optimize import OPTIMIZERS, OptimizeResult, Progress, SingularSystem
 from ..parallel import (
@@ -38,7 +38,8 @@ from ..parallel import (
     warn0,
     wtime,
 )
-from .checkpoint import Checkpoint, load_checkpoint
+from . import labels
+from .checkpoint import checkpointing, resume_state
 from .options import (
     check_options,
     choose_optimizer,
@@ -53,10 +54,6 @@ TIMING_KEYS = ("startup", "read", "compute", "allreduce", "total")
 
 class ConvergenceWarning(UserWarning):
     """Training stopped before a stopping test was met."""
-
-
-class EmptyClassWarning(UserWarning):
-    """A class of a classifier has no rows in the training data."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +75,7 @@ class _Problem:
     weights: np.ndarray | None
     scaling: Scaling | None
     budget: float  # bytes of data this rank may hold (parallel.memory_per_rank)
+    n_rows: int  # training rows over all ranks (fewer than the file's without a fold)
 
 
 def fit(
@@ -103,6 +101,10 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 50,
     resume: str | os.PathLike | None = None,
+    init: LinearModel | str | os.PathLike | None = None,
+    folds: int | None = None,
+    fold_key: str | None = None,
+    exclude_fold: int | None = None,
 ) -> FitResult:
     """Train a linear, logistic or softmax regression on an HDF5 dataset.
 
@@ -153,6 +155,14 @@ def fit(
         Continue from this checkpoint. It must come from the same dataset, model,
         objective options and optimizer; another rank count is allowed (with a warning).
         With the same rank count the result is bit-identical to a run that never stopped.
+    init : LinearModel or path, optional
+        Start from this model's parameters (a warm start): the same kind, features and
+        classes.
+    folds, fold_key, exclude_fold : optional
+        Train on the rows outside fold ``exclude_fold``, with folds as ``mpigd.cv``
+        assigns them: ``folds`` hashed with ``seed``, or read from dataset ``fold_key``
+        (:mod:`mpigd.selection.folds`), so one cell of a cross-validation can be
+        reproduced on its own.
 
     Returns
     -------
@@ -180,7 +190,12 @@ def fit(
         ftol=ftol,
         lr=lr,
     )
-    problem = _load(comm, data, model, x_key, y_key, weight_key, class_weight, standardize)
+    if init is not None and resume is not None:
+        raise MpigdError("init and resume exclude each other: a checkpoint has its own start")
+    fold_rows = _fold_rows(folds, fold_key, exclude_fold, seed)
+    problem = _load(
+        comm, data, model, x_key, y_key, weight_key, class_weight, standardize, fold_rows
+    )
     read_seconds = wtime() - start
     info = problem.info
     if optimizer == "auto":
@@ -204,7 +219,8 @@ def fit(
     run = None
     if checkpoint is not None or resume is not None:
         run = on_root(comm, lambda: {**options, **fingerprint(info)})
-    state = None if resume is None else _resume_state(comm, resume, optimizer, run, size)
+    state = None if resume is None else resume_state(comm, resume, optimizer, run, size)
+    theta0 = np.zeros(size) if init is None else _initial(comm, init, model, problem)
 
     with SignalWatch() if checkpoint is not None else nullcontext(None) as stop_flag:
         objective = Objective(
@@ -218,7 +234,7 @@ def fit(
             stop_flag=stop_flag,
         )
         if checkpoint is not None:
-            callback = _checkpointing(
+            callback = checkpointing(
                 comm,
                 callback,
                 objective,
@@ -231,7 +247,7 @@ def fit(
         extras = optimizer_arguments(
             OPTIMIZERS[optimizer],
             objective,
-            info.n_rows,
+            problem.n_rows,
             lr=lr,
             l1=l1,
             batch_size=batch_size,
@@ -242,7 +258,7 @@ def fit(
             stopping["max_iter"] = max_iter
         # process start to the first evaluation, read excluded: interpreter, imports, checks
         startup = process_age() - read_seconds
-        result = _optimize(objective, optimizer, callback, state, stopping, extras)
+        result = _optimize(objective, optimizer, theta0, callback, state, stopping, extras)
 
     t = objective.timings
     elapsed = [startup, read_seconds, t.compute, t.allreduce, wtime() - start]
@@ -271,34 +287,83 @@ def fit(
     return FitResult(fitted, result, timings)
 
 
-def _load(comm, data, model, x_key, y_key, weight_key, class_weight, standardize) -> _Problem:
-    """Read this rank's rows and derive the loss, row weights and scaling from all
-    ranks' rows. Collective: yes."""
+def _load(
+    comm, data, model, x_key, y_key, weight_key, class_weight, standardize, fold_rows
+) -> _Problem:
+    """Read this rank's rows (only those outside the held-out fold, with ``fold_rows``)
+    and derive the loss, row weights and scaling from all ranks' training rows; the
+    class count comes from every row of the file, as in ``mpigd cv``. Collective: yes."""
     info, local = read_rows(comm, data, x_key, y_key, weight_key, model)
-    n_classes = _n_classes(comm, local) if model == "softmax" else 2
+    n_classes = labels.n_classes(comm, local) if model == "softmax" else 2
     budget = memory_per_rank(comm)
     with rank_local(comm):
         n_outputs = n_classes if model == "softmax" else 1
         problem = parameters_problem(model, info.n_features, n_outputs, len(local.y), budget)
         if problem:
             raise MpigdError(problem)
+    n_rows = info.n_rows
+    if fold_rows is not None:
+        local = fold_rows(comm, local)
+        count = np.array([float(len(local.y))])
+        allreduce_sum(comm, count)
+        n_rows = int(count[0])
     if model != "linear":
-        _warn_about_empty_classes(comm, local, n_classes)
-    weights = _weights(comm, local, class_weight, n_classes)
+        labels.warn_about_empty_classes(comm, local, n_classes)
+    weights = labels.row_weights(comm, local, class_weight, n_classes)
     scaling = None
     if standardize:
         shift = on_root(comm, lambda: first_row(info), share=True)
         scaling = standardization(comm, local.X, shift)
-    return _Problem(info, local, make_loss(model, n_classes), weights, scaling, budget)
+    loss = make_loss(model, n_classes)
+    return _Problem(info, local, loss, weights, scaling, budget, n_rows)
 
 
-def _optimize(objective, optimizer, callback, state, stopping, extras) -> OptimizeResult:
+def _fold_rows(folds, fold_key, exclude_fold, seed):
+    """``(comm, local) -> local`` keeping the rows outside fold ``exclude_fold``, or None
+    without one. The options are checked here, before anything is read."""
+    if exclude_fold is None:
+        if folds is not None or fold_key is not None:
+            raise MpigdError("folds and fold_key choose the fold that exclude_fold leaves out")
+        return None
+    if folds is None:
+        raise MpigdError("exclude_fold needs the fold count (folds; with fold_key too)")
+    from ..selection.folds import check_folds, exclude_fold_rows, fold_ids
+
+    check_folds(folds)
+    if not 0 <= exclude_fold < folds:
+        raise MpigdError(f"exclude_fold must lie in 0 .. {folds - 1}, got {exclude_fold}")
+
+    def keep(comm, local):
+        fold = fold_ids(comm, local, folds, seed=seed, key=fold_key)
+        return exclude_fold_rows(local, fold, exclude_fold)
+
+    return keep
+
+
+def _initial(comm, init, model: str, problem: _Problem) -> np.ndarray:
+    """The starting parameters from the model ``init`` (a warm start), on the scale
+    training works on; it must be a model of the same kind and shape. Collective: yes."""
+    if not isinstance(init, LinearModel):
+        with rank_local(comm):
+            init = load_model(init)
+    n, K = problem.info.n_features, problem.loss.n_outputs
+    shape = (n,) if K == 1 else (n, K)
+    if init.kind != model or init.coef.shape != shape:
+        raise MpigdError(
+            f"cannot start from a {init.kind} model of shape {init.coef.shape}: training a "
+            f"{model} model of shape {shape}"
+        )
+    theta = np.concatenate([np.ravel(init.coef), np.ravel(init.intercept)]).astype(np.float64)
+    return theta if problem.scaling is None else problem.scaling.from_raw(theta, K)
+
+
+def _optimize(objective, optimizer, theta0, callback, state, stopping, extras) -> OptimizeResult:
     """Run the optimiser; a singular system or divergence is an error, running out of
     iterations a warning. Collective: yes (every evaluation is)."""
     try:
         result = OPTIMIZERS[optimizer].run(
             objective,
-            np.zeros(objective.size),
+            theta0,
             callback=callback,
             resume=state,
             **stopping,
@@ -345,100 +410,3 @@ def _provenance(comm, result: OptimizeResult, objective, info: DatasetInfo, resu
         "mpi_library": library_version(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-
-
-def _n_classes(comm, local: LocalData) -> int:
-    """K = the largest label over all ranks + 1 (one Allreduce). Collective: yes."""
-    largest = local.y.max() if len(local.y) else -1.0
-    n_classes = int(max_over_ranks(comm, [largest])[0]) + 1
-    if n_classes < 2:
-        raise MpigdError(f"softmax needs at least 2 classes; the labels have {n_classes}")
-    return n_classes
-
-
-def _warn_about_empty_classes(comm, local: LocalData, n_classes: int) -> None:
-    """Warn (rank 0) when a class has no rows: legal, but its scores are pushed down
-    without bound unless l2 > 0, and the model can never predict it. Collective: yes."""
-    counts = np.bincount(local.y.astype(np.intp), minlength=n_classes).astype(np.float64)
-    allreduce_sum(comm, counts)
-    empty = np.flatnonzero(counts == 0)
-    if len(empty) == 0:
-        return
-    if n_classes == 2:
-        only = 1 - int(empty[0])
-        message = f"every label is {only}: the model can only learn to predict {only}"
-    else:
-        listed = ", ".join(map(str, empty[:10])) + (" ..." if len(empty) > 10 else "")
-        message = (
-            f"{len(empty)} of the {n_classes} classes have no rows ({listed}); the model "
-            "never predicts them"
-        )
-    warn0(comm, f"{message} (with l2 = 0 its parameters grow without bound)", EmptyClassWarning)
-
-
-def _weights(comm, local: LocalData, class_weight, n_classes: int) -> np.ndarray | None:
-    """Row weights: the file's, times balanced class weights ``S / (K S_k)``, with ``S_k``
-    the weight of class k (its count without row weights; sums by Allreduce), as
-    scikit-learn's ``class_weight="balanced"`` does. Collective: yes."""
-    weights = local.weights
-    if class_weight == "balanced":
-        labels = local.y.astype(np.intp)
-        counts = np.bincount(labels, weights=weights, minlength=n_classes).astype(np.float64)
-        allreduce_sum(comm, counts)
-        per_class = np.divide(
-            counts.sum(), n_classes * counts, out=np.zeros(n_classes), where=counts > 0
-        )
-        by_class = per_class[labels]
-        weights = by_class if weights is None else weights * by_class
-    if weights is not None:
-        total = np.array([weights.sum()])
-        allreduce_sum(comm, total)
-        if not total[0] > 0:
-            raise MpigdError(f"the row weights sum to {total[0]:g}; they must sum to more than 0")
-    return weights
-
-
-def _resume_state(comm, path, optimizer: str, run: dict | None, size: int) -> dict:
-    """Rank 0 reads and checks the checkpoint; every rank gets its state. Collective: yes."""
-
-    def load() -> dict:
-        saved = load_checkpoint(path)
-        problem = saved.mismatch(optimizer, run) or saved.state_problem(size)
-        if problem:
-            raise MpigdError(f"cannot resume from {path}: {problem}")
-        if saved.ranks != comm.size:
-            warn0(
-                comm,
-                f"resuming with {comm.size} ranks from a checkpoint written by "
-                f"{saved.ranks}: the state does not depend on the rank count, but sums "
-                "are added in another order, so the last bits can differ from a run "
-                "that never stopped",
-            )
-        return saved.state
-
-    return on_root(comm, load, share=True)
-
-
-def _checkpointing(
-    comm, callback, objective, stop_flag, path: Path, every: int, optimizer: str, run: dict | None
-):
-    """Wrap ``callback``: write a checkpoint every ``every`` iterations, and on a signal
-    (reduced with the objective, so every rank sees it in the same iteration) write one
-    and raise Preempted. The wrapper is collective: every rank calls it each iteration."""
-
-    def on_iteration(progress: Progress) -> None:
-        if callback is not None:
-            callback(progress)
-        stop = objective.stop_requested
-        if stop or progress.nit % every == 0:
-            on_root(
-                comm, lambda: Checkpoint(optimizer, progress.state(), run, comm.size).save(path)
-            )
-        if stop:
-            why = stop_flag.received or "a signal on another rank"
-            raise Preempted(
-                f"{why} at iteration {progress.nit}; checkpoint written to "
-                f"{path}; resume from it to continue"
-            )
-
-    return on_iteration

@@ -1,0 +1,65 @@
+"""What the labels of all ranks' rows decide before training: the class count, warnings
+for classes with no rows, and the row weights (the file's, times class weights)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import MpigdError
+from ..io.dataset import LocalData
+from ..parallel import allreduce_sum, max_over_ranks, warn0
+
+
+class EmptyClassWarning(UserWarning):
+    """A class of a classifier has no rows in the training data."""
+
+
+def n_classes(comm, local: LocalData) -> int:
+    """K = the largest label over all ranks + 1 (one Allreduce). Collective: yes."""
+    largest = local.y.max() if len(local.y) else -1.0
+    n_classes = int(max_over_ranks(comm, [largest])[0]) + 1
+    if n_classes < 2:
+        raise MpigdError(f"softmax needs at least 2 classes; the labels have {n_classes}")
+    return n_classes
+
+
+def warn_about_empty_classes(comm, local: LocalData, n_classes: int) -> None:
+    """Warn (rank 0) when a class has no rows: legal, but its scores are pushed down
+    without bound unless l2 > 0, and the model can never predict it. Collective: yes."""
+    counts = np.bincount(local.y.astype(np.intp), minlength=n_classes).astype(np.float64)
+    allreduce_sum(comm, counts)
+    empty = np.flatnonzero(counts == 0)
+    if len(empty) == 0:
+        return
+    if n_classes == 2:
+        only = 1 - int(empty[0])
+        message = f"every label is {only}: the model can only learn to predict {only}"
+    else:
+        listed = ", ".join(map(str, empty[:10])) + (" ..." if len(empty) > 10 else "")
+        message = (
+            f"{len(empty)} of the {n_classes} classes have no rows ({listed}); the model "
+            "never predicts them"
+        )
+    warn0(comm, f"{message} (with l2 = 0 its parameters grow without bound)", EmptyClassWarning)
+
+
+def row_weights(comm, local: LocalData, class_weight, n_classes: int) -> np.ndarray | None:
+    """Row weights: the file's, times balanced class weights ``S / (K S_k)``, with ``S_k``
+    the weight of class k (its count without row weights; sums by Allreduce), as
+    scikit-learn's ``class_weight="balanced"`` does. Collective: yes."""
+    weights = local.weights
+    if class_weight == "balanced":
+        labels = local.y.astype(np.intp)
+        counts = np.bincount(labels, weights=weights, minlength=n_classes).astype(np.float64)
+        allreduce_sum(comm, counts)
+        per_class = np.divide(
+            counts.sum(), n_classes * counts, out=np.zeros(n_classes), where=counts > 0
+        )
+        by_class = per_class[labels]
+        weights = by_class if weights is None else weights * by_class
+    if weights is not None:
+        total = np.array([weights.sum()])
+        allreduce_sum(comm, total)
+        if not total[0] > 0:
+            raise MpigdError(f"the row weights sum to {total[0]:g}; they must sum to more than 0")
+    return weights
