@@ -15,6 +15,8 @@ from .errors import MpigdError
 _LAZY = {
     "FitResult": ".train.driver",
     "fit": ".train.driver",
+    "cv": ".selection.path",
+    "CVResult": ".selection.path",
     "LinearModel": ".model",
     "load_model": ".model",
     "evaluate": ".evaluation.scoring",
@@ -22,10 +24,12 @@ _LAZY = {
 }
 
 __all__ = [
+    "CVResult",
     "FitResult",
     "LinearModel",
     "MpigdError",
     "__version__",
+    "cv",
     "evaluate",
     "fit",
     "load_model",

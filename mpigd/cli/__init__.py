@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 from .._version import __version__
 from ..errors import Interrupted, MpigdError
 from ..parallel import default_comm, launcher_rank, run_guarded
-from . import bench, data, scoring, train
+from . import bench, cv, data, scoring, train
 from .common import RootParser, blas_threads, run_options
 
 
@@ -31,7 +31,7 @@ def build_parser(rank: int = 0) -> RootParser:
     parser.add_argument("--version", action="version", version=f"mpigd {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     shared = run_options()
-    for group in (train, scoring, bench, data):
+    for group in (train, cv, scoring, bench, data):
         group.register(commands, shared)
     return parser
 

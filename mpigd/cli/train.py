@@ -54,7 +54,9 @@ def register(commands, run_options) -> None:
         help="step size: fixed for gd and nesterov (default: line search), initial for sgd",
     )
     train.add_argument("--batch-size", type=positive_int, default=1024, help="sgd batch")
-    train.add_argument("--seed", type=int, default=0, help="sgd sampling seed")
+    train.add_argument(
+        "--seed", type=int, default=0, help="sgd sampling seed; seed of hashed folds"
+    )
     train.add_argument(
         "--checkpoint",
         metavar="PATH",
@@ -67,6 +69,18 @@ def register(commands, run_options) -> None:
     train.add_argument(
         "--resume", metavar="PATH", help="continue from this checkpoint (same data and model)"
     )
+    train.add_argument(
+        "--init", metavar="MODEL", help="start from this model (same kind and shape): warm start"
+    )
+    train.add_argument(
+        "--exclude-fold",
+        type=int,
+        metavar="k",
+        help="train on the rows outside fold k, as `mpigd cv` assigns them (with --folds, "
+        "and --seed or --fold-key)",
+    )
+    train.add_argument("--folds", type=int, help="fold count for --exclude-fold")
+    train.add_argument("--fold-key", metavar="NAME", help="dataset of fold ids for --exclude-fold")
     add_x_key(train)
     add_y_key(train)
     train.add_argument(
@@ -97,7 +111,7 @@ def run(args, comm) -> int:
     check_outputs_on_root(
         comm,
         {"--out": args.out, "--checkpoint": args.checkpoint},
-        {"the data file": args.data, "--resume": args.resume},
+        {"the data file": args.data, "--resume": args.resume, "--init": args.init},
         may_share=[("--checkpoint", "--resume")],  # a resubmitted job continues its checkpoint
     )
     say(
@@ -127,6 +141,10 @@ def run(args, comm) -> int:
         checkpoint=args.checkpoint,
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
+        init=args.init,
+        folds=args.folds,
+        fold_key=args.fold_key,
+        exclude_fold=args.exclude_fold,
     )
     on_root(comm, lambda: fitted.model.save(args.out))
     for line in _summary_lines(fitted, comm.size):

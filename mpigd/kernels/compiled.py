@@ -140,3 +140,11 @@ def _labels(y, loss):
 
 def _contiguous(out) -> bool:
     return out is None or (out.dtype == np.float64 and out.flags.c_contiguous)
+
+
+def fold_sums(X, y, Theta, loss: PointwiseLoss, fold, labels, weights, class_weights):
+    """:func:`mpigd.kernels.folds.fold_sums` in one fused sweep, or None where the
+    compiled kernel does not apply. Collective: no."""
+    if _fused is None or not hasattr(_fused, "fold_sums"):
+        return None
+    return None

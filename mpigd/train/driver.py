@@ -216,6 +216,8 @@ def fit(
     }
     if optimizer == "sgd":
         options.update(batch_size=batch_size, seed=seed)
+    if exclude_fold is not None:
+        options.update(folds=folds, fold_key=fold_key or "", exclude_fold=exclude_fold, seed=seed)
     run = None
     if checkpoint is not None or resume is not None:
         run = on_root(comm, lambda: {**options, **fingerprint(info)})

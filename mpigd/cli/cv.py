@@ -1,0 +1,139 @@
+"""``mpigd cv``: k-fold cross-validation along a penalty path, its table and outputs."""
+
+from __future__ import annotations
+
+from .._version import __version__
+from ..kernels.losses import MODELS
+from ..parallel import library_version, on_root
+from .common import (
+    add_out,
+    add_x_key,
+    add_y_key,
+    check_outputs_on_root,
+    reporter,
+    write_json_on_root,
+)
+
+METRIC_CHOICES = ("log_loss", "accuracy", "roc_auc", "rmse", "r2", "mae")
+
+
+def register(commands, run_options) -> None:
+    cv = commands.add_parser(
+        "cv",
+        parents=[run_options],
+        help="cross-validate along a penalty path",
+        description="K-fold cross-validation of a linear, logistic or softmax regression "
+        "along a path of penalties, all folds in one pass over the data per evaluation; "
+        "chooses the penalty and trains the final model on all rows.",
+    )
+    cv.add_argument("data", help="HDF5 file with datasets X (rows, features) and y (rows,)")
+    cv.add_argument("--model", required=True, choices=list(MODELS))
+    add_out(cv, "final model file to write (HDF5), trained on all rows at the chosen penalty")
+    cv.add_argument("--folds", type=int, default=5, help="number of folds K (default: 5)")
+    cv.add_argument(
+        "--fold-key",
+        metavar="NAME",
+        help="dataset of fold ids 0 .. K-1, one per row (default: hash of --seed and row)",
+    )
+    cv.add_argument("--seed", type=int, default=0, help="seed of the hashed folds (default: 0)")
+    path = cv.add_mutually_exclusive_group(required=True)
+    path.add_argument(
+        "--l2-path", metavar="HIGH:LOW:COUNT", help="COUNT log-spaced l2 penalties (L-BFGS)"
+    )
+    path.add_argument(
+        "--l1-path",
+        metavar="HIGH:LOW:COUNT",
+        help="COUNT log-spaced l1 penalties (nesterov/FISTA), with --l2 fixed",
+    )
+    cv.add_argument("--l2", type=float, default=0.0, help="fixed l2 with --l1-path (default: 0)")
+    cv.add_argument(
+        "--metric",
+        choices=METRIC_CHOICES,
+        help="validation metric (default: log_loss for classifiers, rmse for linear)",
+    )
+    cv.add_argument(
+        "--rule",
+        choices=["min", "1se"],
+        default="min",
+        help="min: best mean metric; 1se: largest penalty within one standard error of it "
+        "(default: min)",
+    )
+    cv.add_argument("--json", metavar="PATH", help="write the cross-validation record here")
+    cv.add_argument("--plot", metavar="PNG", help="draw the metric against the penalty")
+    cv.add_argument("--standardize", action="store_true", help="train on standardised features")
+    cv.add_argument("--weight-key", help="dataset of row weights (default: none)")
+    cv.add_argument("--class-weight", choices=["balanced"], help="reweight classes")
+    cv.add_argument("--max-iter", type=int, default=None, help="iterations per fold and penalty")
+    cv.add_argument("--tol", type=float, default=1e-6, help="stop at this gradient 2-norm")
+    cv.add_argument("--ftol", type=float, default=1e-12, help="stop on this relative loss change")
+    add_x_key(cv)
+    add_y_key(cv)
+    cv.set_defaults(func=run)
+
+
+def run(args, comm) -> int:
+    """``mpigd cv``; returns the exit status. Collective: yes."""
+    from ..selection.path import cv
+    from ..selection.plot import check_plotting, plot_cv
+
+    say = reporter(comm, args.quiet)
+    check_outputs_on_root(
+        comm,
+        {"--out": args.out, "--json": args.json, "--plot": args.plot},
+        {"the data file": args.data},
+    )
+    if args.plot:
+        on_root(comm, check_plotting)
+    kind = "l1" if args.l1_path else "l2"
+    say(
+        f"mpigd {__version__}: {args.folds}-fold cross-validation of {args.model} regression "
+        f"on {args.data}, {comm.size} rank{'s' if comm.size > 1 else ''} ({library_version()})"
+    )
+    header = []
+
+    def show(row: dict) -> None:
+        if not header:
+            header.append(True)
+            say(f"{kind:>10}  {'mean':>12}  {'std':>10}  {'iterations':>10}")
+        say(f"{row[kind]:10.3e}  {row['mean']:12.6g}  {row['std']:10.3g}  {row['iterations']:10d}")
+
+    result = cv(
+        args.data,
+        args.model,
+        comm=comm,
+        folds=args.folds,
+        fold_key=args.fold_key,
+        seed=args.seed,
+        l2_path=args.l2_path,
+        l1_path=args.l1_path,
+        l2=args.l2,
+        metric=args.metric,
+        rule=args.rule,
+        standardize=args.standardize,
+        weight_key=args.weight_key,
+        class_weight=args.class_weight,
+        max_iter=args.max_iter,
+        tol=args.tol,
+        ftol=args.ftol,
+        x_key=args.x_key,
+        y_key=args.y_key,
+        callback=show,
+    )
+    record = result.record
+    on_root(comm, lambda: result.model.save(args.out))
+    if args.json:
+        write_json_on_root(comm, args.json, record)
+    if args.plot:
+        on_root(comm, lambda: plot_cv(record, args.plot))
+    say(
+        f"validation {record['metric']}: best {kind} = {record[f'best_{kind}']:.3g}, within "
+        f"one standard error {record[f'best_{kind}_1se']:.3g}; chosen ({args.rule}): "
+        f"{record['chosen']:.3g}"
+    )
+    say(
+        f"{record['passes']} passes over the data ({record['evaluations']} evaluations of "
+        f"{args.folds} fold models, {record['passes'] - record['evaluations']} validation "
+        f"sweeps), {record['seconds']:.2f}s"
+    )
+    say(f"model trained on all rows written to {args.out}")
+    return 0

@@ -1,0 +1,301 @@
+"""K-fold cross-validation along a regularisation path, all folds in one pass.
+
+:func:`cv` trains the F fold models together (:class:`FoldObjectives`: one sweep over
+this rank's rows and one ``Allreduce`` serve every model that still runs; each model
+keeps its own optimiser, :func:`mpigd.optimize.lockstep.run_lockstep`), from the largest
+penalty to the smallest, each model starting from its solution at the previous penalty
+(as glmnet's ``cv.glmnet`` does). After each penalty, one more sweep scores each model
+on its held-out fold. The penalty is chosen by the best mean validation metric, or the
+one-standard-error rule, and a final model is trained on all rows at that penalty.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import Diverged, MpigdError
+from ..io.dataset import first_row
+from ..io.rows import read_rows
+from ..kernels.losses import make_loss
+from ..model import LinearModel
+from ..optimize import OPTIMIZERS, L1Penalty
+from ..optimize.lockstep import run_lockstep
+from ..parallel import (
+    default_comm,
+    max_over_ranks,
+    memory_per_rank,
+    on_root,
+    rank_local,
+    warn0,
+    wtime,
+)
+from ..train import labels
+from ..train.driver import ConvergenceWarning, fit
+from ..train.options import check_options, parameters_problem
+from .folds import fold_ids, per_fold
+from .objective import FoldObjectives
+
+#: Validation metrics, and whether larger is better.
+METRICS = {
+    "log_loss": False,
+    "accuracy": True,
+    "roc_auc": True,
+    "rmse": False,
+    "mae": False,
+    "r2": True,
+}
+MODEL_METRICS = {
+    "linear": ("rmse", "r2", "mae"),
+    "logistic": ("log_loss", "accuracy", "roc_auc"),
+    "softmax": ("log_loss", "accuracy"),
+}
+RULES = ("min", "1se")
+
+
+@dataclass(frozen=True)
+class CVResult:
+    """The cross-validation record (what ``mpigd cv --json`` writes) and the model
+    trained on all rows at the chosen penalty (None with ``refit=False``)."""
+
+    record: dict
+    model: LinearModel | None
+
+
+def penalty_path(spec: str | Sequence[float]) -> np.ndarray:
+    """The penalties of a path, largest first: ``"HIGH:LOW:COUNT"`` (COUNT log-spaced
+    values from HIGH down to LOW) or the values themselves. Collective: no."""
+    if isinstance(spec, str):
+        parts = spec.split(":")
+        try:
+            high, low, count = float(parts[0]), float(parts[1]), int(parts[2])
+            if len(parts) != 3:
+                raise ValueError
+        except (ValueError, IndexError):
+            raise MpigdError(f"a penalty path is HIGH:LOW:COUNT, got {spec!r}") from None
+        if count < 1:
+            raise MpigdError(f"the penalty path {spec!r} is empty: COUNT must be >= 1")
+        if not (np.isfinite(high) and high >= low > 0):
+            raise MpigdError(f"the penalty path {spec!r} needs HIGH >= LOW > 0 (log-spaced)")
+        return np.geomspace(high, low, count) if count > 1 else np.array([high])
+    values = np.asarray(spec, dtype=np.float64).ravel()
+    if len(values) == 0:
+        raise MpigdError("the penalty path is empty")
+    if not (np.isfinite(values).all() and (values >= 0).all()):
+        raise MpigdError("penalties must be finite numbers >= 0")
+    return np.unique(values)[::-1].copy()
+
+
+def choose(val: np.ndarray, larger_is_better: bool) -> tuple[int, int]:
+    """Indices of the best penalty by mean validation metric, and of the largest penalty
+    whose mean lies within one standard error (std over folds / sqrt(F), as glmnet) of
+    the best; the path runs from the largest penalty. Collective: no."""
+    sign = -1.0 if larger_is_better else 1.0
+    mean = sign * val.mean(axis=1)
+    if np.isnan(mean).all():
+        raise MpigdError("the validation metric is undefined (NaN) at every penalty")
+    best = int(np.nanargmin(mean))
+    se = val[best].std(ddof=1) / np.sqrt(val.shape[1])
+    within = np.flatnonzero(mean <= mean[best] + se)
+    return best, int(within[0]) if len(within) else best
+
+
+def cv(
+    data: str | os.PathLike,
+    model: str = "logistic",
+    *,
+    comm=None,
+    folds: int = 5,
+    fold_key: str | None = None,
+    seed: int = 0,
+    l2_path: str | Sequence[float] | None = None,
+    l1_path: str | Sequence[float] | None = None,
+    l2: float = 0.0,
+    metric: str | None = None,
+    rule: str = "min",
+    standardize: bool = False,
+    weight_key: str | None = None,
+    class_weight: str | None = None,
+    max_iter: int | None = None,
+    tol: float = 1e-6,
+    ftol: float = 1e-12,
+    x_key: str = "X",
+    y_key: str = "y",
+    refit: bool = True,
+    callback: Callable[[dict], None] | None = None,
+) -> CVResult:
+    """Cross-validate a linear, logistic or softmax regression along a penalty path.
+
+    Rows belong to fold ``hash(seed, row index) mod folds`` or to the integer fold id
+    in dataset ``fold_key``; model j trains on the rows outside fold j. ``l2_path``
+    (L-BFGS) or ``l1_path`` (FISTA, with ``l2`` fixed) gives the penalties:
+    ``"HIGH:LOW:COUNT"`` or a sequence. ``metric`` (default: log-loss for classifiers,
+    RMSE for linear) is computed on each held-out fold, unweighted, as ``evaluate``
+    does; ``rule`` ``"min"`` picks the best mean, ``"1se"`` the largest penalty within
+    one standard error of it. Other options as in :func:`mpigd.fit`; ``callback``
+    gets each penalty's row of the table.
+
+    Collective: yes. Returns the same :class:`CVResult` on every rank.
+    """
+    comm = default_comm(comm)
+    start = wtime()
+    kind = "l1" if l1_path is not None else "l2"
+    if (l1_path is None) == (l2_path is None):
+        raise MpigdError("give one penalty path: l2_path, or l1_path (with l2 fixed)")
+    path = penalty_path(l1_path if kind == "l1" else l2_path)
+    optimizer = "nesterov" if kind == "l1" else "lbfgs"
+    check_options(
+        model, optimizer, l2, 0.0, class_weight, 1,
+        max_iter=1 if max_iter is None else max_iter, tol=tol, ftol=ftol, lr=None,
+    )  # fmt: skip
+    metric = metric or MODEL_METRICS[model][0]
+    if metric not in MODEL_METRICS[model]:
+        raise MpigdError(
+            f"metric {metric!r} is not for {model} models; choose from "
+            f"{', '.join(MODEL_METRICS[model])}"
+        )
+    if rule not in RULES:
+        raise MpigdError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+    objective = _load(
+        comm, data, model, folds, fold_key, seed, x_key, y_key, weight_key, class_weight,
+        standardize,
+    )  # fmt: skip
+    stopping = {"tol": tol, "ftol": ftol} | ({} if max_iter is None else {"max_iter": max_iter})
+    mask = np.zeros(objective.size, dtype=bool)
+    mask[: objective.n_features * objective.n_outputs] = True
+    thetas = [np.zeros(objective.size)] * folds
+    val, iterations, converged = [], [], []
+    for value in path:
+        extras = {}
+        if kind == "l1":
+            objective.l2 = l2
+            extras = {"penalty": L1Penalty(float(value), mask), "lr": None}
+        else:
+            objective.l2 = float(value)
+        results = run_lockstep(
+            [_task(OPTIMIZERS[optimizer].run, theta, stopping | extras) for theta in thetas],
+            objective,
+        )
+        for j, result in enumerate(results):
+            if result.diverged:
+                raise Diverged(f"fold {j} at {kind} = {value:g}: {result.message}")
+        thetas = [result.x for result in results]
+        val.append([scores[metric] for scores in objective.validation(thetas, model)])
+        iterations.append([result.nit for result in results])
+        converged.append([result.converged for result in results])
+        if callback is not None:
+            callback(_row(kind, value, val[-1], iterations[-1]))
+    val = np.array(val, dtype=np.float64)
+    if not np.all(converged):
+        warn0(
+            comm,
+            f"{np.size(converged) - np.count_nonzero(converged)} of the {np.size(converged)} "
+            "fold models stopped before their stopping tests (max_iter)",
+            ConvergenceWarning,
+        )
+    best, best_1se = choose(val, METRICS[metric])
+    chosen = best if rule == "min" else best_1se
+    record = {
+        "model": model,
+        "data": os.path.abspath(data),
+        "folds": folds,
+        "fold_key": fold_key or "",
+        "seed": seed,
+        "penalty": kind,
+        kind: path.tolist(),
+        **({"l2": l2} if kind == "l1" else {}),
+        "metric": metric,
+        "rule": rule,
+        "val": val.tolist(),
+        "val_mean": val.mean(axis=1).tolist(),
+        "val_std": val.std(axis=1, ddof=1).tolist(),
+        f"best_{kind}": float(path[best]),
+        f"best_{kind}_1se": float(path[best_1se]),
+        "chosen": float(path[chosen]),
+        "iterations": iterations,
+        "converged": converged,
+        "passes": objective.n_evals + objective.score_passes,
+        "evaluations": objective.n_evals,
+    }
+    fitted = None
+    if refit:
+        penalties = {"l1": float(path[chosen]), "l2": l2} if kind == "l1" else {"l2": path[chosen]}
+        raw = np.mean([objective.raw(j, theta) for j, theta in enumerate(thetas)], axis=0)
+        n, K = objective.n_features, objective.n_outputs
+        fitted = fit(
+            data, model, comm=comm, optimizer=optimizer, **penalties, max_iter=max_iter,
+            tol=tol, ftol=ftol, standardize=standardize, weight_key=weight_key,
+            class_weight=class_weight, x_key=x_key, y_key=y_key,
+            init=LinearModel.from_theta(model, raw, n, K),
+        ).model  # fmt: skip
+        fitted.info.update(
+            {f"cv_{key}": _attr(record[key]) for key in _MODEL_KEYS if key in record}
+        )
+    record["seconds"] = float(max_over_ranks(comm, [wtime() - start])[0])
+    return CVResult(record, fitted)
+
+
+#: What the final model's attributes record of the cross-validation (as ``cv_<key>``).
+_MODEL_KEYS = ("folds", "fold_key", "seed", "penalty", "l2", "l1", "metric", "rule", "chosen")
+
+
+def _attr(value):
+    return np.array(value) if isinstance(value, list) else value
+
+
+def _task(run, theta0: np.ndarray, options: dict):
+    """One fold model's optimisation from ``theta0``, given its ``fun``."""
+    return lambda fun: run(fun, theta0, **options)
+
+
+def _row(kind: str, value: float, val: list, iterations: list) -> dict:
+    values = np.array(val, dtype=np.float64)
+    return {
+        kind: float(value),
+        "mean": float(values.mean()),
+        "std": float(values.std(ddof=1)),
+        "iterations": int(max(iterations)),
+    }
+
+
+def _load(
+    comm, data, model, folds, fold_key, seed, x_key, y_key, weight_key, class_weight, standardize
+) -> FoldObjectives:
+    """Read this rank's rows, assign folds and derive each fold model's weights and
+    scaling: the :class:`FoldObjectives` of the problem. Collective: yes."""
+    info, local = read_rows(comm, data, x_key, y_key, weight_key, model)
+    n_classes = labels.n_classes(comm, local) if model == "softmax" else 2
+    n_outputs = n_classes if model == "softmax" else 1
+    budget = memory_per_rank(comm)
+    with rank_local(comm):  # every fold model holds its optimiser's vectors
+        problem = parameters_problem(
+            model, info.n_features, n_outputs * folds, len(local.y), budget
+        )
+        if problem:
+            raise MpigdError(f"{folds} fold models: {problem}")
+    fold = fold_ids(comm, local, folds, seed=seed, key=fold_key)
+    if model != "linear":
+        labels.warn_about_empty_classes(comm, local, n_classes)
+    shift = on_root(comm, lambda: first_row(info), share=True) if standardize else None
+    setup = per_fold(comm, local, fold, folds, n_classes, class_weight=class_weight, shift=shift)
+    objective = FoldObjectives(
+        comm,
+        local.X,
+        local.y,
+        make_loss(model, n_classes),
+        fold,
+        folds,
+        weights=local.weights,
+        class_weights=setup.class_weights,
+        scalings=setup.scalings,
+    )
+    light = np.flatnonzero(~(objective.total_weight > 0))
+    if len(light):
+        raise MpigdError(
+            f"the training rows of fold model {int(light[0])} have total weight "
+            f"{objective.total_weight[light[0]]:g}; it must be more than 0"
+        )
+    return objective
