@@ -603,6 +603,83 @@ CASES = {
         (files(null__h5=null_x),),
         ("null-train.h5", "null-test.h5"),
     ),
+    # cv
+    "cv --out is the data": Case(
+        "cv {tmp}/d.h5 --model logistic --l2-path 1:0.1:2 --out {tmp}/d.h5",
+        EXIT_INPUT,
+        "--out {tmp}/d.h5 is an input file, the data file",
+        mpi=True,
+    ),
+    "cv --fold-key out of range": Case(
+        "cv {tmp}/f.h5 --model logistic --l2-path 1:0.1:2 --folds 5 --fold-key f "
+        "--out {tmp}/new.h5 --json {tmp}/cv.json",
+        EXIT_INPUT,
+        "fold ids 'f' must be integers 0 .. 4 (--folds 5); found 21 other values (e.g. 5) in rows",
+        (files(f__h5=h5(X=np.ones((M, N)), y=np.arange(M) % 2, f=np.arange(M) // 16)),),
+        ("new.h5", "cv.json"),
+        mpi=True,
+    ),
+    "cv --fold-key not integers": Case(
+        "cv {tmp}/f.h5 --model logistic --l2-path 1:0.1:2 --folds 2 --fold-key f --out {tmp}/n.h5",
+        EXIT_INPUT,
+        "found 1 other values (e.g. 0.5) in rows",
+        (
+            files(
+                f__h5=h5(
+                    X=np.ones((M, N)), y=np.arange(M) % 2, f=np.where(np.arange(M) == 7, 0.5, 1)
+                )
+            ),
+        ),
+        ("n.h5",),
+    ),
+    "cv --fold-key missing": Case(
+        "cv {tmp}/d.h5 --model logistic --l2-path 1:0.1:2 --fold-key nope --out {tmp}/n.h5",
+        EXIT_INPUT,
+        "nope",
+        outputs=("n.h5",),
+    ),
+    "cv more folds than rows": Case(
+        "cv {tmp}/d.h5 --model logistic --l2-path 1:0.1:2 --folds 102 --out {tmp}/n.h5",
+        EXIT_INPUT,
+        "102 folds need at least 102 rows; the data has 101",
+        outputs=("n.h5",),
+    ),
+    "cv one fold": Case(
+        "cv {tmp}/d.h5 --model logistic --l2-path 1:0.1:2 --folds 1 --out {tmp}/n.h5",
+        EXIT_INPUT,
+        "cross-validation needs at least 2 folds, got 1",
+        outputs=("n.h5",),
+    ),
+    "cv a fold the hash leaves empty": Case(
+        "cv {tmp}/six.h5 --model linear --l2-path 1:0.1:2 --folds 3 --out {tmp}/n.h5",
+        EXIT_INPUT,
+        "fold 2 of 3 has no rows; use fewer folds",
+        (files(six__h5=h5(X=np.eye(6, 2), y=np.arange(6.0))),),
+        ("n.h5",),
+    ),
+    "cv an empty path": Case(
+        "cv {tmp}/d.h5 --model logistic --l2-path 1:0.1:0 --out {tmp}/n.h5 --json {tmp}/j",
+        EXIT_INPUT,
+        "the penalty path '1:0.1:0' is empty",
+        outputs=("n.h5", "j"),
+    ),
+    "cv a metric of another model": Case(
+        "cv {tmp}/d.h5 --model logistic --l2-path 1:0.1:2 --metric rmse --out {tmp}/n.h5",
+        EXIT_INPUT,
+        "metric 'rmse' is not for logistic models",
+        outputs=("n.h5",),
+    ),
+    "train --init of another kind": Case(
+        "train {tmp}/d.h5 --model linear --init {tmp}/m.h5 --out {tmp}/n.h5",
+        EXIT_INPUT,
+        "cannot start from a logistic model",
+        outputs=("n.h5",),
+    ),
+    "train --out is --init": Case(
+        "train {tmp}/d.h5 --model logistic --init {tmp}/m.h5 --out {tmp}/m.h5",
+        EXIT_INPUT,
+        "--out {tmp}/m.h5 is an input file, --init",
+    ),
     # data info
     "info --json is the data": Case(
         "data info {tmp}/d.h5 --json {tmp}/d.h5", EXIT_INPUT, "is an input file", mpi=True
@@ -699,7 +776,7 @@ def command(case: Case) -> str:
 
 def test_the_catalogue_covers_every_command():
     commands = {command(case) for case in CASES.values()}
-    assert {"train", "evaluate", "predict", "bench run", "bench report"} <= commands
+    assert {"train", "cv", "evaluate", "predict", "bench run", "bench report"} <= commands
     assert {"data make", "data convert", "data split", "data info"} <= commands
     assert len(CASES) >= 60
     mpi_commands = {command(CASES[name]) for name in MPI_CASES}
