@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define KERNEL_ABI 1 /* bumped with the calling convention: a stale build is never used */
+#define KERNEL_ABI 2 /* bumped with the calling convention: a stale build is never used */
 
 enum { LOSS_LINEAR = 0, LOSS_LOGISTIC = 1, LOSS_SOFTMAX = 2 };
 
@@ -36,161 +36,26 @@ static Py_ssize_t block_rows(Py_ssize_t row_bytes)
 /* Columns of X_b^T r accumulated in registers over a block (four AVX2 vectors). */
 #define CHUNK 16
 
-/* Functions with a loop that vectorises get an AVX2+FMA clone as well as the baseline,
- * chosen at load time by the CPU (GCC's function multiversioning on x86-64), so one
- * build runs on any node of a cluster whatever the login node's CPU. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
-#if __has_attribute(target_clones)
-#define CLONES __attribute__((target_clones("default", "arch=x86-64-v3")))
-#endif
-#endif
-#ifndef CLONES
-#define CLONES
-#endif
-/* Helpers are inlined into each clone, so they are compiled for its instruction set. */
-#if defined(__GNUC__)
-#define INLINE inline __attribute__((always_inline))
-#else
-#define INLINE inline
-#endif
+#include "_losses.h"
 
-/* exp(x) for x <= 0 (NaN stays NaN): Cody-Waite reduction by ln 2 and a degree-13
- * Taylor polynomial, within 2 ulp of libm's exp. Branch-free, so a loop over rows
- * vectorises, which libm's exp does not without fast-math. */
-static INLINE double exp_nonpos(double x)
-{
-    const double log2e = 1.4426950408889634, ln2_hi = 6.93147180369123816490e-01,
-                 ln2_lo = 1.90821492927058770002e-10, shifter = 0x1.8p52;
-    double xc = x < -708.0 ? -708.0 : x;  /* below, exp(x) < 4e-308: returned as 0 */
-    union { double d; int64_t i; } k = {xc * log2e + shifter}; /* round(x / ln 2) */
-    double kd = k.d - shifter;
-    double r = xc - kd * ln2_hi - kd * ln2_lo;  /* |r| <= ln(2) / 2 */
-    double p = 1.0 / 6227020800.0;
-    p = p * r + 1.0 / 479001600.0; p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;   p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;     p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;       p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;        p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;               p = p * r + 1.0;
-    p = p * r + 1.0;
-    union { int64_t i; double d; } scale = {(int64_t)((uint64_t)(k.i + 1023) << 52)}; /* 2^k */
-    return x < -708.0 ? 0.0 : p * scale.d;
-}
+/* Cross-validation: the K outputs are K single-output models, each leaving out the rows
+ * of one fold (fold_losses); NULL for one model (or softmax). */
+typedef struct {
+    const int64_t *fold, *labels; /* each row's fold; the fold each model leaves out */
+    const double *cw;             /* NULL, or K x 2 class weights */
+    double *loss_sums;            /* K */
+} Folds;
 
-/* log(1 + e) for e in [0, 1] (NaN stays NaN), within 3 ulp of libm's log1p:
- * 2 atanh(s) with s = e / (2 + e), or ln 2 + 2 atanh((e - 1) / (e + 3)) above sqrt(2) - 1,
- * so |s| <= 0.172 and 12 odd terms suffice. No 1 + e is formed: small e keep full
- * precision. */
-static INLINE double log1p_unit(double e)
+/* The block's losses: one model, softmax, or K fold models. */
+static INLINE double block_of(int loss, Py_ssize_t start, Py_ssize_t rows, Py_ssize_t K,
+                              double *z, const double *y, const double *s, const Folds *cv,
+                              double *r, double *r_sum, int need_loss)
 {
-    const double ln2 = 0.69314718055994530942;
-    int big = e > 0.41421356237309515;
-    double s = (big ? e - 1.0 : e) / (big ? e + 3.0 : e + 2.0);
-    double s2 = s * s;
-    double p = 1.0 / 23;
-    p = p * s2 + 1.0 / 21; p = p * s2 + 1.0 / 19; p = p * s2 + 1.0 / 17;
-    p = p * s2 + 1.0 / 15; p = p * s2 + 1.0 / 13; p = p * s2 + 1.0 / 11;
-    p = p * s2 + 1.0 / 9;  p = p * s2 + 1.0 / 7;  p = p * s2 + 1.0 / 5;
-    p = p * s2 + 1.0 / 3;  p = p * s2 + 1.0;
-    return 2.0 * s * p + (big ? ln2 : 0.0);
-}
-
-/* Losses of `rows` (<= BLOCK) single-output rows: z (predictors) in, r = s dl/dz out;
- * returns the weighted loss sum and adds sum(r) to *r_sum. y and s (NULL: unweighted)
- * point at the block's first row. Each loop is branch-free, so it vectorises. */
-static INLINE double block_losses(int loss, Py_ssize_t rows, const double *z, const double *y,
-                                  const double *s, double *r, double *r_sum, int need_loss)
-{
-    double v[BLOCK], total = 0.0, rs = 0.0;
-    if (loss == LOSS_LINEAR) {
-#pragma omp simd
-        for (Py_ssize_t i = 0; i < rows; i++) {
-            r[i] = z[i] - y[i];
-            v[i] = 0.5 * r[i] * r[i];
-        }
-    } else {
-        /* logistic: log(1 + exp(z)) - y z and sigmoid(z) - y, from one e = exp(-|z|) */
-#pragma omp simd
-        for (Py_ssize_t i = 0; i < rows; i++) {
-            double zi = z[i], e = exp_nonpos(-fabs(zi)), inv = 1.0 / (1.0 + e);
-            r[i] = (zi >= 0.0 ? inv : e * inv) - y[i];
-            v[i] = e;
-        }
-        if (need_loss) {
-#pragma omp simd
-            for (Py_ssize_t i = 0; i < rows; i++)
-                v[i] = (z[i] > 0.0 ? z[i] : 0.0) + log1p_unit(v[i]) - y[i] * z[i];
-        }
-    }
-    if (s) {
-#pragma omp simd
-        for (Py_ssize_t i = 0; i < rows; i++) {
-            v[i] *= s[i];
-            r[i] *= s[i];
-        }
-    }
-#pragma omp simd reduction(+:total, rs)
-    for (Py_ssize_t i = 0; i < rows; i++) {
-        total += v[i];
-        rs += r[i];
-    }
-    *r_sum += rs;
-    return need_loss ? total : 0.0;
-}
-
-/* log(x) for x >= 1 (NaN and inf stay as they are): x = 2^e m with m in [1, 2), so
- * log x = e ln 2 + log1p(m - 1). Branch-free, for the softmax normaliser of each row. */
-static INLINE double log_ge1(double x)
-{
-    const double ln2 = 0.69314718055994530942;
-    union { double d; uint64_t i; } bits = {x};
-    double e = (double)((int64_t)(bits.i >> 52) - 1023);
-    bits.i = (bits.i & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull;
-    double result = e * ln2 + log1p_unit(bits.d - 1.0);
-    return x <= 1.7976931348623157e308 ? result : x;
-}
-
-/* Losses of a block of rows with K predictors each (z and r row-major, rows x K); z is
- * overwritten. One output: block_losses. Softmax: each row's exponentials (shifted by
- * the row's largest predictor, so none overflows) are vectorised over the outputs, and
- * the normalisers' logarithms over the rows. */
-static INLINE double losses(int loss, Py_ssize_t rows, Py_ssize_t K, double *z,
-                            const double *y, const double *s, double *r, double *r_sum,
-                            int need_loss)
-{
-    if (K == 1)
-        return block_losses(loss, rows, z, y, s, r, r_sum, need_loss);
-    double sums[BLOCK], label_z[BLOCK], total = 0.0;
-    for (Py_ssize_t i = 0; i < rows; i++) {
-        double *zi = z + i * K, top = zi[0], sum = 0.0;
-        for (Py_ssize_t k = 1; k < K; k++)
-            top = zi[k] > top ? zi[k] : top;
-        label_z[i] = zi[(Py_ssize_t)y[i]] - top;
-#pragma omp simd reduction(+:sum)
-        for (Py_ssize_t k = 0; k < K; k++) {
-            zi[k] = exp_nonpos(zi[k] - top);
-            sum += zi[k];
-        }
-        sums[i] = sum;
-    }
-    if (need_loss) {
-#pragma omp simd reduction(+:total)
-        for (Py_ssize_t i = 0; i < rows; i++)
-            total += (s ? s[i] : 1.0) * (log_ge1(sums[i]) - label_z[i]);
-    }
-    for (Py_ssize_t i = 0; i < rows; i++) {
-        double weight = s ? s[i] : 1.0, scale = weight / sums[i];
-        double *zi = z + i * K, *ri = r + i * K;
-#pragma omp simd
-        for (Py_ssize_t k = 0; k < K; k++) {
-            ri[k] = scale * zi[k];
-            r_sum[k] += ri[k];
-        }
-        Py_ssize_t label = (Py_ssize_t)y[i];
-        ri[label] -= weight;
-        r_sum[label] -= weight;
-    }
-    return total;
+    if (!cv)
+        return losses(loss, rows, K, z, y + start, s ? s + start : NULL, r, r_sum, need_loss);
+    fold_losses(loss, rows, K, z, y + start, s ? s + start : NULL, cv->fold + start,
+                cv->labels, cv->cw, r, r_sum, cv->loss_sums);
+    return 0.0;
 }
 
 /* ---- dense rows -------------------------------------------------------------------- */
@@ -204,7 +69,7 @@ static INLINE double losses(int loss, Py_ssize_t rows, Py_ssize_t K, double *z,
 CLONES static double NAME(const T *X, Py_ssize_t m, Py_ssize_t n, Py_ssize_t K,          \
                           const double *y, const double *Wt, const double *b,            \
                           const double *s, int loss, double *Gt, double *r_sum,          \
-                          double *z, double *r, int need_loss)                           \
+                          double *z, double *r, int need_loss, const Folds *cv)          \
 {                                                                                         \
     double total = 0.0;                                                                   \
     Py_ssize_t block = block_rows(n * (Py_ssize_t)sizeof(T));                             \
@@ -237,8 +102,7 @@ CLONES static double NAME(const T *X, Py_ssize_t m, Py_ssize_t n, Py_ssize_t K, 
                 z[i * K + k] = a;                                                         \
             }                                                                             \
         }                                                                                 \
-        total += losses(loss, rows, K, z, y + start, s ? s + start : NULL, r, r_sum,      \
-                        need_loss);                                                       \
+        total += block_of(loss, start, rows, K, z, y, s, cv, r, r_sum, need_loss);        \
         for (Py_ssize_t k = 0; k < K; k++) {                                              \
             double *g = Gt + k * n;                                                       \
             Py_ssize_t j0 = 0;                                                            \
@@ -278,7 +142,7 @@ DENSE_SUMS(dense_sums_f32, float)
 CLONES static double NAME(const T *data, const I *indices, const P *indptr, Py_ssize_t m,\
                           Py_ssize_t K, const double *y, const double *W, const double *b,\
                           const double *s, int loss, double *G, double *r_sum, double *z,\
-                          double *r, int need_loss)                                      \
+                          double *r, int need_loss, const Folds *cv)                     \
 {                                                                                         \
     double total = 0.0;                                                                   \
     const P base = indptr[0];                                                             \
@@ -310,8 +174,7 @@ CLONES static double NAME(const T *data, const I *indices, const P *indptr, Py_s
                     zi[k] += d * Wj[k];                                                   \
             }                                                                             \
         }                                                                                 \
-        total += losses(loss, rows, K, z, y + start, s ? s + start : NULL, r, r_sum,      \
-                        need_loss);                                                       \
+        total += block_of(loss, start, rows, K, z, y, s, cv, r, r_sum, need_loss);        \
         for (i = 0; i < rows; i++) {                                                      \
             const double *ri = r + i * K;                                                 \
             P lo = ptr[i] - base, hi = ptr[i + 1] - base;                                 \
@@ -340,16 +203,36 @@ CSR_SUMS(csr_f32_i64_i64, float, int64_t, int64_t)
 
 /* ---- Python entry points ------------------------------------------------------------ */
 
-/* dense_sums(X, X_is_f32, m, n, y, theta, weights, loss, K, grad, need_loss) -> float
+/* The fold arguments that end both entry points' argument lists: four buffers, fold
+ * (int64, zero length for none), labels (int64, K), cw (float64, zero length or K x 2)
+ * and loss_sums (float64, K, added to). */
+static const Folds *folds_of(Py_buffer *fold, Py_buffer *labels, Py_buffer *cw,
+                             Py_buffer *loss_sums, Folds *cv)
+{
+    if (!fold->len)
+        return NULL;
+    cv->fold = fold->buf;
+    cv->labels = labels->buf;
+    cv->cw = cw->len ? cw->buf : NULL;
+    cv->loss_sums = loss_sums->buf;
+    return cv;
+}
+#define RELEASE_FOLDS() PyBuffer_Release(&fold); PyBuffer_Release(&labels); \
+                        PyBuffer_Release(&cw); PyBuffer_Release(&loss_sums)
+
+/* dense_sums(X, X_is_f32, m, n, y, theta, weights, loss, K, grad, need_loss, fold,
+ *            labels, cw, loss_sums) -> float
  * weights: a zero-length buffer for none. grad is overwritten. */
 static PyObject *py_dense_sums(PyObject *self, PyObject *args)
 {
-    Py_buffer X, y, theta, s, grad;
+    Py_buffer X, y, theta, s, grad, fold, labels, cw, loss_sums;
     int f32, loss, need_loss;
     Py_ssize_t m, n, K;
-    if (!PyArg_ParseTuple(args, "y*pnny*y*y*inw*p", &X, &f32, &m, &n, &y, &theta, &s,
-                          &loss, &K, &grad, &need_loss))
+    Folds folds;
+    if (!PyArg_ParseTuple(args, "y*pnny*y*y*inw*py*y*y*w*", &X, &f32, &m, &n, &y, &theta, &s,
+                          &loss, &K, &grad, &need_loss, &fold, &labels, &cw, &loss_sums))
         return NULL;
+    const Folds *cv = folds_of(&fold, &labels, &cw, &loss_sums, &folds);
     double total = 0.0;
     const double *w = s.len ? (const double *)s.buf : NULL;
     /* one output uses theta and grad as they are; K outputs need (K, n) copies */
@@ -371,9 +254,9 @@ static PyObject *py_dense_sums(PyObject *self, PyObject *args)
         const double *b = theta_ + n * K;
         double *r_sum = grad_ + n * K;
         total = f32 ? dense_sums_f32(X.buf, m, n, K, y.buf, Wt, b, w, loss, Gt, r_sum, z, r,
-                                     need_loss)
+                                     need_loss, cv)
                     : dense_sums_f64(X.buf, m, n, K, y.buf, Wt, b, w, loss, Gt, r_sum, z, r,
-                                     need_loss);
+                                     need_loss, cv);
         if (K > 1)
             for (Py_ssize_t j = 0; j < n; j++)
                 for (Py_ssize_t k = 0; k < K; k++)
@@ -382,23 +265,25 @@ static PyObject *py_dense_sums(PyObject *self, PyObject *args)
     }
     free(z);
     PyBuffer_Release(&X); PyBuffer_Release(&y); PyBuffer_Release(&theta);
-    PyBuffer_Release(&s); PyBuffer_Release(&grad);
+    PyBuffer_Release(&s); PyBuffer_Release(&grad); RELEASE_FOLDS();
     if (!z)
         return PyErr_NoMemory();
     return PyFloat_FromDouble(total);
 }
 
 /* csr_sums(data, data_is_f32, indices, indices_are_i64, indptr, indptr_is_i64, m, n, y,
- *          theta, weights, loss, K, grad, need_loss) -> float */
+ *          theta, weights, loss, K, grad, need_loss, fold, labels, cw, loss_sums) -> float */
 static PyObject *py_csr_sums(PyObject *self, PyObject *args)
 {
-    Py_buffer data, indices, indptr, y, theta, s, grad;
+    Py_buffer data, indices, indptr, y, theta, s, grad, fold, labels, cw, loss_sums;
     int f32, i64, p64, loss, need_loss;
     Py_ssize_t m, n, K;
-    if (!PyArg_ParseTuple(args, "y*py*py*pnny*y*y*inw*p", &data, &f32, &indices, &i64,
+    Folds folds;
+    if (!PyArg_ParseTuple(args, "y*py*py*pnny*y*y*inw*py*y*y*w*", &data, &f32, &indices, &i64,
                           &indptr, &p64, &m, &n, &y, &theta, &s, &loss, &K, &grad,
-                          &need_loss))
+                          &need_loss, &fold, &labels, &cw, &loss_sums))
         return NULL;
+    const Folds *cv = folds_of(&fold, &labels, &cw, &loss_sums, &folds);
     double total = 0.0;
     const double *w = s.len ? (const double *)s.buf : NULL;
     double *z = malloc(2 * BLOCK * (size_t)K * sizeof(double));
@@ -408,7 +293,7 @@ static PyObject *py_csr_sums(PyObject *self, PyObject *args)
         double *r = z + BLOCK * K, *W = theta.buf, *G = grad.buf;
         memset(G, 0, (size_t)grad.len);
 #define CALL(FN) FN(data.buf, indices.buf, indptr.buf, m, K, y.buf, W, W + n * K, w, loss, \
-                    G, G + n * K, z, r, need_loss)
+                    G, G + n * K, z, r, need_loss, cv)
         if (f32)
             total = i64 ? CALL(csr_f32_i64_i64) : p64 ? CALL(csr_f32_i32_i64)
                                                       : CALL(csr_f32_i32_i32);
@@ -421,7 +306,7 @@ static PyObject *py_csr_sums(PyObject *self, PyObject *args)
     free(z);
     PyBuffer_Release(&data); PyBuffer_Release(&indices); PyBuffer_Release(&indptr);
     PyBuffer_Release(&y); PyBuffer_Release(&theta); PyBuffer_Release(&s);
-    PyBuffer_Release(&grad);
+    PyBuffer_Release(&grad); RELEASE_FOLDS();
     if (!supported)
         return PyErr_Format(PyExc_ValueError, "int64 indices need int64 indptr");
     if (!z)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .losses import PointwiseLoss
 
-ABI = 1  # must match KERNEL_ABI in _fused.c: a stale build is never called
+ABI = 2  # must match KERNEL_ABI in _fused.c: a stale build is never called
 #: Where BLAS is faster than the fused sweep (benchmarks/local_pass.py and the README's
 #: kernel table, this project's 2-core machine): dense rows wider than this many
 #: features (gemv streams a wide row at memory speed; at 16,384 the fused sweep is 0.7x),
@@ -26,6 +26,7 @@ DENSE_MAX_FEATURES = 2048
 DENSE_MAX_CLASSES = 8
 _LOSS_CODES = {"linear": 0, "logistic": 1, "softmax": 2}
 _NO_WEIGHTS = np.empty(0)
+_NO_FOLDS = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), _NO_WEIGHTS, np.zeros(1))
 
 
 def _load():
@@ -97,7 +98,7 @@ def dense_sums(X, y, theta, loss: PointwiseLoss, out=None, *, weights=None, need
     grad = _grad(theta, out)
     total = _fused.dense_sums(
         X, X.dtype == np.float32, X.shape[0], X.shape[1], _labels(y, loss), _float64(theta),
-        _weights(weights), _LOSS_CODES[loss.name], loss.n_outputs, grad, need_loss,
+        _weights(weights), _LOSS_CODES[loss.name], loss.n_outputs, grad, need_loss, *_NO_FOLDS,
     )  # fmt: skip
     return total, grad
 
@@ -109,21 +110,28 @@ def csr_sums(X, y, theta, loss: PointwiseLoss, out=None, *, weights=None, need_l
         return None
     if not _fits(*X.shape, y, theta, loss, out, weights):
         return None
+    grad = _grad(theta, out)
+    total = _fused.csr_sums(
+        *_csr_arrays(X), X.shape[0], X.shape[1], _labels(y, loss), _float64(theta),
+        _weights(weights), _LOSS_CODES[loss.name], loss.n_outputs, grad, need_loss, *_NO_FOLDS,
+    )  # fmt: skip
+    return total, grad
+
+
+def _csr_arrays(X) -> tuple:
+    """The CSR arguments of the C kernel: data (float32/64), indices and indptr (int32, or
+    int64 with int64 indptr), each with its type flag."""
     data = X.data if _float_rows(X.data) else X.data.astype(np.float64)
     indices, indptr = X.indices, X.indptr
     if indices.dtype != np.int32:
         indices = indices.astype(np.int64, copy=False)
     if indptr.dtype != np.int32 or indices.dtype == np.int64:
         indptr = indptr.astype(np.int64, copy=False)
-    grad = _grad(theta, out)
-    total = _fused.csr_sums(
+    return (
         data, data.dtype == np.float32,
         np.ascontiguousarray(indices), indices.dtype == np.int64,
         np.ascontiguousarray(indptr), indptr.dtype == np.int64,
-        X.shape[0], X.shape[1], _labels(y, loss), _float64(theta), _weights(weights),
-        _LOSS_CODES[loss.name], loss.n_outputs, grad, need_loss,
     )  # fmt: skip
-    return total, grad
 
 
 def _float64(a):
@@ -143,8 +151,36 @@ def _contiguous(out) -> bool:
 
 
 def fold_sums(X, y, Theta, loss: PointwiseLoss, fold, labels, weights, class_weights):
-    """:func:`mpigd.kernels.folds.fold_sums` in one fused sweep, or None where the
-    compiled kernel does not apply. Collective: no."""
-    if _fused is None or not hasattr(_fused, "fold_sums"):
+    """:func:`mpigd.kernels.folds.fold_sums` of single-output models in one fused sweep
+    (the F models side by side, as the outputs of one model), or None where the compiled
+    kernel does not apply (no extension, softmax, X not C-ordered float or CSR).
+    Collective: no."""
+    if _fused is None or loss.n_outputs != 1 or Theta.ndim != 2:
         return None
-    return None
+    m, n = X.shape
+    F = Theta.shape[1]
+    if Theta.shape[0] != n + 1 or np.shape(fold) != (m,) or np.shape(labels) != (F,):
+        return None
+    if class_weights is not None and np.shape(class_weights) != (F, 2):
+        return None
+    loss_sums = np.zeros(F)
+    folds = (
+        np.ascontiguousarray(fold, dtype=np.int64),
+        np.ascontiguousarray(labels, dtype=np.int64),
+        _NO_WEIGHTS if class_weights is None else _float64(class_weights),
+        loss_sums,
+    )
+    theta = _float64(Theta).ravel()  # (n + 1, F) in C order: F outputs of one model
+    grad = np.empty(theta.shape)
+    if getattr(X, "format", None) == "csr":
+        head = _csr_arrays(X)
+    elif X.ndim == 2 and _float_rows(X):
+        head = (X, X.dtype == np.float32)
+    else:
+        return None
+    kernel = _fused.csr_sums if len(head) > 2 else _fused.dense_sums
+    kernel(
+        *head, m, n, _float64(y), theta, _weights(weights), _LOSS_CODES[loss.name], F, grad,
+        True, *folds,
+    )  # fmt: skip
+    return loss_sums, grad.reshape(n + 1, F)
