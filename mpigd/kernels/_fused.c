@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define KERNEL_ABI 2 /* bumped with the calling convention: a stale build is never used */
+#define KERNEL_ABI 3 /* bumped with the calling convention: a stale build is never used */
 
 enum { LOSS_LINEAR = 0, LOSS_LOGISTIC = 1, LOSS_SOFTMAX = 2 };
 
@@ -43,7 +43,7 @@ static Py_ssize_t block_rows(Py_ssize_t row_bytes)
 typedef struct {
     const int64_t *fold, *labels; /* each row's fold; the fold each model leaves out */
     const double *cw;             /* NULL, or K x 2 class weights */
-    double *loss_sums;            /* K */
+    double *loss_sums;            /* 2K: training losses, then validation losses */
 } Folds;
 
 /* The block's losses: one model, softmax, or K fold models. */
@@ -205,7 +205,7 @@ CSR_SUMS(csr_f32_i64_i64, float, int64_t, int64_t)
 
 /* The fold arguments that end both entry points' argument lists: four buffers, fold
  * (int64, zero length for none), labels (int64, K), cw (float64, zero length or K x 2)
- * and loss_sums (float64, K, added to). */
+ * and loss_sums (float64, 2K, added to: training, then validation losses). */
 static const Folds *folds_of(Py_buffer *fold, Py_buffer *labels, Py_buffer *cw,
                              Py_buffer *loss_sums, Folds *cv)
 {

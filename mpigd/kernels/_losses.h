@@ -69,7 +69,8 @@ static INLINE double log1p_unit(double e)
  * returns the weighted loss sum and adds sum(r) to *r_sum. y and s (NULL: unweighted)
  * point at the block's first row. Each loop is branch-free, so it vectorises. */
 static INLINE double block_losses(int loss, Py_ssize_t rows, const double *z, const double *y,
-                                  const double *s, double *r, double *r_sum, int need_loss)
+                                  const double *s, double *r, double *r_sum, int need_loss,
+                                  double *unweighted)
 {
     double v[BLOCK], total = 0.0, rs = 0.0;
     if (loss == LOSS_LINEAR) {
@@ -92,6 +93,8 @@ static INLINE double block_losses(int loss, Py_ssize_t rows, const double *z, co
                 v[i] = (z[i] > 0.0 ? z[i] : 0.0) + log1p_unit(v[i]) - y[i] * z[i];
         }
     }
+    if (unweighted) /* each row's loss before the weights (cross-validation) */
+        memcpy(unweighted, v, (size_t)rows * sizeof(double));
     if (s) {
 #pragma omp simd
         for (Py_ssize_t i = 0; i < rows; i++) {
@@ -129,7 +132,7 @@ static INLINE double losses(int loss, Py_ssize_t rows, Py_ssize_t K, double *z,
                             int need_loss)
 {
     if (K == 1)
-        return block_losses(loss, rows, z, y, s, r, r_sum, need_loss);
+        return block_losses(loss, rows, z, y, s, r, r_sum, need_loss, NULL);
     double sums[BLOCK], label_z[BLOCK], total = 0.0;
     for (Py_ssize_t i = 0; i < rows; i++) {
         double *zi = z + i * K, top = zi[0], sum = 0.0;
@@ -166,23 +169,29 @@ static INLINE double losses(int loss, Py_ssize_t rows, Py_ssize_t K, double *z,
 /* Losses of F single-output models (linear or logistic) at once, for cross-validation:
  * z and r are rows x F, row-major; model k weighs row i by s_i cw[k][y_i] if the row is
  * outside fold labels[k], else 0 (cw: NULL, or F x 2 class weights). Adds each model's
- * weighted loss to loss_sums[k] and its sum of r to r_sum[k]. */
+ * weighted training loss to sums[k], its unweighted loss on the rows of its own fold
+ * (the validation loss) to sums[F + k], and its sum of r to r_sum[k]. */
 static INLINE void fold_losses(int loss, Py_ssize_t rows, Py_ssize_t F, const double *z,
                                const double *y, const double *s, const int64_t *fold,
                                const int64_t *labels, const double *cw, double *r,
-                               double *r_sum, double *loss_sums)
+                               double *r_sum, double *sums)
 {
-    double zk[BLOCK], wk[BLOCK], rk[BLOCK];
+    double zk[BLOCK], wk[BLOCK], rk[BLOCK], vk[BLOCK];
     for (Py_ssize_t k = 0; k < F; k++) {
+        double held_out = 0.0;
         for (Py_ssize_t i = 0; i < rows; i++) {
             double w = fold[i] != labels[k] ? (s ? s[i] : 1.0) : 0.0;
             zk[i] = z[i * F + k];
             wk[i] = cw ? w * cw[2 * k + (y[i] != 0.0)] : w;
         }
-        loss_sums[k] += block_losses(loss, rows, zk, y, wk, rk, &r_sum[k], 1);
-        for (Py_ssize_t i = 0; i < rows; i++)
+        sums[k] += block_losses(loss, rows, zk, y, wk, rk, &r_sum[k], 1, vk);
+        for (Py_ssize_t i = 0; i < rows; i++) {
             r[i * F + k] = rk[i];
+            held_out += fold[i] == labels[k] ? vk[i] : 0.0;
+        }
+        sums[F + k] += held_out;
     }
 }
 
 #endif
+

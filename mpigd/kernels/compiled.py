@@ -16,7 +16,7 @@ import numpy as np
 
 from .losses import PointwiseLoss
 
-ABI = 2  # must match KERNEL_ABI in _fused.c: a stale build is never called
+ABI = 3  # must match KERNEL_ABI in _fused.c: a stale build is never called
 #: Where BLAS is faster than the fused sweep (benchmarks/local_pass.py and the README's
 #: kernel table, this project's 2-core machine): dense rows wider than this many
 #: features (gemv streams a wide row at memory speed; at 16,384 the fused sweep is 0.7x),
@@ -163,7 +163,7 @@ def fold_sums(X, y, Theta, loss: PointwiseLoss, fold, labels, weights, class_wei
         return None
     if class_weights is not None and np.shape(class_weights) != (F, 2):
         return None
-    loss_sums = np.zeros(F)
+    loss_sums = np.zeros(2 * F)  # training, then validation losses
     folds = (
         np.ascontiguousarray(fold, dtype=np.int64),
         np.ascontiguousarray(labels, dtype=np.int64),
@@ -183,4 +183,4 @@ def fold_sums(X, y, Theta, loss: PointwiseLoss, fold, labels, weights, class_wei
         *head, m, n, _float64(y), theta, _weights(weights), _LOSS_CODES[loss.name], F, grad,
         True, *folds,
     )  # fmt: skip
-    return loss_sums, grad.reshape(n + 1, F)
+    return loss_sums[:F], loss_sums[F:], grad.reshape(n + 1, F)

@@ -31,9 +31,11 @@ def fold_weights(y, fold, labels, weights=None, class_weights=None) -> np.ndarra
 
 def fold_sums(X, y, Theta, loss: PointwiseLoss, fold, labels, *, weights=None, class_weights=None):
     """Unscaled training loss and gradient sums of the F models ``Theta`` (p, F) over the
-    rows of ``X``: the compiled sweep where it applies, else :func:`reference_fold_sums`.
-    ``labels`` (F,) is the fold each model leaves out; ``fold`` (k,) each row's fold.
-    Returns ``(loss_sums (F,), grad_sums (p, F))``. Collective: no."""
+    rows of ``X``, and each model's unweighted loss sum over the rows of its own fold
+    (its validation loss, as ``evaluate`` weighs rows): the compiled sweep where it
+    applies, else :func:`reference_fold_sums`. ``labels`` (F,) is the fold each model
+    leaves out; ``fold`` (k,) each row's fold. Returns ``(loss_sums (F,), held_out_sums
+    (F,), grad_sums (p, F))``. Collective: no."""
     fused = compiled.fold_sums(X, y, Theta, loss, fold, labels, weights, class_weights)
     if fused is not None:
         return fused
@@ -62,7 +64,7 @@ def reference_fold_sums(
     F = Theta.shape[1]
     W = Theta[: n * K].reshape(n, K, F).transpose(0, 2, 1).reshape(n, F * K)
     b = Theta[n * K :].T.reshape(F * K)  # (F, K) flattened like W's columns
-    loss_sums = np.zeros(F)
+    loss_sums, held_out_sums = np.zeros(F), np.zeros(F)
     grad_W = np.zeros((n, F * K))
     grad_b = np.zeros(F * K)
     for rows, X_b in _blocks(X):
@@ -73,14 +75,16 @@ def reference_fold_sums(
         w = fold_weights(
             y[rows], fold[rows], labels, None if weights is None else weights[rows], class_weights
         )
-        loss_sums += (values.reshape(r, F) * w).sum(axis=0)
+        values = values.reshape(r, F)
+        loss_sums += (values * w).sum(axis=0)
+        held_out_sums += (values * (fold[rows, None] == labels[None, :])).sum(axis=0)
         R = (dz.reshape(r, F, K) * w[:, :, None]).reshape(r, F * K)
         grad_W += np.asarray(X_b.T @ R)
         grad_b += R.sum(axis=0)
     grad = np.empty_like(Theta, dtype=np.float64)
     grad[: n * K] = grad_W.reshape(n, F, K).transpose(0, 2, 1).reshape(n * K, F)
     grad[n * K :] = grad_b.reshape(F, K).T
-    return loss_sums, grad
+    return loss_sums, held_out_sums, grad
 
 
 def fold_scores(X, Theta, n_outputs: int, fold, labels) -> np.ndarray:

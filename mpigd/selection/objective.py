@@ -10,6 +10,7 @@ one buffer and adds it over the ranks with one ``Allreduce``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -75,8 +76,16 @@ class FoldObjectives:
         self.stop_requested = False
         self.timings = Timings()
         labels = np.arange(folds)
-        self.total_weight = fold_weights(y_local, fold, labels, weights, class_weights).sum(axis=0)
-        allreduce_sum(comm, self.total_weight)
+        sums = np.concatenate(
+            [
+                fold_weights(y_local, fold, labels, weights, class_weights).sum(axis=0),
+                np.bincount(fold, minlength=folds).astype(np.float64),
+            ]
+        )
+        allreduce_sum(comm, sums)
+        self.total_weight, self.fold_rows = sums[:folds], sums[folds:]
+        # (theta, held-out loss sum) of each model's latest evaluation
+        self._held_out: dict[int, tuple[np.ndarray, float]] = {}
 
     def raw(self, j: int, theta: np.ndarray) -> np.ndarray:
         """Model j's raw-feature parameters."""
@@ -91,7 +100,7 @@ class FoldObjectives:
         start = wtime()
         models = np.fromiter(points, dtype=np.int64)
         p, F = self.size, len(models)
-        loss_sums, grads = fold_sums(
+        loss_sums, held_out, grads = fold_sums(
             self.X_local,
             self.y_local,
             self._raw_matrix(points),
@@ -101,9 +110,9 @@ class FoldObjectives:
             weights=self.weights,
             class_weights=None if self.class_weights is None else self.class_weights[models],
         )
-        buffer = np.empty(F + p * F + 1)
-        buffer[:F] = loss_sums
-        buffer[F:-1] = grads.ravel()
+        buffer = np.empty(2 * F + p * F + 1)  # [losses, held-out losses, gradients, stop]
+        buffer[:F], buffer[F : 2 * F] = loss_sums, held_out
+        buffer[2 * F : -1] = grads.ravel()
         buffer[-1] = bool(self.stop_flag and self.stop_flag())
         reduce_start = wtime()
         allreduce_sum(self.comm, buffer)
@@ -111,7 +120,8 @@ class FoldObjectives:
         self.timings.allreduce += wtime() - reduce_start
         self.n_evals += 1
         self.stop_requested = bool(buffer[-1])
-        grads = buffer[F:-1].reshape(p, F)
+        grads = buffer[2 * F : -1].reshape(p, F)
+        self._held_out.update({int(j): (points[j], buffer[F + a]) for a, j in enumerate(models)})
         return {
             int(j): penalized(
                 points[j],
@@ -126,17 +136,25 @@ class FoldObjectives:
             for a, j in enumerate(models)
         }
 
-    def validation(self, thetas: list[np.ndarray], model: str) -> list[dict]:
-        """The metrics of each model j on fold j's rows (unweighted, as
-        :func:`mpigd.evaluation.scoring.evaluate` computes them): one sweep over X, then
-        the reductions of each fold's metrics. Collective: yes."""
+    def validation(self, thetas: list[np.ndarray], model: str, metric: str) -> list[float]:
+        """``metric`` of each model j on fold j's rows (unweighted, as
+        :func:`mpigd.evaluation.scoring.evaluate` computes it). Log-loss and RMSE come
+        from the held-out losses that the evaluations at ``thetas`` summed already;
+        other metrics, or points that were not evaluated, take one sweep over X and
+        the reductions of each fold's metric. Collective: yes."""
+        losses = [self._held_out.get(j, (None, 0.0)) for j in range(self.folds)]
+        if metric in ("log_loss", "rmse") and all(
+            cached is not None and np.array_equal(cached, theta)
+            for (cached, _), theta in zip(losses, thetas, strict=True)
+        ):
+            mean = np.array([loss for _, loss in losses]) / self.fold_rows
+            return (mean if metric == "log_loss" else np.sqrt(2.0 * mean)).tolist()
         Theta = self._raw_matrix(dict(enumerate(thetas)))
         z = fold_scores(self.X_local, Theta, self.n_outputs, self.fold, np.arange(self.folds))
         self.score_passes += 1
-        score = {"linear": metrics.regression, "logistic": metrics.binary}.get(
-            model, metrics.multiclass
-        )
-        return [
-            score(self.comm, self.y_local[self.fold == j], z[self.fold == j])
-            for j in range(self.folds)
-        ]
+        if model == "logistic":
+            score = partial(metrics.binary, auc=metric == "roc_auc")
+        else:
+            score = metrics.regression if model == "linear" else metrics.multiclass
+        held_out = [self.fold == j for j in range(self.folds)]
+        return [score(self.comm, self.y_local[rows], z[rows])[metric] for rows in held_out]

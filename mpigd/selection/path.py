@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import Diverged, MpigdError
-from ..io.dataset import first_row
+from ..io.dataset import LocalData, first_row
 from ..io.rows import read_rows
 from ..kernels.losses import make_loss
 from ..model import LinearModel
@@ -159,7 +159,7 @@ def cv(
         )
     if rule not in RULES:
         raise MpigdError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
-    objective = _load(
+    local, objective = _load(
         comm, data, model, folds, fold_key, seed, x_key, y_key, weight_key, class_weight,
         standardize,
     )  # fmt: skip
@@ -167,7 +167,10 @@ def cv(
     mask = np.zeros(objective.size, dtype=bool)
     mask[: objective.n_features * objective.n_outputs] = True
     thetas = [np.zeros(objective.size)] * folds
-    val, iterations, converged = [], [], []
+    states: list[dict | None] = [None] * folds
+    finals: list[tuple | None] = [None] * folds  # (f, g) at each solution, L2 paths
+    previous_l2 = objective.l2
+    val, iterations, evaluations, converged = [], [], [], []
     for value in path:
         extras = {}
         if kind == "l1":
@@ -175,16 +178,24 @@ def cv(
             extras = {"penalty": L1Penalty(float(value), mask), "lr": None}
         else:
             objective.l2 = float(value)
-        results = run_lockstep(
-            [_task(OPTIMIZERS[optimizer].run, theta, stopping | extras) for theta in thetas],
-            objective,
-        )
+        starts = [
+            _warm_start(theta, state, objective.l2 - previous_l2, mask, known)
+            for theta, state, known in zip(thetas, states, finals, strict=True)
+        ]
+        previous_l2 = objective.l2
+        tasks = [_task(OPTIMIZERS[optimizer].run, *start, stopping | extras) for start in starts]
+        outcomes = run_lockstep(tasks, objective)
+        results = [result for result, _ in outcomes]
+        if kind == "l2":
+            finals = [(result.fun, result.grad) for result in results]
+        states = [state or start[1] for (_, state), start in zip(outcomes, starts, strict=True)]
         for j, result in enumerate(results):
             if result.diverged:
                 raise Diverged(f"fold {j} at {kind} = {value:g}: {result.message}")
         thetas = [result.x for result in results]
-        val.append([scores[metric] for scores in objective.validation(thetas, model)])
+        val.append(objective.validation(thetas, model, metric))
         iterations.append([result.nit for result in results])
+        evaluations.append([result.nfev for result in results])
         converged.append([result.converged for result in results])
         if callback is not None:
             callback(_row(kind, value, val[-1], iterations[-1]))
@@ -217,6 +228,7 @@ def cv(
         "chosen": float(path[chosen]),
         "iterations": iterations,
         "converged": converged,
+        "fold_evaluations": evaluations,
         "passes": objective.n_evals + objective.score_passes,
         "evaluations": objective.n_evals,
     }
@@ -226,7 +238,7 @@ def cv(
         raw = np.mean([objective.raw(j, theta) for j, theta in enumerate(thetas)], axis=0)
         n, K = objective.n_features, objective.n_outputs
         fitted = fit(
-            data, model, comm=comm, optimizer=optimizer, **penalties, max_iter=max_iter,
+            local, model, comm=comm, optimizer=optimizer, **penalties, max_iter=max_iter,
             tol=tol, ftol=ftol, standardize=standardize, weight_key=weight_key,
             class_weight=class_weight, x_key=x_key, y_key=y_key,
             init=LinearModel.from_theta(model, raw, n, K),
@@ -246,9 +258,44 @@ def _attr(value):
     return np.array(value) if isinstance(value, list) else value
 
 
-def _task(run, theta0: np.ndarray, options: dict):
-    """One fold model's optimisation from ``theta0``, given its ``fun``."""
-    return lambda fun: run(fun, theta0, **options)
+def _task(run, theta0: np.ndarray, resume: dict | None, known, options: dict):
+    """One fold model's optimisation from ``theta0`` (and the optimiser's state
+    ``resume``), given its ``fun``; ``known`` is ``(f, g)`` at ``theta0`` when it needs
+    no evaluation. Returns the result and the final state (None when it made no step)."""
+
+    def task(fun):
+        def first(theta):
+            return known if known is not None and np.array_equal(theta, theta0) else fun(theta)
+
+        last = []
+        result = run(first, theta0, resume=resume, callback=last.append, **options)
+        return result, last[-1].state() if last else None
+
+    return task
+
+
+def _warm_start(theta, state: dict | None, l2_change: float, mask, final: tuple | None):
+    """``(theta0, resume, known)`` for the next penalty of a path: the previous solution,
+    the optimiser's state there (so that it keeps what it learnt of the curvature), and
+    the loss and gradient there under the new penalty, which follow without a pass.
+    A ridge penalty changed by ``l2_change`` adds ``l2_change * W`` to the gradient: the
+    L-BFGS pairs ``(s, y)`` get ``y += l2_change * s`` on the weights, exactly (the
+    penalty is quadratic). FISTA keeps its step (a Lipschitz estimate) and restarts its
+    momentum. The iteration counts start again from 0. Collective: no."""
+    known = None
+    if final is not None:
+        f, g = final
+        W = theta * mask
+        known = (f + 0.5 * l2_change * float(W @ W), g + l2_change * W)
+    if state is None:
+        return theta, None, known
+    resume = {**state, "theta": theta, "nit": 0, "nfev": 0, "history": np.array([np.nan])}
+    if "pairs_y" in state:
+        resume["pairs_y"] = state["pairs_y"] + l2_change * state["pairs_s"] * mask
+        resume["f_before"] = np.nan
+    if "momentum" in state:
+        resume.update(momentum=1.0, theta_prev=theta.copy())
+    return theta, resume, known
 
 
 def _row(kind: str, value: float, val: list, iterations: list) -> dict:
@@ -263,9 +310,9 @@ def _row(kind: str, value: float, val: list, iterations: list) -> dict:
 
 def _load(
     comm, data, model, folds, fold_key, seed, x_key, y_key, weight_key, class_weight, standardize
-) -> FoldObjectives:
+) -> tuple[LocalData, FoldObjectives]:
     """Read this rank's rows, assign folds and derive each fold model's weights and
-    scaling: the :class:`FoldObjectives` of the problem. Collective: yes."""
+    scaling: the rows and the :class:`FoldObjectives` of the problem. Collective: yes."""
     info, local = read_rows(comm, data, x_key, y_key, weight_key, model)
     n_classes = labels.n_classes(comm, local) if model == "softmax" else 2
     n_outputs = n_classes if model == "softmax" else 1
@@ -298,4 +345,4 @@ def _load(
             f"the training rows of fold model {int(light[0])} have total weight "
             f"{objective.total_weight[light[0]]:g}; it must be more than 0"
         )
-    return objective
+    return local, objective

@@ -79,7 +79,7 @@ class _Problem:
 
 
 def fit(
-    data: str | os.PathLike,
+    data: str | os.PathLike | LocalData,
     model: str = "logistic",
     *,
     comm=None,
@@ -116,8 +116,10 @@ def fit(
 
     Parameters
     ----------
-    data : path
-        HDF5 file with ``X`` (m, n) and ``y`` (m,) (names: ``x_key``, ``y_key``).
+    data : path, or LocalData
+        HDF5 file with ``X`` (m, n) and ``y`` (m,) (names: ``x_key``, ``y_key``), or
+        this rank's rows as :func:`mpigd.io.rows.read_rows` read them for ``model`` and
+        ``weight_key`` (the read is then skipped).
     model : {"linear", "logistic", "softmax"}
         Softmax labels are 0 .. K-1, with K found from the data.
     comm : mpi4py.MPI.Comm, optional
@@ -295,7 +297,10 @@ def _load(
     """Read this rank's rows (only those outside the held-out fold, with ``fold_rows``)
     and derive the loss, row weights and scaling from all ranks' training rows; the
     class count comes from every row of the file, as in ``mpigd cv``. Collective: yes."""
-    info, local = read_rows(comm, data, x_key, y_key, weight_key, model)
+    if isinstance(data, LocalData):  # rows read already (mpigd.cv's final fit)
+        info, local = data.info, data
+    else:
+        info, local = read_rows(comm, data, x_key, y_key, weight_key, model)
     n_classes = labels.n_classes(comm, local) if model == "softmax" else 2
     budget = memory_per_rank(comm)
     with rank_local(comm):
