@@ -185,17 +185,17 @@ def cv(
         previous_l2 = objective.l2
         tasks = [_task(OPTIMIZERS[optimizer].run, *start, stopping | extras) for start in starts]
         outcomes = run_lockstep(tasks, objective)
-        results = [result for result, _ in outcomes]
+        results = [result for result, _, _ in outcomes]
         if kind == "l2":
             finals = [(result.fun, result.grad) for result in results]
-        states = [state or start[1] for (_, state), start in zip(outcomes, starts, strict=True)]
+        states = [state or start[1] for (_, state, _), start in zip(outcomes, starts, strict=True)]
         for j, result in enumerate(results):
             if result.diverged:
                 raise Diverged(f"fold {j} at {kind} = {value:g}: {result.message}")
         thetas = [result.x for result in results]
         val.append(objective.validation(thetas, model, metric))
         iterations.append([result.nit for result in results])
-        evaluations.append([result.nfev for result in results])
+        evaluations.append([passes for _, _, passes in outcomes])
         converged.append([result.converged for result in results])
         if callback is not None:
             callback(_row(kind, value, val[-1], iterations[-1]))
@@ -264,12 +264,17 @@ def _task(run, theta0: np.ndarray, resume: dict | None, known, options: dict):
     no evaluation. Returns the result and the final state (None when it made no step)."""
 
     def task(fun):
+        passes = []
+
         def first(theta):
-            return known if known is not None and np.array_equal(theta, theta0) else fun(theta)
+            if known is not None and np.array_equal(theta, theta0):
+                return known
+            passes.append(1)
+            return fun(theta)
 
         last = []
         result = run(first, theta0, resume=resume, callback=last.append, **options)
-        return result, last[-1].state() if last else None
+        return result, last[-1].state() if last else None, len(passes)
 
     return task
 
