@@ -29,7 +29,7 @@ from typing import TypeVar
 import numpy as np
 from mpi4py import MPI
 
-from .errors import EXIT_ABORTED, Interrupted, MpigdError, RowsProblem
+from .errors import EXIT_ABORTED, Interrupted, MpigdError, merge_reports, report_of
 
 wtime = MPI.Wtime
 T = TypeVar("T")
@@ -156,6 +156,12 @@ def gather_to_root(comm: MPI.Comm, obj, root: int = 0):
 
 
 @collective
+def gather_all(comm: MPI.Comm, obj) -> list:
+    """Every rank's small Python object, as a list on every rank. Collective: yes."""
+    return comm.allgather(obj)
+
+
+@collective
 def rows_before(comm: MPI.Comm, n_local: int) -> int:
     """Sum of ``n_local`` over the ranks below this one (an exclusive scan). Collective: yes."""
     return comm.exscan(n_local) or 0
@@ -237,85 +243,22 @@ def library_version() -> str:
     return " ".join(MPI.Get_library_version().replace("\0", "").splitlines()[0].split())
 
 
-def _rank_list(ranks: list[int], shown: int = 8) -> str:
-    """``rank 3`` or ``ranks 0-63, 70``: consecutive ranks as ranges, at most ``shown``."""
-    runs: list[list[int]] = []
-    for rank in ranks:
-        if runs and rank == runs[-1][1] + 1:
-            runs[-1][1] = rank
-        else:
-            runs.append([rank, rank])
-    text = ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs[:shown])
-    if len(runs) > shown:
-        text += f" and {sum(b - a + 1 for a, b in runs[shown:])} more"
-    return f"rank{'s' if len(ranks) > 1 else ''} {text}"
-
-
-def _row_ranges(problems: list[RowsProblem], shown: int = 4) -> str:
-    """The rows of several problems as ``0:34, 67:101``, adjacent ranges joined."""
-    spans: list[list[int]] = []
-    for p in sorted(problems, key=lambda p: p.start):
-        if spans and p.start <= spans[-1][1]:
-            spans[-1][1] = max(spans[-1][1], p.stop)
-        else:
-            spans.append([p.start, p.stop])
-    text = ", ".join(f"{a}:{b}" for a, b in spans[:shown])
-    return text + (f" and {len(spans) - shown} more ranges" if len(spans) > shown else "")
-
-
-Report = tuple[type, str, RowsProblem | None]
-
-
-def _report(error: str | MpigdError | Report | None) -> Report | None:
-    """What a rank sends of its error: class, message and rows problem (picklable)."""
-    if error is None or isinstance(error, tuple):
-        return error
-    if isinstance(error, MpigdError):
-        return type(error), str(error) or type(error).__name__, error.rows
-    return MpigdError, error, None
-
-
-def _merge(reports: list, size: int) -> MpigdError | None:
-    """One error for the reports of all ranks: the same problem on several ranks is one
-    sentence (counts summed, rows joined) naming the ranks, unless every rank had it."""
-    groups: dict[tuple, list[tuple[int, Report]]] = {}
-    for rank, report in enumerate(map(_report, reports)):
-        if report is not None:
-            kind, message, rows = report
-            key = (kind, rows.template) if rows is not None else (kind, message)
-            groups.setdefault(key, []).append((rank, report))
-    if not groups:
-        return None
-    parts = []
-    for members in groups.values():
-        ranks = [rank for rank, _ in members]
-        problems = [report[2] for _, report in members]
-        if problems[0] is not None:
-            total = sum(p.count for p in problems)
-            message = problems[0].text(count=total, rows=_row_ranges(problems))
-        else:
-            message = members[0][1][1]
-        parts.append(message if len(ranks) == size else f"{message} (on {_rank_list(ranks)})")
-    kind = next(iter(groups.values()))[0][1][0]
-    return kind("; ".join(parts))
-
-
 @collective
 def agree(comm: MPI.Comm, error: str | MpigdError | None, *, root: int | None = None) -> None:
     """Raise one :class:`MpigdError` on every rank if any rank passes an error.
 
     The message names the ranks that failed unless all of them failed alike; the same
-    problem on several ranks is one sentence (:func:`_merge`). With ``root``, only that
-    rank's error counts (work done on one rank, such as writing the output) and no rank
-    is named. The error keeps its class, so its exit status.
+    problem on several ranks is one sentence (:func:`~mpigd.errors.merge_reports`). With
+    ``root``, only that rank's error counts (work done on one rank, such as writing the
+    output) and no rank is named. The error keeps its class, so its exit status.
     Collective: yes (a small ``allgather``, or ``bcast`` with ``root``, of the reports).
     """
     if root is not None:
-        report = comm.bcast(_report(error), root=root)
+        report = comm.bcast(report_of(error), root=root)
         if report is not None:
             raise report[0](report[1])
         return
-    merged = _merge(comm.allgather(_report(error)), comm.size)
+    merged = merge_reports(comm.allgather(report_of(error)), comm.size)
     if merged is not None:
         raise merged
 

@@ -53,3 +53,32 @@ def label_error(info: DatasetInfo, local: LocalData, problem: LabelProblem, note
         local.stop,
         f"{problem.example:g}",
     )
+
+
+def read_labels(comm, data, x_key: str = "X", y_key: str = "y"):
+    """This rank's block of the labels alone (float64; NaN or infinite values are an
+    error), e.g. to learn the classes before training. Collective: yes."""
+    import h5py
+    import numpy as np
+
+    from ..partition import block_range
+    from .hdf5 import READ_ERRORS
+
+    with rank_local(comm):
+        info = inspect_dataset(data, x_key, y_key)
+        start, stop = block_range(info.n_rows, comm.size, comm.rank)
+        try:
+            with h5py.File(info.path, "r") as f:
+                y = f[info.y_key].astype(np.float64)[start:stop].reshape(-1)
+        except READ_ERRORS as exc:
+            raise MpigdError(f"reading labels of {info.path} failed: {exc}") from exc
+        bad = ~np.isfinite(y)
+        if bad.any():
+            raise MpigdError.in_rows(
+                f"{literal(info.path)}: '{literal(info.y_key)}' holds {{count}} NaN or "
+                "infinite values in rows {rows}",
+                np.count_nonzero(bad),
+                start,
+                stop,
+            )
+    return y

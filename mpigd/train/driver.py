@@ -24,7 +24,7 @@ from ..errors import Diverged, MpigdError
 from ..io.dataset import DatasetInfo, LocalData, fingerprint, first_row
 from ..io.rows import read_rows
 from ..kernels.losses import PointwiseLoss, make_loss
-from ..model import LinearModel, load_model
+from ..model import LinearModel
 from ..objective import Objective, Scaling, standardization
 from ..optimize import OPTIMIZERS, OptimizeResult, Progress, SingularSystem
 from ..parallel import (
@@ -38,8 +38,8 @@ from ..parallel import (
     warn0,
     wtime,
 )
-from . import labels
 from .checkpoint import checkpointing, resume_state
+from .labels import encode, n_classes, row_weights, warn_about_empty_classes
 from .options import (
     check_options,
     choose_optimizer,
@@ -48,6 +48,7 @@ from .options import (
     parameters_problem,
 )
 from .preemption import SignalWatch
+from .start import first_local_row, fold_filter, initial_theta
 
 TIMING_KEYS = ("startup", "read", "compute", "allreduce", "total")
 
@@ -76,6 +77,7 @@ class _Problem:
     scaling: Scaling | None
     budget: float  # bytes of data this rank may hold (parallel.memory_per_rank)
     n_rows: int  # training rows over all ranks (fewer than the file's without a fold)
+    classes: np.ndarray | None = None  # the label values, with labels="auto"
 
 
 def fit(
@@ -105,6 +107,7 @@ def fit(
     folds: int | None = None,
     fold_key: str | None = None,
     exclude_fold: int | None = None,
+    labels: str = "index",
 ) -> FitResult:
     """Train a linear, logistic or softmax regression on an HDF5 dataset.
 
@@ -165,6 +168,10 @@ def fit(
         assigns them: ``folds`` hashed with ``seed``, or read from dataset ``fold_key``
         (:mod:`mpigd.selection.folds`), so one cell of a cross-validation can be
         reproduced on its own.
+    labels : {"index", "auto"}
+        ``index``: classifier labels are class indices (0/1, or 0 .. K-1). ``auto``: any
+        label values (LIBSVM's -1/+1, say), mapped to 0 .. K-1 in sorted order; the
+        model keeps them (``arrays["classes"]``) and predicts them.
 
     Returns
     -------
@@ -194,9 +201,11 @@ def fit(
     )
     if init is not None and resume is not None:
         raise MpigdError("init and resume exclude each other: a checkpoint has its own start")
-    fold_rows = _fold_rows(folds, fold_key, exclude_fold, seed)
+    if labels not in ("index", "auto") or (labels == "auto" and model == "linear"):
+        raise MpigdError(f"labels must be 'index' or, for classifiers, 'auto'; got {labels!r}")
+    fold_rows = fold_filter(folds, fold_key, exclude_fold, seed)
     problem = _load(
-        comm, data, model, x_key, y_key, weight_key, class_weight, standardize, fold_rows
+        comm, data, model, x_key, y_key, weight_key, class_weight, standardize, fold_rows, labels
     )
     read_seconds = wtime() - start
     info = problem.info
@@ -218,13 +227,21 @@ def fit(
     }
     if optimizer == "sgd":
         options.update(batch_size=batch_size, seed=seed)
+    if labels == "auto":
+        options.update(labels=labels)
     if exclude_fold is not None:
         options.update(folds=folds, fold_key=fold_key or "", exclude_fold=exclude_fold, seed=seed)
     run = None
     if checkpoint is not None or resume is not None:
         run = on_root(comm, lambda: {**options, **fingerprint(info)})
     state = None if resume is None else resume_state(comm, resume, optimizer, run, size)
-    theta0 = np.zeros(size) if init is None else _initial(comm, init, model, problem)
+    theta0 = (
+        np.zeros(size)
+        if init is None
+        else initial_theta(
+            comm, init, model, problem.info.n_features, problem.loss.n_outputs, problem.scaling
+        )
+    )
 
     with SignalWatch() if checkpoint is not None else nullcontext(None) as stop_flag:
         objective = Objective(
@@ -237,6 +254,8 @@ def fit(
             scaling=problem.scaling,
             stop_flag=stop_flag,
         )
+        norms: list[float] = []  # the gradient norm after each iteration, for plots
+        callback = _recording(norms, callback)
         if checkpoint is not None:
             callback = checkpointing(
                 comm,
@@ -277,7 +296,9 @@ def fit(
         **_provenance(comm, result, objective, info, resume),
         **{f"time_{key}": value for key, value in timings.items()},
     }
-    arrays = {"loss_history": np.array(result.history)}
+    arrays = {"loss_history": np.array(result.history), "grad_norm_history": np.array(norms)}
+    if problem.classes is not None:
+        arrays["classes"] = problem.classes
     if problem.scaling is not None:
         arrays.update(feature_mean=problem.scaling.mean, feature_std=problem.scaling.std)
     fitted = LinearModel.from_theta(
@@ -292,76 +313,54 @@ def fit(
 
 
 def _load(
-    comm, data, model, x_key, y_key, weight_key, class_weight, standardize, fold_rows
+    comm, data, model, x_key, y_key, weight_key, class_weight, standardize, fold_rows, labels
 ) -> _Problem:
     """Read this rank's rows (only those outside the held-out fold, with ``fold_rows``)
     and derive the loss, row weights and scaling from all ranks' training rows; the
     class count comes from every row of the file, as in ``mpigd cv``. Collective: yes."""
-    if isinstance(data, LocalData):  # rows read already (mpigd.cv's final fit)
+    classes = None
+    if isinstance(data, LocalData):  # rows read already (mpigd.cv, in-memory estimators)
         info, local = data.info, data
     else:
-        info, local = read_rows(comm, data, x_key, y_key, weight_key, model)
-    n_classes = labels.n_classes(comm, local) if model == "softmax" else 2
+        checked = None if labels == "auto" else model  # any values: checked by encode
+        info, local = read_rows(comm, data, x_key, y_key, weight_key, checked)
+        if labels == "auto":
+            local, classes = encode(comm, local, model)
+    count = n_classes(comm, local) if model == "softmax" else 2
     budget = memory_per_rank(comm)
     with rank_local(comm):
-        n_outputs = n_classes if model == "softmax" else 1
+        n_outputs = count if model == "softmax" else 1
         problem = parameters_problem(model, info.n_features, n_outputs, len(local.y), budget)
         if problem:
             raise MpigdError(problem)
     n_rows = info.n_rows
     if fold_rows is not None:
         local = fold_rows(comm, local)
-        count = np.array([float(len(local.y))])
-        allreduce_sum(comm, count)
-        n_rows = int(count[0])
+        kept = np.array([float(len(local.y))])
+        allreduce_sum(comm, kept)
+        n_rows = int(kept[0])
     if model != "linear":
-        labels.warn_about_empty_classes(comm, local, n_classes)
-    weights = labels.row_weights(comm, local, class_weight, n_classes)
+        warn_about_empty_classes(comm, local, count)
+    weights = row_weights(comm, local, class_weight, count)
     scaling = None
     if standardize:
-        shift = on_root(comm, lambda: first_row(info), share=True)
-        scaling = standardization(comm, local.X, shift)
-    loss = make_loss(model, n_classes)
-    return _Problem(info, local, loss, weights, scaling, budget, n_rows)
-
-
-def _fold_rows(folds, fold_key, exclude_fold, seed):
-    """``(comm, local) -> local`` keeping the rows outside fold ``exclude_fold``, or None
-    without one. The options are checked here, before anything is read."""
-    if exclude_fold is None:
-        if folds is not None or fold_key is not None:
-            raise MpigdError("folds and fold_key choose the fold that exclude_fold leaves out")
-        return None
-    if folds is None:
-        raise MpigdError("exclude_fold needs the fold count (folds; with fold_key too)")
-    from ..selection.folds import check_folds, exclude_fold_rows, fold_ids
-
-    check_folds(folds)
-    if not 0 <= exclude_fold < folds:
-        raise MpigdError(f"exclude_fold must lie in 0 .. {folds - 1}, got {exclude_fold}")
-
-    def keep(comm, local):
-        fold = fold_ids(comm, local, folds, seed=seed, key=fold_key)
-        return exclude_fold_rows(local, fold, exclude_fold)
-
-    return keep
-
-
-def _initial(comm, init, model: str, problem: _Problem) -> np.ndarray:
-    """The starting parameters from the model ``init`` (a warm start), on the scale
-    training works on; it must be a model of the same kind and shape. Collective: yes."""
-    if not isinstance(init, LinearModel):
-        with rank_local(comm):
-            init = load_model(init)
-    n, K = problem.info.n_features, problem.loss.n_outputs
-    shape = (n,) if K == 1 else (n, K)
-    if init.kind != model or init.coef.shape != shape:
-        raise MpigdError(
-            f"cannot start from a {init.kind} model of shape {init.coef.shape}: training a "
-            f"{model} model of shape {shape}"
+        shift = on_root(
+            comm, lambda: first_row(info) if info.path else first_local_row(local), share=True
         )
-    theta = np.concatenate([np.ravel(init.coef), np.ravel(init.intercept)]).astype(np.float64)
-    return theta if problem.scaling is None else problem.scaling.from_raw(theta, K)
+        scaling = standardization(comm, local.X, shift)
+    loss = make_loss(model, count)
+    return _Problem(info, local, loss, weights, scaling, budget, n_rows, classes)
+
+
+def _recording(norms: list, callback):
+    """``callback``, also appending each iteration's gradient norm to ``norms``."""
+
+    def record(progress: Progress) -> None:
+        norms.append(progress.grad_norm)
+        if callback is not None:
+            callback(progress)
+
+    return record
 
 
 def _optimize(objective, optimizer, theta0, callback, state, stopping, extras) -> OptimizeResult:
@@ -409,7 +408,7 @@ def _provenance(comm, result: OptimizeResult, objective, info: DatasetInfo, resu
         "ranks": comm.size,
         "n_rows": info.n_rows,
         "n_features": info.n_features,
-        "data_path": os.path.abspath(info.path),
+        "data_path": os.path.abspath(info.path) if info.path else "(arrays in memory)",
         "x_key": info.x_key,
         "y_key": info.y_key,
         "resumed_from": "" if resume is None else os.path.abspath(resume),

@@ -3,11 +3,13 @@ for classes with no rows, and the row weights (the file's, times class weights).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..errors import MpigdError
 from ..io.dataset import LocalData
-from ..parallel import allreduce_sum, max_over_ranks, warn0
+from ..parallel import allreduce_sum, gather_all, max_over_ranks, warn0
 
 
 class EmptyClassWarning(UserWarning):
@@ -63,3 +65,32 @@ def row_weights(comm, local: LocalData, class_weight, n_classes: int) -> np.ndar
         if not total[0] > 0:
             raise MpigdError(f"the row weights sum to {total[0]:g}; they must sum to more than 0")
     return weights
+
+
+def global_classes(comm, y: np.ndarray) -> np.ndarray:
+    """The sorted union of every rank's label values. Collective: yes."""
+    return np.unique(np.concatenate(gather_all(comm, np.unique(y))))
+
+
+def encode(comm, local: LocalData, model: str) -> tuple[LocalData, np.ndarray]:
+    """Map any label values to class indices 0 .. K-1 in sorted order (as scikit-learn's
+    ``classes_``): this rank's rows with their indices, and the values. Logistic
+    regression needs exactly 2 values, softmax at least 2. Collective: yes."""
+    classes = global_classes(comm, local.y)
+    wanted = "exactly 2" if model == "logistic" else "at least 2"
+    if (model == "logistic" and len(classes) != 2) or len(classes) < 2:
+        shown = ", ".join(f"{c:g}" for c in classes[:10]) + (" ..." if len(classes) > 10 else "")
+        raise MpigdError(
+            f"{model} regression needs {wanted} label values; '{local.info.y_key}' has "
+            f"{len(classes)}: {shown}"
+        )
+    y = np.searchsorted(classes, local.y).astype(np.float64)
+    return replace(local, y=y), classes
+
+
+def file_classes(comm, path, x_key: str = "X", y_key: str = "y") -> np.ndarray:
+    """The label values of a file's rows: each rank reads its block of ``y``.
+    Collective: yes."""
+    from ..io.rows import read_labels
+
+    return global_classes(comm, read_labels(comm, path, x_key, y_key))

@@ -1,0 +1,295 @@
+"""scikit-learn estimators that train over MPI: :class:`LinearRegression` and
+:class:`LogisticRegression` (binary and multinomial).
+
+Under ``mpiexec`` every rank builds the same estimator and calls ``fit`` with **its own
+rows** (a NumPy array or a scipy CSR matrix), or every rank with the same HDF5 path (each
+then reads its own block of rows). The training is :func:`mpigd.fit`'s: one Allreduce per
+evaluation, the same update on every rank, so every rank ends with bit-identical fitted
+attributes. ``predict``, ``predict_proba`` and ``decision_function`` are rank-local;
+``score`` is collective (every rank gets the score over all ranks' rows). In one process
+they are ordinary scikit-learn estimators and pass its ``check_estimator``.
+
+The objective is mpigd's, ``mean_i s_i l_i / mean_i s_i + (l2 / 2) ||W||^2 + l1 ||W||_1``:
+scikit-learn's ``LogisticRegression(C=C)`` is ``l2 = 1 / (C S)`` with ``S`` the total row
+weight (m without weights), ``Ridge(alpha=a)`` is ``l2 = a / m``, ``Lasso(alpha=a)`` is
+``l1 = a`` (on ``(1/2) mean (y - z)^2``). The estimators hold no communicator once
+fitted (``comm=None`` means ``COMM_WORLD`` at each collective call), so ``clone``,
+``deepcopy`` and pickle work.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .errors import MpigdError
+from .io.dataset import DatasetInfo, LocalData
+from .parallel import agree, allreduce_sum, default_comm, gather_all, rows_before
+
+__all__ = ["InvalidInputError", "LinearRegression", "LogisticRegression"]
+
+
+class InvalidInputError(MpigdError, ValueError):
+    """Bad input to an estimator: a ``ValueError`` as scikit-learn expects, and an
+    :class:`~mpigd.errors.MpigdError`."""
+
+
+def _agreed(comm, work):
+    """Run rank-local validation ``work()``; under several ranks, a failure on any rank
+    becomes one :class:`InvalidInputError` on all of them (a single process keeps the
+    original exception). Collective: yes (with more than one rank)."""
+    if comm.size == 1:
+        return work()
+    error, result = None, None
+    try:
+        result = work()
+    except (ValueError, TypeError) as exc:
+        error = InvalidInputError(str(exc))
+    agree(comm, error)
+    return result
+
+
+def _check_weights(sample_weight, n_rows: int) -> np.ndarray | None:
+    if sample_weight is None:
+        return None
+    weights = np.asarray(sample_weight, dtype=np.float64)
+    if weights.ndim == 0:
+        weights = np.full(n_rows, float(weights))
+    if weights.shape != (n_rows,):
+        raise ValueError(f"sample_weight.shape == {weights.shape}, expected ({n_rows},)")
+    if not np.isfinite(weights).all() or (weights < 0).any():
+        raise ValueError("sample_weight must be finite and non-negative")
+    return weights
+
+
+def _local_rows(comm, X, y, weights) -> LocalData:
+    """This rank's in-memory rows as the driver takes them (global row count and first
+    row index from the ranks' counts). Collective: yes."""
+    widths = gather_all(comm, X.shape[1])
+    if len(set(widths)) > 1:
+        raise InvalidInputError(f"the ranks' X have different numbers of features: {widths}")
+    counts = np.array([float(X.shape[0])])
+    allreduce_sum(comm, counts)
+    start = rows_before(comm, X.shape[0])
+    info = DatasetInfo("", "X", "y", int(counts[0]), X.shape[1], X.dtype, np.dtype(np.float64))
+    return LocalData(info, start, start + X.shape[0], X, y, weights)
+
+
+class _Estimator(BaseEstimator):
+    """What both estimators share: the options, the fit through :func:`mpigd.fit`, and
+    the rank-local decision values."""
+
+    def __init__(
+        self,
+        *,
+        l2: float = 0.0,
+        l1: float = 0.0,
+        optimizer: str = "auto",
+        max_iter: int | None = None,
+        tol: float = 1e-6,
+        ftol: float = 1e-12,
+        standardize: bool = False,
+        comm=None,
+    ):
+        self.l2 = l2
+        self.l1 = l1
+        self.optimizer = optimizer
+        self.max_iter = max_iter
+        self.tol = tol
+        self.ftol = ftol
+        self.standardize = standardize
+        self.comm = comm
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    def _validate(self, comm, X, y, sample_weight, *, numeric: bool):
+        def work():
+            X_, y_ = validate_data(
+                self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32], order="C",
+                y_numeric=numeric,
+            )  # fmt: skip
+            if not numeric:
+                check_classification_targets(y_)
+            return X_, y_, _check_weights(sample_weight, X_.shape[0])
+
+        return _agreed(comm, work)
+
+    def _train(self, comm, data, model: str, **options):
+        """:func:`mpigd.fit`, with its errors as :class:`InvalidInputError` and its
+        convergence warning as scikit-learn's. Collective: yes."""
+        from .train.driver import ConvergenceWarning, fit
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            try:
+                fitted = fit(
+                    data, model, comm=comm, optimizer=self.optimizer, l2=self.l2, l1=self.l1,
+                    max_iter=self.max_iter, tol=self.tol, ftol=self.ftol,
+                    standardize=self.standardize, **options,
+                )  # fmt: skip
+            except MpigdError as exc:
+                if isinstance(exc, InvalidInputError):
+                    raise
+                raise InvalidInputError(str(exc)) from exc
+        for warning in caught:
+            category = warning.category
+            if issubclass(category, ConvergenceWarning):
+                category = SklearnConvergenceWarning
+            warnings.warn(warning.message, category, stacklevel=3)
+        self.n_iter_ = np.array([fitted.result.nit])
+        return fitted.model
+
+    def _decision(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=False)
+        W = self.coef_.T if self.coef_.ndim == 2 else self.coef_
+        z = X @ W
+        return np.asarray(z) + self.intercept_
+
+
+class LinearRegression(RegressorMixin, _Estimator):
+    """Least squares ``(1/2) mean_i s_i (x_i w + b - y_i)^2 / mean s + (l2/2)||w||^2
+    + l1 ||w||_1`` over the rows of every rank (ridge with ``l2``, lasso with ``l1``).
+
+    Parameters are those of :func:`mpigd.fit`; ``comm`` (default ``COMM_WORLD``) is the
+    communicator whose ranks each pass their rows. Fitted: ``coef_`` (n,),
+    ``intercept_``, ``n_iter_``, ``n_features_in_``.
+    """
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Train on this rank's rows ``X`` (k, n), ``y`` (k,) (or, for a path, the file's
+        ``X`` and ``y``). Collective: yes."""
+        comm = default_comm(self.comm)
+        if isinstance(X, str | os.PathLike):
+            model = self._train(comm, X, "linear")
+            self.n_features_in_ = len(model.coef)
+        else:
+            X, y, weights = self._validate(comm, X, y, sample_weight, numeric=True)
+            model = self._train(comm, _local_rows(comm, X, y.astype(np.float64), weights), "linear")
+        self.coef_, self.intercept_ = model.coef, model.intercept
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        """``X w + b`` for this rank's rows. Collective: no."""
+        return self._decision(X)
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """R² over every rank's rows (each rank passes its own). Collective: yes."""
+        comm = default_comm(self.comm)
+        y = np.asarray(y, dtype=np.float64).ravel()
+        w = np.ones(len(y)) if sample_weight is None else _check_weights(sample_weight, len(y))
+        residual = y - self.predict(X)
+        sums = np.array([w.sum(), w @ y])
+        allreduce_sum(comm, sums)
+        mean = sums[1] / sums[0]
+        sums = np.array([w @ (residual * residual), w @ np.square(y - mean)])
+        allreduce_sum(comm, sums)
+        if sums[1] > 0:
+            return float(1.0 - sums[0] / sums[1])
+        return 1.0 if sums[0] == 0 else 0.0
+
+
+class LogisticRegression(ClassifierMixin, _Estimator):
+    """Logistic regression, binary (two classes) or multinomial (softmax, more), on any
+    class labels (numbers or strings; ``classes_`` sorted as ``numpy.unique`` sorts them).
+
+    The default ``l2 = 1e-4`` (scikit-learn's ``C = 1 / (l2 S)``). ``class_weight``:
+    None or ``"balanced"``. Fitted: ``classes_``, ``coef_`` (1, n) or (K, n),
+    ``intercept_`` (1,) or (K,), ``n_iter_``, ``n_features_in_``.
+    """
+
+    def __init__(
+        self,
+        *,
+        l2: float = 1e-4,
+        l1: float = 0.0,
+        optimizer: str = "auto",
+        max_iter: int | None = None,
+        tol: float = 1e-6,
+        ftol: float = 1e-12,
+        standardize: bool = False,
+        class_weight: str | None = None,
+        comm=None,
+    ):
+        super().__init__(
+            l2=l2, l1=l1, optimizer=optimizer, max_iter=max_iter, tol=tol, ftol=ftol,
+            standardize=standardize, comm=comm,
+        )  # fmt: skip
+        self.class_weight = class_weight
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Train on this rank's rows ``X`` (k, n) and labels ``y`` (k,) (or, for a path,
+        the file's ``X`` and ``y``). Collective: yes."""
+        comm = default_comm(self.comm)
+        if isinstance(X, str | os.PathLike):
+            from .train.labels import file_classes
+
+            self.classes_ = file_classes(comm, X)
+            data = X
+        else:
+            X, y, weights = self._validate(comm, X, y, sample_weight, numeric=False)
+            self.classes_ = _agreed(comm, lambda: _classes(gather_all(comm, np.unique(y))))
+            y_index = np.searchsorted(self.classes_, y).astype(np.float64)
+            data = _local_rows(comm, X, y_index, weights)
+        if len(self.classes_) < 2:
+            raise InvalidInputError(
+                "this solver needs samples of at least 2 classes in the data, but the data "
+                f"contains only one class: {self.classes_[0]!r}"
+            )
+        kind = "logistic" if len(self.classes_) == 2 else "softmax"
+        options = {"labels": "auto"} if isinstance(data, str | os.PathLike) else {}
+        model = self._train(comm, data, kind, class_weight=self.class_weight, **options)
+        if isinstance(data, str | os.PathLike):
+            self.n_features_in_ = len(model.coef)
+        if kind == "logistic":
+            self.coef_, self.intercept_ = model.coef[None, :], np.array([model.intercept])
+        else:
+            self.coef_, self.intercept_ = model.coef.T.copy(), np.array(model.intercept)
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        """Log-odds (k,) for two classes, scores (k, K) for more. Collective: no."""
+        z = self._decision(X)
+        return z[:, 0] if len(self.classes_) == 2 else z
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities (k, K), columns in the order of ``classes_``. Collective: no."""
+        from scipy.special import expit, softmax
+
+        z = self.decision_function(X)
+        if len(self.classes_) == 2:
+            p = expit(z)
+            return np.column_stack([1.0 - p, p])
+        return softmax(z, axis=1)
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        return np.log(self.predict_proba(X))
+
+    def predict(self, X) -> np.ndarray:
+        """The most probable class of each of this rank's rows. Collective: no."""
+        z = self.decision_function(X)
+        index = (z > 0).astype(np.intp) if z.ndim == 1 else z.argmax(axis=1)
+        return self.classes_[index]
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Accuracy over every rank's rows (each rank passes its own). Collective: yes."""
+        comm = default_comm(self.comm)
+        y = np.asarray(y).ravel()
+        w = np.ones(len(y)) if sample_weight is None else _check_weights(sample_weight, len(y))
+        sums = np.array([w @ (self.predict(X) == y), w.sum()])
+        allreduce_sum(comm, sums)
+        return float(sums[0] / sums[1])
+
+
+def _classes(per_rank: list[np.ndarray]) -> np.ndarray:
+    """The sorted union of the ranks' labels."""
+    return np.unique(np.concatenate(per_rank))

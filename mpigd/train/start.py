@@ -1,0 +1,57 @@
+"""Where a training run starts: the rows it keeps (outside a held-out fold), the first
+row that centres standardisation, and the parameters of a warm start."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import MpigdError
+from ..io.dataset import LocalData
+from ..model import LinearModel, load_model
+from ..parallel import rank_local
+
+
+def first_local_row(local: LocalData) -> np.ndarray:
+    """The first of this rank's rows (zeros without rows), dense."""
+    if len(local.y) == 0:
+        return np.zeros(local.X.shape[1])
+    row = local.X[0]
+    return np.asarray(row.toarray() if hasattr(row, "toarray") else row, np.float64).ravel()
+
+
+def fold_filter(folds, fold_key, exclude_fold, seed):
+    """``(comm, local) -> local`` keeping the rows outside fold ``exclude_fold``, or None
+    without one. The options are checked here, before anything is read."""
+    if exclude_fold is None:
+        if folds is not None or fold_key is not None:
+            raise MpigdError("folds and fold_key choose the fold that exclude_fold leaves out")
+        return None
+    if folds is None:
+        raise MpigdError("exclude_fold needs the fold count (folds; with fold_key too)")
+    from ..selection.folds import check_folds, exclude_fold_rows, fold_ids
+
+    check_folds(folds)
+    if not 0 <= exclude_fold < folds:
+        raise MpigdError(f"exclude_fold must lie in 0 .. {folds - 1}, got {exclude_fold}")
+
+    def keep(comm, local):
+        fold = fold_ids(comm, local, folds, seed=seed, key=fold_key)
+        return exclude_fold_rows(local, fold, exclude_fold)
+
+    return keep
+
+
+def initial_theta(comm, init, model: str, n: int, K: int, scaling) -> np.ndarray:
+    """The starting parameters from the model ``init`` (a warm start), on the scale
+    training works on; it must be a model of the same kind and shape. Collective: yes."""
+    if not isinstance(init, LinearModel):
+        with rank_local(comm):
+            init = load_model(init)
+    shape = (n,) if K == 1 else (n, K)
+    if init.kind != model or init.coef.shape != shape:
+        raise MpigdError(
+            f"cannot start from a {init.kind} model of shape {init.coef.shape}: training a "
+            f"{model} model of shape {shape}"
+        )
+    theta = np.concatenate([np.ravel(init.coef), np.ravel(init.intercept)]).astype(np.float64)
+    return theta if scaling is None else scaling.from_raw(theta, K)
