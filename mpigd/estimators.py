@@ -21,12 +21,19 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import replace
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import check_is_fitted, validate_data
+except ImportError as exc:  # the estimators only; training needs no scikit-learn
+    raise ImportError(
+        f"mpigd's estimators need scikit-learn >= 1.6 ({exc}): pip install 'mpigd[sklearn]'"
+    ) from exc
 
 from .errors import MpigdError
 from .io.dataset import DatasetInfo, LocalData
@@ -70,12 +77,14 @@ def _check_weights(sample_weight, n_rows: int) -> np.ndarray | None:
 
 def _local_rows(comm, X, y, weights) -> LocalData:
     """This rank's in-memory rows as the driver takes them (global row count and first
-    row index from the ranks' counts). Collective: yes."""
+    row index from the ranks' counts; a rank may hold none). Collective: yes."""
     widths = gather_all(comm, X.shape[1])
     if len(set(widths)) > 1:
         raise InvalidInputError(f"the ranks' X have different numbers of features: {widths}")
     counts = np.array([float(X.shape[0])])
     allreduce_sum(comm, counts)
+    if counts[0] == 0:
+        raise InvalidInputError("no rank passed any rows: found 0 samples in all")
     start = rows_before(comm, X.shape[0])
     info = DatasetInfo("", "X", "y", int(counts[0]), X.shape[1], X.dtype, np.dtype(np.float64))
     return LocalData(info, start, start + X.shape[0], X, y, weights)
@@ -115,7 +124,7 @@ class _Estimator(BaseEstimator):
         def work():
             X_, y_ = validate_data(
                 self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32], order="C",
-                y_numeric=numeric,
+                y_numeric=numeric, ensure_min_samples=1 if comm.size == 1 else 0,
             )  # fmt: skip
             if not numeric:
                 check_classification_targets(y_)
@@ -203,8 +212,9 @@ class LogisticRegression(ClassifierMixin, _Estimator):
     class labels (numbers or strings; ``classes_`` sorted as ``numpy.unique`` sorts them).
 
     The default ``l2 = 1e-4`` (scikit-learn's ``C = 1 / (l2 S)``). ``class_weight``:
-    None or ``"balanced"``. Fitted: ``classes_``, ``coef_`` (1, n) or (K, n),
-    ``intercept_`` (1,) or (K,), ``n_iter_``, ``n_features_in_``.
+    None, ``"balanced"`` or ``{label: weight}`` (classes not named weigh 1). Fitted:
+    ``classes_``, ``coef_`` (1, n) or (K, n), ``intercept_`` (1,) or (K,), ``n_iter_``,
+    ``n_features_in_``.
     """
 
     def __init__(
@@ -247,7 +257,15 @@ class LogisticRegression(ClassifierMixin, _Estimator):
             )
         kind = "logistic" if len(self.classes_) == 2 else "softmax"
         options = {"labels": "auto"} if isinstance(data, str | os.PathLike) else {}
-        model = self._train(comm, data, kind, class_weight=self.class_weight, **options)
+        class_weight = self.class_weight
+        if isinstance(class_weight, dict):  # {label: weight}: into the row weights
+            if isinstance(data, str | os.PathLike):
+                raise InvalidInputError("a class_weight dict needs rows in memory")
+            per_class = np.array([class_weight.get(c, 1.0) for c in self.classes_], float)
+            by_row = per_class[data.y.astype(np.intp)]
+            data = replace(data, weights=by_row if data.weights is None else data.weights * by_row)
+            class_weight = None
+        model = self._train(comm, data, kind, class_weight=class_weight, **options)
         if isinstance(data, str | os.PathLike):
             self.n_features_in_ = len(model.coef)
         if kind == "logistic":

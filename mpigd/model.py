@@ -83,14 +83,18 @@ class LinearModel:
 
     def outputs(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Predictions from decision values ``z``: values (linear) or class labels
-        (class 1 where z > 0; softmax's largest), and the probabilities of
-        :meth:`predict_proba` (None for linear)."""
+        (class 1 where z > 0; softmax's largest; the label values where the model keeps
+        ``arrays["classes"]``), and the probabilities of :meth:`predict_proba` (None for
+        linear)."""
         from scipy.special import expit, softmax  # prediction only: not on training's path
 
+        classes = self.arrays.get("classes")  # label values, from labels="auto"
         if self.kind == "logistic":
-            return (z > 0).astype(np.int64), expit(z)
+            index = (z > 0).astype(np.int64)
+            return (index if classes is None else classes[index]), expit(z)
         if self.kind == "softmax":
-            return z.argmax(axis=1), softmax(z, axis=1)
+            index = z.argmax(axis=1)
+            return (index if classes is None else classes[index]), softmax(z, axis=1)
         return z, None
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:

@@ -39,6 +39,14 @@ def register(commands, run_options) -> None:
     train.add_argument("--standardize", action="store_true", help="train on standardised features")
     train.add_argument("--weight-key", help="dataset of row weights (default: none)")
     train.add_argument("--class-weight", choices=["balanced"], help="reweight classes")
+    train.add_argument(
+        "--labels",
+        choices=["index", "auto"],
+        default="index",
+        help="index: labels are class indices (0/1, or 0..K-1); auto: any label values "
+        "(e.g. LIBSVM's -1/+1), mapped to classes in sorted order and kept in the model, "
+        "so predict writes them back (default: index)",
+    )
     train.add_argument("--max-iter", type=int, default=None, help="iterations (epochs for sgd)")
     train.add_argument("--tol", type=float, default=1e-6, help="stop at this gradient 2-norm")
     train.add_argument(
@@ -145,6 +153,7 @@ def run(args, comm) -> int:
         folds=args.folds,
         fold_key=args.fold_key,
         exclude_fold=args.exclude_fold,
+        labels=args.labels,
     )
     on_root(comm, lambda: fitted.model.save(args.out))
     for line in _summary_lines(fitted, comm.size):

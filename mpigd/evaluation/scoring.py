@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 from contextlib import ExitStack
+from dataclasses import replace
 
 import h5py
+import numpy as np
 
 from .._version import __version__
 from ..io.outputs import create_rows_dataset, write_errors, writing
 from ..io.rows import label_error, read_rows
-from ..kernels.losses import class_label_problem
+from ..kernels.losses import LabelProblem, class_label_problem
 from ..model import LinearModel, load_model
 from ..parallel import default_comm, in_rank_order, on_root, rank_local
 from . import metrics
@@ -44,8 +46,13 @@ def evaluate(
     """
     comm = default_comm(comm)
     model = _load(comm, model)
-    info, local = read_rows(comm, data, x_key, y_key, None, model.kind, len(model.coef))
-    if model.kind == "softmax":
+    classes = model.arrays.get("classes")  # a model trained on label values
+    checked = model.kind if classes is None else None
+    info, local = read_rows(comm, data, x_key, y_key, None, checked, len(model.coef))
+    if classes is not None:
+        with rank_local(comm):
+            local = _encode(info, local, classes)
+    elif model.kind == "softmax":
         with rank_local(comm):
             problem = class_label_problem(local.y, model.coef.shape[1])
             if problem:
@@ -58,6 +65,18 @@ def evaluate(
     else:
         scores = metrics.multiclass(comm, local.y, z)
     return {"model": model.kind, "data": os.path.abspath(info.path), "ranks": comm.size, **scores}
+
+
+def _encode(info, local, classes):
+    """``local`` with its label values replaced by the model's class indices; values the
+    model never saw are an error. Collective: no."""
+    index = np.clip(np.searchsorted(classes, local.y), 0, len(classes) - 1)
+    unknown = classes[index] != local.y
+    if unknown.any():
+        shown = ", ".join(f"{c:g}" for c in classes[:10])
+        problem = LabelProblem.of(f"labels must be the model's classes ({shown})", local.y, unknown)
+        raise label_error(info, local, problem)
+    return replace(local, y=index.astype(np.float64))
 
 
 def predict(

@@ -31,6 +31,12 @@ class SingularSystem(ValueError):
     """The Hessian (the Gram matrix, for least squares) is singular."""
 
 
+SINGULAR_MESSAGE = (
+    "the normal equations are singular (collinear or constant features, or fewer rows than "
+    "parameters): this is their minimum-norm solution; l2 > 0 gives a unique one"
+)
+
+
 def _solve(H: np.ndarray, g: np.ndarray) -> np.ndarray:
     """``H^{-1} g`` by Cholesky; :class:`SingularSystem` when H is singular to working
     precision."""
@@ -160,9 +166,10 @@ def normal_equations(
     one iteration to ``callback`` (so it can be checkpointed, and a signal during the
     pass stops it with a checkpoint) and accepts ``resume``: the solution does not depend
     on the starting point, so a resumed run repeats the pass from ``theta0`` and gets the
-    bits of a run that never stopped. Raises :class:`SingularSystem` when
-    ``H`` is singular to working precision (collinear or constant features without a
-    penalty).
+    bits of a run that never stopped. When ``H`` is singular to working precision
+    (collinear or constant features, or fewer rows than parameters, without a penalty)
+    the step is the minimum-norm solution (``numpy.linalg.lstsq``, as scikit-learn's
+    ``LinearRegression`` gives) and the message says so (:data:`SINGULAR_MESSAGE`).
 
     Collective: as ``hess_fun`` is.
     """
@@ -171,13 +178,14 @@ def normal_equations(
     if not (finite(f0, g0) and np.isfinite(H).all()):
         message = "loss or gradient is not finite at the initial point"
         return OptimizeResult(start, f0, g0, 0, 1, False, message, True, [f0])
-    step = -_solve(H, g0)
+    try:
+        step, message = -_solve(H, g0), "solved the normal equations by Cholesky"
+    except SingularSystem:
+        step, message = -np.linalg.lstsq(H, g0, rcond=None)[0], SINGULAR_MESSAGE
     theta = start + step
     f = f0 + float(g0 @ step) + 0.5 * float(step @ H @ step)
     g = g0 + H @ step
     state = {"theta": theta, "nit": 1, "nfev": 1, "history": np.array([f0, f])}
     if callback is not None:
         callback(Progress(1, f, float(np.linalg.norm(g)), 1.0, 1, lambda: dict(state)))
-    return OptimizeResult(
-        theta, f, g, 1, 1, True, "solved the normal equations by Cholesky", False, [f0, f]
-    )
+    return OptimizeResult(theta, f, g, 1, 1, True, message, False, [f0, f])

@@ -27,6 +27,7 @@ from ..kernels.losses import PointwiseLoss, make_loss
 from ..model import LinearModel
 from ..objective import Objective, Scaling, standardization
 from ..optimize import OPTIMIZERS, OptimizeResult, Progress, SingularSystem
+from ..optimize.newton import SINGULAR_MESSAGE
 from ..parallel import (
     allreduce_sum,
     default_comm,
@@ -392,6 +393,8 @@ def _optimize(objective, optimizer, theta0, callback, state, stopping, extras) -
         )
     if not result.converged:
         warn0(objective.comm, f"not converged: {result.message}", ConvergenceWarning)
+    if result.message == SINGULAR_MESSAGE:
+        warn0(objective.comm, result.message)
     return result
 
 

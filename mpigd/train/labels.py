@@ -63,7 +63,9 @@ def row_weights(comm, local: LocalData, class_weight, n_classes: int) -> np.ndar
         total = np.array([weights.sum()])
         allreduce_sum(comm, total)
         if not total[0] > 0:
-            raise MpigdError(f"the row weights sum to {total[0]:g}; they must sum to more than 0")
+            raise MpigdError(
+                f"the row weights sum to {total[0]:g}: at least one weight must be more than zero"
+            )
     return weights
 
 

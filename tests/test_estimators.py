@@ -1,0 +1,143 @@
+"""The scikit-learn estimators: scikit-learn's own conformance suite, label round trips,
+the documented mapping of mpigd's penalties to scikit-learn's, and the estimators under
+mpiexec against the file-based fit."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from conftest import random_problem, run_mpi, write_h5
+from sklearn import linear_model
+from sklearn.base import clone
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import mpigd
+from mpigd.estimators import InvalidInputError, LinearRegression, LogisticRegression
+
+
+@parametrize_with_checks([LinearRegression(), LogisticRegression()])
+def test_scikit_learn_check_estimator(estimator, check):
+    check(estimator)
+
+
+# ---------------------------------------------------------------------------- labels
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.array([-1, 1]),
+        np.array([3, 7]),
+        np.array(["no", "yes"]),
+        np.array([1.0, 2.0]),
+        np.array(["a", "b", "c"]),
+        np.array([10, -4, 6]),
+    ],
+    ids=["pm1", "ints", "strings", "floats", "three-strings", "three-ints"],
+)
+def test_any_class_labels_round_trip(labels):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 3))
+    index = np.argmax(X[:, : len(labels)] + 0.3 * rng.standard_normal((300, len(labels))), 1)
+    y = labels[index]
+    est = LogisticRegression(l2=1e-3).fit(X, y)
+    np.testing.assert_array_equal(est.classes_, np.unique(labels))
+    predicted = est.predict(X)
+    assert predicted.dtype == y.dtype and set(predicted) <= set(labels)
+    assert est.score(X, y) > 0.8
+    assert est.predict_proba(X).shape == (300, len(labels))
+    coef_rows = 1 if len(labels) == 2 else len(labels)
+    assert est.coef_.shape == (coef_rows, 3) and est.intercept_.shape == (coef_rows,)
+
+
+def test_fit_from_a_path_equals_fit_from_arrays(tmp_path):
+    X, y = random_problem("logistic", 200, 3, seed=1)
+    labels = np.where(y > 0, 1.0, -1.0)  # LIBSVM's labels
+    path = write_h5(tmp_path / "d.h5", X, labels)
+    from_file = LogisticRegression(l2=1e-3).fit(path)
+    from_arrays = LogisticRegression(l2=1e-3).fit(X, labels)
+    np.testing.assert_array_equal(from_file.classes_, [-1.0, 1.0])
+    np.testing.assert_allclose(from_file.coef_, from_arrays.coef_, rtol=1e-12)
+    assert from_file.n_features_in_ == 3
+    np.testing.assert_array_equal(from_file.predict(X), from_arrays.predict(X))
+
+
+def test_clone_deepcopy_pickle_and_pipelines():
+    X, y = random_problem("logistic", 120, 3, seed=2)
+    est = LogisticRegression(l2=1e-2, standardize=True).fit(X, y)
+    for copied in (copy.deepcopy(est), pickle.loads(pickle.dumps(est))):
+        np.testing.assert_array_equal(copied.predict_proba(X), est.predict_proba(X))
+    assert clone(est).get_params() == est.get_params()
+    pipe = make_pipeline(StandardScaler(), LinearRegression()).fit(X, X @ [1.0, 2.0, 3.0])
+    assert pipe.score(X, X @ [1.0, 2.0, 3.0]) > 0.999999
+
+
+def test_sparse_rows_equal_dense_rows():
+    X, y = random_problem("logistic", 150, 5, seed=3)
+    dense = LogisticRegression(l2=1e-2).fit(X, y)
+    sparse = LogisticRegression(l2=1e-2).fit(sp.csr_matrix(X), y)
+    np.testing.assert_allclose(sparse.coef_, dense.coef_, rtol=1e-9)
+
+
+def test_bad_input_is_a_value_error_and_mpigds_error():
+    X, y = random_problem("logistic", 50, 2)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        LogisticRegression().fit(X, np.zeros(50))
+    with pytest.raises(InvalidInputError, match="l2 must be a finite number >= 0"):
+        LogisticRegression(l2=-1.0).fit(X, y)
+    assert issubclass(InvalidInputError, mpigd.MpigdError)
+
+
+# ------------------------------------- the mapping to scikit-learn's parameters (README)
+
+
+def _sample(kind, m=400, n=5, seed=4):
+    X, y = random_problem(kind, m, n, seed=seed)
+    return X, y, np.random.default_rng(seed).uniform(0.5, 2.0, m)
+
+
+def test_logistic_C_is_one_over_l2_times_the_total_weight():
+    X, y, w = _sample("logistic")
+    C = 0.7
+    ours = LogisticRegression(l2=1.0 / (C * w.sum()), tol=1e-10).fit(X, y, sample_weight=w)
+    theirs = linear_model.LogisticRegression(C=C, tol=1e-12, max_iter=10_000)
+    theirs.fit(X, y, sample_weight=w)
+    np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(ours.intercept_, theirs.intercept_, rtol=1e-6, atol=1e-8)
+
+
+def test_ridge_alpha_is_l2_times_m():
+    X, y, _ = _sample("linear")
+    alpha = 3.0
+    ours = LinearRegression(l2=alpha / len(y)).fit(X, y)
+    theirs = linear_model.Ridge(alpha=alpha).fit(X, y)
+    np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=1e-9)
+    assert ours.intercept_ == pytest.approx(theirs.intercept_, rel=1e-9)
+
+
+@pytest.mark.parametrize("l1_ratio", [1.0, 0.5])
+def test_lasso_and_elastic_net_alpha(l1_ratio):
+    X, y, _ = _sample("linear")
+    alpha = 0.05
+    ours = LinearRegression(l1=alpha * l1_ratio, l2=alpha * (1 - l1_ratio), tol=1e-10)
+    ours.fit(X, y)
+    theirs = linear_model.ElasticNet(alpha=alpha, l1_ratio=l1_ratio, tol=1e-12, max_iter=100_000)
+    theirs.fit(X, y)
+    np.testing.assert_allclose(ours.coef_, theirs.coef_, atol=1e-6)
+    assert ours.intercept_ == pytest.approx(theirs.intercept_, abs=1e-6)
+
+
+# ----------------------------------------------------------------------- under mpiexec
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 3, 4])
+def test_estimators_under_mpiexec_equal_the_file_fit(ranks, tmp_path):
+    proc = run_mpi(ranks, "tests/mpi_estimators.py", tmp_path)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "7"
