@@ -19,6 +19,11 @@ from dataclasses import dataclass
 EXIT_OK, EXIT_ABORTED, EXIT_INPUT, EXIT_DIVERGED, EXIT_PREEMPTED = 0, 1, 2, 3, 75
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 rank``, ``2 ranks``, ``1,024 rows``."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def literal(text) -> str:
     """``text`` made safe inside a :class:`RowsProblem` template (braces doubled)."""
     return str(text).replace("{", "{{").replace("}", "}}")

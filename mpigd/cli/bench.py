@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import plural
 from ..io.outputs import check_outputs
 from ..kernels.losses import MODELS
 from ..parallel import on_root
@@ -62,8 +63,8 @@ def run_measure(args, comm) -> int:
     write_json_on_root(comm, args.out, record)
     if comm.rank == 0:
         reporter(comm, args.quiet)(
-            f"{comm.size} ranks: {record['eval_median'] * 1e3:.2f} ms per evaluation, pass "
-            f"{record['pass_gb_s']:.1f} GB/s of {record['stream_gb_s']:.1f} GB/s read "
+            f"{plural(comm.size, 'rank')}: {record['eval_median'] * 1e3:.2f} ms per evaluation, "
+            f"pass {record['pass_gb_s']:.1f} GB/s of {record['stream_gb_s']:.1f} GB/s read "
             f"bandwidth; record in {args.out}"
         )
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .._version import __version__
+from ..errors import plural
 from ..kernels.losses import MODELS
 from ..parallel import library_version, on_root
 from .common import (
@@ -73,8 +74,8 @@ def register(commands, run_options) -> None:
 
 def run(args, comm) -> int:
     """``mpigd cv``; returns the exit status. Collective: yes."""
+    from ..plots import check_plotting, plot_cv
     from ..selection.path import cv
-    from ..selection.plot import check_plotting, plot_cv
 
     say = reporter(comm, args.quiet)
     check_outputs_on_root(
@@ -87,7 +88,7 @@ def run(args, comm) -> int:
     kind = "l1" if args.l1_path else "l2"
     say(
         f"mpigd {__version__}: {args.folds}-fold cross-validation of {args.model} regression "
-        f"on {args.data}, {comm.size} rank{'s' if comm.size > 1 else ''} ({library_version()})"
+        f"on {args.data}, {plural(comm.size, 'rank')} ({library_version()})"
     )
     header = []
 

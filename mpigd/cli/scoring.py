@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from ..errors import plural
 from .common import (
     add_out,
     add_x_key,
@@ -85,7 +86,7 @@ def run_evaluate(args, comm) -> int:
     if args.json:
         check_outputs_on_root(comm, {"--json": args.json}, _inputs(args))
     scores = evaluate(args.data, args.model, comm=comm, x_key=args.x_key, y_key=args.y_key)
-    say(f"{scores['model']} model {args.model} on {args.data} ({comm.size} ranks):")
+    say(f"{scores['model']} model {args.model} on {args.data} ({plural(comm.size, 'rank')}):")
     for line in metric_lines(scores):
         say(line)
     if args.json:

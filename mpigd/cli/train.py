@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .._version import __version__
+from ..errors import plural
 from ..kernels.losses import MODELS
 from ..optimize import OPTIMIZERS, Progress
 from ..parallel import library_version, on_root, wtime
@@ -123,8 +124,8 @@ def run(args, comm) -> int:
         may_share=[("--checkpoint", "--resume")],  # a resubmitted job continues its checkpoint
     )
     say(
-        f"mpigd {__version__}: {args.model} regression on {args.data}, {comm.size} rank"
-        f"{'s' if comm.size > 1 else ''} ({library_version()})"
+        f"mpigd {__version__}: {args.model} regression on {args.data}, "
+        f"{plural(comm.size, 'rank')} ({library_version()})"
     )
     start = wtime()
     fitted = fit(
@@ -169,6 +170,6 @@ def _summary_lines(fitted, ranks: int) -> list[str]:
         f"{info['optimizer']}: {status}: {r.message}",
         f"iterations {r.nit}, function evaluations {r.nfev}, allreduces {info['allreduces']}",
         f"final loss {r.fun:.12g}, gradient norm {r.grad_norm:.3g}",
-        f"data: {info['n_rows']:,} rows x {info['n_features']} features on {ranks} ranks",
+        f"data: {info['n_rows']:,} rows x {info['n_features']} features on {plural(ranks, 'rank')}",
         "time, max over ranks: " + "  ".join(f"{k} {v:.3f}s" for k, v in t.items()),
     ]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import h5py
 import numpy as np
 
-from ..errors import MpigdError, literal
+from ..errors import MpigdError, literal, plural
 from ..partition import block_range, rows_per_block
 from . import sparse
 from .hdf5 import READ_ERRORS, get_dataset, open_input
@@ -190,8 +190,8 @@ def memory_problem(info: DatasetInfo, rank: int, size: int, budget: float) -> st
     ranks = int(np.ceil(info.n_rows / max(1, budget // row_bytes)))
     return (
         f"{info.path}: blocks of up to {largest:,} rows need {human_bytes(largest * row_bytes)}"
-        f" of memory at {size} ranks but a rank has about {human_bytes(budget)}; use at "
-        f"least {ranks:,} ranks with that much memory each"
+        f" of memory at {plural(size, 'rank')} but a rank has about {human_bytes(budget)}; use "
+        f"at least {plural(ranks, 'rank')} with that much memory each"
     )
 
 
@@ -203,8 +203,8 @@ def _sparse_memory_problem(info: DatasetInfo, size: int, budget: float) -> str |
         return None
     return (
         f"{info.path}: a rank's share of the sparse data needs about {human_bytes(share)} of "
-        f"memory at {size} ranks but a rank has about {human_bytes(budget)}; use at least "
-        f"{int(np.ceil(total / budget)):,} ranks with that much memory each"
+        f"memory at {plural(size, 'rank')} but a rank has about {human_bytes(budget)}; use at "
+        f"least {plural(int(np.ceil(total / budget)), 'rank')} with that much memory each"
     )
 
 

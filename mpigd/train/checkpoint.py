@@ -16,7 +16,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import MpigdError, Preempted
+from ..errors import MpigdError, Preempted, plural
 from ..io.hdf5 import open_input
 from ..io.outputs import read_attrs, writing
 from ..optimize import Progress
@@ -129,7 +129,7 @@ def resume_state(comm, path, optimizer: str, run: dict | None, size: int) -> dic
         if saved.ranks != comm.size:
             warn0(
                 comm,
-                f"resuming with {comm.size} ranks from a checkpoint written by "
+                f"resuming with {plural(comm.size, 'rank')} from a checkpoint written by "
                 f"{saved.ranks}: the state does not depend on the rank count, but sums "
                 "are added in another order, so the last bits can differ from a run "
                 "that never stopped",
