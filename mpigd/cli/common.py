@@ -13,14 +13,34 @@ from ..io.outputs import check_outputs, write_json
 from ..parallel import on_root, print0
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Help that shows every option's default: appended where the help text does not
+    already say it (options without a value, or whose default is None, say what their
+    absence means in their own words)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        silent = default is None or default is False or default == argparse.SUPPRESS
+        silent = silent or not action.option_strings
+        if silent or "default" in text or "%(default)" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class RootParser(argparse.ArgumentParser):
     """An ArgumentParser whose help and usage errors are printed by rank 0 only.
 
     Every rank parses the same arguments and exits the same way; only the printing is
-    limited, so a bad option gives one message instead of one per rank.
+    limited, so a bad option gives one message instead of one per rank. Help shows the
+    defaults (:class:`DefaultsFormatter`).
     """
 
     rank = 0
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)
 
     def _print_message(self, message, file=None):
         if self.rank == 0:
@@ -79,6 +99,19 @@ def add_out(parser, help: str) -> None:
 def reporter(comm, quiet: bool):
     """Rank-0 progress output, or nothing with ``--quiet``."""
     return (lambda *parts: None) if quiet else (lambda *parts: print0(comm, *parts))
+
+
+def once(say, text: str):
+    """A function that says ``text`` the first time it is called: a command's header,
+    printed when its work has started, so that an immediate error is the only line."""
+    said = []
+
+    def announce() -> None:
+        if not said:
+            said.append(True)
+            say(text)
+
+    return announce
 
 
 def check_outputs_on_root(comm, outputs: dict, inputs: dict | None = None, may_share=()) -> None:

@@ -11,6 +11,7 @@ from .common import (
     add_x_key,
     add_y_key,
     check_outputs_on_root,
+    once,
     reporter,
     write_json_on_root,
 )
@@ -59,12 +60,21 @@ def register(commands, run_options) -> None:
         help="min: best mean metric; 1se: largest penalty within one standard error of it "
         "(default: min)",
     )
-    cv.add_argument("--json", metavar="PATH", help="write the cross-validation record here")
-    cv.add_argument("--plot", metavar="PNG", help="draw the metric against the penalty")
+    cv.add_argument(
+        "--json", metavar="PATH", help="write the cross-validation record here (default: none)"
+    )
+    cv.add_argument(
+        "--plot", metavar="PNG", help="draw the metric against the penalty (default: none)"
+    )
     cv.add_argument("--standardize", action="store_true", help="train on standardised features")
     cv.add_argument("--weight-key", help="dataset of row weights (default: none)")
-    cv.add_argument("--class-weight", choices=["balanced"], help="reweight classes")
-    cv.add_argument("--max-iter", type=int, default=None, help="iterations per fold and penalty")
+    cv.add_argument("--class-weight", choices=["balanced"], help="reweight classes (default: none)")
+    cv.add_argument(
+        "--max-iter",
+        type=int,
+        default=None,
+        help="iterations per fold and penalty (default: the optimiser's, 1000)",
+    )
     cv.add_argument("--tol", type=float, default=1e-6, help="stop at this gradient 2-norm")
     cv.add_argument("--ftol", type=float, default=1e-12, help="stop on this relative loss change")
     add_x_key(cv)
@@ -86,13 +96,15 @@ def run(args, comm) -> int:
     if args.plot:
         on_root(comm, check_plotting)
     kind = "l1" if args.l1_path else "l2"
-    say(
+    announce = once(
+        say,
         f"mpigd {__version__}: {args.folds}-fold cross-validation of {args.model} regression "
-        f"on {args.data}, {plural(comm.size, 'rank')} ({library_version()})"
+        f"on {args.data}, {plural(comm.size, 'rank')} ({library_version()})",
     )
     header = []
 
     def show(row: dict) -> None:
+        announce()
         if not header:
             header.append(True)
             say(f"{kind:>10}  {'mean':>12}  {'std':>10}  {'iterations':>10}")
@@ -122,6 +134,7 @@ def run(args, comm) -> int:
     )
     record = result.record
     on_root(comm, lambda: result.model.save(args.out))
+    announce()
     if args.json:
         write_json_on_root(comm, args.json, record)
     if args.plot:

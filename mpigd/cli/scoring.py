@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from ..errors import plural
+from ..parallel import on_root
 from .common import (
     add_out,
     add_x_key,
@@ -56,6 +57,17 @@ def register(commands, run_options) -> None:
     add_x_key(predict_parser)
     predict_parser.set_defaults(func=run_predict)
 
+    plot_parser = commands.add_parser(
+        "plot",
+        parents=[run_options],
+        help="draw a model's training curve",
+        description="Draw the loss (above its final value) and the gradient norm against "
+        "the iteration, on log scales, from a model file.",
+    )
+    plot_parser.add_argument("model", help="model file written by mpigd train or mpigd cv")
+    add_out(plot_parser, "PNG file to write")
+    plot_parser.set_defaults(func=run_plot)
+
 
 def metric_lines(scores: dict) -> list[str]:
     """The metrics as an aligned two-column table."""
@@ -69,8 +81,15 @@ def metric_lines(scores: dict) -> list[str]:
                 text += " (exact)" if bound == 0 else f" (+- {bound:.1e})"
             lines.append(f"  {name:<10} {text}")
     if "confusion_matrix" in scores:
-        lines.append("  confusion matrix (rows: true class, columns: predicted)")
-        lines += ["    " + " ".join(f"{c:>10,}" for c in row) for row in scores["confusion_matrix"]]
+        matrix = scores["confusion_matrix"]
+        names = [f"{c:g}" for c in scores.get("classes", range(len(matrix)))]
+        width = max(10, *(len(name) + 1 for name in names))
+        corner = "true / predicted"
+        lines.append("  confusion matrix: rows are the true classes, columns the predicted ones")
+        lines.append(f"    {corner:>{len(corner)}}" + "".join(f"{n:>{width}}" for n in names))
+        for name, row in zip(names, matrix, strict=True):
+            counts = "".join(f"{c:>{width},}" for c in row)
+            lines.append(f"    {name:>{len(corner)}}{counts}")
     return lines
 
 
@@ -92,6 +111,18 @@ def run_evaluate(args, comm) -> int:
     if args.json:
         write_json_on_root(comm, args.json, {**scores, "model_path": os.path.abspath(args.model)})
         say(f"metrics written to {args.json}")
+    return 0
+
+
+def run_plot(args, comm) -> int:
+    """``mpigd plot``: rank 0 draws the model's training curve. Collective: yes."""
+    from ..model import load_model
+    from ..plots import check_plotting, plot_training
+
+    check_outputs_on_root(comm, {"--out": args.out}, {"the model file": args.model})
+    on_root(comm, check_plotting)
+    on_root(comm, lambda: plot_training(load_model(args.model), args.out, args.model))
+    reporter(comm, args.quiet)(f"training curve written to {args.out}")
     return 0
 
 

@@ -13,6 +13,7 @@ from .common import (
     add_x_key,
     add_y_key,
     check_outputs_on_root,
+    once,
     positive_int,
     reporter,
 )
@@ -23,23 +24,32 @@ def register(commands, run_options) -> None:
         "train",
         parents=[run_options],
         help="train a model",
-        description="Train a linear or logistic regression.",
+        description="Train a linear, logistic or softmax regression: each rank reads its own "
+        "rows, one Allreduce per evaluation.",
     )
     train.add_argument("data", help="HDF5 file with datasets X (rows, features) and y (rows,)")
-    train.add_argument("--model", required=True, choices=list(MODELS))
+    train.add_argument(
+        "--model",
+        required=True,
+        choices=list(MODELS),
+        help="linear (least squares), logistic (labels 0/1) or softmax (labels 0..K-1); "
+        "with --labels auto any label values",
+    )
     add_out(train, "model file to write (HDF5)")
     train.add_argument(
         "--optimizer",
         default="auto",
         choices=["auto", *OPTIMIZERS],
-        help="default auto: nesterov (FISTA) with --l1, normal for linear regression "
+        help="default: auto, which is nesterov (FISTA) with --l1, normal for linear regression "
         "(up to 4095 features), lbfgs otherwise",
     )
     train.add_argument("--l2", type=float, default=0.0, help="ridge penalty (l2/2)||w||^2")
     train.add_argument("--l1", type=float, default=0.0, help="lasso penalty l1*||w||_1")
     train.add_argument("--standardize", action="store_true", help="train on standardised features")
     train.add_argument("--weight-key", help="dataset of row weights (default: none)")
-    train.add_argument("--class-weight", choices=["balanced"], help="reweight classes")
+    train.add_argument(
+        "--class-weight", choices=["balanced"], help="reweight classes (default: none)"
+    )
     train.add_argument(
         "--labels",
         choices=["index", "auto"],
@@ -48,7 +58,12 @@ def register(commands, run_options) -> None:
         "(e.g. LIBSVM's -1/+1), mapped to classes in sorted order and kept in the model, "
         "so predict writes them back (default: index)",
     )
-    train.add_argument("--max-iter", type=int, default=None, help="iterations (epochs for sgd)")
+    train.add_argument(
+        "--max-iter",
+        type=int,
+        default=None,
+        help="iterations, epochs for sgd (default: the optimiser's, 1000; newton 100, sgd 20)",
+    )
     train.add_argument("--tol", type=float, default=1e-6, help="stop at this gradient 2-norm")
     train.add_argument(
         "--ftol",
@@ -70,26 +85,32 @@ def register(commands, run_options) -> None:
         "--checkpoint",
         metavar="PATH",
         help="write the optimiser state here every --checkpoint-every iterations, and on "
-        "SIGTERM/SIGUSR1 (then exit with status 75)",
+        "SIGTERM/SIGUSR1 (then exit with status 75) (default: no checkpoints)",
     )
     train.add_argument(
-        "--checkpoint-every", type=positive_int, default=50, metavar="N", help="default: 50"
+        "--checkpoint-every", type=positive_int, default=50, metavar="N", help="iterations"
     )
     train.add_argument(
-        "--resume", metavar="PATH", help="continue from this checkpoint (same data and model)"
+        "--resume",
+        metavar="PATH",
+        help="continue from this checkpoint (same data and model) (default: none)",
     )
     train.add_argument(
-        "--init", metavar="MODEL", help="start from this model (same kind and shape): warm start"
+        "--init",
+        metavar="MODEL",
+        help="start from this model (same kind and shape) (default: from zeros)",
     )
     train.add_argument(
         "--exclude-fold",
         type=int,
         metavar="k",
         help="train on the rows outside fold k, as `mpigd cv` assigns them (with --folds, "
-        "and --seed or --fold-key)",
+        "and --seed or --fold-key) (default: all rows)",
     )
-    train.add_argument("--folds", type=int, help="fold count for --exclude-fold")
-    train.add_argument("--fold-key", metavar="NAME", help="dataset of fold ids for --exclude-fold")
+    train.add_argument("--folds", type=int, help="fold count for --exclude-fold (default: none)")
+    train.add_argument(
+        "--fold-key", metavar="NAME", help="dataset of fold ids for --exclude-fold (default: none)"
+    )
     add_x_key(train)
     add_y_key(train)
     train.add_argument(
@@ -98,10 +119,11 @@ def register(commands, run_options) -> None:
     train.set_defaults(func=run)
 
 
-def _progress_printer(say, every: int, start: float):
+def _progress_printer(say, every: int, start: float, announce):
     shown = []
 
     def show(p: Progress) -> None:
+        announce()
         if not shown:
             say(f"{'iter':>7}  {'loss':>15}  {'|grad|':>9}  {'step':>9}  {'elapsed':>9}")
         if not shown or p.nit % every == 0:
@@ -123,9 +145,10 @@ def run(args, comm) -> int:
         {"the data file": args.data, "--resume": args.resume, "--init": args.init},
         may_share=[("--checkpoint", "--resume")],  # a resubmitted job continues its checkpoint
     )
-    say(
+    announce = once(
+        say,
         f"mpigd {__version__}: {args.model} regression on {args.data}, "
-        f"{plural(comm.size, 'rank')} ({library_version()})"
+        f"{plural(comm.size, 'rank')} ({library_version()})",
     )
     start = wtime()
     fitted = fit(
@@ -146,7 +169,7 @@ def run(args, comm) -> int:
         ftol=args.ftol,
         x_key=args.x_key,
         y_key=args.y_key,
-        callback=_progress_printer(say, args.print_every, start),
+        callback=_progress_printer(say, args.print_every, start, announce),
         checkpoint=args.checkpoint,
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
@@ -157,6 +180,7 @@ def run(args, comm) -> int:
         labels=args.labels,
     )
     on_root(comm, lambda: fitted.model.save(args.out))
+    announce()
     for line in _summary_lines(fitted, comm.size):
         say(line)
     say(f"model written to {args.out}")

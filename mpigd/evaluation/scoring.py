@@ -64,6 +64,9 @@ def evaluate(
         scores = metrics.binary(comm, local.y, z)
     else:
         scores = metrics.multiclass(comm, local.y, z)
+    if model.kind != "linear":
+        K = 2 if model.kind == "logistic" else model.coef.shape[1]
+        scores["classes"] = (np.arange(K) if classes is None else classes).tolist()
     return {"model": model.kind, "data": os.path.abspath(info.path), "ranks": comm.size, **scores}
 
 

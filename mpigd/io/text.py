@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import itertools
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,6 +274,13 @@ def read_libsvm(
     base = (0 if lowest == 0 else 1) if zero_based is None else (0 if zero_based else 1)
     if lowest is not None and lowest < base:
         raise MpigdError(f"{path}: index {lowest} with 1-based indices (are they 0-based? say so)")
+    if zero_based is None and lowest is not None and lowest > 0:
+        warnings.warn(
+            f"{path}: no feature index 0 occurs, so the indices were read as 1-based (the "
+            f"LIBSVM convention: index i is column i - 1, {highest} columns); if they are "
+            "0-based, convert again with --zero-based",
+            stacklevel=2,
+        )
     width = highest + 1 - base
     if n_features is not None:
         if width > n_features:
