@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import statistics
 from pathlib import Path
 
@@ -141,11 +142,29 @@ def report(paths: list[str], prefix: str, kind: str = "strong") -> list[str]:
             f"efficiency {wide['efficiency']:.1%}",
         ]
     write_json(prefix + ".json", out)
-    _plot(rows, out.get("predictions"), prefix + ".png", kind)
+    _plot(rows, out.get("predictions"), prefix + ".png", kind, _title(records[0], kind))
     return lines
 
 
-def _plot(rows, predictions, path, kind) -> None:
+def _title(record: dict, kind: str) -> str:
+    """The data set and its size, for the plots' titles."""
+    size = f"{record['rows']:,} rows x {record['features']:,} features"
+    return f"{kind} scaling: {os.path.basename(str(record.get('data', '')))}, {size}"
+
+
+def _rank_axis(ax, ranks: list[int], rows: list[dict], values: list[float] | None) -> None:
+    """Ranks on a log2 axis with a tick at each measured count, and the oversubscribed
+    measurements (more ranks than cores) marked."""
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ranks, [str(p) for p in ranks])
+    ax.minorticks_off()
+    if values is not None:
+        over = [(p, v) for p, v, r in zip(ranks, values, rows, strict=True) if r["oversubscribed"]]
+        if over:
+            ax.plot(*zip(*over, strict=True), "rx", markersize=11, label="oversubscribed")
+
+
+def _plot(rows, predictions, path, kind, title) -> None:
     try:
         import matplotlib
 
@@ -175,6 +194,7 @@ def _plot(rows, predictions, path, kind) -> None:
         ylabel="speed-up T1/TP" if kind == "strong" else "T1/TP",
         title=f"{kind} scaling",
     )
+    _rank_axis(ax, ranks, rows, [r["speedup"] for r in rows])
     ax.legend()
     ax = axes[1]
     bottom = [0.0] * len(rows)
@@ -188,12 +208,15 @@ def _plot(rows, predictions, path, kind) -> None:
     ax.plot(ranks, [r["efficiency"] for r in rows], "o-", label="measured (median)")
     ax.axhline(1.0, color="k", linestyle="--", label="ideal")
     ax.set(xlabel="ranks", ylabel="parallel efficiency", ylim=(0, 1.1), title="efficiency")
+    _rank_axis(ax, ranks, rows, [r["efficiency"] for r in rows])
     ax.legend()
     ax = axes[3]
     ax.plot(ranks, [r["stream_gb_s"] for r in rows], "s-", label="memory read (measured)")
     ax.plot(ranks, [r["pass_gb_s"] for r in rows], "o-", label="gradient pass (achieved)")
     ax.set(xlabel="ranks", ylabel="GB/s, all ranks", title="bandwidth")
+    _rank_axis(ax, ranks, rows, [r["pass_gb_s"] for r in rows])
     ax.legend()
+    fig.suptitle(title)
     fig.tight_layout()
     with writing(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
@@ -212,7 +235,7 @@ def _plot(rows, predictions, path, kind) -> None:
             xlabel="ranks",
             ylabel="parallel efficiency",
             ylim=(0, 1.1),
-            title="alpha-beta model (not a measurement)",
+            title=f"alpha-beta model (not a measurement)\n{title}",
         )
         ax.legend()
         fig.tight_layout()
