@@ -1,5 +1,7 @@
 """The command line in this process (one rank): exit codes, messages, files."""
 
+import warnings
+
 import h5py
 import numpy as np
 import pytest
@@ -92,3 +94,92 @@ def test_launcher_world_mismatch_stops_before_work(data, tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert ("mpiexec (PMI) started 3 processes" in err) == says
     assert not out.exists()
+
+
+# -------------------------------------------------------- a CLI that explains itself
+
+
+def test_train_help_names_every_model_and_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "linear, logistic or softmax regression" in text
+    for shown in (
+        "(default: 0.0)",
+        "(default: 1e-06)",
+        "(default: 1e-12)",
+        "(default: 50)",
+        "(default: 1024)",
+        "(default: 10)",
+        "(default: index)",
+        "(default: from zeros)",
+    ):
+        assert shown in text, shown
+
+
+def test_one_rank_is_singular_and_an_immediate_error_is_the_only_line(data, tmp_path, capsys):
+    assert main(["train", str(data), "--model", "linear", "--out", str(tmp_path / "m.h5")]) == 0
+    assert ", 1 rank (" in capsys.readouterr().out
+    argv = [
+        "train",
+        str(tmp_path / "missing.h5"),
+        "--model",
+        "linear",
+        "--out",
+        str(tmp_path / "n"),
+    ]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+
+
+def _png_size(path) -> tuple[int, int]:
+    head = open(path, "rb").read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def test_plot_draws_the_training_curve(data, tmp_path, capsys):
+    model = tmp_path / "m.h5"
+    assert main(["train", str(data), "--model", "linear", "--optimizer", "lbfgs",
+                 "--out", str(model)]) == 0  # fmt: skip
+    assert len(load_model(model).arrays["grad_norm_history"]) == load_model(model).info[
+        "iterations"]  # fmt: skip
+    assert main(["plot", str(model), "--out", str(tmp_path / "curve.png")]) == 0
+    width, height = _png_size(tmp_path / "curve.png")
+    assert width >= 800 and height >= 300
+    assert main(["plot", str(data), "--out", str(tmp_path / "no.png")]) == 2
+    assert "not an mpigd model file" in capsys.readouterr().err
+    assert not (tmp_path / "no.png").exists()
+
+
+def test_any_label_values_round_trip_through_the_files(tmp_path, capsys):
+    X, y = random_problem("logistic", 300, 3, seed=5)
+    data = write_h5(tmp_path / "pm.h5", X, 2 * y - 1)  # LIBSVM's -1/+1
+    model, out = tmp_path / "m.h5", tmp_path / "p.h5"
+    assert main(["train", str(data), "--model", "logistic", "--out", str(model)]) == 2
+    assert "labels must be 0 or 1" in capsys.readouterr().err
+    argv = ["train", str(data), "--model", "logistic", "--labels", "auto", "--out", str(model)]
+    assert main(argv) == 0
+    np.testing.assert_array_equal(load_model(model).arrays["classes"], [-1.0, 1.0])
+    assert main(["predict", str(model), str(data), "--out", str(out)]) == 0
+    with h5py.File(out) as f:
+        assert set(np.unique(f["prediction"][:])) == {-1.0, 1.0}
+    capsys.readouterr()
+    assert main(["evaluate", str(model), str(data)]) == 0
+    text = capsys.readouterr().out
+    assert "true / predicted" in text and text.count("-1") >= 2
+    other = write_h5(tmp_path / "other.h5", X, y + 5)
+    assert main(["evaluate", str(model), str(other)]) == 2
+    assert "labels must be the model's classes (-1, 1)" in capsys.readouterr().err
+
+
+def test_libsvm_says_which_index_base_it_assumed(tmp_path, capsys):
+    source = tmp_path / "d.svm"
+    source.write_text("+1 1:0.5 3:1\n-1 2:1.5\n")
+    with pytest.warns(UserWarning, match="read as 1-based .* convert again with --zero-based"):
+        assert main(["data", "convert", str(source), str(tmp_path / "d.h5")]) == 0
+    source.write_text("+1 0:0.5 3:1\n-1 2:1.5\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 0-based for sure: nothing to say
+        assert main(["data", "convert", str(source), str(tmp_path / "e.h5")]) == 0
