@@ -117,7 +117,7 @@ def test_memory_estimate_says_how_many_ranks_would_fit(good):
     info = inspect_dataset(good)  # 11 rows x 3 float64 features + label: 32 bytes a row
     assert memory_problem(info, 0, 2, budget=6 * 32) is None
     message = memory_problem(info, 0, 1, budget=4 * 32)
-    assert "blocks of up to 11 rows need 352.0 B of memory at 1 ranks" in message
+    assert "blocks of up to 11 rows need 352.0 B of memory at 1 rank but" in message
     assert "use at least 3 ranks" in message
 
 
