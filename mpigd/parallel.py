@@ -19,6 +19,7 @@ import functools
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -30,6 +31,7 @@ import numpy as np
 from mpi4py import MPI
 
 from .errors import EXIT_ABORTED, Interrupted, MpigdError, merge_reports, report_of
+from .host import available_memory, parse_bytes
 
 wtime = MPI.Wtime
 T = TypeVar("T")
@@ -129,10 +131,74 @@ def warn0(comm: MPI.Comm, message: str, category: type[Warning] = UserWarning) -
         warnings.warn(message, category, stacklevel=3)
 
 
+#: How long a reduction may wait for the other ranks (seconds; ``0`` turns the limit
+#: off): a rank that waits longer takes the job for lost (a node gone, or the network
+#: between nodes silent, where TCP alone would wait for hours) and aborts it. Ranks
+#: wait in a reduction only for the slowest rank's pass, so the limit is generous.
+DEADLINE_ENV, DEADLINE_DEFAULT = "MPIGD_COLLECTIVE_TIMEOUT", 300.0
+
+
+class _Deadline:
+    """A watchdog thread that aborts the job when a reduction outlasts the deadline.
+    Ranks report in turn (rank r waits ``r`` staggers more, at most 16), so that when
+    rank 0 is alive its abort ends the job and one line is printed."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.since: float | None = None  # when the reduction in progress began
+        self.comm: MPI.Comm | None = None
+        threading.Thread(target=self._watch, name="mpigd-deadline", daemon=True).start()
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(min(1.0, self.seconds / 4))
+            since, comm = self.since, self.comm
+            if since is None or comm is None:
+                continue
+            late = time.monotonic() - since - self.seconds
+            if late > INTERRUPT_STAGGER * min(comm.rank, 16):
+                print(
+                    f"mpigd: error: rank {comm.rank}: a reduction waited more than "
+                    f"{self.seconds:g} s for the other ranks: a node, or the network between "
+                    f"nodes, is lost ({DEADLINE_ENV} sets the limit); ending the job",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                comm.Abort(EXIT_ABORTED)
+
+
+_deadline: _Deadline | None = None
+
+
+def _deadline_for(comm: MPI.Comm) -> _Deadline | None:
+    """The watchdog, started on first use unless the limit is off or the job has one
+    rank (nothing to wait for)."""
+    global _deadline
+    if _deadline is None:
+        text = os.environ.get(DEADLINE_ENV, "")
+        try:
+            seconds = float(text) if text else DEADLINE_DEFAULT
+        except ValueError:
+            raise MpigdError(f"{DEADLINE_ENV}={text!r} is not a number of seconds") from None
+        if not seconds > 0 or comm.size == 1:
+            return None
+        _deadline = _Deadline(seconds)
+    return _deadline
+
+
 @collective
 def allreduce_sum(comm: MPI.Comm, buf: np.ndarray) -> None:
-    """Sum ``buf`` over all ranks, in place, with the buffer API. Collective: yes."""
-    comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+    """Sum ``buf`` over all ranks, in place, with the buffer API, within the deadline
+    (:data:`DEADLINE_ENV`). Collective: yes."""
+    deadline = _deadline_for(comm)
+    if deadline is None:
+        comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        return
+    deadline.comm, deadline.since = comm, time.monotonic()
+    try:
+        comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+    finally:
+        deadline.since = None
 
 
 @collective
@@ -189,35 +255,6 @@ def min_max_over_ranks(comm: MPI.Comm, low, high) -> tuple[np.ndarray, np.ndarra
 MEMORY_SHARE = 0.8
 
 
-def _parse_bytes(text: str) -> float:
-    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-    text = text.strip().upper().removesuffix("B").removesuffix("I")
-    scale = units.get(text[-1:], 1)
-    return float(text[:-1] if text[-1:] in units else text) * scale
-
-
-def available_memory() -> float:
-    """Bytes this node can still give: MemAvailable, capped by a cgroup limit (SLURM)."""
-    available = float("inf")
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    available = float(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        with open("/sys/fs/cgroup/memory.max") as f:
-            limit = f.read().strip()
-        with open("/sys/fs/cgroup/memory.current") as f:
-            used = float(f.read())
-        if limit != "max":
-            available = min(available, float(limit) - used)
-    except (OSError, ValueError):
-        pass
-    return available
-
-
 @collective
 def memory_per_rank(comm: MPI.Comm) -> float:
     """Bytes of data one rank may hold: ``MPIGD_MEMORY_PER_RANK`` (like ``4G``) if set,
@@ -229,7 +266,7 @@ def memory_per_rank(comm: MPI.Comm) -> float:
     text = os.environ.get("MPIGD_MEMORY_PER_RANK", "")
     if text:
         try:
-            return _parse_bytes(text)
+            return parse_bytes(text)
         except ValueError:
             raise MpigdError(
                 f"MPIGD_MEMORY_PER_RANK={text!r} is not a size such as 4G, 512M or 1000000"

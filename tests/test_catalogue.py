@@ -680,6 +680,14 @@ CASES = {
         EXIT_INPUT,
         "--out {tmp}/m.h5 is an input file, --init",
     ),
+    "train with a collective timeout that is not a number": Case(
+        "train {tmp}/d.h5 --model logistic --out {tmp}/n.h5",
+        EXIT_INPUT,
+        "MPIGD_COLLECTIVE_TIMEOUT='soon' is not a number of seconds",
+        outputs=("n.h5",),
+        env={"MPIGD_COLLECTIVE_TIMEOUT": "soon"},
+        mpi=True,
+    ),
     # data info
     "info --json is the data": Case(
         "data info {tmp}/d.h5 --json {tmp}/d.h5", EXIT_INPUT, "is an input file", mpi=True

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from mpigd.errors import MpigdError
-from mpigd.parallel import _parse_bytes, agree
+from mpigd.host import parse_bytes
+from mpigd.parallel import agree
 
 
 class Gathered:
@@ -69,7 +70,7 @@ def test_the_error_class_and_its_exit_status_survive_agreement():
     [("512", 512), ("4K", 4096), ("1.5G", 1.5 * 2**30), ("2GiB", 2 * 2**30), ("3m", 3 * 2**20)],
 )
 def test_memory_sizes(text, value):
-    assert _parse_bytes(text) == value
+    assert parse_bytes(text) == value
 
 
 def test_library_version_drops_the_nul_open_mpi_appends(monkeypatch):

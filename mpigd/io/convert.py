@@ -20,7 +20,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import MpigdError
-from ..parallel import available_memory
+from ..host import available_memory
 from . import FORMATS
 from .arrays import read_numpy
 from .outputs import (

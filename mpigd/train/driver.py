@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from .._version import __version__
-from ..clock import process_age
 from ..errors import Diverged, MpigdError
+from ..host import process_age
 from ..io.dataset import DatasetInfo, LocalData, fingerprint, first_row
 from ..io.rows import read_rows
 from ..kernels.losses import PointwiseLoss, make_loss

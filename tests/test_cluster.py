@@ -1,0 +1,161 @@
+"""mpigd across hosts: a cluster of network namespaces (launch/netns-cluster.sh) on this
+machine, MPI between hosts over TCP on virtual Ethernet, a lost node both ways.
+
+Each host has its own network, hostname, IPC, process and /tmp namespaces, so MPI cannot
+take a shared-memory shortcut between hosts. mpiexec runs on the cluster's login host
+and starts its proxies in the hosts through launch/netns-rsh. The cluster is made once
+for the module and removed afterwards, also when a test fails; the tests skip, saying
+why, where namespaces cannot be made (not root, no iproute2).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, random_problem, write_h5
+
+from mpigd import load_model
+
+CLUSTER = ROOT / "launch" / "netns-cluster.sh"
+LAUNCHER = ROOT / "launch" / "netns-rsh"
+MPIEXEC = Path(sys.executable).parent / "mpiexec"
+#: The deadline on a reduction in the lost-link test (seconds).
+DEADLINE = 8
+
+
+def cluster(*args, check=True, **kwargs):
+    return subprocess.run(
+        ["bash", str(CLUSTER), *map(str, args)],
+        capture_output=True, text=True, check=check, stdin=subprocess.DEVNULL, **kwargs,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory):
+    """Two hosts, node1 and node2; the test folders are shared with them."""
+    if os.geteuid() != 0:
+        pytest.skip("the namespace cluster needs root (network namespaces, mounts)")
+    if not MPIEXEC.exists():
+        pytest.skip(f"no mpiexec beside {sys.executable}")
+    cluster("down", check=False)  # a cluster left by a killed run
+    base = tmp_path_factory.getbasetemp()
+    made = cluster("up", 2, "--share", base, check=False)
+    if made.returncode != 0:
+        cluster("down", check=False)
+        pytest.skip(f"cannot make the namespace cluster here: {made.stderr.strip()[-300:]}")
+    try:
+        yield ["node1", "node2"]
+    finally:
+        cluster("down", check=False)
+
+
+def launch(folder: Path, layout: str, ranks: int, *args, env=None, timeout=120, background=False):
+    """``mpiexec -hosts LAYOUT -n RANKS python ARGS`` from the login host, in ``folder``."""
+    command = [
+        "bash", str(CLUSTER), "login", "env", f"PATH={os.environ['PATH']}",
+        "MPIGD_NUM_THREADS=1", "OMP_NUM_THREADS=1", *(f"{k}={v}" for k, v in (env or {}).items()),
+        str(MPIEXEC), "-launcher", "ssh", "-launcher-exec", str(LAUNCHER), "-hosts", layout,
+        "-n", str(ranks), sys.executable, *map(str, args),
+    ]  # fmt: skip
+    options = dict(cwd=folder, stdin=subprocess.DEVNULL, text=True)
+    if background:
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options)
+    return subprocess.run(command, capture_output=True, timeout=timeout, **options)
+
+
+def rx_bytes(host: str) -> int:
+    return int(cluster("run", host, "cat", "/sys/class/net/eth0/statistics/rx_bytes").stdout)
+
+
+def test_ranks_run_on_their_hosts_and_talk_over_the_links(hosts, tmp_path):
+    before = rx_bytes("node2")
+    proc = launch(tmp_path, "node1:2,node2:2", 4, ROOT / "tests/mpi_cluster.py",
+                  tmp_path / "r.json", 8)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    received = rx_bytes("node2") - before
+    reports = json.loads((tmp_path / "r.json").read_text())
+    assert [r["host"] for r in reports] == ["node1", "node1", "node2", "node2"]
+    assert all(r["node_ranks"] == 2 and r["sum_ok"] for r in reports)
+    # Five Allreduces of 8 MiB: node2's link carries megabytes, not control messages only.
+    assert received > 5 * 8 * 2**20, received
+
+
+def test_the_memory_estimate_counts_the_ranks_of_each_node(hosts, tmp_path):
+    proc = launch(tmp_path, "node1:3,node2:1", 4, ROOT / "tests/mpi_cluster.py",
+                  tmp_path / "r.json", 0.01)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    reports = json.loads((tmp_path / "r.json").read_text())
+    assert [(r["host"], r["node_ranks"]) for r in reports] == [("node1", 3)] * 3 + [("node2", 1)]
+    assert [r["ranks_in_budget"] for r in reports] == [3, 3, 3, 1]
+
+
+def _train(tmp_path, layout, ranks, name, *extra, **kwargs):
+    return launch(
+        tmp_path, layout, ranks, "-m", "mpigd", "train", tmp_path / "d.h5", "--model",
+        "logistic", "--optimizer", "gd", "--lr", "0.5", "--max-iter", 2000, "--tol", 0,
+        "--ftol", 0, "--out", tmp_path / f"{name}.h5", "--quiet", *extra, **kwargs,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def reference(hosts, tmp_path_factory):
+    """The uninterrupted run, 2 hosts x 2 ranks, and the same on one host with 4 ranks."""
+    folder = tmp_path_factory.mktemp("reference")
+    write_h5(folder / "d.h5", *random_problem("logistic", 30_000, 8, seed=9))
+    for name, layout in (("two-hosts", "node1:2,node2:2"), ("one-host", "node1:4")):
+        proc = _train(folder, layout, 4, name)
+        assert proc.returncode == 0, proc.stderr
+    return folder
+
+
+def test_two_hosts_equal_one_host(reference):
+    two, one = load_model(reference / "two-hosts.h5"), load_model(reference / "one-host.h5")
+    assert two.info["iterations"] == one.info["iterations"] == 2000
+    np.testing.assert_allclose(two.coef, one.coef, rtol=1e-10, atol=1e-12)
+    assert two.intercept == pytest.approx(one.intercept, rel=1e-10)
+
+
+@pytest.mark.parametrize("how", ["killed", "cut off"])
+def test_a_lost_node_ends_the_job_and_the_rest_resumes(reference, tmp_path, how):
+    (tmp_path / "d.h5").symlink_to(reference / "d.h5")
+    checkpoint = tmp_path / "ck.h5"
+    env = {"MPIGD_COLLECTIVE_TIMEOUT": DEADLINE}
+    job = _train(tmp_path, "node1:2,node2:2", 4, "never", "--checkpoint", checkpoint,
+                 "--checkpoint-every", 50, env=env, background=True)  # fmt: skip
+    try:
+        for _ in range(600):  # a checkpoint written: the job is well under way
+            if checkpoint.exists() or job.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert job.poll() is None, job.communicate()
+        lost = time.monotonic()
+        if how == "killed":  # every process of the host but its first, which holds it up
+            cluster("run", "node2", "bash", "-c", "kill -9 $(pgrep -v -x sleep)", check=False)
+        else:
+            cluster("link", "node2", "down")
+        _, stderr = job.communicate(timeout=90)
+        ended = time.monotonic() - lost
+    finally:
+        if job.poll() is None:
+            job.kill()
+        cluster("link", "node2", "up", check=False)
+    assert job.returncode != 0 and ended < 60, (ended, stderr)
+    if how == "cut off":
+        lines = [line for line in stderr.splitlines() if line.startswith("mpigd: ")]
+        assert len(lines) == 1 and "a node, or the network between nodes, is lost" in lines[0]
+    else:  # the launcher reports it (hydra: several lines, naming the broken connection)
+        assert "[mpiexec@login]" in stderr, stderr
+    assert not (tmp_path / "never.h5").exists()
+    # The surviving host resumes from the last checkpoint, with 2 ranks instead of 4.
+    proc = _train(tmp_path, "node1:2", 2, "resumed", "--resume", checkpoint)
+    assert proc.returncode == 0, proc.stderr
+    resumed, whole = load_model(tmp_path / "resumed.h5"), load_model(reference / "two-hosts.h5")
+    assert resumed.info["iterations"] == 2000
+    np.testing.assert_allclose(resumed.coef, whole.coef, rtol=1e-10, atol=1e-12)
