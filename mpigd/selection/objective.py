@@ -9,11 +9,13 @@ one buffer and adds it over the ranks with one ``Allreduce``.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from functools import partial
 
 import numpy as np
 
+from ..errors import Interrupted
 from ..evaluation import metrics
 from ..kernels.folds import fold_scores, fold_sums, fold_weights
 from ..kernels.losses import PointwiseLoss
@@ -46,7 +48,8 @@ class FoldObjectives:
     scalings : list of Scaling, optional
         Model j's feature standardisation.
     stop_flag : callable, optional
-        ``() -> bool``, this rank's request to stop; reduced with every call.
+        ``() -> bool``, this rank's request to stop; reduced with every call, and when
+        any rank asked, every rank raises :class:`~mpigd.errors.Interrupted`.
     """
 
     def __init__(
@@ -120,6 +123,8 @@ class FoldObjectives:
         self.timings.allreduce += wtime() - reduce_start
         self.n_evals += 1
         self.stop_requested = bool(buffer[-1])
+        if self.stop_requested:  # a signal on some rank: every rank stops here alike
+            raise Interrupted(Interrupted.pending or signal.SIGTERM)
         grads = buffer[2 * F : -1].reshape(p, F)
         self._held_out.update({int(j): (points[j], buffer[F + a]) for a, j in enumerate(models)})
         return {

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import Diverged, MpigdError
+from ..errors import Diverged, Interrupted, MpigdError
 from ..io.dataset import LocalData, first_row
 from ..io.rows import read_rows
 from ..kernels.losses import make_loss
@@ -54,6 +54,8 @@ MODEL_METRICS = {
     "softmax": ("log_loss", "accuracy"),
 }
 RULES = ("min", "1se")
+#: The most penalties a path may hold (each costs a pass or more per fold model).
+MAX_PATH = 10_000
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ def penalty_path(spec: str | Sequence[float]) -> np.ndarray:
             raise MpigdError(f"a penalty path is HIGH:LOW:COUNT, got {spec!r}") from None
         if count < 1:
             raise MpigdError(f"the penalty path {spec!r} is empty: COUNT must be >= 1")
+        if count > MAX_PATH:
+            raise MpigdError(f"the penalty path {spec!r} is too long: COUNT must be <= {MAX_PATH}")
         if not (np.isfinite(high) and high >= low > 0):
             raise MpigdError(f"the penalty path {spec!r} needs HIGH >= LOW > 0 (log-spaced)")
         return np.geomspace(high, low, count) if count > 1 else np.array([high])
@@ -204,7 +208,8 @@ def cv(
         warn0(
             comm,
             f"{np.size(converged) - np.count_nonzero(converged)} of the {np.size(converged)} "
-            "fold models stopped before their stopping tests (max_iter)",
+            "fold models stopped before their stopping tests (max_iter, or a line search "
+            "that found no decrease: see iterations and converged in the record)",
             ConvergenceWarning,
         )
     best, best_1se = choose(val, METRICS[metric])
@@ -324,10 +329,10 @@ def _load(
     budget = memory_per_rank(comm)
     with rank_local(comm):  # every fold model holds its optimiser's vectors
         problem = parameters_problem(
-            model, info.n_features, n_outputs * folds, len(local.y), budget
+            model, info.n_features, n_outputs, len(local.y), budget / folds
         )
-        if problem:
-            raise MpigdError(f"{folds} fold models: {problem}")
+        if problem:  # each fold model holds its own optimiser's vectors: a share each
+            raise MpigdError(f"{folds} fold models, each: {problem}")
     fold = fold_ids(comm, local, folds, seed=seed, key=fold_key)
     if model != "linear":
         labels.warn_about_empty_classes(comm, local, n_classes)
@@ -343,6 +348,7 @@ def _load(
         weights=local.weights,
         class_weights=setup.class_weights,
         scalings=setup.scalings,
+        stop_flag=lambda: Interrupted.pending is not None,  # a signal Python swallowed
     )
     light = np.flatnonzero(~(objective.total_weight > 0))
     if len(light):

@@ -10,6 +10,7 @@ provenance.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .._version import __version__
-from ..errors import Diverged, MpigdError
+from ..errors import Diverged, Interrupted, MpigdError
 from ..host import process_age
 from ..io.dataset import DatasetInfo, LocalData, fingerprint, first_row
 from ..io.rows import read_rows
@@ -253,10 +254,10 @@ def fit(
             l2=l2,
             weights=problem.weights,
             scaling=problem.scaling,
-            stop_flag=stop_flag,
+            stop_flag=stop_flag or (lambda: Interrupted.pending is not None),
         )
         norms: list[float] = []  # the gradient norm after each iteration, for plots
-        callback = _recording(norms, callback)
+        callback = _recording(norms, callback, objective if checkpoint is None else None)
         if checkpoint is not None:
             callback = checkpointing(
                 comm,
@@ -353,10 +354,14 @@ def _load(
     return _Problem(info, local, loss, weights, scaling, budget, n_rows, classes)
 
 
-def _recording(norms: list, callback):
-    """``callback``, also appending each iteration's gradient norm to ``norms``."""
+def _recording(norms: list, callback, objective=None):
+    """``callback``, also appending each iteration's gradient norm to ``norms``; with
+    ``objective``, raising :class:`Interrupted` on every rank when a signal that Python
+    swallowed (in a finaliser) reached any rank (reduced with the evaluations)."""
 
     def record(progress: Progress) -> None:
+        if objective is not None and objective.stop_requested:
+            raise Interrupted(Interrupted.pending or signal.SIGTERM)
         norms.append(progress.grad_norm)
         if callback is not None:
             callback(progress)
