@@ -124,7 +124,8 @@ up() {
         # Hostname, /tmp, /dev/shm and /etc/hosts of the host's own, held by an anchor
         # process whose namespaces `run` enters (through /proc, visible from any host).
         mkdir -p "$STATE/$host.orig-tmp"
-        setsid ip netns exec "$ns" unshare --uts --ipc --mount --pid --fork --propagation private \
+        setsid nsenter --net="/run/netns/$ns" \
+            unshare --uts --ipc --mount --pid --fork --propagation private \
             bash -c '
                 set -e
                 host=$1 orig=$2 hostsfile=$3 ready=$4
@@ -135,6 +136,12 @@ up() {
                 mount -t tmpfs -o mode=1777 tmpfs /tmp
                 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
                 mount --bind "$hostsfile" /etc/hosts
+                # A sysfs of the host`s own network, with the control groups under it
+                # as on any node (slurmd needs them)
+                mkdir -p "$orig.cgroup"
+                mount --rbind /sys/fs/cgroup "$orig.cgroup"
+                mount -t sysfs sysfs /sys
+                mount --rbind "$orig.cgroup" /sys/fs/cgroup
                 for path in "$@"; do
                     case $path in /tmp/*)
                         mkdir -p "$path"

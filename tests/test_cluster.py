@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,7 +41,17 @@ def cluster(*args, check=True, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def hosts(tmp_path_factory):
+def public(tmp_path_factory):
+    """A folder every user can enter (munged, a daemon of its own user, keeps its socket
+    there), shared with the hosts like the test folders; removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="mpigd-cluster-", dir="/tmp"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory, public):
     """Two hosts, node1 and node2; the test folders are shared with them."""
     if os.geteuid() != 0:
         pytest.skip("the namespace cluster needs root (network namespaces, mounts)")
@@ -46,7 +59,7 @@ def hosts(tmp_path_factory):
         pytest.skip(f"no mpiexec beside {sys.executable}")
     cluster("down", check=False)  # a cluster left by a killed run
     base = tmp_path_factory.getbasetemp()
-    made = cluster("up", 2, "--share", base, check=False)
+    made = cluster("up", 2, "--share", base, "--share", public, check=False)
     if made.returncode != 0:
         cluster("down", check=False)
         pytest.skip(f"cannot make the namespace cluster here: {made.stderr.strip()[-300:]}")
@@ -159,3 +172,74 @@ def test_a_lost_node_ends_the_job_and_the_rest_resumes(reference, tmp_path, how)
     resumed, whole = load_model(tmp_path / "resumed.h5"), load_model(reference / "two-hosts.h5")
     assert resumed.info["iterations"] == 2000
     np.testing.assert_allclose(resumed.coef, whole.coef, rtol=1e-10, atol=1e-12)
+
+
+# ----------------------------------------------------------------- SLURM across nodes
+
+
+@pytest.fixture(scope="module")
+def slurm(hosts, public):
+    """SLURM on the two hosts: slurmctld on the login host, a slurmd on each node.
+    Yields ``sbatch(folder, *args) -> (status, log)``, run on the login host."""
+    if subprocess.run(["which", "slurmctld"], capture_output=True).returncode != 0:
+        pytest.skip("no SLURM here (tests/test_slurm.py installs it where apt-get can)")
+    state = public / "slurm"  # on the shared file system, like an NFS home
+    env = dict(os.environ, MPIGD_SLURM_HOSTS=" ".join(hosts), MPIGD_SLURM_PORT="7117")
+    script = ["bash", str(ROOT / "launch/slurm/local-cluster.sh")]
+    up = subprocess.run([*script, "start", state], env=env, capture_output=True, text=True,
+                        timeout=300)  # fmt: skip
+    try:
+        assert up.returncode == 0, up.stderr
+
+        def sbatch(folder, *args):
+            done = subprocess.run(
+                ["bash", str(CLUSTER), "login", "env", f"SLURM_CONF={state}/slurm.conf",
+                 f"MPIGD_VENV={sys.prefix}", f"PATH={os.environ['PATH']}", "sbatch", "--wait",
+                 "--parsable", "--output=job-%j.out", *map(str, args)],
+                cwd=folder, capture_output=True, text=True, timeout=300,
+                stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+            job = done.stdout.strip().split(";")[0]
+            assert job.isdigit(), done.stderr
+            return done.returncode, (folder / f"job-{job}.out").read_text()
+
+        yield sbatch
+    finally:
+        subprocess.run([*script, "stop", state], env=env, capture_output=True, timeout=60)
+
+
+FLIGHTS = ROOT / "data" / "flights.h5"
+TRAIN = [ROOT / "launch/slurm/train.sbatch", FLIGHTS, "--model=logistic", "--out=model.h5"]
+
+
+def test_slurm_trains_across_nodes_as_one_job(slurm, tmp_path):
+    status, log = slurm(tmp_path, "--nodes=2", "--ntasks-per-node=2", *TRAIN, "--l2=1e-4")
+    assert status == 0, log
+    assert "4 tasks on 2 node(s)" in log and "4 ranks" in log
+    across = load_model(tmp_path / "model.h5")
+    here = tmp_path / "here"
+    here.mkdir()
+    proc = launch(here, "node1:4", 4, "-m", "mpigd", "train", FLIGHTS, "--model", "logistic",
+                  "--l2", "1e-4", "--out", here / "model.h5", "--quiet")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_allclose(across.coef, load_model(here / "model.h5").coef, rtol=1e-10)
+
+
+def test_slurm_time_limit_checkpoints_and_resubmission_across_nodes(slurm, tmp_path):
+    """As tests/test_slurm.py's time-limit test, with the job's ranks on two nodes: USR1
+    before the limit reaches every rank through srun, the checkpoint is written, and the
+    resubmitted job resumes from it on both nodes."""
+    forever = [*TRAIN, "--optimizer=gd", "--lr=0.5", "--tol=0", "--ftol=0"]
+    status, log = slurm(tmp_path, "--nodes=2", "--ntasks-per-node=2", "--time=2",
+                        "--signal=B:USR1@55", *forever, "--max-iter=100000000")  # fmt: skip
+    assert status == 75, log
+    stopped = re.search(r"mpigd: preempted: SIGUSR1 at iteration (\d+)", log)
+    assert stopped, log
+    checkpoint = tmp_path / "mpigd-train.ckpt.h5"
+    assert checkpoint.exists() and not (tmp_path / "model.h5").exists()
+    until = int(stopped[1]) + 5
+    status, log = slurm(tmp_path, "--nodes=2", "--ntasks-per-node=2", *forever,
+                        f"--max-iter={until}")  # fmt: skip
+    assert status == 0, log
+    assert "resuming from" in log and "4 tasks on 2 node(s)" in log
+    assert load_model(tmp_path / "model.h5").info["iterations"] == until

@@ -129,7 +129,10 @@ start() {
         start_munge
         on_login slurmctld -f "$conf" -i
         if [ -n "$hosts" ]; then
-            for h in $hosts; do bash "$cluster" run "$h" slurmd -f "$conf" -N "$h" -b; done
+            for h in $hosts; do
+                bash "$cluster" run "$h" bash -c 'mkdir -p /tmp/mpigd-slurmd && exec "$@"' _ \
+                    slurmd -f "$conf" -N "$h" -b
+            done
         else
             slurmd -f "$conf" -b
         fi
