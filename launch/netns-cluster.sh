@@ -19,14 +19,15 @@
 # --share directories (default: this repository) and the directory `up` is called from,
 # which are bind-mounted into every host's /tmp at the same path.
 #
-# --latency US and --rate GBIT shape every host's link (tc netem delay and tbf rate, on
-# the link's switch end, so each direction of a host-to-host message crosses two shaped
-# queues: the round trip sees 4 x US).
+# --latency US and --rate GBIT shape every host's link (tc netem delay and tbf rate) on
+# its switch end, where traffic leaves the switch for the host: a message between two
+# hosts crosses one shaped queue, so US is the one-way latency (the round trip 2 x US)
+# and GBIT each host's receiving bandwidth.
 #
 # As an MPI launcher: `mpiexec -launcher ssh -launcher-exec "$0 run" -hosts node1,node2`
 # runs mpiexec's proxy on each host through `run` (hydra calls it as `run HOST CMD...`);
 # run mpiexec itself on a host of the cluster (node1) so the proxies can reach it.
-set -euo pipefail
+set -Eeuo pipefail
 
 STATE=${MPIGD_CLUSTER_STATE:-/run/mpigd-cluster}
 PREFIX=mpigd-
@@ -53,13 +54,15 @@ require_tools() {
 }
 
 shape() {  # shape LINK LATENCY_US RATE_GBIT (in the switch namespace)
-    local link=$1 latency=$2 rate=$3
+    local link=$1 latency=$2 rate=$3 parent=root
     [[ -z $latency && -z $rate ]] && return 0
-    local netem=(tc qdisc add dev "$link" root handle 1: netem)
-    [[ -n $latency ]] && netem+=(delay "${latency}us")
-    ip netns exec "$SWITCH" "${netem[@]}"
+    if [[ -n $latency ]]; then
+        ip netns exec "$SWITCH" tc qdisc add dev "$link" root handle 1: netem delay "${latency}us"
+        parent="parent 1:"
+    fi
     if [[ -n $rate ]]; then
-        ip netns exec "$SWITCH" tc qdisc add dev "$link" parent 1: handle 2: tbf \
+        # shellcheck disable=SC2086
+        ip netns exec "$SWITCH" tc qdisc add dev "$link" $parent handle 2: tbf \
             rate "${rate}gbit" burst 1mbit latency 50ms
     fi
 }
@@ -93,7 +96,13 @@ up() {
     done
     [[ -f $STATE/hosts.list ]] && die "a cluster is up already ($STATE); run down first"
     require_tools
+    if [[ -n $latency ]] && ! modprobe -n sch_netem 2>/dev/null &&
+        ! grep -qs "CONFIG_NET_SCH_NETEM=[ym]" <(zcat /proc/config.gz 2>/dev/null); then
+        die "--latency needs the kernel's netem queueing discipline, which this kernel lacks \
+(CONFIG_NET_SCH_NETEM); --rate (tbf) works without it"
+    fi
     mkdir -p "$STATE"
+    trap 'echo "netns-cluster: up failed; removing what it made" >&2; down >/dev/null' ERR
     : >"$STATE/made"
     echo "$STATE" >>"$STATE/made"
     ip netns add "$SWITCH"
@@ -159,6 +168,7 @@ up() {
         echo "host $host" >>"$STATE/made"
         echo "$host" >>"$STATE/hosts.list"
     done
+    trap - ERR
     echo "netns-cluster: $n hosts up (node1..node$n, $SUBNET.1-$n)${latency:+, latency ${latency} us}${rate:+, rate ${rate} Gbit/s}"
 }
 
