@@ -57,7 +57,11 @@ def hosts(tmp_path_factory, public):
         pytest.skip("the namespace cluster needs root (network namespaces, mounts)")
     if not MPIEXEC.exists():
         pytest.skip(f"no mpiexec beside {sys.executable}")
-    cluster("down", check=False)  # a cluster left by a killed run
+    if "nothing is up" not in cluster("status", check=False).stdout:
+        pytest.skip(
+            "a namespace cluster is up already (launch/netns-cluster.sh status): not "
+            "taking it down; `launch/netns-cluster.sh down` if it is a stale one"
+        )
     base = tmp_path_factory.getbasetemp()
     made = cluster("up", 2, "--share", base, "--share", public, check=False)
     if made.returncode != 0:
