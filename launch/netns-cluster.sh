@@ -67,16 +67,16 @@ shape() {  # shape LINK LATENCY_US RATE_GBIT (in the switch namespace)
     fi
 }
 
-make_login() {  # the login host: network and hostname of its own, this machine's processes
-    local ns=${PREFIX}login
+attach() {  # attach NAMESPACE SUFFIX ADDRESS: a veth from the switch's bridge, as eth0
+    local ns=$1 suffix=$2 address=$3
     ip netns add "$ns"
     echo "netns $ns" >>"$STATE/made"
-    ip link add "${PREFIX}hl" type veth peer name "${PREFIX}sl"
-    ip link set "${PREFIX}hl" netns "$ns"
-    ip link set "${PREFIX}sl" netns "$SWITCH"
-    ip netns exec "$SWITCH" ip link set "${PREFIX}sl" master br0 up
-    ip netns exec "$ns" ip link set "${PREFIX}hl" name eth0
-    ip netns exec "$ns" ip addr add "$SUBNET.254/24" dev eth0
+    ip link add "${PREFIX}h$suffix" type veth peer name "${PREFIX}s$suffix"
+    ip link set "${PREFIX}h$suffix" netns "$ns"
+    ip link set "${PREFIX}s$suffix" netns "$SWITCH"
+    ip netns exec "$SWITCH" ip link set "${PREFIX}s$suffix" master br0 up
+    ip netns exec "$ns" ip link set "${PREFIX}h$suffix" name eth0
+    ip netns exec "$ns" ip addr add "$address/24" dev eth0
     ip netns exec "$ns" ip link set eth0 up
     ip netns exec "$ns" ip link set lo up
 }
@@ -110,7 +110,7 @@ up() {
     ip netns exec "$SWITCH" ip link set lo up
     ip netns exec "$SWITCH" ip link add br0 type bridge
     ip netns exec "$SWITCH" ip link set br0 up
-    make_login
+    attach "${PREFIX}login" l "$SUBNET.254"  # the login host, in this machine's processes
     {
         echo "127.0.0.1 localhost"
         echo "$SUBNET.254 login"
@@ -119,16 +119,7 @@ up() {
     : >"$STATE/hosts.list"
     for i in $(seq 1 "$n"); do
         local host=node$i ns=${PREFIX}node$i
-        ip netns add "$ns"
-        echo "netns $ns" >>"$STATE/made"
-        ip link add "${PREFIX}h$i" type veth peer name "${PREFIX}s$i"
-        ip link set "${PREFIX}h$i" netns "$ns"
-        ip link set "${PREFIX}s$i" netns "$SWITCH"
-        ip netns exec "$SWITCH" ip link set "${PREFIX}s$i" master br0 up
-        ip netns exec "$ns" ip link set "${PREFIX}h$i" name eth0
-        ip netns exec "$ns" ip addr add "$SUBNET.$i/24" dev eth0
-        ip netns exec "$ns" ip link set eth0 up
-        ip netns exec "$ns" ip link set lo up
+        attach "$ns" "$i" "$SUBNET.$i"
         shape "${PREFIX}s$i" "$latency" "$rate"
         # Hostname, /tmp, /dev/shm and /etc/hosts of the host's own, held by an anchor
         # process whose namespaces `run` enters (through /proc, visible from any host).
