@@ -95,6 +95,9 @@ up() {
         esac
     done
     [[ -f $STATE/hosts.list ]] && die "a cluster is up already ($STATE); run down first"
+    [[ -e $STATE ]] && die "$STATE exists but is not a cluster's state: choose another \
+MPIGD_CLUSTER_STATE (down removes the folder)"
+    [[ $STATE == /tmp/* ]] && die "MPIGD_CLUSTER_STATE must not be under /tmp (hosts have their own)"
     require_tools
     if [[ -n $latency ]] && ! modprobe -n sch_netem 2>/dev/null &&
         ! grep -qs "CONFIG_NET_SCH_NETEM=[ym]" <(zcat /proc/config.gz 2>/dev/null); then
@@ -102,7 +105,8 @@ up() {
 (CONFIG_NET_SCH_NETEM); --rate (tbf) works without it"
     fi
     mkdir -p "$STATE"
-    trap 'echo "netns-cluster: up failed; removing what it made" >&2; down >/dev/null' ERR
+    # Whatever ends `up` early (a failed command, or die) removes what it made.
+    trap 'echo "netns-cluster: up failed; removing what it made" >&2; down >/dev/null' EXIT
     : >"$STATE/made"
     echo "$STATE" >>"$STATE/made"
     ip netns add "$SWITCH"
@@ -159,13 +163,13 @@ up() {
         echo "host $host" >>"$STATE/made"
         echo "$host" >>"$STATE/hosts.list"
     done
-    trap - ERR
+    trap - EXIT
     echo "netns-cluster: $n hosts up (node1..node$n, $SUBNET.1-$n)${latency:+, latency ${latency} us}${rate:+, rate ${rate} Gbit/s}"
 }
 
 run() {
     local host=${1:-}; shift || true
-    [[ -n $host ]] && grep -qx "$host" <(hosts) || die "no host '$host' (up: $(hosts | xargs))"
+    [[ -n $host ]] && grep -qxF -- "$host" <(hosts) || die "no host '$host' (up: $(hosts | xargs))"
     (($#)) || die "run HOST COMMAND..."
     local anchor
     anchor=$(cat "$STATE/$host.pid")
@@ -184,7 +188,7 @@ link() {
     need_root
     local host=${1:-} state=${2:-}
     [[ $state == up || $state == down ]] || die "link HOST up|down"
-    grep -qx "$host" <(hosts) || die "no host '$host'"
+    grep -qxF -- "$host" <(hosts) || die "no host '$host'"
     ip netns exec "$SWITCH" ip link set "${PREFIX}s${host#node}" "$state"
 }
 
@@ -219,7 +223,8 @@ case $command in
     up) up "$@" ;;
     run) run "$@" ;;
     login) login "$@" ;;
-    address) grep -w "${1:-}" "$STATE/hosts" | cut -d' ' -f1 | grep . || die "no host '${1:-}'" ;;
+    address) awk -v h="${1:-}" '$2 == h {print $1; found=1} END {exit !found}' "$STATE/hosts" ||
+        die "no host '${1:-}'" ;;
     link) link "$@" ;;
     down) down ;;
     status) status ;;

@@ -153,9 +153,21 @@ class _Estimator(BaseEstimator):
             category = warning.category
             if issubclass(category, ConvergenceWarning):
                 category = SklearnConvergenceWarning
-            warnings.warn(warning.message, category, stacklevel=3)
+            warnings.warn(str(warning.message), category, stacklevel=3)
         self.n_iter_ = np.array([fitted.result.nit])
         return fitted.model
+
+    def _scored(self, X, y, sample_weight, dtype):
+        """This rank's labels, weights and predictions for ``score`` (a rank may have no
+        rows). Collective: no."""
+        y = np.asarray(y, dtype=dtype).ravel()
+        w = np.ones(len(y)) if sample_weight is None else _check_weights(sample_weight, len(y))
+        if len(y) == 0 and np.shape(X)[0] == 0:
+            return y, w, y
+        predicted = self.predict(X)
+        if len(predicted) != len(y):
+            raise ValueError(f"X has {len(predicted)} rows but y has {len(y)}")
+        return y, w, predicted
 
     def _decision(self, X) -> np.ndarray:
         check_is_fitted(self)
@@ -194,9 +206,8 @@ class LinearRegression(RegressorMixin, _Estimator):
     def score(self, X, y, sample_weight=None) -> float:
         """R² over every rank's rows (each rank passes its own). Collective: yes."""
         comm = default_comm(self.comm)
-        y = np.asarray(y, dtype=np.float64).ravel()
-        w = np.ones(len(y)) if sample_weight is None else _check_weights(sample_weight, len(y))
-        residual = y - self.predict(X)
+        y, w, predicted = _agreed(comm, lambda: self._scored(X, y, sample_weight, float))
+        residual = y - predicted
         sums = np.array([w.sum(), w @ y])
         allreduce_sum(comm, sums)
         mean = sums[1] / sums[0]
@@ -243,11 +254,15 @@ class LogisticRegression(ClassifierMixin, _Estimator):
         if isinstance(X, str | os.PathLike):
             from .train.labels import file_classes
 
-            self.classes_ = file_classes(comm, X)
+            try:
+                self.classes_ = file_classes(comm, X)
+            except MpigdError as exc:
+                raise InvalidInputError(str(exc)) from exc
             data = X
         else:
             X, y, weights = self._validate(comm, X, y, sample_weight, numeric=False)
-            self.classes_ = _agreed(comm, lambda: _classes(gather_all(comm, np.unique(y))))
+            per_rank = gather_all(comm, (np.asarray(y).dtype.kind in "iufb", np.unique(y)))
+            self.classes_ = _agreed(comm, lambda: _classes(per_rank))
             y_index = np.searchsorted(self.classes_, y).astype(np.float64)
             data = _local_rows(comm, X, y_index, weights)
         if len(self.classes_) < 2:
@@ -261,6 +276,11 @@ class LogisticRegression(ClassifierMixin, _Estimator):
         if isinstance(class_weight, dict):  # {label: weight}: into the row weights
             if isinstance(data, str | os.PathLike):
                 raise InvalidInputError("a class_weight dict needs rows in memory")
+            unknown = set(class_weight) - set(self.classes_.tolist())
+            if unknown:
+                raise InvalidInputError(
+                    f"class_weight names labels that are not classes: {sorted(map(str, unknown))}"
+                )
             per_class = np.array([class_weight.get(c, 1.0) for c in self.classes_], float)
             by_row = per_class[data.y.astype(np.intp)]
             data = replace(data, weights=by_row if data.weights is None else data.weights * by_row)
@@ -301,13 +321,15 @@ class LogisticRegression(ClassifierMixin, _Estimator):
     def score(self, X, y, sample_weight=None) -> float:
         """Accuracy over every rank's rows (each rank passes its own). Collective: yes."""
         comm = default_comm(self.comm)
-        y = np.asarray(y).ravel()
-        w = np.ones(len(y)) if sample_weight is None else _check_weights(sample_weight, len(y))
-        sums = np.array([w @ (self.predict(X) == y), w.sum()])
+        y, w, predicted = _agreed(comm, lambda: self._scored(X, y, sample_weight, None))
+        sums = np.array([w @ (predicted == y), w.sum()])
         allreduce_sum(comm, sums)
         return float(sums[0] / sums[1])
 
 
-def _classes(per_rank: list[np.ndarray]) -> np.ndarray:
-    """The sorted union of the ranks' labels."""
-    return np.unique(np.concatenate(per_rank))
+def _classes(per_rank: list[tuple[bool, np.ndarray]]) -> np.ndarray:
+    """The sorted union of the ranks' labels, which must be all numbers or all not."""
+    kinds = {numeric for numeric, labels in per_rank if len(labels)}
+    if len(kinds) > 1:
+        raise ValueError("Mix of label input types across ranks: numbers on some, not others")
+    return np.unique(np.concatenate([labels for _, labels in per_rank]))

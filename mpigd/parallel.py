@@ -3,7 +3,8 @@
 The communicator is always a parameter; :func:`default_comm` (called by the public entry
 points :func:`mpigd.fit`, :func:`mpigd.evaluate`, :func:`mpigd.predict` and the command
 line) falls back to ``COMM_WORLD``. Here live rank-0 output, the reductions, error
-agreement across ranks and the job-wide abort guard.
+agreement across ranks and the deadline on reductions (the guard around a command is
+:mod:`mpigd.guard`).
 
 Two kinds of work, never mixed: **rank-local work** that can fail on some ranks only
 (reading a slice, checking its values, writing a file on rank 0) runs inside
@@ -17,11 +18,9 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
 import sys
 import threading
 import time
-import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,7 +29,7 @@ from typing import TypeVar
 import numpy as np
 from mpi4py import MPI
 
-from .errors import EXIT_ABORTED, Interrupted, MpigdError, merge_reports, report_of
+from .errors import EXIT_ABORTED, MpigdError, merge_reports, report_of
 from .host import available_memory, parse_bytes
 
 wtime = MPI.Wtime
@@ -111,6 +110,7 @@ def default_comm(comm: MPI.Comm | None = None) -> MPI.Comm:
     """``comm``, or ``COMM_WORLD`` when it is None; then an :class:`MpigdError` if the
     launcher started more processes than ``COMM_WORLD`` holds (:func:`launch_mismatch`).
     Collective: no."""
+    deadline_seconds()  # a bad limit is an error before any work
     if comm is not None:
         return comm
     problem = launch_mismatch(MPI.COMM_WORLD.size)
@@ -140,23 +140,37 @@ DEADLINE_ENV, DEADLINE_DEFAULT = "MPIGD_COLLECTIVE_TIMEOUT", 300.0
 
 class _Deadline:
     """A watchdog thread that aborts the job when a reduction outlasts the deadline.
-    Ranks report in turn (rank r waits ``r`` staggers more, at most 16), so that when
-    rank 0 is alive its abort ends the job and one line is printed."""
+
+    It counts the time it sees pass in ticks of at most ``TICK`` s, each counted at most
+    twice, so that a job suspended and resumed (``scontrol suspend``, Ctrl-Z) does not
+    take its pause for a lost node. Ranks report in turn (rank r waits ``r`` staggers
+    more, at most 16), so that when rank 0 is alive its abort ends the job and one line
+    is printed."""
+
+    TICK = 1.0
 
     def __init__(self, seconds: float):
         self.seconds = seconds
-        self.since: float | None = None  # when the reduction in progress began
+        self.waiting = False  # a reduction is in progress
+        self.waited = 0.0  # seconds of it counted so far
         self.comm: MPI.Comm | None = None
         threading.Thread(target=self._watch, name="mpigd-deadline", daemon=True).start()
 
+    def start(self, comm: MPI.Comm) -> None:
+        self.comm, self.waited, self.waiting = comm, 0.0, True
+
     def _watch(self) -> None:
+        tick = max(0.05, min(self.TICK, self.seconds / 4))
+        last = time.monotonic()
         while True:
-            time.sleep(min(1.0, self.seconds / 4))
-            since, comm = self.since, self.comm
-            if since is None or comm is None:
+            time.sleep(tick)
+            now = time.monotonic()
+            step, last = min(now - last, 2 * tick), now
+            comm = self.comm
+            if not self.waiting or comm is None:
                 continue
-            late = time.monotonic() - since - self.seconds
-            if late > INTERRUPT_STAGGER * min(comm.rank, 16):
+            self.waited += step
+            if self.waited - self.seconds > INTERRUPT_STAGGER * min(comm.rank, 16):
                 print(
                     f"mpigd: error: rank {comm.rank}: a reduction waited more than "
                     f"{self.seconds:g} s for the other ranks: a node, or the network between "
@@ -170,35 +184,50 @@ class _Deadline:
 _deadline: _Deadline | None = None
 
 
+def deadline_seconds() -> float:
+    """:data:`DEADLINE_ENV`'s limit (0: none); an :class:`MpigdError` if it is not a
+    number. Collective: no."""
+    text = os.environ.get(DEADLINE_ENV, "")
+    try:
+        seconds = float(text) if text else DEADLINE_DEFAULT
+    except ValueError:
+        raise MpigdError(f"{DEADLINE_ENV}={text!r} is not a number of seconds") from None
+    if not (seconds >= 0 and np.isfinite(seconds)):
+        raise MpigdError(f"{DEADLINE_ENV}={text!r}: give seconds > 0, or 0 for no limit")
+    return seconds
+
+
 def _deadline_for(comm: MPI.Comm) -> _Deadline | None:
-    """The watchdog, started on first use unless the limit is off or the job has one
-    rank (nothing to wait for)."""
+    """The watchdog, started on first use; none when the limit is off, the job has one
+    rank (nothing to wait for), or MPI was not started with ``MPI_THREAD_MULTIPLE`` (the
+    watchdog calls ``MPI_Abort`` from its own thread)."""
     global _deadline
     if _deadline is None:
-        text = os.environ.get(DEADLINE_ENV, "")
-        try:
-            seconds = float(text) if text else DEADLINE_DEFAULT
-        except ValueError:
-            raise MpigdError(f"{DEADLINE_ENV}={text!r} is not a number of seconds") from None
-        if not seconds > 0 or comm.size == 1:
+        seconds = deadline_seconds()
+        if seconds == 0 or comm.size == 1 or MPI.Query_thread() != MPI.THREAD_MULTIPLE:
             return None
         _deadline = _Deadline(seconds)
     return _deadline
+
+
+def _reduce(comm: MPI.Comm, buf: np.ndarray, op) -> None:
+    """``Allreduce`` in place, within the deadline (:data:`DEADLINE_ENV`)."""
+    deadline = _deadline_for(comm)
+    if deadline is None:
+        comm.Allreduce(MPI.IN_PLACE, buf, op=op)
+        return
+    deadline.start(comm)
+    try:
+        comm.Allreduce(MPI.IN_PLACE, buf, op=op)
+    finally:
+        deadline.waiting = False
 
 
 @collective
 def allreduce_sum(comm: MPI.Comm, buf: np.ndarray) -> None:
     """Sum ``buf`` over all ranks, in place, with the buffer API, within the deadline
     (:data:`DEADLINE_ENV`). Collective: yes."""
-    deadline = _deadline_for(comm)
-    if deadline is None:
-        comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
-        return
-    deadline.comm, deadline.since = comm, time.monotonic()
-    try:
-        comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
-    finally:
-        deadline.since = None
+    _reduce(comm, buf, MPI.SUM)
 
 
 @collective
@@ -237,7 +266,7 @@ def rows_before(comm: MPI.Comm, n_local: int) -> int:
 def max_over_ranks(comm: MPI.Comm, values: np.ndarray) -> np.ndarray:
     """Element-wise maximum of a float64 vector over all ranks. Collective: yes."""
     out = np.array(values, dtype=np.float64)
-    comm.Allreduce(MPI.IN_PLACE, out, op=MPI.MAX)
+    _reduce(comm, out, MPI.MAX)
     return out
 
 
@@ -367,63 +396,3 @@ def on_root(comm: MPI.Comm, work: Callable[[], T], *, share: bool = False) -> T 
 #: the job, before it reports it itself; rank r waits (r - 1) more staggers (at most 16),
 #: so that when rank 0 is stuck in a collective one rank reports and its abort ends the rest.
 INTERRUPT_GRACE, INTERRUPT_STAGGER = 3.0, 0.5
-
-
-def _interrupted(comm: MPI.Comm, exc: BaseException) -> int:
-    """Report an interrupt once and end the job; the ``with`` blocks it unwound have
-    removed the partial outputs. Ranks may have been stopped at different points, so
-    with several ranks the job ends by ``MPI_Abort`` rather than waiting for them."""
-    signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.Signals[str(exc)]
-    status = 128 + signum
-    line = f"mpigd: interrupted by {signum.name}; partial outputs removed"
-    if comm.rank == 0:
-        print(line, file=sys.stderr, flush=True)
-    if comm.size == 1:
-        return status
-    if comm.rank != 0:
-        time.sleep(INTERRUPT_GRACE + INTERRUPT_STAGGER * min(comm.rank - 1, 16))
-        print(f"{line} (rank {comm.rank})", file=sys.stderr, flush=True)
-    comm.Abort(status)
-    return status  # not reached
-
-
-def run_guarded(main: Callable[[], int], comm: MPI.Comm, *, debug: bool = False) -> int:
-    """Run ``main`` so that no failure can leave ranks hanging.
-
-    An :class:`MpigdError` (raised on every rank by construction) is reported once by
-    rank 0 and turns into its exit status (2 for bad input, 3 for divergence, 75 for
-    preemption) on every rank. Any other exception is a bug or an
-    environment failure that may have hit this rank only: it is reported with the rank
-    and the whole job is aborted with ``MPI_Abort`` instead of waiting in a collective.
-    ``SystemExit`` passes through: it is raised deliberately, and identically on every
-    rank (argument parsing). ``debug`` (or ``MPIGD_DEBUG=1``) adds tracebacks.
-    Collective: no.
-    """
-    debug = debug or os.environ.get("MPIGD_DEBUG", "") not in ("", "0")
-    try:
-        status = main()
-        Interrupted.raise_pending()  # a signal whose exception a finaliser swallowed
-        return status
-    except MpigdError as exc:
-        if debug:
-            traceback.print_exc()
-        print0(comm, f"mpigd: {exc.label}: {exc}", file=sys.stderr)
-        return exc.exit_status
-    except (Interrupted, KeyboardInterrupt) as exc:
-        if debug:
-            traceback.print_exc()
-        return _interrupted(comm, exc)
-    except Exception as exc:
-        if debug:
-            traceback.print_exc()
-        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        print(
-            f"mpigd: internal error on rank {comm.rank}: {detail}; aborting all ranks"
-            + ("" if debug else " (MPIGD_DEBUG=1 or --debug shows the traceback)"),
-            file=sys.stderr,
-            flush=True,
-        )
-        comm.Abort(EXIT_ABORTED)
-        return EXIT_ABORTED  # not reached
-    finally:
-        Interrupted.pending = None  # reported (or superseded): not the next command's

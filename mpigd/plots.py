@@ -50,8 +50,9 @@ def plot_training(model, path: str | os.PathLike, name: str = "") -> None:
     shown = gap > 0
     left.semilogy(np.arange(len(gap))[shown], gap[shown], "o-", markersize=3)
     left.set(xlabel="iteration", ylabel="loss - final loss", title=f"final loss {history[-1]:.6g}")
-    if norms is not None and len(norms):
-        right.semilogy(np.arange(1, len(norms) + 1), norms, "o-", markersize=3, color="C1")
+    if norms is not None and len(norms):  # after a resume: the last iterations only
+        first = len(history) - len(norms)
+        right.semilogy(np.arange(first, len(history)), norms, "o-", markersize=3, color="C1")
     right.set(xlabel="iteration", ylabel="gradient norm", title="gradient norm")
     info = model.info
     fig.suptitle(

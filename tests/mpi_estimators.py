@@ -15,7 +15,7 @@ import numpy as np
 from mpi4py import MPI
 
 from mpigd import fit
-from mpigd.estimators import LinearRegression, LogisticRegression
+from mpigd.estimators import InvalidInputError, LinearRegression, LogisticRegression
 from mpigd.partition import block_range
 
 
@@ -67,6 +67,26 @@ def main(folder: Path) -> None:
     assert list(est.classes_) == ["cat", "dog", "emu"]
     assert set(est.predict(X)) <= {"cat", "dog", "emu"}
     assert same_everywhere(comm, est.coef_)
+    checked += 1
+    # The last rank holds no rows: fit and score count it as empty, on every rank alike.
+    mine = slice(start, stop) if comm.rank < comm.size - 1 or comm.size == 1 else slice(0, 0)
+    y = cases["logistic"][0]
+    est = LogisticRegression(l2=1e-3).fit(X[mine], y[mine])
+    assert same_everywhere(comm, est.coef_)
+    kept = np.concatenate(comm.allgather(np.arange(m)[mine]))
+    assert est.score(X[mine], y[mine]) == np.mean(est.predict(X[kept]) == y[kept])
+    # Bad rows on one rank: every rank raises the same error, none waits in the reduction.
+    bad = X[mine].copy()
+    if (comm.rank == comm.size - 1 and len(bad) == 0) or comm.size == 1:
+        bad = np.full((1, n), np.nan)
+    try:
+        est.score(bad, y[: len(bad)])
+    except InvalidInputError as exc:
+        assert "NaN" in str(exc), exc
+    except ValueError as exc:  # one process: scikit-learn's own error
+        assert comm.size == 1 and "NaN" in str(exc), exc
+    else:
+        raise AssertionError("NaN rows on one rank were scored")
     checked += 1
     if comm.rank == 0:
         print(checked)

@@ -85,6 +85,14 @@ def test_sparse_rows_equal_dense_rows():
     np.testing.assert_allclose(sparse.coef_, dense.coef_, rtol=1e-9)
 
 
+def test_not_converging_is_scikit_learns_warning():
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = random_problem("logistic", 80, 3)
+    with pytest.warns(ConvergenceWarning, match="not converged"):
+        LogisticRegression(max_iter=2).fit(X, y)
+
+
 def test_bad_input_is_a_value_error_and_mpigds_error():
     X, y = random_problem("logistic", 50, 2)
     with pytest.raises(ValueError, match="at least 2 classes"):
@@ -140,4 +148,4 @@ def test_lasso_and_elastic_net_alpha(l1_ratio):
 def test_estimators_under_mpiexec_equal_the_file_fit(ranks, tmp_path):
     proc = run_mpi(ranks, "tests/mpi_estimators.py", tmp_path)
     assert proc.returncode == 0, proc.stderr + proc.stdout
-    assert proc.stdout.strip().splitlines()[-1] == "7"
+    assert proc.stdout.strip().splitlines()[-1] == "8"

@@ -119,7 +119,7 @@ CASES = {
         [],
         {},
         EXIT_INPUT,
-        "labels must be 0 or 1; found 1 other values",
+        "labels must be 0 or 1 (any two values: --labels auto); found 1 other values",
     ),
     "NaN in one slice": (last_row("X", np.nan), [], {}, EXIT_INPUT, "1 NaN or infinite values"),
     "inf in one slice": (last_row("y", np.inf), [], {}, EXIT_INPUT, "1 NaN or infinite values"),

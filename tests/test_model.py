@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from mpigd.errors import Interrupted, MpigdError
+from mpigd.guard import run_guarded
 from mpigd.io.outputs import atomic_path, output_problem
 from mpigd.model import LinearModel, load_model
-from mpigd.parallel import run_guarded
 
 
 def test_round_trip_keeps_coefficients_record_and_history(tmp_path):

@@ -1,7 +1,13 @@
 """The MPI helpers' pure parts; their collective behaviour is tested under mpiexec."""
 
+import os
+import signal
+import subprocess
+import time
+
 import numpy as np
 import pytest
+from conftest import mpi_launch, run_mpi
 
 from mpigd.errors import MpigdError
 from mpigd.host import parse_bytes
@@ -142,3 +148,36 @@ def test_rank_local_and_on_root_agree_on_errors_and_share_results():
     assert on_root(comm, lambda: {"a": 1}, share=True) == {"a": 1}
     with pytest.raises(MpigdError, match="disk full"):
         on_root(comm, lambda: (_ for _ in ()).throw(MpigdError("disk full")))
+
+
+# ------------------------------------------------------------- the deadline on reductions
+
+
+def test_a_rank_gone_silent_ends_the_job_with_one_line():
+    start = time.monotonic()
+    proc = run_mpi(3, "tests/mpi_deadline.py", 30, 2, env={"MPIGD_COLLECTIVE_TIMEOUT": "2"})
+    took = time.monotonic() - start
+    assert proc.returncode != 0 and took < 20, (took, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("mpigd: ")]
+    assert len(lines) == 1, proc.stderr  # rank 0 reports; the others would after it
+    assert "rank 0: a reduction waited more than 2 s" in lines[0]
+    assert "done" not in proc.stdout
+
+
+def test_a_suspended_job_is_not_taken_for_a_lost_node():
+    """SIGSTOP for 4 s (a suspended job) with a 2 s deadline: the job goes on after SIGCONT."""
+    launch = mpi_launch(2, "tests/mpi_deadline.py", 7, env={"MPIGD_COLLECTIVE_TIMEOUT": "2"})
+    job = subprocess.Popen(**launch, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        pids = [int(job.stdout.readline()) for _ in range(2)]
+        time.sleep(1.0)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        time.sleep(4.0)
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+        out, err = job.communicate(timeout=60)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 0 and "done" in out, err

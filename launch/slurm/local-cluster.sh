@@ -116,7 +116,13 @@ start_munge() {
         --log-file="$dir/munge/munged.log" --seed-file="$dir/munge/munged.seed"
 }
 
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null; }
+# A pid file's process is alive, and is the daemon it names (not a process that reused
+# the number of one that died).
+alive() {
+    local pid
+    [ -f "$1" ] && pid=$(cat "$1" 2>/dev/null) && kill -0 "$pid" 2>/dev/null &&
+        grep -qE "slurmctld|slurmd|munged" "/proc/$pid/comm" 2>/dev/null
+}
 
 start() {
     [ "$(id -u)" -eq 0 ] || die "needs root (slurmd and munged are started as system daemons)"

@@ -2,7 +2,7 @@
 
 :func:`main` parses the same arguments on every rank (only rank 0 prints help and usage
 errors), limits BLAS threads and runs the command inside
-:func:`mpigd.parallel.run_guarded`, which turns errors into one line and an exit status.
+:func:`mpigd.guard.run_guarded`, which turns errors into one line and an exit status.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from threadpoolctl import threadpool_limits
 
 from .._version import __version__
 from ..errors import Interrupted, MpigdError
-from ..parallel import default_comm, launcher_rank, run_guarded
+from ..guard import run_guarded
+from ..parallel import default_comm, launcher_rank
 from . import bench, cv, data, scoring, train
 from .common import RootParser, blas_threads, run_options
 

@@ -75,7 +75,8 @@ def register(commands, run_options) -> None:
         "--lr",
         type=float,
         default=None,
-        help="step size: fixed for gd and nesterov (default: line search), initial for sgd",
+        help="step size: fixed for gd and nesterov, initial for sgd (default: a line search; "
+        "0.5 for sgd)",
     )
     train.add_argument("--batch-size", type=positive_int, default=1024, help="sgd batch")
     train.add_argument(

@@ -274,13 +274,7 @@ def read_libsvm(
     base = (0 if lowest == 0 else 1) if zero_based is None else (0 if zero_based else 1)
     if lowest is not None and lowest < base:
         raise MpigdError(f"{path}: index {lowest} with 1-based indices (are they 0-based? say so)")
-    if zero_based is None and lowest is not None and lowest > 0:
-        warnings.warn(
-            f"{path}: no feature index 0 occurs, so the indices were read as 1-based (the "
-            f"LIBSVM convention: index i is column i - 1, {highest} columns); if they are "
-            "0-based, convert again with --zero-based",
-            stacklevel=2,
-        )
+    ambiguous = zero_based is None and lowest is not None and lowest > 0
     width = highest + 1 - base
     if n_features is not None:
         if width > n_features:
@@ -288,6 +282,13 @@ def read_libsvm(
                 f"{path}: index {highest} exceeds the given number of features, {n_features}"
             )
         width = n_features
+    if ambiguous:
+        warnings.warn(
+            f"{path}: no feature index 0 occurs, so the indices were read as 1-based (the "
+            f"LIBSVM convention: index i is column i - 1 of {width}); if they are 0-based, "
+            "convert again with --zero-based",
+            stacklevel=2,
+        )
     notes = [f"{width} features from {'0' if base == 0 else '1'}-based indices"]
     flip = labels <= {-1.0, 1.0} and -1.0 in labels
     if flip:

@@ -90,7 +90,8 @@ class LogisticLoss:
         return sigmoid * (1.0 - sigmoid)
 
     def label_problem(self, y):
-        return LabelProblem.of("logistic labels must be 0 or 1", y, (y != 0) & (y != 1))
+        rule = "logistic labels must be 0 or 1 (any two values: --labels auto)"
+        return LabelProblem.of(rule, y, (y != 0) & (y != 1))
 
 
 class SoftmaxLoss:

@@ -37,6 +37,21 @@ SINGULAR_MESSAGE = (
 )
 
 
+def _min_norm(H: np.ndarray, g: np.ndarray, rcond: float = 1e-10) -> np.ndarray:
+    """A solution of ``H s = g`` whose weights (all but the last, the intercept) have
+    the smallest norm: the intercept is eliminated (the Schur complement of its
+    curvature, which centres the features), the weights solved by ``lstsq``, singular
+    values below ``rcond`` times the largest taken as zero (the subtraction leaves those
+    of a singular matrix at rounding level, where lstsq's own cut would decide by
+    chance)."""
+    h_ww, h_wb, h_bb = H[:-1, :-1], H[:-1, -1], H[-1, -1]
+    if not h_bb > 0:
+        return np.linalg.lstsq(H, g, rcond=rcond)[0]
+    schur = h_ww - np.outer(h_wb, h_wb) / h_bb
+    s_w = np.linalg.lstsq(schur, g[:-1] - h_wb * g[-1] / h_bb, rcond=rcond)[0]
+    return np.append(s_w, (g[-1] - h_wb @ s_w) / h_bb)
+
+
 def _solve(H: np.ndarray, g: np.ndarray) -> np.ndarray:
     """``H^{-1} g`` by Cholesky; :class:`SingularSystem` when H is singular to working
     precision."""
@@ -168,8 +183,9 @@ def normal_equations(
     on the starting point, so a resumed run repeats the pass from ``theta0`` and gets the
     bits of a run that never stopped. When ``H`` is singular to working precision
     (collinear or constant features, or fewer rows than parameters, without a penalty)
-    the step is the minimum-norm solution (``numpy.linalg.lstsq``, as scikit-learn's
-    ``LinearRegression`` gives) and the message says so (:data:`SINGULAR_MESSAGE`).
+    the step is the solution with the smallest weights (the intercept, the last
+    parameter, left out of the norm, as scikit-learn's ``LinearRegression`` does by
+    centring) and the message says so (:data:`SINGULAR_MESSAGE`).
 
     Collective: as ``hess_fun`` is.
     """
@@ -181,7 +197,7 @@ def normal_equations(
     try:
         step, message = -_solve(H, g0), "solved the normal equations by Cholesky"
     except SingularSystem:
-        step, message = -np.linalg.lstsq(H, g0, rcond=None)[0], SINGULAR_MESSAGE
+        step, message = -_min_norm(H, g0), SINGULAR_MESSAGE
     theta = start + step
     f = f0 + float(g0 @ step) + 0.5 * float(step @ H @ step)
     g = g0 + H @ step

@@ -203,8 +203,12 @@ def fit(
     )
     if init is not None and resume is not None:
         raise MpigdError("init and resume exclude each other: a checkpoint has its own start")
-    if labels not in ("index", "auto") or (labels == "auto" and model == "linear"):
-        raise MpigdError(f"labels must be 'index' or, for classifiers, 'auto'; got {labels!r}")
+    if labels not in ("index", "auto"):
+        raise MpigdError(f"labels must be 'index' or 'auto', got {labels!r}")
+    if labels == "auto" and model == "linear":
+        raise MpigdError(
+            "--labels auto is for classifiers: linear regression takes its labels as numbers"
+        )
     fold_rows = fold_filter(folds, fold_key, exclude_fold, seed)
     problem = _load(
         comm, data, model, x_key, y_key, weight_key, class_weight, standardize, fold_rows, labels

@@ -1,0 +1,34 @@
+"""Run by the tests under ``mpiexec -n 2``: reductions in a loop, for the deadline.
+
+Usage: python tests/mpi_deadline.py SECONDS [SILENT_RANK]
+Every rank prints its process id, then reduces a number every 10 ms for SECONDS; with
+SILENT_RANK, that rank stops taking part (it sleeps instead, like a node cut off) once
+the loop has run a second. Rank 0 prints "done" at the end.
+"""
+
+import os
+import sys
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from mpigd.parallel import allreduce_sum
+
+
+def main(seconds: float, silent: int | None) -> None:
+    comm = MPI.COMM_WORLD
+    print(os.getpid(), flush=True)
+    start = time.monotonic()
+    buffer = np.ones(1)
+    while time.monotonic() - start < seconds:
+        if comm.rank == silent and time.monotonic() - start > 1.0:
+            time.sleep(3600)
+        allreduce_sum(comm, buffer)
+        time.sleep(0.01)
+    if comm.rank == 0:
+        print("done", flush=True)
+
+
+if __name__ == "__main__":
+    main(float(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None)
