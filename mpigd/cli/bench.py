@@ -29,7 +29,7 @@ def register(commands, run_options) -> None:
     )
     run.add_argument("data", help="HDF5 file with X and y")
     add_out(run, "JSON record to write")
-    run.add_argument("--model", choices=list(MODELS), default="logistic")
+    run.add_argument("--model", choices=list(MODELS), default="logistic", help="loss to time")
     run.add_argument("--evals", type=positive_int, default=20, help="timed evaluations")
     run.add_argument("--warmup", type=int, default=3, help="untimed evaluations first")
     add_x_key(run)
@@ -42,7 +42,9 @@ def register(commands, run_options) -> None:
     )
     report.add_argument("records", nargs="+", help="JSON records, or folders of them")
     add_out(report, "output prefix (PREFIX.csv, .json, .png)")
-    report.add_argument("--kind", choices=["strong", "weak"], default="strong")
+    report.add_argument(
+        "--kind", choices=["strong", "weak"], default="strong", help="kind of scaling sweep"
+    )
     report.set_defaults(func=run_report)
 
 

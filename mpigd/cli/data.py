@@ -29,12 +29,16 @@ def register(commands, run_options) -> None:
         description="Write a synthetic regression dataset, block by block.",
     )
     make.add_argument("out", help="HDF5 file to write")
-    make.add_argument("--rows", type=positive_int, required=True)
-    make.add_argument("--features", type=positive_int, required=True)
-    make.add_argument("--model", choices=["linear", "logistic"], default="logistic")
-    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--rows", type=positive_int, required=True, help="rows to write")
+    make.add_argument("--features", type=positive_int, required=True, help="features per row")
+    make.add_argument(
+        "--model", choices=["linear", "logistic"], default="logistic", help="kind of labels"
+    )
+    make.add_argument("--seed", type=int, default=0, help="random seed")
     make.add_argument("--noise", type=float, default=0.1, help="label noise (linear only)")
-    make.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    make.add_argument(
+        "--dtype", choices=["float64", "float32"], default="float64", help="type of X's values"
+    )
     make.add_argument(
         "--density",
         type=float,
@@ -71,7 +75,9 @@ def register(commands, run_options) -> None:
         action=argparse.BooleanOptionalAction,
         help="LIBSVM: indices start at 0 (default: yes if an index 0 occurs)",
     )
-    convert.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    convert.add_argument(
+        "--dtype", choices=["float64", "float32"], default="float64", help="type of X's values"
+    )
     convert.add_argument(
         "--contiguous", action="store_true", help="no chunks (default: chunks of ~1 MiB of rows)"
     )
@@ -101,7 +107,7 @@ def register(commands, run_options) -> None:
     )
     split.add_argument("data", help="HDF5 file; every dataset with one entry per row is split")
     split.add_argument("--test-fraction", type=float, required=True, help="e.g. 0.2")
-    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--seed", type=int, default=0, help="seed of the random split")
     split.add_argument("--train", help="training file (default: DATA-train.h5)")
     split.add_argument("--test", help="test file (default: DATA-test.h5)")
     add_x_key(split, help="dataset that defines the rows")
@@ -115,7 +121,7 @@ def register(commands, run_options) -> None:
         "under mpiexec each rank reads its own rows.",
     )
     info.add_argument("data", help="HDF5 file")
-    add_x_key(info, help=None)
+    add_x_key(info)
     info.add_argument("--y-key", default="y", help="label dataset, or 'none'")
     info.add_argument("--json", metavar="PATH", help="also write everything as JSON")
     info.add_argument(
