@@ -262,3 +262,20 @@ def test_fold_models_agree_with_comm_self_objective():
         assert values[j][0] == pytest.approx(f, rel=1e-13)
         np.testing.assert_allclose(values[j][1], g, rtol=1e-12)
     assert objectives.n_evals == 1
+
+
+def test_cv_on_label_values_equals_cv_on_class_indices(tmp_path):
+    import mpigd
+
+    X, y = random_problem("logistic", 120, 3, seed=8)
+    indices = write_h5(tmp_path / "i.h5", X, y)
+    values = write_h5(tmp_path / "v.h5", X, 2 * y - 1)  # LIBSVM's -1/+1
+    options = dict(comm=MPI.COMM_SELF, folds=3, l2_path="1:1e-2:3", tol=1e-8)
+    plain = mpigd.cv(indices, "logistic", **options)
+    mapped = mpigd.cv(values, "logistic", labels="auto", **options)
+    np.testing.assert_allclose(mapped.record["val"], plain.record["val"], rtol=1e-12)
+    assert mapped.record["classes"] == [-1.0, 1.0] and "classes" not in plain.record
+    np.testing.assert_array_equal(mapped.model.arrays["classes"], [-1.0, 1.0])
+    assert set(mapped.model.predict(X)) <= {-1.0, 1.0}
+    with pytest.raises(MpigdError, match="labels must be 0 or 1"):
+        mpigd.cv(values, "logistic", **options)

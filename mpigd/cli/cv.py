@@ -70,6 +70,12 @@ def register(commands, run_options) -> None:
     cv.add_argument("--weight-key", help="dataset of row weights (default: none)")
     cv.add_argument("--class-weight", choices=["balanced"], help="reweight classes (default: none)")
     cv.add_argument(
+        "--labels",
+        choices=["index", "auto"],
+        default="index",
+        help="index: labels are class indices; auto: any label values, as train --labels auto",
+    )
+    cv.add_argument(
         "--max-iter",
         type=int,
         default=None,
@@ -131,6 +137,7 @@ def run(args, comm) -> int:
         x_key=args.x_key,
         y_key=args.y_key,
         callback=show,
+        labels=args.labels,
     )
     record = result.record
     on_root(comm, lambda: result.model.save(args.out))

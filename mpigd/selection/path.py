@@ -129,6 +129,7 @@ def cv(
     x_key: str = "X",
     y_key: str = "y",
     refit: bool = True,
+    labels: str = "index",
     callback: Callable[[dict], None] | None = None,
 ) -> CVResult:
     """Cross-validate a linear, logistic or softmax regression along a penalty path.
@@ -163,9 +164,11 @@ def cv(
         )
     if rule not in RULES:
         raise MpigdError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
-    local, objective = _load(
+    if labels not in ("index", "auto") or (labels == "auto" and model == "linear"):
+        raise MpigdError(f"labels must be 'index' or, for classifiers, 'auto'; got {labels!r}")
+    local, objective, classes = _load(
         comm, data, model, folds, fold_key, seed, x_key, y_key, weight_key, class_weight,
-        standardize,
+        standardize, labels,
     )  # fmt: skip
     stopping = {"tol": tol, "ftol": ftol} | ({} if max_iter is None else {"max_iter": max_iter})
     mask = np.zeros(objective.size, dtype=bool)
@@ -237,6 +240,8 @@ def cv(
         "passes": objective.n_evals + objective.score_passes,
         "evaluations": objective.n_evals,
     }
+    if classes is not None:
+        record["classes"] = classes.tolist()
     fitted = None
     if refit:
         penalties = {"l1": float(path[chosen]), "l2": l2} if kind == "l1" else {"l2": path[chosen]}
@@ -251,6 +256,9 @@ def cv(
         fitted.info.update(
             {f"cv_{key}": _attr(record[key]) for key in _MODEL_KEYS if key in record}
         )
+        if classes is not None:  # the label values, as train --labels auto keeps them
+            fitted.arrays["classes"] = classes
+            fitted.info["labels"] = "auto"
     record["seconds"] = float(max_over_ranks(comm, [wtime() - start])[0])
     return CVResult(record, fitted)
 
@@ -319,11 +327,18 @@ def _row(kind: str, value: float, val: list, iterations: list) -> dict:
 
 
 def _load(
-    comm, data, model, folds, fold_key, seed, x_key, y_key, weight_key, class_weight, standardize
-) -> tuple[LocalData, FoldObjectives]:
-    """Read this rank's rows, assign folds and derive each fold model's weights and
-    scaling: the rows and the :class:`FoldObjectives` of the problem. Collective: yes."""
-    info, local = read_rows(comm, data, x_key, y_key, weight_key, model)
+    comm, data, model, folds, fold_key, seed, x_key, y_key, weight_key, class_weight,
+    standardize, label_kind,
+) -> tuple[LocalData, FoldObjectives, np.ndarray | None]:  # fmt: skip
+    """Read this rank's rows (their label values mapped to classes with
+    ``label_kind="auto"``), assign folds and derive each fold model's weights and
+    scaling: the rows, the :class:`FoldObjectives` of the problem and the label values
+    (None for class indices). Collective: yes."""
+    auto = label_kind == "auto"
+    info, local = read_rows(comm, data, x_key, y_key, weight_key, None if auto else model)
+    classes = None
+    if auto:
+        local, classes = labels.encode(comm, local, model)
     n_classes = labels.n_classes(comm, local) if model == "softmax" else 2
     n_outputs = n_classes if model == "softmax" else 1
     budget = memory_per_rank(comm)
@@ -356,4 +371,4 @@ def _load(
             f"the training rows of fold model {int(light[0])} have total weight "
             f"{objective.total_weight[light[0]]:g}; it must be more than 0"
         )
-    return local, objective
+    return local, objective, classes
