@@ -100,6 +100,12 @@ class Interrupted(BaseException):
         raise cls(signum)
 
     @classmethod
+    def agreed(cls) -> Interrupted:
+        """The interrupt that every rank raises once the ranks have agreed to stop for a
+        signal on some rank (this one's, else SIGTERM). Collective: no."""
+        return cls(cls.pending or signal.SIGTERM)
+
+    @classmethod
     def raise_pending(cls) -> None:
         """Raise it again if a signal arrived whose exception may have been lost."""
         if cls.pending is not None:

@@ -261,8 +261,12 @@ class LogisticRegression(ClassifierMixin, _Estimator):
             data = X
         else:
             X, y, weights = self._validate(comm, X, y, sample_weight, numeric=False)
-            per_rank = gather_all(comm, (np.asarray(y).dtype.kind in "iufb", np.unique(y)))
-            self.classes_ = _agreed(comm, lambda: _classes(per_rank))
+            from .train.labels import global_classes
+
+            try:
+                self.classes_ = global_classes(comm, y)
+            except MpigdError as exc:  # labels of several kinds, seen alike on every rank
+                raise InvalidInputError(str(exc)) from exc
             y_index = np.searchsorted(self.classes_, y).astype(np.float64)
             data = _local_rows(comm, X, y_index, weights)
         if len(self.classes_) < 2:
@@ -325,11 +329,3 @@ class LogisticRegression(ClassifierMixin, _Estimator):
         sums = np.array([w @ (predicted == y), w.sum()])
         allreduce_sum(comm, sums)
         return float(sums[0] / sums[1])
-
-
-def _classes(per_rank: list[tuple[bool, np.ndarray]]) -> np.ndarray:
-    """The sorted union of the ranks' labels, which must be all numbers or all not."""
-    kinds = {numeric for numeric, labels in per_rank if len(labels)}
-    if len(kinds) > 1:
-        raise ValueError("Mix of label input types across ranks: numbers on some, not others")
-    return np.unique(np.concatenate([labels for _, labels in per_rank]))

@@ -182,6 +182,7 @@ class _Deadline:
 
 
 _deadline: _Deadline | None = None
+_deadline_decided = False  # whether this process has decided on its watchdog
 
 
 def deadline_seconds() -> float:
@@ -201,12 +202,14 @@ def _deadline_for(comm: MPI.Comm) -> _Deadline | None:
     """The watchdog, started on first use; none when the limit is off, the job has one
     rank (nothing to wait for), or MPI was not started with ``MPI_THREAD_MULTIPLE`` (the
     watchdog calls ``MPI_Abort`` from its own thread)."""
-    global _deadline
-    if _deadline is None:
+    global _deadline, _deadline_decided
+    if comm.size == 1:
+        return None
+    if not _deadline_decided:  # once a process, not on every reduction
+        _deadline_decided = True
         seconds = deadline_seconds()
-        if seconds == 0 or comm.size == 1 or MPI.Query_thread() != MPI.THREAD_MULTIPLE:
-            return None
-        _deadline = _Deadline(seconds)
+        if seconds > 0 and MPI.Query_thread() == MPI.THREAD_MULTIPLE:
+            _deadline = _Deadline(seconds)
     return _deadline
 
 

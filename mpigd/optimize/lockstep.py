@@ -76,11 +76,7 @@ def run_lockstep(tasks: Sequence[Callable[[Callable], R]], batch: Batch) -> list
         while True:
             with cond:
                 cond.wait_for(lambda: len(asked) + len(results) + len(errors) == len(tasks))
-                failed = [
-                    errors[j] for j in sorted(errors) if not isinstance(errors[j], _Cancelled)
-                ]
-                if failed:
-                    raise failed[0]
+                _raise_first(errors)
                 if not asked:
                     break
                 points = dict(sorted(asked.items()))
@@ -97,7 +93,12 @@ def run_lockstep(tasks: Sequence[Callable[[Callable], R]], batch: Batch) -> list
     finally:
         for thread in threads:
             thread.join()
-    failed = [errors[j] for j in sorted(errors) if not isinstance(errors[j], _Cancelled)]
-    if failed:
-        raise failed[0]
+    _raise_first(errors)
     return [results[j] for j in range(len(tasks))]
+
+
+def _raise_first(errors: dict[int, BaseException]) -> None:
+    """Raise the first task's error, if any task failed (cancelled tasks aside)."""
+    for j in sorted(errors):
+        if not isinstance(errors[j], _Cancelled):
+            raise errors[j]

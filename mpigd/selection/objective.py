@@ -9,7 +9,6 @@ one buffer and adds it over the ranks with one ``Allreduce``.
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable
 from functools import partial
 
@@ -17,7 +16,7 @@ import numpy as np
 
 from ..errors import Interrupted
 from ..evaluation import metrics
-from ..kernels.folds import fold_scores, fold_sums, fold_weights
+from ..kernels.folds import fold_scores, fold_sums
 from ..kernels.losses import PointwiseLoss
 from ..objective import Scaling, Timings, penalized
 from ..parallel import allreduce_sum, wtime
@@ -78,13 +77,16 @@ class FoldObjectives:
         self.score_passes = 0  # validation sweeps
         self.stop_requested = False
         self.timings = Timings()
-        labels = np.arange(folds)
-        sums = np.concatenate(
-            [
-                fold_weights(y_local, fold, labels, weights, class_weights).sum(axis=0),
-                np.bincount(fold, minlength=folds).astype(np.float64),
-            ]
-        )
+        # Each model's training weight from per-(fold, class) sums, not from the
+        # (rows x folds) matrix of fold_weights.
+        classes = 1 if class_weights is None else class_weights.shape[1]
+        cls = 0 if class_weights is None else y_local.astype(np.intp)
+        by_fold = np.bincount(
+            fold * classes + cls, weights=weights, minlength=folds * classes
+        ).reshape(folds, classes)
+        outside = by_fold.sum(axis=0) - by_fold  # each model's training rows, per class
+        total = outside[:, 0] if class_weights is None else (outside * class_weights).sum(1)
+        sums = np.concatenate([total, np.bincount(fold, minlength=folds).astype(np.float64)])
         allreduce_sum(comm, sums)
         self.total_weight, self.fold_rows = sums[:folds], sums[folds:]
         # (theta, held-out loss sum) of each model's latest evaluation
@@ -124,7 +126,7 @@ class FoldObjectives:
         self.n_evals += 1
         self.stop_requested = bool(buffer[-1])
         if self.stop_requested:  # a signal on some rank: every rank stops here alike
-            raise Interrupted(Interrupted.pending or signal.SIGTERM)
+            raise Interrupted.agreed()
         grads = buffer[2 * F : -1].reshape(p, F)
         self._held_out.update({int(j): (points[j], buffer[F + a]) for a, j in enumerate(models)})
         return {

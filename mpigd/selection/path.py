@@ -33,7 +33,7 @@ from ..parallel import (
     warn0,
     wtime,
 )
-from ..train import labels
+from ..train import labels as label_rules
 from ..train.driver import ConvergenceWarning, fit
 from ..train.options import check_options, parameters_problem
 from .folds import fold_ids, per_fold
@@ -164,8 +164,7 @@ def cv(
         )
     if rule not in RULES:
         raise MpigdError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
-    if labels not in ("index", "auto") or (labels == "auto" and model == "linear"):
-        raise MpigdError(f"labels must be 'index' or, for classifiers, 'auto'; got {labels!r}")
+    label_rules.check_labels(labels, model)
     local, objective, classes = _load(
         comm, data, model, folds, fold_key, seed, x_key, y_key, weight_key, class_weight,
         standardize, labels,
@@ -338,8 +337,8 @@ def _load(
     info, local = read_rows(comm, data, x_key, y_key, weight_key, None if auto else model)
     classes = None
     if auto:
-        local, classes = labels.encode(comm, local, model)
-    n_classes = labels.n_classes(comm, local) if model == "softmax" else 2
+        local, classes = label_rules.encode(comm, local, model)
+    n_classes = label_rules.n_classes(comm, local) if model == "softmax" else 2
     n_outputs = n_classes if model == "softmax" else 1
     budget = memory_per_rank(comm)
     with rank_local(comm):  # every fold model holds its optimiser's vectors
@@ -350,7 +349,7 @@ def _load(
             raise MpigdError(f"{folds} fold models, each: {problem}")
     fold = fold_ids(comm, local, folds, seed=seed, key=fold_key)
     if model != "linear":
-        labels.warn_about_empty_classes(comm, local, n_classes)
+        label_rules.warn_about_empty_classes(comm, local, n_classes)
     shift = on_root(comm, lambda: first_row(info), share=True) if standardize else None
     setup = per_fold(comm, local, fold, folds, n_classes, class_weight=class_weight, shift=shift)
     objective = FoldObjectives(

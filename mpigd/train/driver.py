@@ -10,7 +10,6 @@ provenance.
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from ..parallel import (
     wtime,
 )
 from .checkpoint import checkpointing, resume_state
-from .labels import encode, n_classes, row_weights, warn_about_empty_classes
+from .labels import check_labels, encode, n_classes, row_weights, warn_about_empty_classes
 from .options import (
     check_options,
     choose_optimizer,
@@ -203,12 +202,7 @@ def fit(
     )
     if init is not None and resume is not None:
         raise MpigdError("init and resume exclude each other: a checkpoint has its own start")
-    if labels not in ("index", "auto"):
-        raise MpigdError(f"labels must be 'index' or 'auto', got {labels!r}")
-    if labels == "auto" and model == "linear":
-        raise MpigdError(
-            "--labels auto is for classifiers: linear regression takes its labels as numbers"
-        )
+    check_labels(labels, model)
     fold_rows = fold_filter(folds, fold_key, exclude_fold, seed)
     problem = _load(
         comm, data, model, x_key, y_key, weight_key, class_weight, standardize, fold_rows, labels
@@ -365,7 +359,7 @@ def _recording(norms: list, callback, objective=None):
 
     def record(progress: Progress) -> None:
         if objective is not None and objective.stop_requested:
-            raise Interrupted(Interrupted.pending or signal.SIGTERM)
+            raise Interrupted.agreed()
         norms.append(progress.grad_norm)
         if callback is not None:
             callback(progress)

@@ -69,9 +69,23 @@ def row_weights(comm, local: LocalData, class_weight, n_classes: int) -> np.ndar
     return weights
 
 
+def check_labels(labels: str, model: str) -> None:
+    """Raise for a ``labels`` option that ``model`` cannot take. Collective: no."""
+    if labels not in ("index", "auto"):
+        raise MpigdError(f"labels must be 'index' or 'auto', got {labels!r}")
+    if labels == "auto" and model == "linear":
+        raise MpigdError(
+            "--labels auto is for classifiers: linear regression takes its labels as numbers"
+        )
+
+
 def global_classes(comm, y: np.ndarray) -> np.ndarray:
-    """The sorted union of every rank's label values. Collective: yes."""
-    return np.unique(np.concatenate(gather_all(comm, np.unique(y))))
+    """The sorted union of every rank's label values, which must be numbers on every
+    rank or on none. Collective: yes (every rank sees the same and raises alike)."""
+    per_rank = gather_all(comm, (np.asarray(y).dtype.kind in "iufb", np.unique(y)))
+    if len({numeric for numeric, values in per_rank if len(values)}) > 1:
+        raise MpigdError("Mix of label input types across ranks: numbers on some, not others")
+    return np.unique(np.concatenate([values for _, values in per_rank]))
 
 
 def encode(comm, local: LocalData, model: str) -> tuple[LocalData, np.ndarray]:
