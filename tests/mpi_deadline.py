@@ -1,7 +1,8 @@
 """Run by the tests under ``mpiexec -n 2``: reductions in a loop, for the deadline.
 
 Usage: python tests/mpi_deadline.py SECONDS [SILENT_RANK]
-Every rank prints its process id, then reduces a number every 10 ms for SECONDS; with
+Rank 0 prints every rank's process id on one line (ranks' own lines can interleave,
+e.g. under PYTHONUNBUFFERED), then every rank reduces a number every 10 ms for SECONDS; with
 SILENT_RANK, that rank stops taking part (it sleeps instead, like a node cut off) once
 the loop has run a second. Rank 0 prints "done" at the end.
 """
@@ -18,7 +19,9 @@ from mpigd.parallel import allreduce_sum
 
 def main(seconds: float, silent: int | None) -> None:
     comm = MPI.COMM_WORLD
-    print(os.getpid(), flush=True)
+    pids = comm.gather(os.getpid())
+    if comm.rank == 0:
+        print(" ".join(map(str, pids)), flush=True)
     start = time.monotonic()
     buffer = np.ones(1)
     while time.monotonic() - start < seconds:

@@ -169,7 +169,8 @@ def test_a_suspended_job_is_not_taken_for_a_lost_node():
     launch = mpi_launch(2, "tests/mpi_deadline.py", 7, env={"MPIGD_COLLECTIVE_TIMEOUT": "2"})
     job = subprocess.Popen(**launch, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        pids = [int(job.stdout.readline()) for _ in range(2)]
+        pids = [int(pid) for pid in job.stdout.readline().split()]
+        assert len(pids) == 2, pids
         time.sleep(1.0)
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)
