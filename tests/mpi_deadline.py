@@ -2,9 +2,10 @@
 
 Usage: python tests/mpi_deadline.py SECONDS [SILENT_RANK]
 Rank 0 prints every rank's process id on one line (ranks' own lines can interleave,
-e.g. under PYTHONUNBUFFERED), then every rank reduces a number every 10 ms for SECONDS; with
-SILENT_RANK, that rank stops taking part (it sleeps instead, like a node cut off) once
-the loop has run a second. Rank 0 prints "done" at the end.
+e.g. under PYTHONUNBUFFERED), then every rank reduces a number every 10 ms for SECONDS,
+until the first rank's time is up (agreed in the reduction, so that every rank makes as
+many); with SILENT_RANK, that rank stops taking part (it sleeps instead, like a node cut
+off) once the loop has run a second. Rank 0 prints "done" at the end.
 """
 
 import os
@@ -23,11 +24,14 @@ def main(seconds: float, silent: int | None) -> None:
     if comm.rank == 0:
         print(" ".join(map(str, pids)), flush=True)
     start = time.monotonic()
-    buffer = np.ones(1)
-    while time.monotonic() - start < seconds:
+    while True:
         if comm.rank == silent and time.monotonic() - start > 1.0:
             time.sleep(3600)
+        # [1, this rank's time is up]: the ranks stop after the same reduction
+        buffer = np.array([1.0, time.monotonic() - start >= seconds])
         allreduce_sum(comm, buffer)
+        if buffer[1]:
+            break
         time.sleep(0.01)
     if comm.rank == 0:
         print("done", flush=True)
