@@ -610,6 +610,19 @@ CASES = {
         "--out {tmp}/d.h5 is an input file, the data file",
         mpi=True,
     ),
+    "cv --checkpoint is the data": Case(
+        "cv {tmp}/d.h5 --model logistic --l2-path 1:0.1:2 --out {tmp}/n.h5 --checkpoint {tmp}/d.h5",
+        EXIT_INPUT,
+        "--checkpoint {tmp}/d.h5 is an input file, the data file",
+        outputs=("n.h5",),
+    ),
+    "cv --resume a train checkpoint": Case(
+        "cv {tmp}/d.h5 --model logistic --l2-path 1:0.1:2 --out {tmp}/n.h5 --resume {tmp}/ck.h5",
+        EXIT_INPUT,
+        "cannot resume from {tmp}/ck.h5: it was written by optimizer 'gd', not 'cv-lbfgs'",
+        (tampered_checkpoint,),
+        ("n.h5",),
+    ),
     "cv --fold-key out of range": Case(
         "cv {tmp}/f.h5 --model logistic --l2-path 1:0.1:2 --folds 5 --fold-key f "
         "--out {tmp}/new.h5 --json {tmp}/cv.json",

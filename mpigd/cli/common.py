@@ -114,6 +114,24 @@ def once(say, text: str):
     return announce
 
 
+def add_checkpointing(parser, every: str) -> None:
+    """--checkpoint, --checkpoint-every (counting ``every``) and --resume."""
+    parser.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help=f"write the optimiser state here every --checkpoint-every {every}, and on "
+        "SIGTERM/SIGUSR1 (then exit with status 75) (default: no checkpoints)",
+    )
+    parser.add_argument(
+        "--checkpoint-every", type=positive_int, default=50, metavar="N", help=every
+    )
+    parser.add_argument(
+        "--resume",
+        metavar="PATH",
+        help="continue from this checkpoint (same data and settings) (default: none)",
+    )
+
+
 def check_outputs_on_root(comm, outputs: dict, inputs: dict | None = None, may_share=()) -> None:
     """Fail on every rank, before any work, if rank 0 cannot write the ``outputs`` or one
     of them is an input or another output (:func:`mpigd.io.outputs.check_outputs`; the

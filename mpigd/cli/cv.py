@@ -7,6 +7,7 @@ from ..errors import plural
 from ..kernels.losses import MODELS
 from ..parallel import library_version, on_root
 from .common import (
+    add_checkpointing,
     add_out,
     add_x_key,
     add_y_key,
@@ -83,6 +84,7 @@ def register(commands, run_options) -> None:
     )
     cv.add_argument("--tol", type=float, default=1e-6, help="stop at this gradient 2-norm")
     cv.add_argument("--ftol", type=float, default=1e-12, help="stop on this relative loss change")
+    add_checkpointing(cv, "evaluations")
     add_x_key(cv)
     add_y_key(cv)
     cv.set_defaults(func=run)
@@ -96,8 +98,14 @@ def run(args, comm) -> int:
     say = reporter(comm, args.quiet)
     check_outputs_on_root(
         comm,
-        {"--out": args.out, "--json": args.json, "--plot": args.plot},
-        {"the data file": args.data},
+        {
+            "--out": args.out,
+            "--json": args.json,
+            "--plot": args.plot,
+            "--checkpoint": args.checkpoint,
+        },
+        {"the data file": args.data, "--resume": args.resume},
+        may_share=[("--checkpoint", "--resume")],  # a resubmitted job continues its checkpoint
     )
     if args.plot:
         on_root(comm, check_plotting)
@@ -138,6 +146,9 @@ def run(args, comm) -> int:
         y_key=args.y_key,
         callback=show,
         labels=args.labels,
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
     )
     record = result.record
     on_root(comm, lambda: result.model.save(args.out))

@@ -9,6 +9,7 @@ from ..optimize import OPTIMIZERS, Progress
 from ..parallel import library_version, on_root, wtime
 from ..train.driver import fit
 from .common import (
+    add_checkpointing,
     add_out,
     add_x_key,
     add_y_key,
@@ -82,20 +83,7 @@ def register(commands, run_options) -> None:
     train.add_argument(
         "--seed", type=int, default=0, help="sgd sampling seed; seed of hashed folds"
     )
-    train.add_argument(
-        "--checkpoint",
-        metavar="PATH",
-        help="write the optimiser state here every --checkpoint-every iterations, and on "
-        "SIGTERM/SIGUSR1 (then exit with status 75) (default: no checkpoints)",
-    )
-    train.add_argument(
-        "--checkpoint-every", type=positive_int, default=50, metavar="N", help="iterations"
-    )
-    train.add_argument(
-        "--resume",
-        metavar="PATH",
-        help="continue from this checkpoint (same data and model) (default: none)",
-    )
+    add_checkpointing(train, "iterations")
     train.add_argument(
         "--init",
         metavar="MODEL",

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
-from ..errors import Diverged, Interrupted, MpigdError
-from ..io.dataset import LocalData, first_row
+from ..errors import Diverged, Interrupted, MpigdError, Preempted
+from ..io.dataset import LocalData, fingerprint, first_row
 from ..io.rows import read_rows
 from ..kernels.losses import make_loss
 from ..model import LinearModel
@@ -36,8 +38,10 @@ from ..parallel import (
 from ..train import labels as label_rules
 from ..train.driver import ConvergenceWarning, fit
 from ..train.options import check_options, parameters_problem
+from ..train.preemption import SignalWatch
 from .folds import fold_ids, per_fold
 from .objective import FoldObjectives
+from .progress import ROWS, FoldProgress, PathProgress, checkpointed, resumed
 
 #: Validation metrics, and whether larger is better.
 METRICS = {
@@ -131,6 +135,9 @@ def cv(
     refit: bool = True,
     labels: str = "index",
     callback: Callable[[dict], None] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 50,
+    resume: str | os.PathLike | None = None,
 ) -> CVResult:
     """Cross-validate a linear, logistic or softmax regression along a penalty path.
 
@@ -142,6 +149,11 @@ def cv(
     does; ``rule`` ``"min"`` picks the best mean, ``"1se"`` the largest penalty within
     one standard error of it. Other options as in :func:`mpigd.fit`; ``callback``
     gets each penalty's row of the table.
+
+    With ``checkpoint``, every fold model's progress is written there after each
+    penalty, every ``checkpoint_every`` evaluations, and on SIGTERM or SIGUSR1, which
+    then raise :class:`~mpigd.errors.Preempted`; ``resume`` continues from such a
+    file (the same data and settings), each fold model exactly where it stopped.
 
     Collective: yes. Returns the same :class:`CVResult` on every rank.
     """
@@ -172,39 +184,79 @@ def cv(
     stopping = {"tol": tol, "ftol": ftol} | ({} if max_iter is None else {"max_iter": max_iter})
     mask = np.zeros(objective.size, dtype=bool)
     mask[: objective.n_features * objective.n_outputs] = True
-    thetas = [np.zeros(objective.size)] * folds
-    states: list[dict | None] = [None] * folds
-    finals: list[tuple | None] = [None] * folds  # (f, g) at each solution, L2 paths
-    previous_l2 = objective.l2
-    val, iterations, evaluations, converged = [], [], [], []
-    for value in path:
-        extras = {}
-        if kind == "l1":
-            objective.l2 = l2
-            extras = {"penalty": L1Penalty(float(value), mask), "lr": None}
-        else:
-            objective.l2 = float(value)
-        starts = [
-            _warm_start(theta, state, objective.l2 - previous_l2, mask, known)
-            for theta, state, known in zip(thetas, states, finals, strict=True)
-        ]
-        previous_l2 = objective.l2
-        tasks = [_task(OPTIMIZERS[optimizer].run, *start, stopping | extras) for start in starts]
-        outcomes = run_lockstep(tasks, objective)
-        results = [result for result, _, _ in outcomes]
-        if kind == "l2":
-            finals = [(result.fun, result.grad) for result in results]
-        states = [state or start[1] for (_, state, _), start in zip(outcomes, starts, strict=True)]
-        for j, result in enumerate(results):
-            if result.diverged:
-                raise Diverged(f"fold {j} at {kind} = {value:g}: {result.message}")
-        thetas = [result.x for result in results]
-        val.append(objective.validation(thetas, model, metric))
-        iterations.append([result.nit for result in results])
-        evaluations.append([passes for _, _, passes in outcomes])
-        converged.append([result.converged for result in results])
-        if callback is not None:
-            callback(_row(kind, value, val[-1], iterations[-1]))
+    run = None
+    if checkpoint is not None or resume is not None:
+        settings = {
+            "model": model, "penalty": kind, "path": ",".join(map(repr, path.tolist())),
+            "l2": l2, "folds": folds, "fold_key": fold_key or "", "seed": seed,
+            "metric": metric, "standardize": bool(standardize), "weight_key": weight_key or "",
+            "class_weight": class_weight or "", "labels": labels, "tol": tol, "ftol": ftol,
+            "max_iter": -1 if max_iter is None else max_iter,
+        }  # fmt: skip
+        run = on_root(comm, lambda: {**settings, **fingerprint(local.info)})
+    if resume is None:
+        progress = PathProgress(0, [FoldProgress(np.zeros(objective.size)) for _ in range(folds)])
+    else:
+        progress = resumed(comm, resume, optimizer, run, folds, objective.size, len(path))
+        objective.n_evals, objective.score_passes = progress.n_evals, progress.score_passes
+        for i in range(progress.step):  # the table's rows of the penalties done before
+            if callback is not None:
+                callback(_row(kind, path[i], *(progress.rows[key][i] for key in ROWS[:2])))
+
+    def save() -> str:
+        progress.n_evals, progress.score_passes = objective.n_evals, objective.score_passes
+        saved = progress.checkpoint(optimizer, run, comm.size)
+        on_root(comm, lambda: saved.save(checkpoint))
+        return str(checkpoint)
+
+    def where() -> str:
+        return f"penalty {progress.step + 1} of {len(path)}"
+
+    with SignalWatch() if checkpoint is not None else nullcontext(None) as watch:
+        if watch is not None:  # a signal asks for a checkpoint, not the end
+            objective.stop_flag = watch
+        batch = objective
+        if checkpoint is not None:
+            batch = checkpointed(objective, save, checkpoint_every, where, watch)
+        for i in range(progress.step, len(path)):
+            value = float(path[i])
+            extras = {}
+            if kind == "l1":
+                objective.l2 = l2
+                extras = {"penalty": L1Penalty(value, mask), "lr": None}
+            else:
+                objective.l2 = value
+            run_one = partial(OPTIMIZERS[optimizer].run, **stopping, **extras)
+            results = run_lockstep([fold.task(run_one) for fold in progress.folds], batch)
+            for j, result in enumerate(results):
+                if result.diverged:
+                    raise Diverged(f"fold {j} at {kind} = {value:g}: {result.message}")
+            thetas = [result.x for result in results]
+            row = {
+                "val": objective.validation(thetas, model, metric),
+                "iterations": [result.nit for result in results],
+                "evaluations": [fold.passes for fold in progress.folds],
+                "converged": [result.converged for result in results],
+            }
+            for key, entries in progress.rows.items():
+                entries.append(row[key])
+            # each model's warm start at the next penalty (the same one after the last)
+            change = float(path[i + 1]) - value if kind == "l2" and i + 1 < len(path) else 0.0
+            progress.folds = [
+                fold.next(change, mask, ridge=kind == "l2") for fold in progress.folds
+            ]
+            progress.step = i + 1
+            if checkpoint is not None:
+                save()
+            if callback is not None:
+                callback(_row(kind, value, row["val"], row["iterations"]))
+        if watch is not None and watch():  # a signal after the last evaluation
+            raise Preempted(
+                f"{watch.received} after the last penalty; checkpoint written to "
+                f"{checkpoint}; resume from it to train the final model"
+            )
+    val, iterations, evaluations, converged = (progress.rows[key] for key in ROWS)
+    thetas = [fold.theta for fold in progress.folds]
     val = np.array(val, dtype=np.float64)
     if not np.all(converged):
         warn0(
@@ -268,51 +320,6 @@ _MODEL_KEYS = ("folds", "fold_key", "seed", "penalty", "l2", "l1", "metric", "ru
 
 def _attr(value):
     return np.array(value) if isinstance(value, list) else value
-
-
-def _task(run, theta0: np.ndarray, resume: dict | None, known, options: dict):
-    """One fold model's optimisation from ``theta0`` (and the optimiser's state
-    ``resume``), given its ``fun``; ``known`` is ``(f, g)`` at ``theta0`` when it needs
-    no evaluation. Returns the result and the final state (None when it made no step)."""
-
-    def task(fun):
-        passes = []
-
-        def first(theta):
-            if known is not None and np.array_equal(theta, theta0):
-                return known
-            passes.append(1)
-            return fun(theta)
-
-        last = []
-        result = run(first, theta0, resume=resume, callback=last.append, **options)
-        return result, last[-1].state() if last else None, len(passes)
-
-    return task
-
-
-def _warm_start(theta, state: dict | None, l2_change: float, mask, final: tuple | None):
-    """``(theta0, resume, known)`` for the next penalty of a path: the previous solution,
-    the optimiser's state there (so that it keeps what it learnt of the curvature), and
-    the loss and gradient there under the new penalty, which follow without a pass.
-    A ridge penalty changed by ``l2_change`` adds ``l2_change * W`` to the gradient: the
-    L-BFGS pairs ``(s, y)`` get ``y += l2_change * s`` on the weights, exactly (the
-    penalty is quadratic). FISTA keeps its step (a Lipschitz estimate) and restarts its
-    momentum. The iteration counts start again from 0. Collective: no."""
-    known = None
-    if final is not None:
-        f, g = final
-        W = theta * mask
-        known = (f + 0.5 * l2_change * float(W @ W), g + l2_change * W)
-    if state is None:
-        return theta, None, known
-    resume = {**state, "theta": theta, "nit": 0, "nfev": 0, "history": np.array([np.nan])}
-    if "pairs_y" in state:
-        resume["pairs_y"] = state["pairs_y"] + l2_change * state["pairs_s"] * mask
-        resume["f_before"] = np.nan
-    if "momentum" in state:
-        resume.update(momentum=1.0, theta_prev=theta.copy())
-    return theta, resume, known
 
 
 def _row(kind: str, value: float, val: list, iterations: list) -> dict:

@@ -120,12 +120,19 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
 
 def resume_state(comm, path, optimizer: str, run: dict | None, size: int) -> dict:
     """Rank 0 reads and checks the checkpoint; every rank gets its state. Collective: yes."""
+    return checked_state(comm, path, optimizer, run, lambda saved: saved.state_problem(size))
+
+
+def checked_state(comm, path, optimizer: str, run: dict | None, problem) -> dict:
+    """The state of checkpoint ``path`` on every rank, once rank 0 has checked that it
+    continues this run (``optimizer``, ``run``) and that ``problem(checkpoint)``, why
+    its state does not fit, is None. Collective: yes."""
 
     def load() -> dict:
         saved = load_checkpoint(path)
-        problem = saved.mismatch(optimizer, run) or saved.state_problem(size)
-        if problem:
-            raise MpigdError(f"cannot resume from {path}: {problem}")
+        why = saved.mismatch(optimizer, run) or problem(saved)
+        if why:
+            raise MpigdError(f"cannot resume from {path}: {why}")
         if saved.ranks != comm.size:
             warn0(
                 comm,
