@@ -3,10 +3,12 @@ evaluation, and a resumed job that ends with the uninterrupted run's record and 
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
 
+import h5py
 import numpy as np
 import pytest
 from conftest import mpi_launch, random_problem, run_mpi, write_h5
@@ -40,16 +42,21 @@ def options(kind):
 
 
 def assert_same_run(resumed, reference):
-    """Every entry of the record but the counts, and the final model, as if never stopped."""
+    """Every entry of the record but the counts, and the final model, as if never
+    stopped: bit for bit but for softmax, whose BLAS sweep of several fold models rounds
+    differently when other models share it."""
+    rtol = 1e-9 if reference.record["model"] == "softmax" else 0
     for key, value in reference.record.items():
-        if key == "val":
-            np.testing.assert_allclose(resumed.record[key], value, rtol=1e-12, atol=0)
+        if key in ("val", "val_mean", "val_std"):
+            np.testing.assert_allclose(resumed.record[key], value, rtol=rtol, atol=0, err_msg=key)
         elif key not in COUNTS:
             assert resumed.record[key] == value, key
+    # each fold model evaluates again at most the iteration under way (a few trial
+    # steps), the evaluation cut off and the one at its resumed point
     more = np.array(resumed.record["fold_evaluations"]) - reference.record["fold_evaluations"]
-    assert (more >= 0).all() and more.sum() <= 2 * reference.record["folds"], more
-    np.testing.assert_allclose(resumed.model.coef, reference.model.coef, rtol=1e-12, atol=0)
-    np.testing.assert_allclose(resumed.model.intercept, reference.model.intercept, rtol=1e-12)
+    assert (more >= 0).all() and more.max() <= 6, more
+    np.testing.assert_allclose(resumed.model.coef, reference.model.coef, rtol=rtol, atol=0)
+    np.testing.assert_allclose(resumed.model.intercept, reference.model.intercept, rtol=rtol)
 
 
 @pytest.fixture
@@ -128,6 +135,46 @@ def test_a_signal_after_the_path_leaves_only_the_final_fit(problems, tmp_path, m
     resumed = mpigd.cv(data, "logistic", resume=ck, **options("l2"))
     assert_same_run(resumed, reference)
     assert resumed.record["passes"] == reference.record["passes"]  # nothing done twice
+
+
+@pytest.mark.filterwarnings("ignore:not converged")  # the train checkpoint's 3 iterations
+def test_a_signal_on_one_rank_after_the_path_stops_every_rank(problems, tmp_path):
+    ck = tmp_path / "ck.h5"
+    proc = run_mpi(2, "tests/mpi_cv_checkpoint.py", problems["logistic"], ck, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    outcomes = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert outcomes[0].startswith("SIGUSR1 after the last penalty; checkpoint written")
+    assert outcomes[1].startswith("a signal on another rank after the last penalty")
+    assert load_checkpoint(ck).state["step"] == 4
+
+
+def test_a_damaged_checkpoint_is_refused_in_one_line(problems, tmp_path, at_evaluation):
+    data, ck = problems["logistic"], tmp_path / "ck.h5"
+    at_evaluation(5, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    with pytest.raises(Preempted):
+        mpigd.cv(data, "logistic", checkpoint=ck, **options("l2"))
+    damaged = tmp_path / "damaged.h5"
+    for damage, message in [
+        ("fold1.theta", r"its fold1.theta is not 6 finite numbers"),
+        ("fold0.state.pairs_y", r"fold model 0: its state lacks pairs_y"),
+        ("fold2.state.nit", r"fold model 2: its state lacks nit"),
+    ]:
+        shutil.copyfile(ck, damaged)
+        with h5py.File(damaged, "a") as f:
+            if damage.endswith("theta"):
+                f[f"state/{damage}"][0] = np.nan
+            elif damage in f["state"]:
+                del f[f"state/{damage}"]
+            else:
+                del f["state"].attrs[damage]
+        with pytest.raises(
+            MpigdError,
+            match=f"cannot resume from {damaged}: its state is not that of this "
+            rf"cross-validation \({message}\)$",
+        ):
+            mpigd.cv(data, "logistic", resume=damaged, **options("l2"))
+    with pytest.raises(MpigdError, match="checkpoint_every must be a whole number >= 1, got 0"):
+        mpigd.cv(data, "logistic", checkpoint=ck, checkpoint_every=0, **options("l2"))
 
 
 @pytest.mark.filterwarnings("ignore:not converged")  # the train checkpoint's 3 iterations

@@ -165,7 +165,7 @@ def cv(
     path = penalty_path(l1_path if kind == "l1" else l2_path)
     optimizer = "nesterov" if kind == "l1" else "lbfgs"
     check_options(
-        model, optimizer, l2, 0.0, class_weight, 1,
+        model, optimizer, l2, 0.0, class_weight, 1, checkpoint_every,
         max_iter=1 if max_iter is None else max_iter, tol=tol, ftol=ftol, lr=None,
     )  # fmt: skip
     metric = metric or MODEL_METRICS[model][0]
@@ -184,7 +184,7 @@ def cv(
     stopping = {"tol": tol, "ftol": ftol} | ({} if max_iter is None else {"max_iter": max_iter})
     mask = np.zeros(objective.size, dtype=bool)
     mask[: objective.n_features * objective.n_outputs] = True
-    run = None
+    run_info = None  # what a checkpoint must match
     if checkpoint is not None or resume is not None:
         settings = {
             "model": model, "penalty": kind, "path": ",".join(map(repr, path.tolist())),
@@ -193,11 +193,11 @@ def cv(
             "class_weight": class_weight or "", "labels": labels, "tol": tol, "ftol": ftol,
             "max_iter": -1 if max_iter is None else max_iter,
         }  # fmt: skip
-        run = on_root(comm, lambda: {**settings, **fingerprint(local.info)})
+        run_info = on_root(comm, lambda: {**settings, **fingerprint(local.info)})
     if resume is None:
         progress = PathProgress(0, [FoldProgress(np.zeros(objective.size)) for _ in range(folds)])
     else:
-        progress = resumed(comm, resume, optimizer, run, folds, objective.size, len(path))
+        progress = resumed(comm, resume, optimizer, run_info, folds, objective.size, len(path))
         objective.n_evals, objective.score_passes = progress.n_evals, progress.score_passes
         for i in range(progress.step):  # the table's rows of the penalties done before
             if callback is not None:
@@ -205,8 +205,7 @@ def cv(
 
     def save() -> str:
         progress.n_evals, progress.score_passes = objective.n_evals, objective.score_passes
-        saved = progress.checkpoint(optimizer, run, comm.size)
-        on_root(comm, lambda: saved.save(checkpoint))
+        on_root(comm, lambda: progress.checkpoint(optimizer, run_info, comm.size).save(checkpoint))
         return str(checkpoint)
 
     def where() -> str:
@@ -250,10 +249,11 @@ def cv(
                 save()
             if callback is not None:
                 callback(_row(kind, value, row["val"], row["iterations"]))
-        if watch is not None and watch():  # a signal after the last evaluation
+        # a signal after the last evaluation, on any rank: agreed, as the objective agrees
+        if watch is not None and max_over_ranks(comm, [float(watch())])[0] > 0:
             raise Preempted(
-                f"{watch.received} after the last penalty; checkpoint written to "
-                f"{checkpoint}; resume from it to train the final model"
+                f"{watch.received or 'a signal on another rank'} after the last penalty; "
+                f"checkpoint written to {save()}; resume from it to train the final model"
             )
     val, iterations, evaluations, converged = (progress.rows[key] for key in ROWS)
     thetas = [fold.theta for fold in progress.folds]

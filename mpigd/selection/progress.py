@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import Interrupted, Preempted
 from ..optimize import OptimizeResult, Progress
-from ..train.checkpoint import Checkpoint, checked_state
+from ..train.checkpoint import STATE_KEYS, Checkpoint, checked_state, state_problem
 from .objective import FoldObjectives
 
 #: The table's columns, one row per penalty done and one entry per fold model.
@@ -132,32 +132,40 @@ class PathProgress:
         return Checkpoint(f"cv-{optimizer}", state, run or {}, ranks)
 
     @classmethod
-    def from_checkpoint(cls, state: dict, folds: int, size: int, count: int) -> PathProgress:
+    def from_checkpoint(
+        cls, state: dict, optimizer: str, folds: int, size: int, count: int
+    ) -> PathProgress:
         """The progress a checkpoint's ``state`` holds, for ``folds`` fold models of
-        ``size`` parameters on a path of ``count`` penalties; a ``ValueError`` saying
-        what does not fit. Collective: no."""
+        ``size`` parameters trained by ``optimizer`` on a path of ``count`` penalties;
+        a ``ValueError`` saying what does not fit. Collective: no."""
         step = state.get("step")
         if not (isinstance(step, int) and 0 <= step <= count):
             raise ValueError(f"its step is {step!r}, not a penalty of a path of {count}")
         rows = {}
-        for key in ROWS:
+        for key, kind in zip(ROWS, (float, int, int, bool), strict=True):
             table = np.asarray(state.get(key, np.empty((0, 0))))
             if table.shape != (step, folds):
                 raise ValueError(f"its {key} has shape {table.shape}, not ({step}, {folds})")
-            cast = bool if key == "converged" else int if key != "val" else float
-            rows[key] = [[cast(v) for v in row] for row in table]
+            rows[key] = [[kind(value) for value in row] for row in table]
         progress = cls(step, [], rows, int(state["n_evals"]), int(state["score_passes"]))
         for j in range(folds):
-            theta = np.asarray(state.get(f"fold{j}.theta", []), dtype=np.float64)
-            if theta.shape != (size,) or not np.isfinite(theta).all():
-                raise ValueError(f"fold model {j} has no {size} finite parameters")
-            fold = FoldProgress(theta, passes=int(state[f"fold{j}.passes"]))
+            fold = FoldProgress(_vector(state, f"fold{j}.theta", size))
+            fold.passes = int(state[f"fold{j}.passes"])
             if f"fold{j}.known_f" in state:
-                fold.known = (state[f"fold{j}.known_f"], state[f"fold{j}.known_g"])
+                fold.known = (
+                    float(state[f"fold{j}.known_f"]),
+                    _vector(state, f"fold{j}.known_g", size),
+                )
             fold.resume = _prefixed(state, f"fold{j}.state.") or None
+            if fold.resume is not None:
+                problem = state_problem(fold.resume, size, STATE_KEYS[optimizer])
+                if problem:
+                    raise ValueError(f"fold model {j}: {problem}")
             if result := _prefixed(state, f"fold{j}.result."):
                 if set(result) != set(_RESULT):
                     raise ValueError(f"fold model {j}'s result is incomplete")
+                for key in ("x", "grad"):
+                    result[key] = _vector(result, key, size)
                 fold.result = OptimizeResult(**{**result, "history": list(result["history"])})
             progress.folds.append(fold)
         return progress
@@ -169,13 +177,13 @@ def resumed(comm, path, optimizer: str, run, folds: int, size: int, count: int):
 
     def problem(saved) -> str | None:
         try:
-            PathProgress.from_checkpoint(saved.state, folds, size, count)
+            PathProgress.from_checkpoint(saved.state, optimizer, folds, size, count)
         except (KeyError, TypeError, ValueError) as exc:
             return f"its state is not that of this cross-validation ({exc})"
         return None
 
     state = checked_state(comm, path, f"cv-{optimizer}", run, problem)
-    return PathProgress.from_checkpoint(state, folds, size, count)
+    return PathProgress.from_checkpoint(state, optimizer, folds, size, count)
 
 
 def checkpointed(objective: FoldObjectives, save: Callable[[], None], every: int, where, watch):
@@ -202,6 +210,13 @@ def checkpointed(objective: FoldObjectives, save: Callable[[], None], every: int
             ) from None
 
     return evaluate
+
+
+def _vector(state: dict, key: str, size: int) -> np.ndarray:
+    value = np.asarray(state[key])
+    if value.shape != (size,) or value.dtype.kind != "f" or not np.isfinite(value).all():
+        raise ValueError(f"its {key} is not {size} finite numbers")
+    return value
 
 
 def _saved(value):

@@ -25,6 +25,12 @@ from ..parallel import on_root, warn0
 FORMAT = "mpigd-checkpoint-1"
 #: State entries that hold one or more vectors of the parameters' length.
 VECTOR_STATE = ("theta_prev", "pairs_s", "pairs_y")
+#: What the state of each optimiser that iterates holds besides its parameters.
+STATE_KEYS = {
+    "gd": ("nit", "nfev", "history", "step"),
+    "lbfgs": ("nit", "nfev", "history", "pairs_s", "pairs_y", "f_before"),
+    "nesterov": ("nit", "nfev", "history", "step", "momentum", "theta_prev"),
+}
 #: The order in which differences are reported: the most telling first. The data path
 #: may differ (a moved file is the same data); the sampled rows may not.
 MATCH_FIRST = ("model", "l2", "x_key", "y_key", "data_shape", "data_dtypes", "data_sample_sha256")
@@ -69,25 +75,8 @@ class Checkpoint:
                     state[key] = np.asarray(value)
 
     def state_problem(self, size: int) -> str | None:
-        """Why the saved state cannot be the state of ``size`` parameters, or None: the
-        parameters (and every per-parameter vector an optimiser keeps) must have ``size``
-        entries and be finite, the counters whole numbers."""
-        theta = np.asarray(self.state.get("theta", []))
-        if theta.shape != (size,) or theta.dtype.kind != "f":
-            return f"its state holds parameters of shape {theta.shape}, this run has {size}"
-        if not np.isfinite(theta).all():
-            return "its parameters hold NaN or infinite values"
-        for key in VECTOR_STATE:
-            if key in self.state and np.shape(self.state[key])[-1:] not in ((size,), (0,)):
-                return f"its {key} has shape {np.shape(self.state[key])}, not (..., {size})"
-        for key in ("nit", "nfev"):
-            if not (
-                np.ndim(self.state.get(key)) == 0
-                and np.issubdtype(type(self.state.get(key)), np.integer)
-                and self.state[key] >= 0
-            ):
-                return f"its {key} is {self.state.get(key)!r}, not a count"
-        return None
+        """Why the saved state cannot be the state of ``size`` parameters, or None."""
+        return state_problem(self.state, size, STATE_KEYS.get(self.optimizer, ()))
 
     def mismatch(self, optimizer: str, run: dict[str, Any]) -> str | None:
         """Why this checkpoint cannot continue a run with these settings, or None."""
@@ -104,6 +93,33 @@ class Checkpoint:
             if key != "data_path" and mine != theirs:
                 return f"its {key} is {mine!r}, but this run's is {theirs!r}"
         return None
+
+
+def state_problem(state: dict[str, Any], size: int, keys: tuple[str, ...] = ()) -> str | None:
+    """Why ``state`` cannot be an optimiser's state of ``size`` parameters holding
+    ``keys``, or None: the parameters (and every per-parameter vector an optimiser
+    keeps) must have ``size`` entries and be finite, the counters whole numbers."""
+    theta = np.asarray(state.get("theta", []))
+    if theta.shape != (size,) or theta.dtype.kind != "f":
+        return f"its state holds parameters of shape {theta.shape}, this run has {size}"
+    if not np.isfinite(theta).all():
+        return "its parameters hold NaN or infinite values"
+    missing = [key for key in keys if key not in state]
+    if missing:
+        return f"its state lacks {', '.join(missing)}"
+    for key in VECTOR_STATE:
+        if key in state and np.shape(state[key])[-1:] not in ((size,), (0,)):
+            return f"its {key} has shape {np.shape(state[key])}, not (..., {size})"
+    if np.shape(state.get("pairs_s", ())) != np.shape(state.get("pairs_y", ())):
+        return "its curvature pairs s and y differ in shape"
+    for key in ("nit", "nfev"):
+        if not (
+            np.ndim(state.get(key)) == 0
+            and np.issubdtype(type(state.get(key)), np.integer)
+            and state[key] >= 0
+        ):
+            return f"its {key} is {state.get(key)!r}, not a count"
+    return None
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:

@@ -84,8 +84,8 @@ def check_options(
         check_stopping_options(**stopping)
     except ValueError as exc:
         raise MpigdError(str(exc)) from exc
-    if checkpoint_every < 1:
-        raise MpigdError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    if not (checkpoint_every >= 1 and checkpoint_every == int(checkpoint_every)):
+        raise MpigdError(f"checkpoint_every must be a whole number >= 1, got {checkpoint_every}")
     if optimizer == "auto":
         return
     spec = OPTIMIZERS[optimizer]
