@@ -17,11 +17,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_mpi
 
 from mpigd.model import load_model
 
@@ -219,6 +221,53 @@ def test_time_limit_checkpoints_and_resubmission_completes(slurm, tmp_path):
     assert model.info["iterations"] == until
     assert model.info["resumed_from"] == str(checkpoint)
     assert not checkpoint.exists()
+
+
+def test_cv_job_stops_on_a_signal_and_the_same_submission_finishes(slurm, tmp_path):
+    """`train.sbatch cv ...`: USR1 to the batch script mid-path (as --signal=B:USR1 sends
+    it) checkpoints and ends the job; submitting the same command again resumes and ends
+    with the uninterrupted run's choice, and removes the checkpoint."""
+    cv = [
+        SCRIPTS / "train.sbatch", "cv", FLIGHTS, "--model=logistic", "--l2-path=1e-1:1e-7:40",
+        "--tol=1e-10", "--out=model.h5", "--json=cv.json",
+    ]  # fmt: skip
+    submitted = subprocess.run(
+        ["sbatch", "--parsable", "--output=job-%j.out", "--ntasks=2", *map(str, cv)],
+        env=slurm, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    job = submitted.stdout.strip().split(";")[0]
+    assert job.isdigit(), f"sbatch did not submit: {submitted.stderr}"
+    log = tmp_path / f"job-{job}.out"
+
+    def text() -> str:
+        return log.read_text() if log.exists() else ""
+
+    def running() -> bool:
+        queued = subprocess.run(["squeue", "-h", "-j", job], env=slurm, capture_output=True)
+        return bool(queued.stdout.strip())
+
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while "1.000e-01" not in text() and running() and time.monotonic() < deadline:
+        time.sleep(0.1)  # until the table's first row: the path is under way
+    subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=slurm, check=True)
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    first = text()
+    assert re.search(r"mpigd: preempted: SIGUSR1 in penalty \d+ of 40", first), first
+    assert "stopped before the time limit; submit the same command" in first
+    checkpoint = tmp_path / "mpigd-train.cv.ckpt.h5"
+    assert checkpoint.exists() and not (tmp_path / "model.h5").exists()
+
+    status, second = sbatch(slurm, tmp_path, "--ntasks=2", *cv)
+    assert status == 0 and "resuming from" in second, second
+    assert not checkpoint.exists()
+    reference = run_mpi(
+        2, "-m", "mpigd", *cv[1:-2], "--out", tmp_path / "ref.h5", "--json", tmp_path / "ref.json"
+    )
+    assert reference.returncode == 0, reference.stderr
+    got, want = (json.loads((tmp_path / name).read_text()) for name in ("cv.json", "ref.json"))
+    np.testing.assert_allclose(got["val"], want["val"], rtol=1e-9)
+    assert got["chosen"] == want["chosen"]
 
 
 @pytest.fixture(scope="module")
