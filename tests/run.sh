@@ -11,4 +11,5 @@ ruff check .
 python -m pytest "$@"
 MPIGD_KERNELS=numpy python -m pytest -q "$@" \
     tests/test_kernels.py tests/test_objective.py tests/test_optimize.py \
-    tests/test_optimizers.py tests/test_sparse.py tests/test_mpi.py tests/test_selection.py
+    tests/test_optimizers.py tests/test_sparse.py tests/test_mpi.py tests/test_selection.py \
+    tests/test_cv_checkpoint.py
