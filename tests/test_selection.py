@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -279,3 +280,25 @@ def test_cv_on_label_values_equals_cv_on_class_indices(tmp_path):
     assert set(mapped.model.predict(X)) <= {-1.0, 1.0}
     with pytest.raises(MpigdError, match="labels must be 0 or 1"):
         mpigd.cv(values, "logistic", **options)
+
+
+def test_a_fold_that_holds_every_row_of_a_class_is_warned_about(tmp_path):
+    import mpigd
+    from mpigd.train.labels import EmptyClassWarning
+
+    X, _ = random_problem("logistic", 40, 3, seed=2)
+    y = (np.arange(40) < 8).astype(np.float64)  # class 1: rows 0..7, all in fold 0
+    fold = np.where(np.arange(40) < 8, 0, 1 + np.arange(40) % 3)
+    path = write_h5(tmp_path / "d.h5", X, y, f=fold, v=np.where(y > 0, 7.0, -3.0))
+    options = dict(comm=MPI.COMM_SELF, folds=4, fold_key="f", l2_path="1:0.1:2", refit=False)
+    message = (
+        r"1 fold model of 4 train on no rows of a class \(e.g. model 0: every row of class "
+        r"1 is in fold 0\)"
+    )
+    with pytest.warns(EmptyClassWarning, match=message):
+        mpigd.cv(path, "logistic", **options)
+    with pytest.warns(EmptyClassWarning, match="every row of class 7 is in fold 0"):
+        mpigd.cv(path, "logistic", labels="auto", y_key="v", **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EmptyClassWarning)
+        mpigd.cv(path, "logistic", **{**options, "fold_key": None, "folds": 3})

@@ -85,17 +85,19 @@ class FoldSetup:
     rows: np.ndarray  # (F,) rows in each fold (validation rows of model j)
     class_weights: np.ndarray | None  # (F, classes), balanced class weights, or None
     scalings: list[Scaling] | None  # standardisation of each model's training rows
+    training_classes: np.ndarray | None  # (F, classes) weight of each class, classifiers
 
 
 def per_fold(
     comm, local: LocalData, fold, folds: int, n_classes: int, *, class_weight, shift
 ) -> FoldSetup:
     """Row counts per fold, and each model's class weights (``class_weight="balanced"``,
-    as :func:`mpigd.train.labels.row_weights` computes them on its training rows) and
+    as :func:`mpigd.train.labels.row_weights` computes them on its training rows), the
+    weight of each class in its training rows (``n_classes`` > 0: a classifier) and
     feature scaling (with ``shift``, as :func:`mpigd.objective.standardization` does),
     in one ``Allreduce``. A fold with no rows is an error. Collective: yes."""
     n = local.X.shape[1]
-    classes = n_classes if class_weight else 0
+    classes = n_classes
     blocks = [np.bincount(fold, minlength=folds).astype(np.float64)]
     if classes:
         index = fold * classes + local.y.astype(np.int64)
@@ -112,11 +114,12 @@ def per_fold(
         raise MpigdError(
             f"fold {int(empty[0])} of {folds} has no rows; use fewer folds (or other fold ids)"
         )
-    class_weights = None
+    class_weights = train = None
     if classes:
         per_class = sums[at : at + folds * classes].reshape(folds, classes)
         at += folds * classes
         train = per_class.sum(axis=0) - per_class  # each model's training rows
+    if class_weight:
         total = train.sum(axis=1, keepdims=True)
         class_weights = np.divide(total, classes * train, out=np.zeros_like(train), where=train > 0)
     scalings = None
@@ -127,7 +130,7 @@ def per_fold(
             scaling_from_sums(train_moments[j, 0], train_moments[j, 1], rows.sum() - rows[j], shift)
             for j in range(folds)
         ]
-    return FoldSetup(rows.astype(np.int64), class_weights, scalings)
+    return FoldSetup(rows.astype(np.int64), class_weights, scalings, train)
 
 
 def exclude_fold_rows(local: LocalData, fold: np.ndarray, held_out: int) -> LocalData:

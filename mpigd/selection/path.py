@@ -19,7 +19,7 @@ from functools import partial
 
 import numpy as np
 
-from ..errors import Diverged, Interrupted, MpigdError, Preempted
+from ..errors import Diverged, Interrupted, MpigdError, Preempted, plural
 from ..io.dataset import LocalData, fingerprint, first_row
 from ..io.rows import read_rows
 from ..kernels.losses import make_loss
@@ -332,6 +332,24 @@ def _row(kind: str, value: float, val: list, iterations: list) -> dict:
     }
 
 
+def _warn_about_folds_without_a_class(comm, weights: np.ndarray, classes) -> None:
+    """Warn (rank 0) when the training rows of a fold model hold no row of a class that
+    the data has (all its rows in one fold): that model's scores for it are pushed down
+    without bound unless l2 > 0, and its held-out metric says little. Collective: no."""
+    lacking = np.argwhere((weights == 0) & (weights.sum(axis=0) > 0))
+    if len(lacking):
+        j, k = map(int, lacking[0])
+        name = f"{classes[k]:g}" if classes is not None else str(k)
+        models = len(np.unique(lacking[:, 0]))
+        warn0(
+            comm,
+            f"{plural(models, 'fold model')} of {len(weights)} train on no rows of a class "
+            f"(e.g. model {j}: every row of class {name} is in fold {j}); their parameters "
+            "grow without bound at small penalties; use fewer folds, or other fold ids",
+            label_rules.EmptyClassWarning,
+        )
+
+
 def _load(
     comm, data, model, folds, fold_key, seed, x_key, y_key, weight_key, class_weight,
     standardize, label_kind,
@@ -358,7 +376,12 @@ def _load(
     if model != "linear":
         label_rules.warn_about_empty_classes(comm, local, n_classes)
     shift = on_root(comm, lambda: first_row(info), share=True) if standardize else None
-    setup = per_fold(comm, local, fold, folds, n_classes, class_weight=class_weight, shift=shift)
+    setup = per_fold(
+        comm, local, fold, folds, 0 if model == "linear" else n_classes,
+        class_weight=class_weight, shift=shift,
+    )  # fmt: skip
+    if setup.training_classes is not None:
+        _warn_about_folds_without_a_class(comm, setup.training_classes, classes)
     objective = FoldObjectives(
         comm,
         local.X,
