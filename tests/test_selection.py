@@ -292,7 +292,7 @@ def test_a_fold_that_holds_every_row_of_a_class_is_warned_about(tmp_path):
     path = write_h5(tmp_path / "d.h5", X, y, f=fold, v=np.where(y > 0, 7.0, -3.0))
     options = dict(comm=MPI.COMM_SELF, folds=4, fold_key="f", l2_path="1:0.1:2", refit=False)
     message = (
-        r"1 fold model of 4 train on no rows of a class \(e.g. model 0: every row of class "
+        r"1 fold model of 4 trains on no rows of a class \(e.g. model 0: every row of class "
         r"1 is in fold 0\)"
     )
     with pytest.warns(EmptyClassWarning, match=message):

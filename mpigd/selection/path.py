@@ -343,7 +343,8 @@ def _warn_about_folds_without_a_class(comm, weights: np.ndarray, classes) -> Non
         models = len(np.unique(lacking[:, 0]))
         warn0(
             comm,
-            f"{plural(models, 'fold model')} of {len(weights)} train on no rows of a class "
+            f"{plural(models, 'fold model')} of {len(weights)} "
+            f"{'trains' if models == 1 else 'train'} on no rows of a class "
             f"(e.g. model {j}: every row of class {name} is in fold {j}); their parameters "
             "grow without bound at small penalties; use fewer folds, or other fold ids",
             label_rules.EmptyClassWarning,
