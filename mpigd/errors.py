@@ -65,6 +65,12 @@ class MpigdError(Exception):
         return cls(rows=RowsProblem(template, int(count), int(start), int(stop), example))
 
 
+class InvalidInputError(MpigdError, ValueError):
+    """Bad arrays or parameters handed to the Python API (the estimators, in-memory rows):
+    a ``ValueError`` as scikit-learn and NumPy users expect, and an :class:`MpigdError`
+    (exit status :data:`EXIT_INPUT`, agreed over the ranks like any other)."""
+
+
 class Diverged(MpigdError):
     """The loss or gradient became NaN or infinite during training."""
 

@@ -24,6 +24,7 @@ import warnings
 from dataclasses import replace
 
 import numpy as np
+import scipy.sparse as sp
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -35,31 +36,85 @@ except ImportError as exc:  # the estimators only; training needs no scikit-lear
         f"mpigd's estimators need scikit-learn >= 1.6 ({exc}): pip install 'mpigd[sklearn]'"
     ) from exc
 
-from .errors import MpigdError
+from .errors import InvalidInputError, MpigdError, merge_reports, report_of
 from .io.dataset import DatasetInfo, LocalData
-from .parallel import agree, allreduce_sum, default_comm, gather_all, rows_before
+from .io.memory import checked_csr
+from .parallel import allreduce_sum, default_comm, gather_all, rows_before
 
 __all__ = ["InvalidInputError", "LinearRegression", "LogisticRegression"]
 
 
-class InvalidInputError(MpigdError, ValueError):
-    """Bad input to an estimator: a ``ValueError`` as scikit-learn expects, and an
-    :class:`~mpigd.errors.MpigdError`."""
+def _comm(estimator):
+    """The estimator's communicator (:func:`~mpigd.parallel.default_comm`), a bad one as
+    :class:`InvalidInputError`. Collective: no."""
+    try:
+        return default_comm(estimator.comm)
+    except MpigdError as exc:
+        raise InvalidInputError(str(exc)) from exc
 
 
-def _agreed(comm, work):
-    """Run rank-local validation ``work()``; under several ranks, a failure on any rank
-    becomes one :class:`InvalidInputError` on all of them (a single process keeps the
-    original exception). Collective: yes (with more than one rank)."""
+def _input_of(X) -> tuple:
+    """What the ranks must agree on about this rank's input: an HDF5 path, or arrays of a
+    width and dtype."""
+    if isinstance(X, str | os.PathLike):
+        return ("a path", os.fspath(X))
+    return ("arrays", X.shape[1], str(X.dtype))
+
+
+def _agreed(comm, estimator, work, describe=None):
+    """Run rank-local ``work()`` (validation); then, under several ranks, agree in one
+    ``allgather`` on the estimator's parameters, on ``describe(work())`` (the input's kind,
+    width and dtype) and on whether any rank failed: any rank's exception, or a
+    disagreement, becomes one :class:`InvalidInputError` on every rank, before any
+    reduction could mismatch. A single process keeps the original exception (as
+    scikit-learn's checks expect). Collective: yes (with more than one rank)."""
     if comm.size == 1:
         return work()
-    error, result = None, None
+    error, result, seen = None, None, None
     try:
         result = work()
-    except (ValueError, TypeError) as exc:
-        error = InvalidInputError(str(exc))
-    agree(comm, error)
+        seen = describe(result) if describe else None
+    except Exception as exc:  # whatever it is, every rank must hear of it
+        text = str(exc) if isinstance(exc, ValueError | TypeError) else f"{exc!r}"
+        error = InvalidInputError(text)
+    params = {k: repr(v) for k, v in estimator.get_params(deep=False).items() if k != "comm"}
+    views = gather_all(comm, (report_of(error), params, seen))
+    merged = merge_reports([view[0] for view in views], comm.size)
+    if merged is not None:
+        raise InvalidInputError(str(merged))
+    _same_everywhere([view[1] for view in views], [view[2] for view in views])
     return result
+
+
+def _same_everywhere(params: list[dict], inputs: list) -> None:
+    """An :class:`InvalidInputError` naming what differs between the ranks' parameters or
+    inputs (rank 0 against the first rank that differs). Collective: no."""
+    differ = sorted(k for k in params[0] if len({p.get(k) for p in params}) > 1)
+    if differ:
+        rank = next(r for r, p in enumerate(params) if any(p[k] != params[0][k] for k in differ))
+        shown = ", ".join(f"{k}={params[0][k]} on rank 0 but {params[rank][k]} on rank {rank}"
+                          for k in differ[:3])  # fmt: skip
+        raise InvalidInputError(
+            f"the ranks built different estimators ({shown}): every rank must call fit on "
+            "an estimator with the same parameters"
+        )
+    if inputs[0] is None or all(seen == inputs[0] for seen in inputs):
+        return
+    rank, other = next((r, seen) for r, seen in enumerate(inputs) if seen != inputs[0])
+    first = inputs[0]
+    if first[0] != other[0]:
+        problem = f"rank 0 passed {first[0]} but rank {rank} {other[0]}"
+        advice = "every rank passes its own rows as arrays, or every rank the same HDF5 path"
+    elif first[0] == "a path":
+        problem = f"rank 0 passed {first[1]!r} but rank {rank} {other[1]!r}"
+        advice = "every rank must pass the same HDF5 path"
+    elif first[1] != other[1]:
+        problem = f"rank 0's X has {first[1]} features but rank {rank}'s {other[1]}"
+        advice = "every rank's rows must have the same columns"
+    else:
+        problem = f"rank 0's X holds {first[2]} but rank {rank}'s {other[2]}"
+        advice = "pass X of one dtype (float64 or float32) on every rank"
+    raise InvalidInputError(f"the ranks' inputs differ: {problem}; {advice}")
 
 
 def _check_weights(sample_weight, n_rows: int) -> np.ndarray | None:
@@ -77,10 +132,8 @@ def _check_weights(sample_weight, n_rows: int) -> np.ndarray | None:
 
 def _local_rows(comm, X, y, weights) -> LocalData:
     """This rank's in-memory rows as the driver takes them (global row count and first
-    row index from the ranks' counts; a rank may hold none). Collective: yes."""
-    widths = gather_all(comm, X.shape[1])
-    if len(set(widths)) > 1:
-        raise InvalidInputError(f"the ranks' X have different numbers of features: {widths}")
+    row index from the ranks' counts; a rank may hold none), once the ranks agreed on
+    their widths (:func:`_agreed`). Collective: yes."""
     counts = np.array([float(X.shape[0])])
     allreduce_sum(comm, counts)
     if counts[0] == 0:
@@ -121,16 +174,24 @@ class _Estimator(BaseEstimator):
         return tags
 
     def _validate(self, comm, X, y, sample_weight, *, numeric: bool):
+        """This rank's rows checked (a CSR matrix's structure too: the kernels follow its
+        indices), agreed over the ranks with the parameters (:func:`_agreed`).
+        Collective: yes."""
+
         def work():
+            if isinstance(X, str | os.PathLike):
+                return X, None, None
             X_, y_ = validate_data(
                 self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32], order="C",
                 y_numeric=numeric, ensure_min_samples=1 if comm.size == 1 else 0,
             )  # fmt: skip
+            if sp.issparse(X_):
+                X_ = checked_csr(X_)
             if not numeric:
                 check_classification_targets(y_)
             return X_, y_, _check_weights(sample_weight, X_.shape[0])
 
-        return _agreed(comm, work)
+        return _agreed(comm, self, work, lambda result: _input_of(result[0]))
 
     def _train(self, comm, data, model: str, **options):
         """:func:`mpigd.fit`, with its errors as :class:`InvalidInputError` and its
@@ -172,6 +233,8 @@ class _Estimator(BaseEstimator):
     def _decision(self, X) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=False)
+        if sp.issparse(X):
+            X = checked_csr(X)
         W = self.coef_.T if self.coef_.ndim == 2 else self.coef_
         z = X @ W
         return np.asarray(z) + self.intercept_
@@ -189,12 +252,12 @@ class LinearRegression(RegressorMixin, _Estimator):
     def fit(self, X, y=None, sample_weight=None):
         """Train on this rank's rows ``X`` (k, n), ``y`` (k,) (or, for a path, the file's
         ``X`` and ``y``). Collective: yes."""
-        comm = default_comm(self.comm)
+        comm = _comm(self)
+        X, y, weights = self._validate(comm, X, y, sample_weight, numeric=True)
         if isinstance(X, str | os.PathLike):
             model = self._train(comm, X, "linear")
             self.n_features_in_ = len(model.coef)
         else:
-            X, y, weights = self._validate(comm, X, y, sample_weight, numeric=True)
             model = self._train(comm, _local_rows(comm, X, y.astype(np.float64), weights), "linear")
         self.coef_, self.intercept_ = model.coef, model.intercept
         return self
@@ -205,8 +268,8 @@ class LinearRegression(RegressorMixin, _Estimator):
 
     def score(self, X, y, sample_weight=None) -> float:
         """R² over every rank's rows (each rank passes its own). Collective: yes."""
-        comm = default_comm(self.comm)
-        y, w, predicted = _agreed(comm, lambda: self._scored(X, y, sample_weight, float))
+        comm = _comm(self)
+        y, w, predicted = _agreed(comm, self, lambda: self._scored(X, y, sample_weight, float))
         residual = y - predicted
         sums = np.array([w.sum(), w @ y])
         allreduce_sum(comm, sums)
@@ -250,7 +313,8 @@ class LogisticRegression(ClassifierMixin, _Estimator):
     def fit(self, X, y=None, sample_weight=None):
         """Train on this rank's rows ``X`` (k, n) and labels ``y`` (k,) (or, for a path,
         the file's ``X`` and ``y``). Collective: yes."""
-        comm = default_comm(self.comm)
+        comm = _comm(self)
+        X, y, weights = self._validate(comm, X, y, sample_weight, numeric=False)
         if isinstance(X, str | os.PathLike):
             from .train.labels import file_classes
 
@@ -260,7 +324,6 @@ class LogisticRegression(ClassifierMixin, _Estimator):
                 raise InvalidInputError(str(exc)) from exc
             data = X
         else:
-            X, y, weights = self._validate(comm, X, y, sample_weight, numeric=False)
             from .train.labels import global_classes
 
             try:
@@ -324,8 +387,8 @@ class LogisticRegression(ClassifierMixin, _Estimator):
 
     def score(self, X, y, sample_weight=None) -> float:
         """Accuracy over every rank's rows (each rank passes its own). Collective: yes."""
-        comm = default_comm(self.comm)
-        y, w, predicted = _agreed(comm, lambda: self._scored(X, y, sample_weight, None))
+        comm = _comm(self)
+        y, w, predicted = _agreed(comm, self, lambda: self._scored(X, y, sample_weight, None))
         sums = np.array([w @ (predicted == y), w.sum()])
         allreduce_sum(comm, sums)
         return float(sums[0] / sums[1])

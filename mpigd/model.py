@@ -71,7 +71,9 @@ class LinearModel:
         if is_sparse(X):
             import scipy.sparse as sp
 
-            out = np.asarray(sp.csr_matrix(X) @ W, dtype=np.float64)
+            from .io.memory import checked_csr  # its indices are followed: checked first
+
+            out = np.asarray(checked_csr(sp.csr_matrix(X)) @ W, dtype=np.float64)
         else:
             X = np.asarray(X)
             out = np.empty((len(X), W.shape[1]))

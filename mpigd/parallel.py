@@ -106,12 +106,19 @@ def launcher_rank() -> int:
     return 0
 
 
-def default_comm(comm: MPI.Comm | None = None) -> MPI.Comm:
-    """``comm``, or ``COMM_WORLD`` when it is None; then an :class:`MpigdError` if the
-    launcher started more processes than ``COMM_WORLD`` holds (:func:`launch_mismatch`).
-    Collective: no."""
+def default_comm(comm: MPI.Comm | str | None = None) -> MPI.Comm:
+    """``comm`` (an mpi4py communicator, or ``"world"`` or ``"self"`` by name), or
+    ``COMM_WORLD`` when it is None; then an :class:`MpigdError` if the launcher started
+    more processes than ``COMM_WORLD`` holds (:func:`launch_mismatch`). Collective: no."""
     deadline_seconds()  # a bad limit is an error before any work
+    if isinstance(comm, str) and comm.lower() in ("world", "self"):
+        comm = None if comm.lower() == "world" else MPI.COMM_SELF
     if comm is not None:
+        if not isinstance(comm, MPI.Comm) or comm == MPI.COMM_NULL:
+            raise MpigdError(
+                f"comm={comm!r} is not an MPI communicator: pass None or 'world' "
+                "(MPI.COMM_WORLD), 'self' (MPI.COMM_SELF) or an mpi4py communicator"
+            )
         return comm
     problem = launch_mismatch(MPI.COMM_WORLD.size)
     if problem:
@@ -139,7 +146,8 @@ DEADLINE_ENV, DEADLINE_DEFAULT = "MPIGD_COLLECTIVE_TIMEOUT", 300.0
 
 
 class _Deadline:
-    """A watchdog thread that aborts the job when a reduction outlasts the deadline.
+    """A watchdog thread that aborts the job when a collective wait (a reduction, a
+    gather, a broadcast of control data) outlasts the deadline.
 
     It counts the time it sees pass in ticks of at most ``TICK`` s, each counted at most
     twice, so that a job suspended and resumed (``scontrol suspend``, Ctrl-Z) does not
@@ -172,8 +180,9 @@ class _Deadline:
             self.waited += step
             if self.waited - self.seconds > INTERRUPT_STAGGER * min(comm.rank, 16):
                 print(
-                    f"mpigd: error: rank {comm.rank}: a reduction waited more than "
-                    f"{self.seconds:g} s for the other ranks: a node, or the network between "
+                    f"mpigd: error: rank {comm.rank}: a collective call waited more than "
+                    f"{self.seconds:g} s for the other ranks: a rank stopped outside mpigd "
+                    "(an error in the calling program), or a node, or the network between "
                     f"nodes, is lost ({DEADLINE_ENV} sets the limit); ending the job",
                     file=sys.stderr,
                     flush=True,
@@ -213,17 +222,26 @@ def _deadline_for(comm: MPI.Comm) -> _Deadline | None:
     return _deadline
 
 
-def _reduce(comm: MPI.Comm, buf: np.ndarray, op) -> None:
-    """``Allreduce`` in place, within the deadline (:data:`DEADLINE_ENV`)."""
+@contextmanager
+def _within_deadline(comm: MPI.Comm) -> Iterator[None]:
+    """A wait for every rank of ``comm`` (a reduction, a gather, a broadcast of control
+    data) that ends the job after :data:`DEADLINE_ENV` seconds. Not around a wait for
+    one rank's work of any length (:func:`on_root`, :func:`in_rank_order`)."""
     deadline = _deadline_for(comm)
     if deadline is None:
-        comm.Allreduce(MPI.IN_PLACE, buf, op=op)
+        yield
         return
     deadline.start(comm)
     try:
-        comm.Allreduce(MPI.IN_PLACE, buf, op=op)
+        yield
     finally:
         deadline.waiting = False
+
+
+def _reduce(comm: MPI.Comm, buf: np.ndarray, op) -> None:
+    """``Allreduce`` in place, within the deadline (:data:`DEADLINE_ENV`)."""
+    with _within_deadline(comm):
+        comm.Allreduce(MPI.IN_PLACE, buf, op=op)
 
 
 @collective
@@ -237,32 +255,37 @@ def allreduce_sum(comm: MPI.Comm, buf: np.ndarray) -> None:
 def bcast_from_root(comm: MPI.Comm, obj, root: int = 0):
     """``root``'s small Python object on every rank (pickle; control data only).
     Collective: yes."""
-    return comm.bcast(obj, root=root)
+    with _within_deadline(comm):
+        return comm.bcast(obj, root=root)
 
 
 @collective
 def barrier(comm: MPI.Comm) -> None:
     """Wait for every rank (before timing a collective phase). Collective: yes."""
-    comm.Barrier()
+    with _within_deadline(comm):
+        comm.Barrier()
 
 
 @collective
 def gather_to_root(comm: MPI.Comm, obj, root: int = 0):
     """Every rank's small Python object, as a list on ``root`` (None elsewhere).
     Collective: yes."""
-    return comm.gather(obj, root=root)
+    with _within_deadline(comm):
+        return comm.gather(obj, root=root)
 
 
 @collective
 def gather_all(comm: MPI.Comm, obj) -> list:
     """Every rank's small Python object, as a list on every rank. Collective: yes."""
-    return comm.allgather(obj)
+    with _within_deadline(comm):
+        return comm.allgather(obj)
 
 
 @collective
 def rows_before(comm: MPI.Comm, n_local: int) -> int:
     """Sum of ``n_local`` over the ranks below this one (an exclusive scan). Collective: yes."""
-    return comm.exscan(n_local) or 0
+    with _within_deadline(comm):
+        return comm.exscan(n_local) or 0
 
 
 @collective
@@ -327,7 +350,9 @@ def agree(comm: MPI.Comm, error: str | MpigdError | None, *, root: int | None = 
         if report is not None:
             raise report[0](report[1])
         return
-    merged = merge_reports(comm.allgather(report_of(error)), comm.size)
+    with _within_deadline(comm):
+        reports = comm.allgather(report_of(error))
+    merged = merge_reports(reports, comm.size)
     if merged is not None:
         raise merged
 

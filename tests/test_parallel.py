@@ -160,7 +160,7 @@ def test_a_rank_gone_silent_ends_the_job_with_one_line():
     assert proc.returncode != 0 and took < 20, (took, proc.stderr)
     lines = [line for line in proc.stderr.splitlines() if line.startswith("mpigd: ")]
     assert len(lines) == 1, proc.stderr  # rank 0 reports; the others would after it
-    assert "rank 0: a reduction waited more than 2 s" in lines[0]
+    assert "rank 0: a collective call waited more than 2 s" in lines[0]
     assert "done" not in proc.stdout
 
 

@@ -10,8 +10,14 @@
  * fast-math: NaN and inf propagate as in NumPy, which divergence detection relies on;
  * only the reductions over features are reassociated (omp simd).
  *
- * The Python wrapper (compiled.py) checks dtypes, shapes and contiguity; this file trusts
- * it. No Python objects are touched while the GIL is released.
+ * The Python wrapper (compiled.py) checks dtypes, shapes and contiguity, and the package
+ * validates every CSR matrix where it enters; this file trusts neither. The entry points
+ * check every buffer's length against the sizes they index with, softmax labels before
+ * they are used as class indices, indptr (non-decreasing, within the stored values) before
+ * the sweep, and each column index the first time the sweep reads it (the scatter then
+ * reuses only indices its own block has checked), so no argument can make a loop read or
+ * write outside its buffers: a bad one is a ValueError. No Python objects are touched
+ * while the GIL is released.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -19,7 +25,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define KERNEL_ABI 3 /* bumped with the calling convention: a stale build is never used */
+#define KERNEL_ABI 4 /* bumped with the calling convention: a stale build is never used */
 
 enum { LOSS_LINEAR = 0, LOSS_LOGISTIC = 1, LOSS_SOFTMAX = 2 };
 
@@ -134,20 +140,28 @@ DENSE_SUMS(dense_sums_f32, float)
 
 /* ---- CSR rows ---------------------------------------------------------------------- */
 
+/* Whether column index j lies outside 0 .. n - 1 (a negative j, sign-extended, becomes a
+ * huge unsigned number): one compare, checked where the gather first reads each index. */
+#define OUTSIDE(j, n) ((uint64_t)(int64_t)(j) >= (uint64_t)(n))
+
 /* Per block of rows: gather the predictors, the block's losses, scatter x_i r_i into the
  * gradient; the block's data and indices are read from memory once, the second time from
  * cache. W and G are (n, K) row-major as in theta: a column's K weights are contiguous.
- * z and r hold BLOCK x K numbers; r_sum K. */
+ * z and r hold BLOCK x K numbers; r_sum K. indptr must have been checked (non-decreasing,
+ * within data); each index is checked on first use, and on the first one outside
+ * 0 .. n - 1 the sweep stops, sets *bad_row and returns (G is then not a gradient). */
 #define CSR_SUMS(NAME, T, I, P)                                                            \
 CLONES static double NAME(const T *data, const I *indices, const P *indptr, Py_ssize_t m,\
-                          Py_ssize_t K, const double *y, const double *W, const double *b,\
-                          const double *s, int loss, double *G, double *r_sum, double *z,\
-                          double *r, int need_loss, const Folds *cv)                     \
+                          Py_ssize_t n, Py_ssize_t K, const double *y, const double *W,   \
+                          const double *b, const double *s, int loss, double *G,          \
+                          double *r_sum, double *z, double *r, int need_loss,             \
+                          const Folds *cv, Py_ssize_t *bad_row)                           \
 {                                                                                         \
     double total = 0.0;                                                                   \
     const P base = indptr[0];                                                             \
-    for (Py_ssize_t start = 0; start < m; start += BLOCK) {                               \
-        Py_ssize_t rows = m - start < BLOCK ? m - start : BLOCK, i;                       \
+    Py_ssize_t start, i = 0;                                                              \
+    for (start = 0; start < m; start += BLOCK) {                                          \
+        Py_ssize_t rows = m - start < BLOCK ? m - start : BLOCK;                          \
         const P *ptr = indptr + start;                                                    \
         for (i = 0; i < rows; i++) {                                                      \
             double *zi = z + i * K;                                                       \
@@ -156,19 +170,28 @@ CLONES static double NAME(const T *data, const I *indices, const P *indptr, Py_s
                 double a0 = b[0], a1 = 0.0, a2 = 0.0, a3 = 0.0;                           \
                 P p = lo;                                                                 \
                 for (; p + 4 <= hi; p += 4) {                                             \
-                    a0 += (double)data[p] * W[indices[p]];                                \
-                    a1 += (double)data[p + 1] * W[indices[p + 1]];                        \
-                    a2 += (double)data[p + 2] * W[indices[p + 2]];                        \
-                    a3 += (double)data[p + 3] * W[indices[p + 3]];                        \
+                    I j0 = indices[p], j1 = indices[p + 1], j2 = indices[p + 2],          \
+                      j3 = indices[p + 3];                                                \
+                    if (OUTSIDE(j0, n) | OUTSIDE(j1, n) | OUTSIDE(j2, n) | OUTSIDE(j3, n))\
+                        goto bad;                                                         \
+                    a0 += (double)data[p] * W[j0];                                        \
+                    a1 += (double)data[p + 1] * W[j1];                                    \
+                    a2 += (double)data[p + 2] * W[j2];                                    \
+                    a3 += (double)data[p + 3] * W[j3];                                    \
                 }                                                                         \
-                for (; p < hi; p++)                                                       \
+                for (; p < hi; p++) {                                                     \
+                    if (OUTSIDE(indices[p], n))                                           \
+                        goto bad;                                                         \
                     a0 += (double)data[p] * W[indices[p]];                                \
+                }                                                                         \
                 zi[0] = (a0 + a1) + (a2 + a3);                                            \
                 continue;                                                                 \
             }                                                                             \
             memcpy(zi, b, (size_t)K * sizeof(double));                                    \
             for (P p = lo; p < hi; p++) {                                                 \
                 double d = (double)data[p];                                               \
+                if (OUTSIDE(indices[p], n))                                               \
+                    goto bad;                                                             \
                 const double *Wj = W + (Py_ssize_t)indices[p] * K;                        \
                 for (Py_ssize_t k = 0; k < K; k++)                                        \
                     zi[k] += d * Wj[k];                                                   \
@@ -192,6 +215,9 @@ CLONES static double NAME(const T *data, const I *indices, const P *indptr, Py_s
         }                                                                                 \
     }                                                                                     \
     return total;                                                                         \
+bad: /* row start + i lists a column outside 0 .. n - 1: stop before following it */      \
+    *bad_row = start + i;                                                                 \
+    return 0.0;                                                                           \
 }
 
 CSR_SUMS(csr_f64_i32_i32, double, int32_t, int32_t)
@@ -202,6 +228,75 @@ CSR_SUMS(csr_f32_i32_i64, float, int32_t, int64_t)
 CSR_SUMS(csr_f32_i64_i64, float, int64_t, int64_t)
 
 /* ---- Python entry points ------------------------------------------------------------ */
+
+/* count * size, or -1 when either is negative or the product overflows. */
+static Py_ssize_t times(Py_ssize_t count, Py_ssize_t size)
+{
+    if (count < 0 || size < 0 || (size && count > PY_SSIZE_T_MAX / size))
+        return -1;
+    return count * size;
+}
+
+/* Whether buffer b holds exactly `count` items of `size` bytes; else a ValueError. */
+static int holds(const Py_buffer *b, Py_ssize_t count, Py_ssize_t size, const char *name)
+{
+    Py_ssize_t bytes = times(count, size);
+    if (bytes >= 0 && b->len == bytes)
+        return 1;
+    PyErr_Format(PyExc_ValueError, "%s holds %zd bytes, but the sizes given need %zd items "
+                 "of %zd bytes", name, b->len, count, size);
+    return 0;
+}
+
+/* Whether buffer b is empty or holds exactly `count` items of `size` bytes. */
+static int empty_or_holds(const Py_buffer *b, Py_ssize_t count, Py_ssize_t size,
+                          const char *name)
+{
+    return !b->len || holds(b, count, size, name);
+}
+
+/* The model arguments both entry points end with, checked against m, n and K before any
+ * of them is indexed: y (float64, m), theta and grad (float64, (n + 1) K), weights
+ * (float64, zero length or m), and the fold buffers (see folds_of). Without folds, K > 1
+ * is softmax and its labels index the K outputs, so each must lie in [0, K); with folds,
+ * the K outputs are single-output models. Returns 0 with a ValueError set on a mismatch. */
+static int check_model(Py_ssize_t m, Py_ssize_t n, Py_ssize_t K, int loss, const Py_buffer *y,
+                       const Py_buffer *theta, const Py_buffer *s, const Py_buffer *grad,
+                       const Py_buffer *fold, const Py_buffer *labels, const Py_buffer *cw,
+                       const Py_buffer *loss_sums)
+{
+    const Py_ssize_t d = sizeof(double);
+    if (m < 0 || n < 0 || K < 1 || n == PY_SSIZE_T_MAX) {
+        PyErr_Format(PyExc_ValueError, "sizes m = %zd, n = %zd, K = %zd: need m, n >= 0, "
+                     "K >= 1", m, n, K);
+        return 0;
+    }
+    if (loss < LOSS_LINEAR || loss > LOSS_SOFTMAX ||
+        (fold->len ? loss == LOSS_SOFTMAX : (loss == LOSS_SOFTMAX) != (K > 1))) {
+        PyErr_Format(PyExc_ValueError, "loss code %d does not go with K = %zd outputs%s", loss,
+                     K, fold->len ? " of fold models" : "");
+        return 0;
+    }
+    Py_ssize_t params = times(n + 1, K);
+    if (!holds(y, m, d, "y") || !holds(theta, params, d, "theta") ||
+        !holds(grad, params, d, "grad") || !empty_or_holds(s, m, d, "weights") ||
+        !empty_or_holds(fold, m, sizeof(int64_t), "fold"))
+        return 0;
+    if (fold->len && (!holds(labels, K, sizeof(int64_t), "labels") ||
+                      !empty_or_holds(cw, times(K, 2), d, "class weights") ||
+                      !holds(loss_sums, times(K, 2), d, "loss_sums")))
+        return 0;
+    if (loss == LOSS_SOFTMAX) {
+        const double *label = y->buf;
+        for (Py_ssize_t i = 0; i < m; i++)
+            if (!(label[i] >= 0.0 && label[i] < (double)K)) { /* NaN fails too */
+                PyErr_Format(PyExc_ValueError, "softmax label of row %zd is not a class "
+                             "index 0 .. %zd", i, K - 1);
+                return 0;
+            }
+    }
+    return 1;
+}
 
 /* The fold arguments that end both entry points' argument lists: four buffers, fold
  * (int64, zero length for none), labels (int64, K), cw (float64, zero length or K x 2)
@@ -222,7 +317,7 @@ static const Folds *folds_of(Py_buffer *fold, Py_buffer *labels, Py_buffer *cw,
 
 /* dense_sums(X, X_is_f32, m, n, y, theta, weights, loss, K, grad, need_loss, fold,
  *            labels, cw, loss_sums) -> float
- * weights: a zero-length buffer for none. grad is overwritten. */
+ * X: m x n, row-major. weights: a zero-length buffer for none. grad is overwritten. */
 static PyObject *py_dense_sums(PyObject *self, PyObject *args)
 {
     Py_buffer X, y, theta, s, grad, fold, labels, cw, loss_sums;
@@ -232,47 +327,75 @@ static PyObject *py_dense_sums(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "y*pnny*y*y*inw*py*y*y*w*", &X, &f32, &m, &n, &y, &theta, &s,
                           &loss, &K, &grad, &need_loss, &fold, &labels, &cw, &loss_sums))
         return NULL;
-    const Folds *cv = folds_of(&fold, &labels, &cw, &loss_sums, &folds);
-    double total = 0.0;
-    const double *w = s.len ? (const double *)s.buf : NULL;
-    /* one output uses theta and grad as they are; K outputs need (K, n) copies */
-    size_t work = 2 * BLOCK * (size_t)K + (K > 1 ? 2 * (size_t)(n * K) : 0);
-    double *z = malloc(work * sizeof(double));
-    if (z) {
-        Py_BEGIN_ALLOW_THREADS
-        double *r = z + BLOCK * K, *theta_ = theta.buf, *grad_ = grad.buf;
-        double *Wt = theta_, *Gt = grad_;
-        memset(grad_, 0, (size_t)grad.len);
-        if (K > 1) {
-            Wt = r + BLOCK * K;
-            Gt = Wt + n * K;
-            memset(Gt, 0, (size_t)(n * K) * sizeof(double));
-            for (Py_ssize_t j = 0; j < n; j++)
-                for (Py_ssize_t k = 0; k < K; k++)
-                    Wt[k * n + j] = theta_[j * K + k];
+    double total = 0.0, *z = NULL;
+    int ok = check_model(m, n, K, loss, &y, &theta, &s, &grad, &fold, &labels, &cw,
+                         &loss_sums) &&
+             holds(&X, times(m, n), f32 ? sizeof(float) : sizeof(double), "X");
+    if (ok) {
+        const Folds *cv = folds_of(&fold, &labels, &cw, &loss_sums, &folds);
+        const double *w = s.len ? (const double *)s.buf : NULL;
+        /* one output uses theta and grad as they are; K outputs need (K, n) copies */
+        size_t work = 2 * BLOCK * (size_t)K + (K > 1 ? 2 * (size_t)(n * K) : 0);
+        z = malloc(work * sizeof(double));
+        if (z) {
+            Py_BEGIN_ALLOW_THREADS
+            double *r = z + BLOCK * K, *theta_ = theta.buf, *grad_ = grad.buf;
+            double *Wt = theta_, *Gt = grad_;
+            memset(grad_, 0, (size_t)grad.len);
+            if (K > 1) {
+                Wt = r + BLOCK * K;
+                Gt = Wt + n * K;
+                memset(Gt, 0, (size_t)(n * K) * sizeof(double));
+                for (Py_ssize_t j = 0; j < n; j++)
+                    for (Py_ssize_t k = 0; k < K; k++)
+                        Wt[k * n + j] = theta_[j * K + k];
+            }
+            const double *b = theta_ + n * K;
+            double *r_sum = grad_ + n * K;
+            total = f32 ? dense_sums_f32(X.buf, m, n, K, y.buf, Wt, b, w, loss, Gt, r_sum, z,
+                                         r, need_loss, cv)
+                        : dense_sums_f64(X.buf, m, n, K, y.buf, Wt, b, w, loss, Gt, r_sum, z,
+                                         r, need_loss, cv);
+            if (K > 1)
+                for (Py_ssize_t j = 0; j < n; j++)
+                    for (Py_ssize_t k = 0; k < K; k++)
+                        grad_[j * K + k] = Gt[k * n + j];
+            Py_END_ALLOW_THREADS
         }
-        const double *b = theta_ + n * K;
-        double *r_sum = grad_ + n * K;
-        total = f32 ? dense_sums_f32(X.buf, m, n, K, y.buf, Wt, b, w, loss, Gt, r_sum, z, r,
-                                     need_loss, cv)
-                    : dense_sums_f64(X.buf, m, n, K, y.buf, Wt, b, w, loss, Gt, r_sum, z, r,
-                                     need_loss, cv);
-        if (K > 1)
-            for (Py_ssize_t j = 0; j < n; j++)
-                for (Py_ssize_t k = 0; k < K; k++)
-                    grad_[j * K + k] = Gt[k * n + j];
-        Py_END_ALLOW_THREADS
     }
     free(z);
     PyBuffer_Release(&X); PyBuffer_Release(&y); PyBuffer_Release(&theta);
     PyBuffer_Release(&s); PyBuffer_Release(&grad); RELEASE_FOLDS();
+    if (!ok)
+        return NULL;
     if (!z)
         return PyErr_NoMemory();
     return PyFloat_FromDouble(total);
 }
 
+/* Why an indptr cannot be followed, or NULL: it must start at 0 or above, never decrease,
+ * and end within the nnz stored values; *row names the row. O(m), no allocation. */
+#define INDPTR_PROBLEM(NAME, P)                                                            \
+static const char *NAME(const P *ptr, Py_ssize_t m, Py_ssize_t nnz, Py_ssize_t *row)     \
+{                                                                                         \
+    *row = 0;                                                                             \
+    if (ptr[0] < 0)                                                                       \
+        return "indptr starts below 0";                                                   \
+    for (Py_ssize_t i = 0; i < m; i++)                                                    \
+        if (ptr[i + 1] < ptr[i]) {                                                        \
+            *row = i;                                                                     \
+            return "indptr decreases";                                                    \
+        }                                                                                 \
+    *row = m;                                                                             \
+    return (int64_t)ptr[m] - (int64_t)ptr[0] > (int64_t)nnz                               \
+               ? "indptr runs past the stored values" : NULL;                             \
+}
+INDPTR_PROBLEM(indptr_problem_i32, int32_t)
+INDPTR_PROBLEM(indptr_problem_i64, int64_t)
+
 /* csr_sums(data, data_is_f32, indices, indices_are_i64, indptr, indptr_is_i64, m, n, y,
- *          theta, weights, loss, K, grad, need_loss, fold, labels, cw, loss_sums) -> float */
+ *          theta, weights, loss, K, grad, need_loss, fold, labels, cw, loss_sums) -> float
+ * indptr: m + 1 entries; data and indices: as many values each (indptr[0] at the first). */
 static PyObject *py_csr_sums(PyObject *self, PyObject *args)
 {
     Py_buffer data, indices, indptr, y, theta, s, grad, fold, labels, cw, loss_sums;
@@ -283,34 +406,58 @@ static PyObject *py_csr_sums(PyObject *self, PyObject *args)
                           &indptr, &p64, &m, &n, &y, &theta, &s, &loss, &K, &grad,
                           &need_loss, &fold, &labels, &cw, &loss_sums))
         return NULL;
-    const Folds *cv = folds_of(&fold, &labels, &cw, &loss_sums, &folds);
-    double total = 0.0;
-    const double *w = s.len ? (const double *)s.buf : NULL;
-    double *z = malloc(2 * BLOCK * (size_t)K * sizeof(double));
-    int supported = !i64 || p64; /* int64 indices come with int64 indptr */
-    if (z && supported) {
-        Py_BEGIN_ALLOW_THREADS
-        double *r = z + BLOCK * K, *W = theta.buf, *G = grad.buf;
-        memset(G, 0, (size_t)grad.len);
-#define CALL(FN) FN(data.buf, indices.buf, indptr.buf, m, K, y.buf, W, W + n * K, w, loss, \
-                    G, G + n * K, z, r, need_loss, cv)
-        if (f32)
-            total = i64 ? CALL(csr_f32_i64_i64) : p64 ? CALL(csr_f32_i32_i64)
-                                                      : CALL(csr_f32_i32_i32);
-        else
-            total = i64 ? CALL(csr_f64_i64_i64) : p64 ? CALL(csr_f64_i32_i64)
-                                                      : CALL(csr_f64_i32_i32);
+    double total = 0.0, *z = NULL;
+    Py_ssize_t value_size = f32 ? sizeof(float) : sizeof(double);
+    Py_ssize_t nnz = data.len / value_size, bad_row = -1;
+    const char *problem = NULL;
+    int ok = check_model(m, n, K, loss, &y, &theta, &s, &grad, &fold, &labels, &cw,
+                         &loss_sums) &&
+             holds(&data, nnz, value_size, "data") &&
+             holds(&indices, nnz, i64 ? sizeof(int64_t) : sizeof(int32_t), "indices") &&
+             holds(&indptr, times(m, 1) + 1, p64 ? sizeof(int64_t) : sizeof(int32_t),
+                   "indptr");
+    if (ok && i64 && !p64) { /* int64 indices come with int64 indptr */
+        PyErr_SetString(PyExc_ValueError, "int64 indices need int64 indptr");
+        ok = 0;
+    }
+    if (ok) {
+        const Folds *cv = folds_of(&fold, &labels, &cw, &loss_sums, &folds);
+        const double *w = s.len ? (const double *)s.buf : NULL;
+        z = malloc(2 * BLOCK * (size_t)K * sizeof(double));
+        if (z) {
+            Py_BEGIN_ALLOW_THREADS
+            problem = p64 ? indptr_problem_i64(indptr.buf, m, nnz, &bad_row)
+                          : indptr_problem_i32(indptr.buf, m, nnz, &bad_row);
+            if (!problem) {
+                double *r = z + BLOCK * K, *W = theta.buf, *G = grad.buf;
+                memset(G, 0, (size_t)grad.len);
+                bad_row = -1;
+#define CALL(FN) FN(data.buf, indices.buf, indptr.buf, m, n, K, y.buf, W, W + n * K, w,   \
+                    loss, G, G + n * K, z, r, need_loss, cv, &bad_row)
+                if (f32)
+                    total = i64 ? CALL(csr_f32_i64_i64) : p64 ? CALL(csr_f32_i32_i64)
+                                                              : CALL(csr_f32_i32_i32);
+                else
+                    total = i64 ? CALL(csr_f64_i64_i64) : p64 ? CALL(csr_f64_i32_i64)
+                                                              : CALL(csr_f64_i32_i32);
 #undef CALL
-        Py_END_ALLOW_THREADS
+                if (bad_row >= 0)
+                    problem = "a column index outside 0 .. n - 1";
+            }
+            Py_END_ALLOW_THREADS
+        }
     }
     free(z);
     PyBuffer_Release(&data); PyBuffer_Release(&indices); PyBuffer_Release(&indptr);
     PyBuffer_Release(&y); PyBuffer_Release(&theta); PyBuffer_Release(&s);
     PyBuffer_Release(&grad); RELEASE_FOLDS();
-    if (!supported)
-        return PyErr_Format(PyExc_ValueError, "int64 indices need int64 indptr");
+    if (!ok)
+        return NULL;
     if (!z)
         return PyErr_NoMemory();
+    if (problem)
+        return PyErr_Format(PyExc_ValueError, "CSR matrix with %zd columns: %s (row %zd)", n,
+                            problem, bad_row);
     return PyFloat_FromDouble(total);
 }
 

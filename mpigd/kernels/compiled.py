@@ -16,7 +16,7 @@ import numpy as np
 
 from .losses import PointwiseLoss
 
-ABI = 3  # must match KERNEL_ABI in _fused.c: a stale build is never called
+ABI = 4  # must match KERNEL_ABI in _fused.c: a stale build is never called
 #: Where BLAS is faster than the fused sweep (benchmarks/local_pass.py and the README's
 #: kernel table, this project's 2-core machine): dense rows wider than this many
 #: features (gemv streams a wide row at memory speed; at 16,384 the fused sweep is 0.7x),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from .._version import __version__
 from ..errors import Diverged, Interrupted, MpigdError
 from ..host import process_age
 from ..io.dataset import DatasetInfo, LocalData, fingerprint, first_row
+from ..io.memory import checked_rows
 from ..io.rows import read_rows
 from ..kernels.losses import PointwiseLoss, make_loss
 from ..model import LinearModel
@@ -321,6 +322,9 @@ def _load(
     classes = None
     if isinstance(data, LocalData):  # rows read already (mpigd.cv, in-memory estimators)
         info, local = data.info, data
+        with rank_local(comm):  # the kernels will follow its indices: checked first
+            X, y, weights = checked_rows(local.X, local.y, local.weights)
+            local = replace(local, X=X, y=y, weights=weights)
     else:
         checked = None if labels == "auto" else model  # any values: checked by encode
         info, local = read_rows(comm, data, x_key, y_key, weight_key, checked)

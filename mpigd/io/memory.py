@@ -1,0 +1,99 @@
+"""Matrices handed in from memory (the estimators, :func:`mpigd.fit` with rows already
+read, :meth:`mpigd.LinearModel.decision_function`), checked as a file's rows are when
+read (:func:`mpigd.io.sparse.check_rows`) before any kernel follows their indices.
+
+A CSR matrix is three arrays that a caller can fill with anything: an ``indptr`` that
+decreases or runs past the stored values, column indices below 0 or beyond the width.
+scipy's own products and mpigd's compiled kernels would read and write outside their
+vectors with them, so each is refused here with one ``ValueError`` naming the array to
+fix. The compiled kernels check again for themselves (``_fused.c``); this is where the
+message is good. Pure, no MPI.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InvalidInputError
+
+
+def checked_csr(X, name: str = "X"):
+    """``X`` (a scipy CSR matrix or array) with its structure checked: ``indptr`` of
+    ``m + 1`` integers from 0, never decreasing, ending within the stored values; column
+    indices in ``0 .. n - 1``; real values. A matrix whose rows list a column twice or out
+    of order comes back as a canonical copy (duplicates summed, as scipy's products
+    count them); the caller's arrays are never changed. Raises
+    :class:`~mpigd.errors.InvalidInputError` (a ``ValueError``). Collective: no."""
+    m, n = X.shape
+    indptr, indices, data = X.indptr, X.indices, X.data
+    for part, array in (("indptr", indptr), ("indices", indices)):
+        if array.ndim != 1 or array.dtype.kind not in "iu":
+            raise InvalidInputError(
+                f"{name}.{part} must be a 1-D array of integers, not {array.dtype} {array.shape}"
+            )
+    if data.ndim != 1 or data.dtype.kind not in "iuf":
+        raise InvalidInputError(
+            f"{name}.data must be a 1-D array of real numbers, not {data.dtype} {data.shape}"
+        )
+    if len(indptr) != m + 1:
+        raise InvalidInputError(
+            f"{name}.indptr has {len(indptr)} entries, but {name} has {m} rows (it needs m + 1)"
+        )
+    if len(indices) != len(data):
+        raise InvalidInputError(
+            f"{name}.indices has {len(indices)} entries but {name}.data {len(data)}; "
+            "they must be as long"
+        )
+    if int(indptr[0]) != 0:
+        raise InvalidInputError(f"{name}.indptr starts at {int(indptr[0])}; it must start at 0")
+    down = np.flatnonzero(np.diff(indptr) < 0)
+    if len(down):
+        raise InvalidInputError(
+            f"{name}.indptr decreases at row {int(down[0])} (from {int(indptr[down[0]])} to "
+            f"{int(indptr[down[0] + 1])}); it must never decrease"
+        )
+    nnz = int(indptr[-1])
+    if nnz > len(indices):
+        raise InvalidInputError(
+            f"{name}.indptr ends at {nnz}, but {name} stores only {len(indices)} values"
+        )
+    used = indices[:nnz]
+    if nnz and (int(used.min()) < 0 or int(used.max()) >= n):
+        outside = (used < 0) | (used >= n)
+        first = int(np.argmax(outside))
+        row = int(np.searchsorted(indptr, first, side="right")) - 1
+        count = int(np.count_nonzero(outside))
+        noun = "column index" if count == 1 else "column indices"
+        raise InvalidInputError(
+            f"{name} holds {count:,} {noun} outside 0 .. {n - 1} (e.g. {int(used[first])} in "
+            f"row {row}); {name}.indices must index its {n:,} columns"
+        )
+    if nnz < len(indices) or not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+        X.prune()  # only the nnz values indptr names
+    return X
+
+
+def checked_rows(X, y, weights, name: str = "X"):
+    """In-memory rows as the kernels take them, checked: X 2-D (a CSR matrix through
+    :func:`checked_csr`, else a float32 or float64 array), ``y`` and ``weights`` (or None)
+    one float64 value a row. Returns ``(X, y, weights)``. Raises
+    :class:`~mpigd.errors.InvalidInputError`. Collective: no."""
+    import scipy.sparse as sp
+
+    if sp.issparse(X):
+        if X.format != "csr":
+            raise InvalidInputError(f"{name} is a {X.format} matrix; pass it as CSR (X.tocsr())")
+        X = checked_csr(X, name)
+    elif getattr(X, "ndim", 0) != 2 or X.dtype not in (np.float32, np.float64):
+        raise InvalidInputError(
+            f"{name} must be a 2-D float32 or float64 array or a CSR matrix, not "
+            f"{getattr(X, 'dtype', type(X).__name__)} of shape {np.shape(X)}"
+        )
+    for what, values in (("y", y), ("weights", weights)):
+        if values is not None and np.shape(values) != (X.shape[0],):
+            raise InvalidInputError(
+                f"{what} has shape {np.shape(values)} but {name} has {X.shape[0]} rows"
+            )
+    return X, y, weights
