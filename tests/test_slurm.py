@@ -210,8 +210,16 @@ def test_time_limit_checkpoints_and_resubmission_completes(slurm, tmp_path):
     assert "USR1: asking mpigd to checkpoint" in log
     stopped = re.search(r"mpigd: preempted: SIGUSR1 at iteration (\d+)", log)
     assert stopped, log
-    checkpoint = tmp_path / "mpigd-train.ckpt.h5"
-    assert checkpoint.exists() and not (tmp_path / "model.h5").exists()
+    (checkpoint,) = tmp_path.glob("mpigd-train-*.ckpt.h5")
+    assert not (tmp_path / "model.h5").exists()
+
+    # An unrelated job from the same folder (another --l2) starts afresh: the first job's
+    # checkpoint is not its own, and stays for the first job's resubmission.
+    other = [*train[:-1], "--l2=1e-3", "--out=other.h5", "--max-iter=3"]
+    status, log = sbatch(slurm, tmp_path, "--ntasks=2", *other)
+    assert status == 0 and "resuming from" not in log, log
+    assert checkpoint.exists() and load_model(tmp_path / "other.h5").info["iterations"] == 3
+    assert list(tmp_path.glob("mpigd-train-*.ckpt.h5")) == [checkpoint]
 
     until = int(stopped[1]) + 5
     status, log = sbatch(slurm, tmp_path, "--ntasks=2", *train, f"--max-iter={until}")
@@ -255,8 +263,8 @@ def test_cv_job_stops_on_a_signal_and_the_same_submission_finishes(slurm, tmp_pa
     first = text()
     assert re.search(r"mpigd: preempted: SIGUSR1 in penalty \d+ of 40", first), first
     assert "stopped before the time limit; submit the same command" in first
-    checkpoint = tmp_path / "mpigd-train.cv.ckpt.h5"
-    assert checkpoint.exists() and not (tmp_path / "model.h5").exists()
+    (checkpoint,) = tmp_path.glob("mpigd-train-*.cv.ckpt.h5")
+    assert not (tmp_path / "model.h5").exists()
 
     status, second = sbatch(slurm, tmp_path, "--ntasks=2", *cv)
     assert status == 0 and "resuming from" in second, second
