@@ -73,7 +73,8 @@ class LinearModel:
 
             from .io.memory import checked_csr  # its indices are followed: checked first
 
-            out = np.asarray(checked_csr(sp.csr_matrix(X)) @ W, dtype=np.float64)
+            X = X if getattr(X, "format", None) == "csr" else sp.csr_matrix(X)
+            out = np.asarray(checked_csr(X) @ W, dtype=np.float64)
         else:
             X = np.asarray(X)
             out = np.empty((len(X), W.shape[1]))

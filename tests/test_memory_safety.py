@@ -1,0 +1,248 @@
+"""Nothing a caller passes can drive a kernel out of bounds.
+
+The compiled entry points (``_fused.dense_sums``, ``_fused.csr_sums``) refuse every
+argument they cannot index safely with a ``ValueError``; the package checks in-memory
+CSR matrices where they enter (the estimators' ``fit``/``predict``/``score``,
+:func:`mpigd.fit` with rows in memory, :meth:`mpigd.LinearModel.decision_function`) with
+one line naming the array to fix, and never changes the caller's arrays. Under the
+sanitizer step of ``tests/run.sh`` (AddressSanitizer and UBSan) these tests also prove
+that no check reads a byte it should not.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import mpigd
+from mpigd.errors import InvalidInputError
+from mpigd.io.dataset import DatasetInfo, LocalData
+from mpigd.io.memory import checked_csr
+from mpigd.model import LinearModel
+
+
+def _fused():
+    try:
+        return importlib.import_module("mpigd.kernels._fused")
+    except ImportError as exc:  # the NumPy fallback: nothing compiled to check
+        pytest.skip(f"the compiled kernels are not built here ({exc})")
+
+
+M, N = 5, 3
+
+
+def csr_args(**change):
+    """The 19 arguments of ``_fused.csr_sums`` for a valid 5 x 3 logistic problem, with
+    ``change`` applied (by name)."""
+    X = sp.csr_matrix(  # rows of 2, 1, 1, 1 and 2 values, unsorted in the last
+        (np.arange(1.0, 8.0), np.array([0, 2, 1, 0, 2, 1, 0]), np.array([0, 2, 3, 4, 5, 7])),
+        shape=(M, N),
+    )
+    args = {
+        "data": X.data.copy(), "f32": False, "indices": X.indices.astype(np.int32),
+        "i64": False, "indptr": X.indptr.astype(np.int32), "p64": False, "m": M, "n": N,
+        "y": np.array([0.0, 1, 0, 1, 1]), "theta": np.linspace(-1, 1, N + 1),
+        "weights": np.empty(0), "loss": 1, "K": 1, "grad": np.empty(N + 1),
+        "need_loss": True, "fold": np.empty(0, np.int64), "labels": np.empty(0, np.int64),
+        "cw": np.empty(0), "loss_sums": np.zeros(1),
+    }  # fmt: skip
+    args.update(change)
+    return args
+
+
+def dense_args(**change):
+    """The 15 arguments of ``_fused.dense_sums`` for a valid 5 x 3 softmax problem of 3
+    classes, with ``change`` applied."""
+    K = 3
+    args = {
+        "X": np.arange(M * N, dtype=np.float64).reshape(M, N) / 10, "f32": False, "m": M,
+        "n": N, "y": np.array([0.0, 1, 2, 1, 0]), "theta": np.linspace(-1, 1, (N + 1) * K),
+        "weights": np.empty(0), "loss": 2, "K": K, "grad": np.empty((N + 1) * K),
+        "need_loss": True, "fold": np.empty(0, np.int64), "labels": np.empty(0, np.int64),
+        "cw": np.empty(0), "loss_sums": np.zeros(1),
+    }  # fmt: skip
+    args.update(change)
+    return args
+
+
+def test_the_valid_arguments_run():
+    fused = _fused()
+    assert np.isfinite(fused.csr_sums(*csr_args().values()))
+    assert np.isfinite(fused.dense_sums(*dense_args().values()))
+
+
+BAD_CSR = {
+    "an index beyond the width": (
+        {"indices": np.array([0, 7, 1, 2, 0, 1, 2], np.int32)},
+        "outside",
+    ),
+    "a negative index": ({"indices": np.array([0, -5, 1, 2, 0, 1, 2], np.int32)}, "outside"),
+    "an int64 index of 2^62": (
+        {
+            "indices": np.array([0, 2**62, 1, 2, 0, 1, 2]),
+            "i64": True,
+            "p64": True,
+            "indptr": np.array([0, 2, 3, 4, 5, 7]),
+        },
+        "outside",
+    ),  # fmt: skip
+    "indptr that decreases": ({"indptr": np.array([0, 2, 1, 4, 5, 7], np.int32)}, "decreases"),
+    "indptr past the values": ({"indptr": np.array([0, 2, 3, 4, 5, 99], np.int32)}, "past"),
+    "indptr below 0": ({"indptr": np.array([-4, 2, 3, 4, 5, 7], np.int32)}, "below 0"),
+    "indptr too short": ({"indptr": np.array([0, 2, 3, 4, 7], np.int32)}, "indptr holds"),
+    "a row count beyond indptr": ({"m": 50}, "holds"),
+    "indices shorter than data": ({"indices": np.array([0, 1, 1], np.int32)}, "indices holds"),
+    "int64 indices with int32 indptr": (
+        {"indices": np.array([0, 1, 1, 2, 0, 1, 2]), "i64": True},
+        "int64 indptr",
+    ),
+    "y of the wrong length": ({"y": np.zeros(3)}, "y holds"),
+    "theta of the wrong length": ({"theta": np.zeros(2)}, "theta holds"),
+    "grad of the wrong length": ({"grad": np.empty(99)}, "grad holds"),
+    "weights of the wrong length": ({"weights": np.ones(4)}, "weights holds"),
+    "a negative row count": ({"m": -1}, "need m, n >= 0"),
+    "no outputs": ({"K": 0}, "K >= 1"),
+    "an unknown loss": ({"loss": 7}, "loss code 7"),
+    "folds without their labels": (
+        {"fold": np.zeros(M, np.int64), "labels": np.empty(0, np.int64)},
+        "labels holds",
+    ),
+    "fold ids of the wrong length": ({"fold": np.zeros(2, np.int64)}, "fold holds"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CSR)
+def test_csr_entry_point_refuses(case):
+    fused = _fused()
+    change, message = BAD_CSR[case]
+    with pytest.raises(ValueError, match=message):
+        fused.csr_sums(*csr_args(**change).values())
+
+
+BAD_DENSE = {
+    "a softmax label beyond the classes": ({"y": np.array([0.0, 1, 3, 1, 0])}, "row 2"),
+    "a negative softmax label": ({"y": np.array([0.0, -1, 2, 1, 0])}, "row 1"),
+    "a NaN softmax label": ({"y": np.array([0.0, 1, np.nan, 1, 0])}, "row 2"),
+    "X shorter than m x n": ({"m": 6, "y": np.zeros(6)}, "X holds"),
+    "a width beyond X": ({"n": 4, "theta": np.zeros(15), "grad": np.empty(15)}, "X holds"),
+    "softmax with one output": (
+        {"K": 1, "theta": np.zeros(N + 1), "grad": np.empty(N + 1)},
+        "does not go with K = 1",
+    ),
+    "a width that overflows": ({"n": 2**62}, "holds"),
+    "class weights of the wrong length": (
+        {
+            "loss": 1,
+            "fold": np.zeros(M, np.int64),
+            "labels": np.arange(3),
+            "cw": np.ones(4),
+            "loss_sums": np.zeros(6),
+        },
+        "class weights holds",
+    ),  # fmt: skip
+    "loss sums of the wrong length": (
+        {
+            "loss": 1,
+            "fold": np.zeros(M, np.int64),
+            "labels": np.arange(3),
+            "loss_sums": np.zeros(2),
+        },
+        "loss_sums holds",
+    ),  # fmt: skip
+    "softmax fold models": (
+        {"fold": np.zeros(M, np.int64), "labels": np.arange(3), "loss_sums": np.zeros(6)},
+        "fold models",
+    ),  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("case", BAD_DENSE)
+def test_dense_entry_point_refuses(case):
+    fused = _fused()
+    change, message = BAD_DENSE[case]
+    with pytest.raises(ValueError, match=message):
+        fused.dense_sums(*dense_args(**change).values())
+
+
+# ------------------------------------------------------------- matrices from the caller
+
+
+def hostile(kind: str) -> sp.csr_matrix:
+    X = sp.csr_matrix(np.eye(4, 3) + np.eye(4, 3, k=1))
+    if kind == "index 7":
+        X.indices[0] = 7
+    elif kind == "index -5":
+        X.indices[0] = -5
+    elif kind == "indptr decreases":
+        X.indptr[2] = 0
+    elif kind == "indptr past the values":
+        X.indptr[-1] = 99
+    return X
+
+
+HOSTILE = {
+    "index 7": "X holds 1 column index outside 0 .. 2 (e.g. 7 in row 0)",
+    "index -5": "X holds 1 column index outside 0 .. 2 (e.g. -5 in row 0)",
+    "indptr decreases": "X.indptr decreases at row 1",
+    "indptr past the values": "X.indptr ends at 99, but X stores only 5 values",
+}
+Y = np.array([0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+@pytest.mark.parametrize("estimator", [mpigd.LogisticRegression, mpigd.LinearRegression])
+def test_estimators_refuse_a_hostile_csr_everywhere(kind, estimator):
+    X = hostile(kind)
+    before = [a.copy() for a in (X.data, X.indices, X.indptr)]
+    with pytest.raises(ValueError, match=HOSTILE[kind].replace("(", r"\(").replace(")", r"\)")):
+        estimator().fit(X, Y)
+    fitted = estimator().fit(hostile("none"), Y)
+    methods = ["predict", "decision_function"] if estimator is mpigd.LogisticRegression else []
+    for method in ["predict", *methods]:
+        with pytest.raises(ValueError, match="X"):
+            getattr(fitted, method)(X)
+    with pytest.raises(ValueError, match="X"):
+        fitted.score(X, Y)
+    after = [X.data, X.indices, X.indptr]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_fit_and_models_refuse_a_hostile_csr(kind):
+    X = hostile(kind)
+    info = DatasetInfo("", "X", "y", 4, 3, X.dtype, np.dtype(np.float64))
+    with pytest.raises(InvalidInputError, match="X"):
+        mpigd.fit(LocalData(info, 0, 4, X, Y.astype(float)), "logistic")
+    model = LinearModel("logistic", np.array([1.0, -1.0, 0.5]), 0.1)
+    with pytest.raises(ValueError, match="X"):
+        model.decision_function(X)
+
+
+def test_local_rows_of_the_wrong_length_are_refused():
+    X = sp.csr_matrix(np.eye(4, 3))
+    info = DatasetInfo("", "X", "y", 4, 3, X.dtype, np.dtype(np.float64))
+    with pytest.raises(InvalidInputError, match=r"y has shape \(3,\) but X has 4 rows"):
+        mpigd.fit(LocalData(info, 0, 4, X, np.zeros(3)), "logistic")
+
+
+def test_unsorted_and_repeated_columns_become_a_canonical_copy():
+    data, indices, indptr = np.array([1.0, 2.0, 3.0, 4.0]), np.array([2, 0, 2, 1]), [0, 3, 4]
+    X = sp.csr_matrix((data, indices, indptr), shape=(2, 3))
+    before = X.indices.copy()
+    Y_ = checked_csr(X)
+    assert Y_ is not X and Y_.has_canonical_format
+    np.testing.assert_array_equal(Y_.toarray(), [[2.0, 0.0, 4.0], [0.0, 4.0, 0.0]])
+    np.testing.assert_array_equal(X.indices, before)  # the caller's arrays as they were
+    canonical = sp.csr_matrix(np.eye(3))
+    assert checked_csr(canonical) is canonical  # nothing to copy
+
+
+def test_a_coo_matrix_is_converted_by_the_estimators_and_refused_by_fit():
+    X = sp.coo_matrix(np.eye(4, 3))
+    assert mpigd.LinearRegression().fit(X, np.arange(4.0)).coef_.shape == (3,)
+    info = DatasetInfo("", "X", "y", 4, 3, X.dtype, np.dtype(np.float64))
+    with pytest.raises(InvalidInputError, match=r"coo matrix; pass it as CSR"):
+        mpigd.fit(LocalData(info, 0, 4, X, np.arange(4.0)), "linear")
