@@ -88,7 +88,7 @@ BAD_CSR = {
             "indptr": np.array([0, 2, 3, 4, 5, 7]),
         },
         "outside",
-    ),  # fmt: skip
+    ),
     "indptr that decreases": ({"indptr": np.array([0, 2, 1, 4, 5, 7], np.int32)}, "decreases"),
     "indptr past the values": ({"indptr": np.array([0, 2, 3, 4, 5, 99], np.int32)}, "past"),
     "indptr below 0": ({"indptr": np.array([-4, 2, 3, 4, 5, 7], np.int32)}, "below 0"),
@@ -142,7 +142,7 @@ BAD_DENSE = {
             "loss_sums": np.zeros(6),
         },
         "class weights holds",
-    ),  # fmt: skip
+    ),
     "loss sums of the wrong length": (
         {
             "loss": 1,
@@ -151,11 +151,11 @@ BAD_DENSE = {
             "loss_sums": np.zeros(2),
         },
         "loss_sums holds",
-    ),  # fmt: skip
+    ),
     "softmax fold models": (
         {"fold": np.zeros(M, np.int64), "labels": np.arange(3), "loss_sums": np.zeros(6)},
         "fold models",
-    ),  # fmt: skip
+    ),
 }
 
 
