@@ -117,6 +117,26 @@ def _same_everywhere(params: list[dict], inputs: list) -> None:
     raise InvalidInputError(f"the ranks' inputs differ: {problem}; {advice}")
 
 
+def _validate_data(estimator, *args, **kwargs):
+    """scikit-learn's ``validate_data``, its advice on NaN and infinite values (a
+    paragraph that points to other estimators) shortened to one line. Collective: no."""
+    try:
+        return validate_data(estimator, *args, **kwargs)
+    except ValueError as exc:
+        first = str(exc).split("\n", 1)[0]
+        if not first.startswith("Input ") or " contains " not in first:
+            raise
+        raise ValueError(
+            f"{first.rstrip('.')}: drop or fix those rows first (sklearn.impute.SimpleImputer "
+            "fills in NaN, in a pipeline)"
+        ) from exc
+
+
+def _plain(value):
+    """A NumPy scalar as the Python value it holds (``0``, not ``np.int64(0)``)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _check_weights(sample_weight, n_rows: int) -> np.ndarray | None:
     if sample_weight is None:
         return None
@@ -181,7 +201,7 @@ class _Estimator(BaseEstimator):
         def work():
             if isinstance(X, str | os.PathLike):
                 return X, None, None
-            X_, y_ = validate_data(
+            X_, y_ = _validate_data(
                 self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32], order="C",
                 y_numeric=numeric, ensure_min_samples=1 if comm.size == 1 else 0,
             )  # fmt: skip
@@ -232,7 +252,9 @@ class _Estimator(BaseEstimator):
 
     def _decision(self, X) -> np.ndarray:
         check_is_fitted(self)
-        X = validate_data(self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=False)
+        X = _validate_data(
+            self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=False
+        )
         if sp.issparse(X):
             X = checked_csr(X)
         W = self.coef_.T if self.coef_.ndim == 2 else self.coef_
@@ -335,7 +357,7 @@ class LogisticRegression(ClassifierMixin, _Estimator):
         if len(self.classes_) < 2:
             raise InvalidInputError(
                 "this solver needs samples of at least 2 classes in the data, but the data "
-                f"contains only one class: {self.classes_[0]!r}"
+                f"contains only one class: {_plain(self.classes_[0])!r}"
             )
         kind = "logistic" if len(self.classes_) == 2 else "softmax"
         options = {"labels": "auto"} if isinstance(data, str | os.PathLike) else {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import time
 
 import numpy as np
 import pytest
@@ -102,6 +103,26 @@ def test_bad_input_is_a_value_error_and_mpigds_error():
     assert issubclass(InvalidInputError, mpigd.MpigdError)
 
 
+def test_messages_are_one_line_and_plain():
+    X, y = random_problem("logistic", 50, 2)
+    with pytest.raises(ValueError, match=r"only one class: 0$"):  # not np.int64(0)
+        LogisticRegression().fit(X, np.zeros(50, dtype=np.int64))
+    X[3, 1] = np.nan
+    with pytest.raises(ValueError) as caught:
+        LinearRegression().fit(X, y)
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 160
+    assert str(caught.value).startswith("Input X contains NaN: drop or fix those rows")
+
+
+def test_communicators_by_name_and_a_bad_one():
+    X, y = random_problem("linear", 50, 2)
+    named = LinearRegression(comm="world").fit(X, y).coef_
+    np.testing.assert_array_equal(named, LinearRegression(comm="self").fit(X, y).coef_)
+    np.testing.assert_array_equal(named, LinearRegression().fit(X, y).coef_)
+    with pytest.raises(InvalidInputError, match=r"comm='wrld' is not an MPI communicator"):
+        LinearRegression(comm="wrld").fit(X, y)
+
+
 # ------------------------------------- the mapping to scikit-learn's parameters (README)
 
 
@@ -149,3 +170,43 @@ def test_estimators_under_mpiexec_equal_the_file_fit(ranks, tmp_path):
     proc = run_mpi(ranks, "tests/mpi_estimators.py", tmp_path)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert proc.stdout.strip().splitlines()[-1] == "8"
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_ranks_agree_before_they_compute(ranks, tmp_path):
+    """Different parameters, input kinds, paths, widths or dtypes on the ranks, or an error
+    on one rank: the same one-line ValueError on every rank (no hang, no MPI error), and
+    the ranks still in step for the next fit."""
+    proc = run_mpi(ranks, "tests/mpi_estimators_agree.py", tmp_path)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    said = dict(line.split(": ", 1) for line in proc.stdout.splitlines() if ": " in line)
+    last = ranks - 1
+    expected = {
+        "parameters": "(l2=0.001 on rank 0 but 0.0 on rank 1): every rank must call fit",
+        "kinds": "rank 0 passed a path but rank 1 arrays",
+        "paths": "every rank must pass the same HDF5 path",
+        "widths": "rank 0's X has 2 features but rank 1's 3",
+        "dtypes": "rank 0's X holds float32 but rank 1's float64",
+        "hostile": f"X holds 1 column index outside 0 .. 2 (e.g. 7 in row 0); X.indices must "
+        f"index its 3 columns (on rank {last})",
+        "y missing": f"requires y to be passed, but the target y is None. (on rank {last})",
+        "comm": "comm='wrld' is not an MPI communicator",
+        "score": "rows but y has 1 (on rank 1)",
+    }
+    for case, message in expected.items():
+        assert message in said.get(case, ""), (case, proc.stdout)
+    assert proc.stdout.strip().splitlines()[-1] == "in step"
+    assert "Message truncated" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_rank_that_fails_before_fit_ends_the_job_at_the_deadline():
+    """A rank that fails in the calling program never reaches fit: the others cannot
+    learn why, and the collective deadline ends the job with one line, instead of a hang."""
+    started = time.monotonic()
+    proc = run_mpi(2, "tests/mpi_outside.py", env={"MPIGD_COLLECTIVE_TIMEOUT": "3"})
+    took = time.monotonic() - started
+    assert proc.returncode != 0 and took < 60, (took, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("mpigd: ")]
+    assert len(lines) == 1, proc.stderr
+    assert "rank 0: a collective call waited more than 3 s for the other ranks" in lines[0]
+    assert "fitted" not in proc.stdout
