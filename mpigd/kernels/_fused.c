@@ -14,8 +14,8 @@
  * validates every CSR matrix where it enters; this file trusts neither. The entry points
  * check every buffer's length against the sizes they index with, softmax labels before
  * they are used as class indices, indptr (non-decreasing, within the stored values) before
- * the sweep, and each column index the first time the sweep reads it (the scatter then
- * reuses only indices its own block has checked), so no argument can make a loop read or
+ * the sweep, and each block's column indices before the block is swept (its gather and
+ * scatter then follow only checked indices), so no argument can make a loop read or
  * write outside its buffers: a bad one is a ValueError. No Python objects are touched
  * while the GIL is released.
  */
@@ -140,16 +140,14 @@ DENSE_SUMS(dense_sums_f32, float)
 
 /* ---- CSR rows ---------------------------------------------------------------------- */
 
-/* Whether column index j lies outside 0 .. n - 1 (a negative j, sign-extended, becomes a
- * huge unsigned number): one compare, checked where the gather first reads each index. */
-#define OUTSIDE(j, n) ((uint64_t)(int64_t)(j) >= (uint64_t)(n))
-
-/* Per block of rows: gather the predictors, the block's losses, scatter x_i r_i into the
- * gradient; the block's data and indices are read from memory once, the second time from
- * cache. W and G are (n, K) row-major as in theta: a column's K weights are contiguous.
- * z and r hold BLOCK x K numbers; r_sum K. indptr must have been checked (non-decreasing,
- * within data); each index is checked on first use, and on the first one outside
- * 0 .. n - 1 the sweep stops, sets *bad_row and returns (G is then not a gradient). */
+/* Per block of rows: check the block's column indices (one vectorised min/max pass over
+ * them, which leaves them in cache for the gather), gather the predictors, the block's
+ * losses, scatter x_i r_i into the gradient; the block's data and indices are read from
+ * memory once, the second time from cache. W and G are (n, K) row-major as in theta: a
+ * column's K weights are contiguous. z and r hold BLOCK x K numbers; r_sum K. indptr
+ * must have been checked (non-decreasing, within data). On a block with an index outside
+ * 0 .. n - 1 the sweep stops before following any of its indices, sets *bad_row to the
+ * first row that holds one and returns (G is then not a gradient). */
 #define CSR_SUMS(NAME, T, I, P)                                                            \
 CLONES static double NAME(const T *data, const I *indices, const P *indptr, Py_ssize_t m,\
                           Py_ssize_t n, Py_ssize_t K, const double *y, const double *W,   \
@@ -159,10 +157,23 @@ CLONES static double NAME(const T *data, const I *indices, const P *indptr, Py_s
 {                                                                                         \
     double total = 0.0;                                                                   \
     const P base = indptr[0];                                                             \
-    Py_ssize_t start, i = 0;                                                              \
-    for (start = 0; start < m; start += BLOCK) {                                          \
-        Py_ssize_t rows = m - start < BLOCK ? m - start : BLOCK;                          \
+    for (Py_ssize_t start = 0; start < m; start += BLOCK) {                               \
+        Py_ssize_t rows = m - start < BLOCK ? m - start : BLOCK, i;                       \
         const P *ptr = indptr + start;                                                    \
+        I low = 0, high = 0; /* the block's smallest and largest index */                 \
+        _Pragma("omp simd reduction(min:low) reduction(max:high)")                        \
+        for (P p = ptr[0] - base; p < ptr[rows] - base; p++) {                            \
+            low = indices[p] < low ? indices[p] : low;                                    \
+            high = indices[p] > high ? indices[p] : high;                                 \
+        }                                                                                 \
+        if (low < 0 || (int64_t)high >= (int64_t)n) {                                     \
+            for (i = 0; i < rows; i++)                                                    \
+                for (P p = ptr[i] - base; p < ptr[i + 1] - base; p++)                     \
+                    if (indices[p] < 0 || (int64_t)indices[p] >= (int64_t)n) {            \
+                        *bad_row = start + i;                                             \
+                        return 0.0;                                                       \
+                    }                                                                     \
+        }                                                                                 \
         for (i = 0; i < rows; i++) {                                                      \
             double *zi = z + i * K;                                                       \
             P lo = ptr[i] - base, hi = ptr[i + 1] - base;                                 \
@@ -170,28 +181,19 @@ CLONES static double NAME(const T *data, const I *indices, const P *indptr, Py_s
                 double a0 = b[0], a1 = 0.0, a2 = 0.0, a3 = 0.0;                           \
                 P p = lo;                                                                 \
                 for (; p + 4 <= hi; p += 4) {                                             \
-                    I j0 = indices[p], j1 = indices[p + 1], j2 = indices[p + 2],          \
-                      j3 = indices[p + 3];                                                \
-                    if (OUTSIDE(j0, n) | OUTSIDE(j1, n) | OUTSIDE(j2, n) | OUTSIDE(j3, n))\
-                        goto bad;                                                         \
-                    a0 += (double)data[p] * W[j0];                                        \
-                    a1 += (double)data[p + 1] * W[j1];                                    \
-                    a2 += (double)data[p + 2] * W[j2];                                    \
-                    a3 += (double)data[p + 3] * W[j3];                                    \
-                }                                                                         \
-                for (; p < hi; p++) {                                                     \
-                    if (OUTSIDE(indices[p], n))                                           \
-                        goto bad;                                                         \
                     a0 += (double)data[p] * W[indices[p]];                                \
+                    a1 += (double)data[p + 1] * W[indices[p + 1]];                        \
+                    a2 += (double)data[p + 2] * W[indices[p + 2]];                        \
+                    a3 += (double)data[p + 3] * W[indices[p + 3]];                        \
                 }                                                                         \
+                for (; p < hi; p++)                                                       \
+                    a0 += (double)data[p] * W[indices[p]];                                \
                 zi[0] = (a0 + a1) + (a2 + a3);                                            \
                 continue;                                                                 \
             }                                                                             \
             memcpy(zi, b, (size_t)K * sizeof(double));                                    \
             for (P p = lo; p < hi; p++) {                                                 \
                 double d = (double)data[p];                                               \
-                if (OUTSIDE(indices[p], n))                                               \
-                    goto bad;                                                             \
                 const double *Wj = W + (Py_ssize_t)indices[p] * K;                        \
                 for (Py_ssize_t k = 0; k < K; k++)                                        \
                     zi[k] += d * Wj[k];                                                   \
@@ -215,9 +217,6 @@ CLONES static double NAME(const T *data, const I *indices, const P *indptr, Py_s
         }                                                                                 \
     }                                                                                     \
     return total;                                                                         \
-bad: /* row start + i lists a column outside 0 .. n - 1: stop before following it */      \
-    *bad_row = start + i;                                                                 \
-    return 0.0;                                                                           \
 }
 
 CSR_SUMS(csr_f64_i32_i32, double, int32_t, int32_t)
