@@ -12,6 +12,7 @@ that no check reads a byte it should not.
 from __future__ import annotations
 
 import importlib
+import re
 
 import numpy as np
 import pytest
@@ -246,3 +247,36 @@ def test_a_coo_matrix_is_converted_by_the_estimators_and_refused_by_fit():
     info = DatasetInfo("", "X", "y", 4, 3, X.dtype, np.dtype(np.float64))
     with pytest.raises(InvalidInputError, match=r"coo matrix; pass it as CSR"):
         mpigd.fit(LocalData(info, 0, 4, X, np.arange(4.0)), "linear")
+
+
+LOCAL_LABELS = {
+    ("softmax", -1.0): "class labels must be integers 0, 1, 2, ...; found 1 other values (e.g. -1)",
+    ("softmax", 0.5): "class labels must be integers",
+    ("softmax", np.nan): "y holds NaN or infinite values",
+    ("logistic", 7.0): "logistic labels must be 0 or 1",
+}
+
+
+@pytest.mark.parametrize(("model", "bad"), LOCAL_LABELS)
+def test_labels_in_memory_are_checked_as_a_files_are(model, bad):
+    """Labels index memory (softmax) or must be 0/1 (logistic): rows in memory are checked
+    as a file's rows are, whichever kernels run (NumPy would wrap -1 around silently)."""
+    X = np.random.default_rng(0).standard_normal((30, 3))
+    y = np.arange(30.0) % (3 if model == "softmax" else 2)
+    y[4] = bad
+    info = DatasetInfo("", "X", "y", 30, 3, X.dtype, np.dtype(np.float64))
+    with pytest.raises(InvalidInputError, match=re.escape(LOCAL_LABELS[model, bad])):
+        mpigd.fit(LocalData(info, 0, 30, X, y), model, l2=1e-2)
+
+
+def test_values_and_weights_in_memory_are_checked():
+    X, y = np.eye(4, 3), np.array([0.0, 1, 0, 1])
+    info = DatasetInfo("", "X", "y", 4, 3, X.dtype, np.dtype(np.float64))
+    X_nan = X.copy()
+    X_nan[2, 1] = np.inf
+    with pytest.raises(InvalidInputError, match="X holds 1 NaN or infinite values"):
+        mpigd.fit(LocalData(info, 0, 4, X_nan, y), "logistic")
+    with pytest.raises(InvalidInputError, match="weights must be >= 0"):
+        mpigd.fit(LocalData(info, 0, 4, X, y, np.array([1.0, -1, 1, 1])), "logistic")
+    with pytest.raises(InvalidInputError, match="2-D float32 or float64 array"):
+        mpigd.fit(LocalData(info, 0, 4, X.astype(np.int64), y), "logistic")

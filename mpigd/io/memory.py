@@ -75,12 +75,16 @@ def checked_csr(X, name: str = "X"):
     return X
 
 
-def checked_rows(X, y, weights, name: str = "X"):
+def checked_rows(X, y, weights, model: str | None = None, name: str = "X"):
     """In-memory rows as the kernels take them, checked: X 2-D (a CSR matrix through
-    :func:`checked_csr`, else a float32 or float64 array), ``y`` and ``weights`` (or None)
-    one float64 value a row. Returns ``(X, y, weights)``. Raises
+    :func:`checked_csr`, else a float32 or float64 array) of finite values; ``y`` and
+    ``weights`` (or None) one finite float64 value a row, the weights >= 0 and the labels
+    valid for ``model`` (class indices for softmax, 0/1 for logistic), as a file's rows
+    are checked when read. Returns ``(X, y, weights)``. Raises
     :class:`~mpigd.errors.InvalidInputError`. Collective: no."""
     import scipy.sparse as sp
+
+    from ..kernels.losses import class_label_problem, make_loss
 
     if sp.issparse(X):
         if X.format != "csr":
@@ -91,9 +95,27 @@ def checked_rows(X, y, weights, name: str = "X"):
             f"{name} must be a 2-D float32 or float64 array or a CSR matrix, not "
             f"{getattr(X, 'dtype', type(X).__name__)} of shape {np.shape(X)}"
         )
-    for what, values in (("y", y), ("weights", weights)):
-        if values is not None and np.shape(values) != (X.shape[0],):
+    values = X.data if sp.issparse(X) else X
+    if not np.isfinite(values).all():
+        count = values.size - int(np.count_nonzero(np.isfinite(values)))
+        raise InvalidInputError(f"{name} holds {count:,} NaN or infinite values")
+    for what, array in (("y", y), ("weights", weights)):
+        if array is None:
+            continue
+        if np.shape(array) != (X.shape[0],):
             raise InvalidInputError(
-                f"{what} has shape {np.shape(values)} but {name} has {X.shape[0]} rows"
+                f"{what} has shape {np.shape(array)} but {name} has {X.shape[0]} rows"
+            )
+        if not np.isfinite(array).all():
+            raise InvalidInputError(f"{what} holds NaN or infinite values")
+    if weights is not None and (np.asarray(weights) < 0).any():
+        raise InvalidInputError("weights must be >= 0")
+    if y is not None and model is not None:
+        check = class_label_problem if model == "softmax" else make_loss(model).label_problem
+        problem = check(np.asarray(y, dtype=np.float64))
+        if problem:
+            raise InvalidInputError(
+                f"y: {problem.rule}; found {problem.count:,} other values (e.g. "
+                f"{problem.example:g})"
             )
     return X, y, weights

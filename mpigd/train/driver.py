@@ -323,7 +323,7 @@ def _load(
     if isinstance(data, LocalData):  # rows read already (mpigd.cv, in-memory estimators)
         info, local = data.info, data
         with rank_local(comm):  # the kernels will follow its indices: checked first
-            X, y, weights = checked_rows(local.X, local.y, local.weights)
+            X, y, weights = checked_rows(local.X, local.y, local.weights, model)
             local = replace(local, X=X, y=y, weights=weights)
     else:
         checked = None if labels == "auto" else model  # any values: checked by encode
