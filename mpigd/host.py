@@ -23,11 +23,15 @@ def process_age() -> float:
 
 
 def parse_bytes(text: str) -> float:
-    """``4G``, ``512M``, ``1000000`` -> bytes (binary units). Collective: no."""
+    """``4G``, ``512M``, ``1000000`` -> bytes (binary units); a ``ValueError`` for
+    anything but a finite size > 0. Collective: no."""
     units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
     text = text.strip().upper().removesuffix("B").removesuffix("I")
     scale = units.get(text[-1:], 1)
-    return float(text[:-1] if text[-1:] in units else text) * scale
+    size = float(text[:-1] if text[-1:] in units else text) * scale
+    if not (0 < size < math.inf):
+        raise ValueError(f"a size must be a finite number of bytes > 0, got {size}")
+    return size
 
 
 def available_memory() -> float:

@@ -312,21 +312,27 @@ MEMORY_SHARE = 0.8
 
 @collective
 def memory_per_rank(comm: MPI.Comm) -> float:
-    """Bytes of data one rank may hold: ``MPIGD_MEMORY_PER_RANK`` (like ``4G``) if set,
-    else ``MEMORY_SHARE`` of the node's available memory split over its ranks.
-    Collective: yes (finds the ranks sharing this node)."""
-    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
-    ranks_here = node.size
-    node.Free()
+    """Bytes of data one rank may hold: ``MPIGD_MEMORY_PER_RANK`` (a size > 0, like
+    ``4G``) if set, else ``MEMORY_SHARE`` of the node's available memory split over its
+    ranks, the same on every rank of a node (the least any of them found, so that a
+    message quoting it is one message). Collective: yes (finds the ranks sharing this
+    node)."""
     text = os.environ.get("MPIGD_MEMORY_PER_RANK", "")
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        budget = MEMORY_SHARE * available_memory() / node.size
+        budget = node.allreduce(budget, op=MPI.MIN)
+    finally:
+        node.Free()
     if text:
         try:
             return parse_bytes(text)
         except ValueError:
             raise MpigdError(
-                f"MPIGD_MEMORY_PER_RANK={text!r} is not a size such as 4G, 512M or 1000000"
+                f"MPIGD_MEMORY_PER_RANK={text!r} is not a size > 0 such as 4G, 512M or "
+                "1000000 (the bytes of data one rank may hold)"
             ) from None
-    return MEMORY_SHARE * available_memory() / ranks_here
+    return budget
 
 
 def library_version() -> str:

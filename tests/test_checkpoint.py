@@ -147,9 +147,9 @@ def test_resume_refuses_another_dataset_model_or_penalty(data, tmp_path, ranks):
     before = ck.read_bytes()
     for dataset, options, message in [
         (other, [], "it was written for other data: sampled rows of"),
-        (data, [], "its data_shape is '300x4', but this run's is '50000x8'"),
-        (binary, ["--model", "logistic"], "its model is 'linear', but this run's is 'logistic'"),
-        (binary, ["--l2", "0.5"], "its l2 is 0.0, but this run's is 0.5"),
+        (data, [], "its data shape is '300x4', but this run's is '50000x8'"),
+        (binary, ["--model", "logistic"], "its --model is 'linear', but this run's is 'logistic'"),
+        (binary, ["--l2", "0.5"], "its --l2 is 0.0, but this run's is 0.5"),
     ]:
         start = time.monotonic()
         proc = run_mpi(ranks, *train_args(dataset, tmp_path / "r.h5", 10, "--resume", ck, *options))

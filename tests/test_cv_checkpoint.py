@@ -177,7 +177,7 @@ def test_a_damaged_checkpoint_is_refused_in_one_line(problems, tmp_path, at_eval
             rf"cross-validation \({message}\)$",
         ):
             mpigd.cv(data, "logistic", resume=damaged, **options("l2"))
-    with pytest.raises(MpigdError, match="checkpoint_every must be a whole number >= 1, got 0"):
+    with pytest.raises(MpigdError, match=r"\(checkpoint_every\) must be a whole number >= 1, got"):
         mpigd.cv(data, "logistic", checkpoint=ck, checkpoint_every=0, **options("l2"))
 
 
@@ -187,10 +187,10 @@ def test_resume_refuses_a_checkpoint_of_another_run(problems, tmp_path):
     mpigd.cv(data, "logistic", checkpoint=ck, **options("l2"))
     before = ck.read_bytes()
     for change, message in [
-        ({"folds": 5}, "its folds is 4, but this run's is 5"),
-        ({"l2_path": "1:1e-4:6"}, "its path is '1.0,"),
-        ({"seed": 1}, "its seed is 0, but this run's is 1"),
-        ({"metric": "accuracy"}, "its metric is 'log_loss', but this run's is 'accuracy'"),
+        ({"folds": 5}, "its --folds is 4, but this run's is 5"),
+        ({"l2_path": "1:1e-4:6"}, "its penalty path is '1.0,"),
+        ({"seed": 1}, "its --seed is 0, but this run's is 1"),
+        ({"metric": "accuracy"}, "its --metric is 'log_loss', but this run's is 'accuracy'"),
     ]:
         with pytest.raises(MpigdError, match=f"cannot resume from {ck}: {message}"):
             mpigd.cv(data, "logistic", resume=ck, **{**options("l2"), **change})

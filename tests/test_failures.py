@@ -140,7 +140,13 @@ CASES = {
     "negative l2": (good, ["--l2", "-1"], {}, EXIT_INPUT, "l2 must be a finite number >= 0"),
     "zero step": (good, ["--lr", "0"], {}, EXIT_INPUT, "lr must be a finite number > 0"),
     "max-iter 0": (good, ["--max-iter", "0"], {}, EXIT_INPUT, "max_iter must be >= 1"),
-    "unknown optimizer": (good, ["--optimizer", "adam"], {}, EXIT_INPUT, "invalid choice"),
+    "unknown optimizer": (
+        good,
+        ["--optimizer", "adam"],
+        {},
+        EXIT_INPUT,
+        "--optimizer 'adam': choose one of auto",
+    ),
     "slice too big for memory": (
         good,
         [],

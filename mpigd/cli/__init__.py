@@ -3,6 +3,8 @@
 :func:`main` parses the same arguments on every rank (only rank 0 prints help and usage
 errors), limits BLAS threads and runs the command inside
 :func:`mpigd.guard.run_guarded`, which turns errors into one line and an exit status.
+The command modules are imported by :func:`build_parser`, once MPI runs, so that a
+problem found while importing them (``MPIGD_KERNELS=bogus``) is one line too.
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ from threadpoolctl import threadpool_limits
 from .._version import __version__
 from ..errors import Interrupted, MpigdError
 from ..guard import run_guarded
-from ..parallel import default_comm, launcher_rank
-from . import bench, cv, data, scoring, train
+from ..parallel import default_comm, launcher_rank, print0
 from .common import RootParser, blas_threads, run_options
 
 
 def build_parser(rank: int = 0) -> RootParser:
-    """The parser of every command; only ``rank`` 0 prints. Collective: no."""
+    """The parser of every command; only ``rank`` 0 prints. Importing the commands
+    imports the kernels, whose environment switch may raise :class:`MpigdError`.
+    Collective: no."""
+    from . import bench, cv, data, scoring, train
+
     RootParser.rank = rank
     parser = RootParser(
         prog="mpigd",
@@ -49,7 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         if launcher_rank() == 0:
             print(f"mpigd: {exc.label}: {exc}", file=sys.stderr, flush=True)
         return exc.exit_status
-    args = build_parser(comm.rank).parse_args(argv)
+    try:
+        parser = build_parser(comm.rank)
+    except MpigdError as exc:  # the environment, alike on every rank: rank 0 says so
+        print0(comm, f"mpigd: {exc.label}: {exc}", file=sys.stderr)
+        return exc.exit_status
+    args = parser.parse_args(argv)
     warnings.formatwarning = _one_line_warning
     signal.signal(signal.SIGTERM, Interrupted.on_signal)  # unwind, removing partial outputs
     return run_guarded(lambda: _run(args, comm), comm, debug=args.debug)

@@ -8,7 +8,7 @@ import os
 import sys
 from contextlib import contextmanager
 
-from ..errors import MpigdError
+from ..errors import EXIT_INPUT, MpigdError
 from ..io.outputs import check_outputs, write_json
 from ..parallel import on_root, print0
 
@@ -32,8 +32,10 @@ class RootParser(argparse.ArgumentParser):
     """An ArgumentParser whose help and usage errors are printed by rank 0 only.
 
     Every rank parses the same arguments and exits the same way; only the printing is
-    limited, so a bad option gives one message instead of one per rank. Help shows the
-    defaults (:class:`DefaultsFormatter`).
+    limited, so a bad option gives one message instead of one per rank. A usage error
+    is one ``mpigd: error:`` line (no usage dump) and exit status 2, like any bad input;
+    an invalid choice names the option and lists the choices. Help shows the defaults
+    (:class:`DefaultsFormatter`).
     """
 
     rank = 0
@@ -41,10 +43,56 @@ class RootParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", DefaultsFormatter)
         super().__init__(*args, **kwargs)
+        self._argv: list[str] = []
 
     def _print_message(self, message, file=None):
         if self.rank == 0:
             super()._print_message(message, file)
+
+    def parse_known_args(self, args=None, namespace=None):
+        # kept for error(): the words around an option whose value argparse missed
+        self._argv = [str(arg) for arg in (sys.argv[1:] if args is None else args)]
+        return super().parse_known_args(args, namespace)
+
+    def _check_value(self, action, value):
+        if action.choices is not None and value not in action.choices:
+            name = "/".join(action.option_strings) or action.dest.replace("_", " ")
+            choices = ", ".join(map(str, action.choices))
+            raise argparse.ArgumentError(None, f"{name} {value!r}: choose one of {choices}")
+
+    def error(self, message):
+        """Print ``message`` as one line on rank 0 and exit with status 2."""
+        message = message.removeprefix("argument ")
+        if ": choose one of " not in message:
+            message = self._dash_value(message) or f"{message} (see {self.prog} --help)"
+        self.exit(EXIT_INPUT, f"mpigd: error: {message}\n")
+
+    def _dash_value(self, message: str) -> str | None:
+        """The error for an option whose value starts with '-' (argparse takes
+        ``--l2-path -1:1e-3:3`` for two options), or None: how to write it, and why such
+        a value is refused anyway where the option says so (:func:`refuses_negative`)."""
+        options = self._option_string_actions
+        for option, value in zip(self._argv, self._argv[1:], strict=False):
+            action = options.get(option)
+            if (
+                action is None
+                or action.nargs is not None
+                or not value.startswith("-")
+                or value.split("=")[0] in options
+                or option not in message
+            ):
+                continue
+            why = getattr(action, "negative", None)
+            advice = f"write {option}={value} for a value that starts with '-'"
+            return f"{option} {value}: {advice}" + (f" (though {why})" if why else "")
+        return None
+
+
+def refuses_negative(action: argparse.Action, why: str) -> argparse.Action:
+    """Mark ``action`` as one whose values are never negative: when argparse takes such
+    a value for an option, the usage error says ``why`` too."""
+    action.negative = why
+    return action
 
 
 def positive_int(text: str) -> int:

@@ -13,6 +13,7 @@ from .common import (
     add_y_key,
     check_outputs_on_root,
     once,
+    refuses_negative,
     reporter,
     write_json_on_root,
 )
@@ -40,15 +41,27 @@ def register(commands, run_options) -> None:
     )
     cv.add_argument("--seed", type=int, default=0, help="seed of the hashed folds (default: 0)")
     path = cv.add_mutually_exclusive_group(required=True)
-    path.add_argument(
-        "--l2-path", metavar="HIGH:LOW:COUNT", help="COUNT log-spaced l2 penalties (L-BFGS)"
+    positive = "a penalty cannot be negative: a path needs HIGH >= LOW > 0"
+    refuses_negative(
+        path.add_argument(
+            "--l2-path", metavar="HIGH:LOW:COUNT", help="COUNT log-spaced l2 penalties (L-BFGS)"
+        ),
+        positive,
     )
-    path.add_argument(
-        "--l1-path",
-        metavar="HIGH:LOW:COUNT",
-        help="COUNT log-spaced l1 penalties (nesterov/FISTA), with --l2 fixed",
+    refuses_negative(
+        path.add_argument(
+            "--l1-path",
+            metavar="HIGH:LOW:COUNT",
+            help="COUNT log-spaced l1 penalties (nesterov/FISTA), with --l2 fixed",
+        ),
+        positive,
     )
-    cv.add_argument("--l2", type=float, default=0.0, help="fixed l2 with --l1-path (default: 0)")
+    refuses_negative(
+        cv.add_argument(
+            "--l2", type=float, default=0.0, help="fixed l2 with --l1-path (default: 0)"
+        ),
+        "--l2 cannot be negative",
+    )
     cv.add_argument(
         "--metric",
         choices=METRIC_CHOICES,

@@ -16,6 +16,7 @@ from .common import (
     check_outputs_on_root,
     once,
     positive_int,
+    refuses_negative,
     reporter,
 )
 
@@ -44,8 +45,10 @@ def register(commands, run_options) -> None:
         help="default: auto, which is nesterov (FISTA) with --l1, normal for linear regression "
         "(up to 4095 features), lbfgs otherwise",
     )
-    train.add_argument("--l2", type=float, default=0.0, help="ridge penalty (l2/2)||w||^2")
-    train.add_argument("--l1", type=float, default=0.0, help="lasso penalty l1*||w||_1")
+    penalties = {"--l2": "ridge penalty (l2/2)||w||^2", "--l1": "lasso penalty l1*||w||_1"}
+    for name, text in penalties.items():
+        action = train.add_argument(name, type=float, default=0.0, help=text)
+        refuses_negative(action, f"{name} cannot be negative")
     train.add_argument("--standardize", action="store_true", help="train on standardised features")
     train.add_argument("--weight-key", help="dataset of row weights (default: none)")
     train.add_argument(

@@ -195,10 +195,12 @@ def human_bytes(n_bytes: float) -> str:
 @contextmanager
 def write_errors(path: str | os.PathLike, what: str = "") -> Iterator[None]:
     """Turn an ``OSError`` of the block (disk full, permissions, a lock) into one
-    :class:`MpigdError`: ``cannot write [what ]PATH: reason``. Collective: no."""
+    :class:`MpigdError`: ``cannot write [what ]PATH: reason``; so too h5py's
+    ``RuntimeError`` or ``ValueError`` (creating a dataset whose space is written at
+    once) when the environment caused it. Collective: no."""
     try:
         yield
-    except (OSError, RuntimeError) as exc:
+    except (OSError, RuntimeError, ValueError) as exc:
         if not isinstance(exc, OSError) and environment_reason(exc) is None:
             raise  # an HDF5 failure that is not the environment's: a bug
         reason = os_error_reason(exc)

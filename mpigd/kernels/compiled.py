@@ -30,10 +30,14 @@ _NO_FOLDS = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), _NO_WEIGH
 
 
 def _load():
-    """The extension module, or None (and why) when it is off or cannot be used."""
+    """The extension module, or None (and why) when it is off or cannot be used; an
+    :class:`~mpigd.errors.InvalidInputError` (a ``ValueError``, and one line from the
+    command line) for a value of ``MPIGD_KERNELS`` that is none of the three."""
+    from ..errors import InvalidInputError
+
     choice = os.environ.get("MPIGD_KERNELS", "auto")
     if choice not in ("auto", "compiled", "numpy"):
-        raise ValueError(f"MPIGD_KERNELS={choice!r}: choose auto, compiled or numpy")
+        raise InvalidInputError(f"MPIGD_KERNELS={choice!r}: choose auto, compiled or numpy")
     if choice == "numpy":
         return None, "MPIGD_KERNELS=numpy"
     try:

@@ -37,9 +37,9 @@ from ..parallel import (
 )
 from ..train import labels as label_rules
 from ..train.driver import ConvergenceWarning, fit
-from ..train.options import check_options, parameters_problem
+from ..train.options import check_options, option, parameters_problem
 from ..train.preemption import SignalWatch
-from .folds import fold_ids, per_fold
+from .folds import check_folds, fold_ids, per_fold
 from .objective import FoldObjectives
 from .progress import ROWS, FoldProgress, PathProgress, checkpointed, resumed
 
@@ -71,9 +71,11 @@ class CVResult:
     model: LinearModel | None
 
 
-def penalty_path(spec: str | Sequence[float]) -> np.ndarray:
+def penalty_path(spec: str | Sequence[float], name: str = "l2_path") -> np.ndarray:
     """The penalties of a path, largest first: ``"HIGH:LOW:COUNT"`` (COUNT log-spaced
-    values from HIGH down to LOW) or the values themselves. Collective: no."""
+    values from HIGH down to LOW) or the values themselves; ``name`` is the option that
+    gave it, for the messages. Collective: no."""
+    where = f"{option(name)}: "
     if isinstance(spec, str):
         parts = spec.split(":")
         try:
@@ -81,19 +83,31 @@ def penalty_path(spec: str | Sequence[float]) -> np.ndarray:
             if len(parts) != 3:
                 raise ValueError
         except (ValueError, IndexError):
-            raise MpigdError(f"a penalty path is HIGH:LOW:COUNT, got {spec!r}") from None
+            raise MpigdError(f"{where}a penalty path is HIGH:LOW:COUNT, got {spec!r}") from None
         if count < 1:
-            raise MpigdError(f"the penalty path {spec!r} is empty: COUNT must be >= 1")
+            raise MpigdError(f"{where}the penalty path {spec!r} is empty: COUNT must be >= 1")
         if count > MAX_PATH:
-            raise MpigdError(f"the penalty path {spec!r} is too long: COUNT must be <= {MAX_PATH}")
-        if not (np.isfinite(high) and high >= low > 0):
-            raise MpigdError(f"the penalty path {spec!r} needs HIGH >= LOW > 0 (log-spaced)")
+            raise MpigdError(
+                f"{where}the penalty path {spec!r} is too long: COUNT must be <= {MAX_PATH}"
+            )
+        if min(high, low) < 0:
+            raise MpigdError(
+                f"{where}the penalty path {spec!r} holds a negative penalty: a penalty "
+                "cannot be negative, and a log-spaced path needs HIGH >= LOW > 0"
+            )
+        if min(high, low) == 0:
+            raise MpigdError(
+                f"{where}the penalty path {spec!r} reaches 0: a log-spaced path needs "
+                "HIGH >= LOW > 0"
+            )
+        if not (np.isfinite(high) and high >= low):
+            raise MpigdError(f"{where}the penalty path {spec!r} needs HIGH >= LOW > 0, finite")
         return np.geomspace(high, low, count) if count > 1 else np.array([high])
     values = np.asarray(spec, dtype=np.float64).ravel()
     if len(values) == 0:
-        raise MpigdError("the penalty path is empty")
+        raise MpigdError(f"{where}the penalty path is empty")
     if not (np.isfinite(values).all() and (values >= 0).all()):
-        raise MpigdError("penalties must be finite numbers >= 0")
+        raise MpigdError(f"{where}penalties must be finite numbers >= 0")
     return np.unique(values)[::-1].copy()
 
 
@@ -161,8 +175,11 @@ def cv(
     start = wtime()
     kind = "l1" if l1_path is not None else "l2"
     if (l1_path is None) == (l2_path is None):
-        raise MpigdError("give one penalty path: l2_path, or l1_path (with l2 fixed)")
-    path = penalty_path(l1_path if kind == "l1" else l2_path)
+        raise MpigdError(
+            f"give one penalty path: {option('l2_path')}, or {option('l1_path')} with --l2 fixed"
+        )
+    check_folds(folds)  # before anything is read or estimated
+    path = penalty_path(*((l1_path, "l1_path") if kind == "l1" else (l2_path, "l2_path")))
     optimizer = "nesterov" if kind == "l1" else "lbfgs"
     check_options(
         model, optimizer, l2, 0.0, class_weight, 1, checkpoint_every,
@@ -171,11 +188,11 @@ def cv(
     metric = metric or MODEL_METRICS[model][0]
     if metric not in MODEL_METRICS[model]:
         raise MpigdError(
-            f"metric {metric!r} is not for {model} models; choose from "
+            f"--metric {metric!r} is not for {model} models; choose from "
             f"{', '.join(MODEL_METRICS[model])}"
         )
     if rule not in RULES:
-        raise MpigdError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+        raise MpigdError(f"--rule {rule!r}: choose one of {', '.join(RULES)}")
     label_rules.check_labels(labels, model)
     local, objective, classes = _load(
         comm, data, model, folds, fold_key, seed, x_key, y_key, weight_key, class_weight,
@@ -366,6 +383,7 @@ def _load(
         local, classes = label_rules.encode(comm, local, model)
     n_classes = label_rules.n_classes(comm, local) if model == "softmax" else 2
     n_outputs = n_classes if model == "softmax" else 1
+    check_folds(folds, info.n_rows)  # a count that cannot be is no memory problem
     budget = memory_per_rank(comm)
     with rank_local(comm):  # every fold model holds its optimiser's vectors
         problem = parameters_problem(
@@ -381,8 +399,6 @@ def _load(
         comm, local, fold, folds, 0 if model == "linear" else n_classes,
         class_weight=class_weight, shift=shift,
     )  # fmt: skip
-    if setup.training_classes is not None:
-        _warn_about_folds_without_a_class(comm, setup.training_classes, classes)
     objective = FoldObjectives(
         comm,
         local.X,
@@ -401,4 +417,6 @@ def _load(
             f"the training rows of fold model {int(light[0])} have total weight "
             f"{objective.total_weight[light[0]]:g}; it must be more than 0"
         )
+    if setup.training_classes is not None:  # after the error that its weights would be
+        _warn_about_folds_without_a_class(comm, setup.training_classes, classes)
     return local, objective, classes

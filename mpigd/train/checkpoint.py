@@ -11,16 +11,18 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
 from ..errors import MpigdError, Preempted, plural
-from ..io.hdf5 import open_input
+from ..io.hdf5 import READ_ERRORS, open_input, read_problem
 from ..io.outputs import read_attrs, writing
 from ..optimize import Progress
 from ..parallel import on_root, warn0
+from .options import option
 
 FORMAT = "mpigd-checkpoint-1"
 #: State entries that hold one or more vectors of the parameters' length.
@@ -34,6 +36,15 @@ STATE_KEYS = {
 #: The order in which differences are reported: the most telling first. The data path
 #: may differ (a moved file is the same data); the sampled rows may not.
 MATCH_FIRST = ("model", "l2", "x_key", "y_key", "data_shape", "data_dtypes", "data_sample_sha256")
+#: How a message names the settings that are not options (the others are named by
+#: :func:`~mpigd.train.options.option`: ``--l2``, ``--fold-key (fold_key)``).
+SETTING_NAMES = {
+    "data_shape": "data shape",
+    "data_dtypes": "data dtypes",
+    "n_outputs": "output count (classes)",
+    "penalty": "penalty (--l2-path or --l1-path)",
+    "path": "penalty path",
+}
 
 
 @dataclass(frozen=True)
@@ -91,8 +102,19 @@ class Checkpoint:
                     f"{self.run.get('data_path')} and {run.get('data_path')} differ"
                 )
             if key != "data_path" and mine != theirs:
-                return f"its {key} is {mine!r}, but this run's is {theirs!r}"
+                name = SETTING_NAMES.get(key) or option(key)
+                return f"its {name} is {_shown(key, mine)}, but this run's is {_shown(key, theirs)}"
         return None
+
+
+def _shown(key: str, value) -> str:
+    """A setting's value in a message: ``none`` for an option not given (None, or
+    the empty name a checkpoint stores for it), ``the default`` for ``max_iter`` -1."""
+    if value is None or (isinstance(value, str) and not value):
+        return "none"
+    if key == "max_iter" and value == -1:
+        return "the default"
+    return repr(value)
 
 
 def state_problem(state: dict[str, Any], size: int, keys: tuple[str, ...] = ()) -> str | None:
@@ -123,15 +145,28 @@ def state_problem(state: dict[str, Any], size: int, keys: tuple[str, ...] = ()) 
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Read a checkpoint written by :meth:`Checkpoint.save`. Collective: no."""
-    with open_input(path, "checkpoint") as f:
-        if f.attrs.get("format") != FORMAT or "state" not in f or "run" not in f:
-            raise MpigdError(f"cannot read checkpoint {path}: it is not an mpigd checkpoint")
-        attrs = read_attrs(f)
-        state = read_attrs(f["state"])
-        state.update({key: dataset[()] for key, dataset in f["state"].items()})
-        run = read_attrs(f["run"])
-    return Checkpoint(attrs["optimizer"], state, run, attrs["ranks"], attrs["created"])
+    """Read a checkpoint written by :meth:`Checkpoint.save`; a file that is missing,
+    unreadable, no checkpoint, or cut short or damaged (a copy that did not finish, a
+    full disk) is one :class:`MpigdError`. Collective: no."""
+    if not (Path(path).is_file() and os.access(path, os.R_OK)):
+        with open_input(path, "checkpoint"):  # its message: not found, a folder, no access
+            pass
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != FORMAT or "state" not in f or "run" not in f:
+                raise MpigdError(f"cannot resume from {path}: it is not an mpigd checkpoint")
+            attrs = read_attrs(f)
+            state = read_attrs(f["state"])
+            state.update({key: dataset[()] for key, dataset in f["state"].items()})
+            run = read_attrs(f["run"])
+        return Checkpoint(attrs["optimizer"], state, run, attrs["ranks"], attrs["created"])
+    except (*READ_ERRORS, TypeError) as exc:
+        if isinstance(exc, PermissionError) or "unable to lock file" in str(exc):
+            raise MpigdError(read_problem(path, "checkpoint", exc)) from exc
+        raise MpigdError(
+            f"cannot resume from {path}: it is not a readable checkpoint (truncated or "
+            f"damaged); start without {option('resume')}"
+        ) from exc
 
 
 def resume_state(comm, path, optimizer: str, run: dict | None, size: int) -> dict:

@@ -22,6 +22,14 @@ OPTIMIZER_VECTORS = 32
 NORMAL_MAX_PARAMETERS = 4096
 
 
+def option(name: str) -> str:
+    """How a message names the option ``name`` of the Python API so that it reads right
+    on the command line too: ``--l2``, or ``--exclude-fold (exclude_fold)`` where the
+    two spellings differ. Collective: no."""
+    flag = "--" + name.replace("_", "-")
+    return flag if "_" not in name else f"{flag} ({name})"
+
+
 def choose_optimizer(model: str, l1: float, n_features: int) -> str:
     """What ``optimizer="auto"`` means: FISTA for L1, the normal equations for linear
     regression of moderate width, L-BFGS otherwise. Collective: no."""
@@ -73,19 +81,23 @@ def check_options(
         )
     for name, value in (("l2", l2), ("l1", l1)):
         if not (value >= 0 and np.isfinite(value)):
-            raise MpigdError(f"{name} must be a finite number >= 0, got {value}")
+            raise MpigdError(f"{option(name)} must be a finite number >= 0, got {value}")
     if class_weight not in (None, "balanced"):
-        raise MpigdError(f"class_weight must be 'balanced' or None, got {class_weight!r}")
+        raise MpigdError(
+            f"{option('class_weight')} must be 'balanced' or None, got {class_weight!r}"
+        )
     if class_weight and model == "linear":
         raise MpigdError("class weights need a classifier (logistic or softmax)")
     if batch_size < 1:
-        raise MpigdError(f"batch_size must be >= 1, got {batch_size}")
+        raise MpigdError(f"{option('batch_size')} must be >= 1, got {batch_size}")
     try:
         check_stopping_options(**stopping)
     except ValueError as exc:
         raise MpigdError(str(exc)) from exc
     if not (checkpoint_every >= 1 and checkpoint_every == int(checkpoint_every)):
-        raise MpigdError(f"checkpoint_every must be a whole number >= 1, got {checkpoint_every}")
+        raise MpigdError(
+            f"{option('checkpoint_every')} must be a whole number >= 1, got {checkpoint_every}"
+        )
     if optimizer == "auto":
         return
     spec = OPTIMIZERS[optimizer]
@@ -101,12 +113,15 @@ def parameters_problem(
     model: str, n_features: int, n_outputs: int, n_rows: int, budget: float
 ) -> str | None:
     """Why the parameters of this model, the optimiser's vectors of them and a block's
-    work space (``K`` values per row) would not fit in ``budget`` bytes, or None.
-    Checked before the first evaluation; for softmax the class count comes from the
-    largest label, so one stray label can ask for terabytes. Collective: no."""
+    work space (``K`` values per row, for a block of at most ``n_rows`` rows, this
+    rank's) would not fit in ``budget`` bytes, or None. Checked before the first
+    evaluation; for softmax the class count comes from the largest label, so one stray
+    label can ask for terabytes. The message does not depend on ``n_rows``, so that the
+    ranks that fail say one thing. Collective: no."""
     p = (n_features + 1) * n_outputs
     block = min(rows_per_block(8 * n_features), max(n_rows, 1))
-    need = 8.0 * (OPTIMIZER_VECTORS * p + 3 * block * n_outputs)
+    per_row = 8.0 * 3 * n_outputs
+    need = 8.0 * OPTIMIZER_VECTORS * p + block * per_row
     if need <= budget:
         return None
     what = (
@@ -116,8 +131,9 @@ def parameters_problem(
     )
     hint = "; softmax labels must be class indices 0 .. K-1" if model == "softmax" else ""
     return (
-        f"{what} needs about {human_bytes(need)} per rank for its parameters and work "
-        f"space, more than the {human_bytes(budget)} a rank has{hint}"
+        f"{what} needs about {human_bytes(8.0 * OPTIMIZER_VECTORS * p)} per rank for its "
+        f"parameters, plus {human_bytes(per_row)} of work space per row, more than the "
+        f"{human_bytes(budget)} a rank has{hint}"
     )
 
 

@@ -9,6 +9,7 @@ from ..errors import MpigdError
 from ..io.dataset import LocalData
 from ..model import LinearModel, load_model
 from ..parallel import rank_local
+from .options import option
 
 
 def first_local_row(local: LocalData) -> np.ndarray:
@@ -23,16 +24,27 @@ def fold_filter(folds, fold_key, exclude_fold, seed):
     """``(comm, local) -> local`` keeping the rows outside fold ``exclude_fold``, or None
     without one. The options are checked here, before anything is read."""
     if exclude_fold is None:
-        if folds is not None or fold_key is not None:
-            raise MpigdError("folds and fold_key choose the fold that exclude_fold leaves out")
+        named = (("folds", folds), ("fold_key", fold_key))
+        given = [option(name) for name, value in named if value is not None]
+        if given:
+            raise MpigdError(
+                f"{' and '.join(given)} only {'choose' if len(given) > 1 else 'chooses'} the "
+                f"fold that {option('exclude_fold')} leaves out: give --exclude-fold too"
+            )
         return None
     if folds is None:
-        raise MpigdError("exclude_fold needs the fold count (folds; with fold_key too)")
+        raise MpigdError(
+            f"{option('exclude_fold')} needs the fold count, {option('folds')}"
+            + (f", also with {option('fold_key')}" if fold_key is not None else "")
+        )
     from ..selection.folds import check_folds, exclude_fold_rows, fold_ids
 
     check_folds(folds)
     if not 0 <= exclude_fold < folds:
-        raise MpigdError(f"exclude_fold must lie in 0 .. {folds - 1}, got {exclude_fold}")
+        raise MpigdError(
+            f"{option('exclude_fold')} must lie in 0 .. {folds - 1} (with --folds {folds}), "
+            f"got {exclude_fold}"
+        )
 
     def keep(comm, local):
         fold = fold_ids(comm, local, folds, seed=seed, key=fold_key)
