@@ -365,7 +365,8 @@ CASES = {
     "cv --resume with other --folds": Case(
         f"{CV} --folds 4 --resume {{tmp}}/ck.h5",
         EXIT_INPUT,
-        "cannot resume from {tmp}/ck.h5: its --folds is 5, but this run's is 4",
+        "cannot resume from {tmp}/ck.h5: its --folds is 5, but this run's is 4; it is not "
+        "this run's checkpoint: to start afresh, leave out --resume (or remove the file)",
         (checkpoint("cv"),),
         NEW,
     ),

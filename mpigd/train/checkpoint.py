@@ -182,8 +182,11 @@ def checked_state(comm, path, optimizer: str, run: dict | None, problem) -> dict
     def load() -> dict:
         saved = load_checkpoint(path)
         why = saved.mismatch(optimizer, run) or problem(saved)
-        if why:
-            raise MpigdError(f"cannot resume from {path}: {why}")
+        if why:  # another run's checkpoint (a job beside this one, or older settings)
+            raise MpigdError(
+                f"cannot resume from {path}: {why}; it is not this run's checkpoint: to start "
+                f"afresh, leave out {option('resume')} (or remove the file)"
+            )
         if saved.ranks != comm.size:
             warn0(
                 comm,
