@@ -8,12 +8,14 @@ each index width and rows without values; extreme and non-finite predictors.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import ROOT
 
 from mpigd.kernels import compiled, dense, sparse
 from mpigd.kernels.losses import make_loss
@@ -156,8 +158,8 @@ def test_the_environment_variable_turns_the_compiled_kernels_off_and_on():
 
 @needs_compiled
 def test_arrays_of_the_wrong_length_never_reach_the_c_code():
-    # The C code trusts the lengths: the wrapper hands anything else to the reference
-    # kernels, which raise NumPy's error instead of reading or writing out of bounds.
+    # The wrapper hands anything else to the reference kernels, which raise NumPy's
+    # error (the C code would refuse it too: tests/test_memory_safety.py).
     X, y, theta, loss, weights = problem("logistic", 100, 5, np.float64)
     for bad in (
         {"y": y[:10]},
@@ -186,3 +188,24 @@ def test_sparse_formats_other_than_csr_use_scipy():
         assert_close(sparse.local_sums(other.tocsr(), y, theta, loss), expected, 0)
     one_class = make_loss("softmax", 1)
     assert compiled.dense_sums(X, y * 0, np.zeros(6), one_class) is None
+
+
+def test_compiled_kernels_asked_for_but_not_built_is_one_line(tmp_path):
+    """A copy of the package without the extension, run from its folder (so that it is the
+    one imported): MPIGD_KERNELS=compiled is one line and status 2, an ImportError in
+    Python."""
+    shutil.copytree(ROOT / "mpigd", tmp_path / "mpigd")
+    for built in (tmp_path / "mpigd" / "kernels").glob("_fused*.so"):
+        built.unlink()
+    env = {**os.environ, "MPIGD_KERNELS": "compiled"}
+    run = subprocess.run(
+        [sys.executable, "-m", "mpigd", "train", "absent.h5", "--model", "linear", "--out", "m.h5"],
+        env=env, cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("mpigd: error: MPIGD_KERNELS=compiled, but the compiled kernels")
+    code = "import mpigd.kernels.compiled"
+    run = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True)
+    assert b"ImportError" in run.stderr or b"KernelsUnavailable" in run.stderr

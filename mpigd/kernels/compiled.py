@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+from ..errors import InvalidInputError, MpigdError
 from .losses import PointwiseLoss
 
 ABI = 4  # must match KERNEL_ABI in _fused.c: a stale build is never called
@@ -33,8 +34,6 @@ def _load():
     """The extension module, or None (and why) when it is off or cannot be used; an
     :class:`~mpigd.errors.InvalidInputError` (a ``ValueError``, and one line from the
     command line) for a value of ``MPIGD_KERNELS`` that is none of the three."""
-    from ..errors import InvalidInputError
-
     choice = os.environ.get("MPIGD_KERNELS", "auto")
     if choice not in ("auto", "compiled", "numpy"):
         raise InvalidInputError(f"MPIGD_KERNELS={choice!r}: choose auto, compiled or numpy")
@@ -49,8 +48,13 @@ def _load():
             return _fused, None
         reason = "the compiled kernels are from another version; reinstall mpigd"
     if choice == "compiled":
-        raise ImportError(f"MPIGD_KERNELS=compiled, but {reason}")
+        raise KernelsUnavailable(f"MPIGD_KERNELS=compiled, but {reason}")
     return None, reason
+
+
+class KernelsUnavailable(MpigdError, ImportError):
+    """``MPIGD_KERNELS=compiled`` where the extension cannot be used: an ``ImportError``
+    for Python callers, one line from the command line."""
 
 
 _fused, why_not = _load()
