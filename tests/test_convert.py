@@ -71,7 +71,7 @@ def test_tsv_float32_compressed_and_no_label(tmp_path, table):
         assert f["X"].chunks[1] == 5  # chunks are blocks of whole rows
 
 
-def test_libsvm_round_trip_maps_minus_one_labels(tmp_path, table):
+def test_libsvm_round_trip_keeps_minus_one_labels(tmp_path, table):
     X, y = table
     with open(tmp_path / "t.svm", "w") as f:
         f.write("# a comment line\n")
@@ -81,8 +81,20 @@ def test_libsvm_round_trip_maps_minus_one_labels(tmp_path, table):
     source = convert(tmp_path / "t.svm", tmp_path / "t.h5")
     X2, y2, _ = read(tmp_path / "t.h5")
     np.testing.assert_array_equal(X2, X)
-    np.testing.assert_array_equal(y2, y)
-    assert "labels -1/+1 mapped to 0/1" in source.notes
+    np.testing.assert_array_equal(y2, 2 * y - 1)  # -1/+1, as the file spells them
+    assert set(np.unique(y2)) == {-1.0, 1.0}
+    assert "labels -1/+1 kept as they are (train a classifier with --labels auto)" in source.notes
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_libsvm_labels_are_never_remapped(tmp_path, dense):
+    """0/1, -1/+1, 1/2 and -1/0/+1 come out as they went in, sparse or dense."""
+    text = "-1 1:1\n+1 2:1\n0 1:2\n2 2:3\n"
+    (tmp_path / "t.svm").write_text(text)
+    layout = "dense" if dense else None
+    source = convert(tmp_path / "t.svm", tmp_path / "t.h5", layout=layout, zero_based=False)
+    np.testing.assert_array_equal(read(tmp_path / "t.h5")[1], [-1, 1, 0, 2])
+    assert not any("labels" in note for note in source.notes)
 
 
 def test_libsvm_zero_based_and_fixed_width(tmp_path):

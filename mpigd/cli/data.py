@@ -105,11 +105,17 @@ def register(commands, run_options) -> None:
         help="shuffled train/test split",
         description="Split DATA.h5 into shuffled training and test files, in bounded memory.",
     )
-    split.add_argument("data", help="HDF5 file; every dataset with one entry per row is split")
+    split.add_argument(
+        "data",
+        help="HDF5 or .h5ad file; every dataset with one entry per row is split (an .h5ad's "
+        "obs columns too), the rest copied",
+    )
     split.add_argument("--test-fraction", type=float, required=True, help="e.g. 0.2")
     split.add_argument("--seed", type=int, default=0, help="seed of the random split")
-    split.add_argument("--train", help="training file (default: DATA-train.h5)")
-    split.add_argument("--test", help="test file (default: DATA-test.h5)")
+    split.add_argument(
+        "--train", help="training file (default: DATA-train.h5, or .h5ad for an .h5ad)"
+    )
+    split.add_argument("--test", help="test file (default: DATA-test.h5, or .h5ad for an .h5ad)")
     add_x_key(split, help="dataset that defines the rows")
     split.set_defaults(func=run_split)
 
@@ -197,8 +203,9 @@ def run_split(args, comm) -> int:
     from ..io.split import split as split_file
 
     say = reporter(comm, args.quiet)
-    stem = os.path.splitext(args.data)[0]
-    train, test = args.train or f"{stem}-train.h5", args.test or f"{stem}-test.h5"
+    stem, suffix = os.path.splitext(args.data)
+    suffix = suffix if suffix.lower() == ".h5ad" else ".h5"  # an .h5ad stays one
+    train, test = args.train or f"{stem}-train{suffix}", args.test or f"{stem}-test{suffix}"
     check_outputs_on_root(comm, {"--train": train, "--test": test}, {"the data file": args.data})
 
     def work():
@@ -260,16 +267,20 @@ def summary_lines(summary: dict, show: int) -> list[str]:
     if "label_stats" in summary:
         if summary["classes"] is not None:
             total = summary["rows"]
+            names = summary.get("class_names") or {}
             lines.append(
                 "  labels: "
                 + ", ".join(
-                    f"{k}: {v:,} ({100 * v / total:.1f}%)" for k, v in summary["classes"].items()
+                    f"{k}{f' ({names[k]})' if k in names else ''}: {v:,} ({100 * v / total:.1f}%)"
+                    for k, v in summary["classes"].items()
                 )
             )
         else:
             s = summary["label_stats"]
             lines.append(f"  labels: min {s['min']:.6g}, mean {s['mean']:.6g}, max {s['max']:.6g}")
     stats = summary["feature_stats"]
+    if stats is None:
+        return [*lines, f"  features: {summary['note']}"]
     names = summary["feature_names"] or [str(j) for j in range(summary["features"])]
     lines.append(f"  {'feature':<20} {'min':>12} {'mean':>12} {'max':>12}")
     for j in range(min(show, summary["features"])):

@@ -97,6 +97,8 @@ def write_source(
             raise MpigdError(
                 f"the input changed while converting: {start} rows, expected {source.n_rows}"
             )
+        if source.sparse:
+            X.finish()
         if source.feature_names:
             X.attrs["feature_names"] = source.feature_names
         if y is not None and source.label_name:

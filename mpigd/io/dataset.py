@@ -46,6 +46,7 @@ class DatasetInfo:
     weight_key: str | None = None
     csr: CSRLayout | None = None  # X is a CSR group (io.sparse); None: a dense dataset
     categorical: bool = False  # y_key names the codes of a categorical column (-1: missing)
+    n_categories: int = 0  # of that categorical column: its codes are -1 .. n_categories - 1
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,10 @@ class LocalData:
     weights: np.ndarray | None = None  # (stop - start,), float64
 
 
-def _numeric_problem(name: str, dtype: np.dtype) -> str | None:
-    if dtype.kind in "iuf":
+def _numeric_problem(name: str, dtype: np.dtype, labels: bool = False) -> str | None:
+    """Why dataset ``name`` cannot be read as numbers, or None; booleans are labels 0/1
+    (an anndata ``obs`` column of booleans), not features."""
+    if dtype.kind in "iuf" or (labels and dtype.kind == "b"):
         return None
     kind = {"c": "complex", "V": "compound"}.get(dtype.kind, "non-numeric")
     return f"dataset '{name}' has {kind} dtype {dtype}; it must hold real numbers"
@@ -87,7 +90,8 @@ def inspect_dataset(
     """
     path = str(path)
     with open_input(path) as f:
-        categorical = y_key is not None and _is_categorical(f.get(y_key))
+        n_categories = _categories(f, y_key, path) if y_key else None
+        categorical = n_categories is not None
         if categorical:
             y_key = f"{y_key.rstrip('/')}/codes"  # the class labels are the codes
         keys = [x_key] + [key for key in (y_key, weight_key) if key]
@@ -113,11 +117,18 @@ def inspect_dataset(
                 f"{path}: '{key}' has {shape[0]} rows but '{x_key}' has {m}; they must match"
             )
     for key in keys:
-        problem = _numeric_problem(key, layout[key][1])
+        problem = _numeric_problem(key, layout[key][1], labels=key == y_key)
         if problem:
             raise MpigdError(f"{path}: {problem}")
     y_dtype = layout[y_key][1] if y_key else None
-    return DatasetInfo(path, x_key, y_key, m, n, x_dtype, y_dtype, weight_key, csr, categorical)
+    if categorical and y_dtype.kind not in "iu":
+        raise MpigdError(
+            f"{path}: the codes of the categorical column '{column_of(y_key)}' are {y_dtype}; "
+            "they must be integers (-1 for a missing label, else a category's position)"
+        )
+    return DatasetInfo(
+        path, x_key, y_key, m, n, x_dtype, y_dtype, weight_key, csr, categorical, n_categories or 0
+    )
 
 
 def _is_categorical(obj) -> bool:
@@ -127,6 +138,58 @@ def _is_categorical(obj) -> bool:
         and "codes" in obj
         and obj.attrs.get("encoding-type") in ("categorical", b"categorical")
     )
+
+
+def _categories(f: h5py.File, y_key: str, path: str) -> int | None:
+    """How many categories the anndata categorical column ``y_key`` has, or None if it is
+    not one."""
+    group = f.get(y_key)
+    if not _is_categorical(group):
+        return None
+    categories = group.get("categories")
+    if not isinstance(categories, h5py.Dataset) or categories.ndim != 1:
+        raise MpigdError(
+            f"{path}: the categorical column '{y_key}' has no 1-D array 'categories' beside "
+            "its codes; write the column again (anndata writes both)"
+        )
+    return categories.shape[0]
+
+
+def column_of(y_key: str) -> str:
+    """The column a label key names: ``obs/cell_type`` for ``obs/cell_type/codes``."""
+    return y_key.removesuffix("/codes")
+
+
+def check_codes(
+    info: DatasetInfo, y: np.ndarray, start: int, stop: int, *, missing: bool = False
+) -> None:
+    """The codes of a categorical label column in rows ``start:stop``: each the position
+    of one of its categories, or -1 (a missing label, which cannot train: allowed only
+    with ``missing``). A code beyond the categories would silently become a class of its
+    own. Collective: no."""
+    if not info.categorical or len(y) == 0:
+        return
+    where = f"{literal(info.path)}: column '{literal(column_of(info.y_key))}'"
+    k = info.n_categories
+    outside = (y >= k) | (y < -1)
+    if outside.any():
+        allowed = f"-1 (missing) or 0 .. {k - 1}" if k else "-1 (missing): it has none"
+        raise MpigdError.in_rows(
+            f"{where} holds {{count}} codes outside its {k:,} categor{'y' if k == 1 else 'ies'} "
+            f"(e.g. code {{example}}) in rows {{rows}}; a code must be {allowed}, so the column "
+            "is damaged: write it again from its labels",
+            np.count_nonzero(outside),
+            start,
+            stop,
+            f"{y[outside][0]:g}",
+        )
+    if not missing and (y < 0).any():
+        raise MpigdError.in_rows(
+            f"{where} holds {{count}} missing labels (code -1) in rows {{rows}}",
+            np.count_nonzero(y < 0),
+            start,
+            stop,
+        )
 
 
 def first_row(info: DatasetInfo) -> np.ndarray:
@@ -286,14 +349,8 @@ def read_block(info: DatasetInfo, rank: int, size: int) -> LocalData:
                 start,
                 stop,
             )
-    if info.categorical and stop > start and (columns[info.y_key] < 0).any():
-        raise MpigdError.in_rows(
-            f"{literal(info.path)}: '{literal(info.y_key)}' holds {{count}} missing labels "
-            "(code -1) in rows {rows}",
-            np.count_nonzero(columns[info.y_key] < 0),
-            start,
-            stop,
-        )
+    if info.categorical:
+        check_codes(info, columns[info.y_key], start, stop)
     weights = columns.get(info.weight_key) if info.weight_key else None
     if weights is not None and (weights < 0).any():
         raise MpigdError.in_rows(

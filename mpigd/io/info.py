@@ -21,11 +21,17 @@ from ..parallel import (
     rank_local,
 )
 from ..partition import block_range, rows_per_block
-from .dataset import READ_ERRORS, DatasetInfo, inspect_dataset, read_csr_rows
+from .dataset import READ_ERRORS, DatasetInfo, check_codes, inspect_dataset, read_csr_rows
 from .outputs import read_attrs
 
 #: Most distinct integer labels reported as classes.
 MAX_CLASSES = 20
+
+#: Most features whose statistics are computed. Each costs about 200 bytes on every rank
+#: (running minima, maxima, sums and counts, their reductions and the JSON lists), so a
+#: CSR file 2^40 features wide would ask for hundreds of terabytes: beyond this width the
+#: summary leaves the per-feature statistics out and says so.
+MAX_STAT_FEATURES = 2**22
 
 
 def _layout(path: str, keys: list[str]) -> dict:
@@ -104,50 +110,87 @@ class _Running:
 
 
 def describe(comm, path, x_key: str = "X", y_key: str | None = "y") -> dict:
-    """Layout and statistics of ``path``; the same dict on every rank. Collective: yes."""
+    """Layout and statistics of ``path``; the same dict on every rank. The labels may be
+    anything training reads (an anndata ``obs`` column, booleans, a categorical column's
+    codes); per-feature statistics are left out (None) beyond :data:`MAX_STAT_FEATURES`
+    features. Collective: yes."""
     with rank_local(comm):
         info = inspect_dataset(path, x_key, y_key)
-    keys = [key for key in (x_key, y_key) if key]
+    keys = [key for key in (x_key, info.y_key) if key]
     layout = on_root(comm, lambda: _layout(info.path, keys), share=True)
     if info.csr:
-        return _describe_csr(comm, info, layout)
+        summary = _describe_csr(comm, info, layout)
+    else:
+        summary = _describe_dense(comm, info, layout)
+    if info.categorical and summary["classes"] is not None:
+        names = on_root(comm, lambda: _category_names(info, summary["classes"]), share=True)
+        summary["class_names"] = names
+    return summary
 
+
+def _feature_stats(info: DatasetInfo) -> _Running | None:
+    """Running per-feature statistics, or None for a file too wide to keep them."""
+    return _Running(info.n_features) if info.n_features <= MAX_STAT_FEATURES else None
+
+
+def _describe_dense(comm, info: DatasetInfo, layout: dict) -> dict:
+    """:func:`describe` for a dense X: each rank reads its block of rows in blocks (of the
+    labels alone when the statistics are left out). Collective: yes."""
     start, stop = block_range(info.n_rows, comm.size, comm.rank)
-    features, labels = _Running(info.n_features), _Running(1)
+    features, labels = _feature_stats(info), _Running(1)
     classes: dict[float, int] | None = {}
-    rows = rows_per_block(8 * info.n_features)
+    rows = rows_per_block(8 * (info.n_features if features else 1))
     with rank_local(comm):
         try:
             with h5py.File(info.path, "r") as f:
                 for a in range(start, stop, rows):
                     b = min(a + rows, stop)
-                    features.add(f[x_key][a:b].astype(np.float64))
-                    if y_key:
-                        y = f[y_key][a:b].astype(np.float64).reshape(-1)
+                    if features:
+                        features.add(f[info.x_key][a:b].astype(np.float64))
+                    if info.y_key:
+                        y = f[info.y_key][a:b].astype(np.float64).reshape(-1)
+                        check_codes(info, y, a, b, missing=True)
                         labels.add(y[:, None])
                         classes = _count_classes(classes, y)
         except READ_ERRORS as exc:
-            raise MpigdError(f"reading rows {start}:{stop} of {path} failed: {exc}") from exc
-
+            raise MpigdError(f"reading rows {start}:{stop} of {info.path} failed: {exc}") from exc
     return _summary(comm, info, layout, features, labels, classes)
+
+
+def _category_names(info: DatasetInfo, classes: dict[str, int]) -> dict[str, str]:
+    """The category of each code counted (a few single reads). Collective: no."""
+    try:
+        with h5py.File(info.path, "r") as f:
+            categories = f[info.y_key.removesuffix("/codes") + "/categories"]
+            names = {code: categories[int(float(code))] for code in classes if float(code) >= 0}
+    except READ_ERRORS as exc:
+        raise MpigdError(f"reading the categories of {info.path} failed: {exc}") from exc
+    return {k: v.decode() if isinstance(v, bytes) else str(v) for k, v in names.items()}
 
 
 def _summary(comm, info: DatasetInfo, layout: dict, features, labels, classes) -> dict:
     """The statistics reduced over ranks, as :func:`describe` returns them. Collective: yes."""
     y_key = info.y_key
-    x_stats = features.reduce(comm)
     summary = {
         "path": os.path.abspath(info.path),
         "rows": info.n_rows,
         "features": info.n_features,
         **layout,
-        "feature_stats": {
+        "feature_stats": None,
+    }
+    if features is None:
+        summary["note"] = (
+            f"per-feature statistics left out: {info.n_features:,} features are more than "
+            f"the {MAX_STAT_FEATURES:,} data info computes them for"
+        )
+    else:
+        x_stats = features.reduce(comm)
+        summary["feature_stats"] = {
             "min": x_stats["min"].tolist(),
             "mean": (x_stats["sum"] / info.n_rows).tolist(),
             "max": x_stats["max"].tolist(),
             "non_finite": x_stats["non_finite"].astype(int).tolist(),
-        },
-    }
+        }
     if y_key:
         y_stats = labels.reduce(comm)
         summary["label_stats"] = {
@@ -163,7 +206,7 @@ def _summary(comm, info: DatasetInfo, layout: dict, features, labels, classes) -
 def _describe_csr(comm, info: DatasetInfo, layout: dict) -> dict:
     """:func:`describe` for a CSR group: each rank reads its rows (balanced by values),
     and the summary adds the sparsity: values per row and per feature, density."""
-    features, labels = _Running(info.n_features), _Running(1)
+    features, labels = _feature_stats(info), _Running(1)
     classes: dict[float, int] | None = {}
     with rank_local(comm):
         X, start, stop = read_csr_rows(info, comm.rank, comm.size, finite=False)
@@ -172,13 +215,18 @@ def _describe_csr(comm, info: DatasetInfo, layout: dict) -> dict:
                 y = f[info.y_key][start:stop].astype(np.float64).reshape(-1) if info.y_key else None
         except READ_ERRORS as exc:
             raise MpigdError(f"reading rows {start}:{stop} of {info.path} failed: {exc}") from exc
-    features.add_csr(X)
+        if y is not None:
+            check_codes(info, y, start, stop, missing=True)
+    if features:
+        features.add_csr(X)
     if y is not None:
         labels.add(y[:, None])
         classes = _count_classes(classes, y)
     row_nnz = X.getnnz(axis=1)
-    stored = np.bincount(X.indices, minlength=info.n_features).astype(np.float64)
-    allreduce_sum(comm, stored)
+    stored = None
+    if features:
+        stored = np.bincount(X.indices, minlength=info.n_features).astype(np.float64)
+        allreduce_sum(comm, stored)
     low, high = min_max_over_ranks(
         comm,
         [row_nnz.min() if len(row_nnz) else np.inf],
@@ -193,7 +241,7 @@ def _describe_csr(comm, info: DatasetInfo, layout: dict) -> dict:
             "mean": info.csr.nnz / info.n_rows,
             "max": int(high[0]),
         },
-        "values_per_feature": stored.astype(int).tolist(),
+        "values_per_feature": None if stored is None else stored.astype(int).tolist(),
     }
     return summary
 

@@ -6,7 +6,14 @@ from __future__ import annotations
 from ..errors import MpigdError, literal
 from ..kernels.losses import LabelProblem, class_label_problem, make_loss
 from ..parallel import memory_per_rank, rank_local
-from .dataset import DatasetInfo, LocalData, inspect_dataset, memory_problem, read_block
+from .dataset import (
+    DatasetInfo,
+    LocalData,
+    check_codes,
+    inspect_dataset,
+    memory_problem,
+    read_block,
+)
 
 
 def read_rows(
@@ -38,7 +45,8 @@ def read_rows(
         check = class_label_problem if model == "softmax" else make_loss(model).label_problem
         problem = check(local.y)
         if problem:
-            raise label_error(info, local, problem)
+            note = " (any label values: --labels auto)" if model == "softmax" else ""
+            raise label_error(info, local, problem, note)
     return info, local
 
 
@@ -81,4 +89,5 @@ def read_labels(comm, data, x_key: str = "X", y_key: str = "y"):
                 start,
                 stop,
             )
+        check_codes(info, y, start, stop)
     return y

@@ -73,10 +73,7 @@ def inspect_csr(group: h5py.Group, key: str, path: str) -> tuple[int, int, CSRLa
     if missing:
         raise MpigdError(f"{where} is a CSR group without {', '.join(missing)}")
     data, indices, indptr = (group[name] for name in ("data", "indices", "indptr"))
-    shape = tuple(int(s) for s in np.ravel(group.attrs.get("shape", ())))
-    if len(shape) != 2:
-        raise MpigdError(f"{where} has no shape attribute (m, n)")
-    m, n = shape
+    m, n = _shape_attribute(group, where)
     for name, ds, kinds in (
         ("data", data, "iuf"),
         ("indices", indices, "iu"),
@@ -103,6 +100,33 @@ def inspect_csr(group: h5py.Group, key: str, path: str) -> tuple[int, int, CSRLa
             f"{where}/indptr runs from {first} to {last}; it must run from 0 to nnz = {nnz}"
         )
     return m, n, CSRLayout(nnz, data.dtype, indices.dtype)
+
+
+#: The largest row or column count a shape attribute may give (int64 indices).
+MAX_DIMENSION = 2**63 - 1
+
+
+def _shape_attribute(group: h5py.Group, where: str) -> tuple[int, int]:
+    """``(m, n)`` from the group's ``shape`` attribute: two whole numbers, neither negative
+    (as anndata writes it); anything else is one error saying what it must be."""
+    rule = "it must be (rows, features), two whole numbers >= 0, as anndata writes it"
+    if "shape" not in group.attrs:
+        raise MpigdError(f"{where} has no shape attribute; {rule}")
+    try:
+        value = np.asarray(group.attrs["shape"])
+    except (OSError, TypeError, ValueError) as exc:  # a type h5py cannot read
+        raise MpigdError(
+            f"{where} has a shape attribute that cannot be read ({exc}); {rule}"
+        ) from exc
+    items = np.ravel(value).tolist()
+    whole = value.dtype.kind in "iuf" and all(
+        float(v).is_integer() and 0 <= v <= MAX_DIMENSION for v in items
+    )
+    if value.ndim > 1 or len(items) != 2 or not whole:
+        shown = ", ".join(repr(_text(v)) if isinstance(v, str | bytes) else str(v) for v in items)
+        raise MpigdError(f"{where} has the shape attribute ({shown}); {rule}")
+    m, n = (int(v) for v in items)
+    return m, n
 
 
 def rank_rows(group: h5py.Group, m: int, nnz: int, size: int, rank: int) -> tuple[int, int]:
@@ -276,7 +300,7 @@ class CSRWriter:
             self.group.create_dataset(
                 name,
                 (0 if self.growing else nnz,),
-                maxshape=(None if self.growing else nnz,),
+                maxshape=(None,),  # trimmed by finish() if fewer values come
                 dtype=kind,
                 chunks=(chunk if self.growing else max(1, min(chunk, nnz)),),
                 compression=compression,
@@ -303,3 +327,10 @@ class CSRWriter:
             dataset[self.nnz : end] = getattr(block, name)
         self.indptr[rows.start + 1 : rows.stop + 1] = block.indptr[1:] + self.nnz
         self.nnz = end
+
+    def finish(self) -> None:
+        """Trim ``data`` and ``indices`` to the values written, when the blocks held fewer
+        than counted (a reader that summed repeated column indices)."""
+        for name in ("data", "indices"):
+            if self.group[name].shape[0] > self.nnz:
+                self.group[name].resize((self.nnz,))

@@ -7,7 +7,13 @@ uniform shuffle within each bucket gives every permutation the same probability
 (Rao, 1961; Sandelius, 1962). K is chosen from the data's size alone, so the result
 depends only on the file and the seed. The first ceil(f m) rows of the permutation are
 the test set, the rest the training set; every dataset with one entry per row (X, y,
-weights) is permuted alike.
+weights) is permuted alike, and everything else is copied as it is.
+
+An anndata ``.h5ad`` file stays one: ``obs`` (the labels: each column, its index, a
+categorical column's codes beside its categories), ``obsm``, ``layers`` and ``raw/X`` are
+split with X; ``var``, ``varm``, ``varp`` and ``uns`` describe the features or the whole
+file and are copied; ``obsp`` (pairs of rows) cannot be split by rows and is left out,
+with a warning.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import h5py
@@ -55,7 +62,7 @@ def split(
     with open_input(path) as source:
         if not isinstance(source.get(x_key), h5py.Group):
             get_dataset(source, x_key)
-        columns = _columns(source, x_key, path)
+        columns, groups, copies = _plan(source, x_key, path)
         m = columns[0].rows
         n_test = math.ceil(test_fraction * m)
         if not 0 < n_test < m:
@@ -85,6 +92,7 @@ def split(
                     for out, rows in ((test, n_test), (train, m - n_test)):
                         out.attrs.update(source.attrs)
                         out.attrs.update(split_of=os.path.abspath(path), seed=seed)
+                        _copy_unsplit(source, out, groups, copies)
                         outputs.append(({c.key: c.create(out, rows) for c in columns}, rows))
                     _gather(buckets, columns, outputs, rng, progress)
         except OSError as exc:
@@ -107,7 +115,7 @@ class _Dense:
         return self.dataset[start:stop]
 
     def append(self, bucket: h5py.Group, values: np.ndarray) -> None:
-        _append(bucket, self.key, values)
+        _append(bucket, self.key, values, self.dataset.dtype)
 
     def load(self, bucket: h5py.Group) -> np.ndarray:
         return bucket[self.key][:]
@@ -156,19 +164,82 @@ class _CSR:
         return writer
 
 
-def _columns(source: h5py.File, x_key: str, path: str) -> list:
-    """X first, then every other dataset with one entry per row."""
+#: Groups of an anndata file that do not hold one entry per row: copied as they are.
+ANNDATA_COPIED = frozenset({"var", "varm", "varp", "uns", "raw/var", "raw/varm"})
+#: Groups of an anndata file indexed by pairs of rows, which a split by rows cannot keep.
+ANNDATA_PAIRS = frozenset({"obsp"})
+
+
+def _encoding(obj) -> str:
+    value = obj.attrs.get("encoding-type", "")
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _plan(source: h5py.File, x_key: str, path: str) -> tuple[list, list[str], list[str]]:
+    """What the split does with each object of the file: the columns split by rows (X
+    first, then every other dataset or CSR group with one entry per row), the groups
+    made again with their attributes, and the objects copied as they are."""
     X = source[x_key]
     first = _CSR(X, path) if isinstance(X, h5py.Group) else _Dense(X)
-    others = [
-        _Dense(item)
-        for key, item in source.items()
-        if key != x_key.strip("/")
-        and isinstance(item, h5py.Dataset)
-        and item.ndim >= 1
-        and item.shape[0] == first.rows
-    ]
-    return [first, *others]
+    plan = ([first], [], [])
+    anndata = _encoding(source) == "anndata"
+    _walk(source, first.rows, path, anndata, {X.name}, plan)
+    return plan
+
+
+def _walk(group: h5py.Group, m: int, path: str, anndata: bool, done: set, plan) -> None:
+    """Add the members of ``group`` to ``plan`` (see :func:`_plan`), depth first."""
+    columns, groups, copies = plan
+    for item in group.values():
+        name = item.name.lstrip("/")
+        if item.name in done:
+            continue
+        if anndata and name in ANNDATA_PAIRS:
+            groups.append(name)
+            _warn_left_out(item, path)
+        elif (anndata and name in ANNDATA_COPIED) or not _has_rows(item, m):
+            copies.append(name)
+        elif isinstance(item, h5py.Dataset):
+            columns.append(_Dense(item))
+        elif _encoding(item) in ("csr_matrix", "csc_matrix"):
+            columns.append(_CSR(item, path))  # a CSC matrix is refused with its conversion
+        elif _encoding(item) == "categorical" and "categories" in item:
+            groups.append(name)
+            copies.append(item["categories"].name.lstrip("/"))
+            _walk(item, m, path, anndata, {item["categories"].name}, plan)
+        else:
+            groups.append(name)
+            _walk(item, m, path, anndata, done, plan)
+
+
+def _has_rows(item, m: int) -> bool:
+    """Whether ``item`` holds one entry per row: a dataset of m rows, a sparse matrix of
+    m rows, or a group (whose members are then looked at one by one)."""
+    if isinstance(item, h5py.Dataset):
+        return item.shape is not None and item.ndim >= 1 and item.shape[0] == m
+    if _encoding(item) in ("csr_matrix", "csc_matrix"):
+        shape = np.ravel(item.attrs.get("shape", ()))
+        return len(shape) >= 1 and shape[0] == m
+    return True
+
+
+def _warn_left_out(group: h5py.Group, path: str) -> None:
+    if len(group):
+        names = ", ".join(f"{group.name.lstrip('/')}/{key}" for key in group)
+        warnings.warn(
+            f"{path}: {names}: a matrix of pairs of rows cannot be split by rows, so both "
+            "files leave it out; compute it again on each (e.g. scanpy's pp.neighbors)",
+            stacklevel=4,
+        )
+
+
+def _copy_unsplit(source: h5py.File, out: h5py.File, groups: list[str], copies: list[str]):
+    """Make the groups again, with their attributes, and copy what is not split."""
+    for name in groups:
+        out.require_group(name).attrs.update(source[name].attrs)
+    for name in copies:
+        parent, _, _ = name.rpartition("/")
+        source.copy(source[name], out[parent] if parent else out, name.rpartition("/")[2])
 
 
 def _scatter(columns, m, n_buckets, block, rng, scratch, progress) -> h5py.File:
@@ -187,10 +258,14 @@ def _scatter(columns, m, n_buckets, block, rng, scratch, progress) -> h5py.File:
     return buckets
 
 
-def _append(f: h5py.File, name: str, values: np.ndarray) -> None:
+def _append(f: h5py.File, name: str, values: np.ndarray, dtype=None) -> None:
     if name not in f:
         f.create_dataset(
-            name, data=values, maxshape=(None, *values.shape[1:]), chunks=(1024, *values.shape[1:])
+            name,
+            data=values,
+            dtype=dtype,  # needed for strings (an anndata index)
+            maxshape=(None, *values.shape[1:]),
+            chunks=(1024, *values.shape[1:]),
         )
         return
     dataset = f[name]

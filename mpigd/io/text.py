@@ -177,6 +177,10 @@ class _Sparse:
     value: np.ndarray
     numbers: np.ndarray  # the file's line number of each row
 
+    def line_of(self, entry: int) -> int:
+        """The file's line number of entry ``entry`` (of ``index`` and ``value``)."""
+        return int(self.numbers[self.row[entry]])
+
     def repeated_index_problem(self, path) -> str | None:
         """Why a row lists one index twice (which densifying would silently resolve to
         the last value), or None."""
@@ -254,9 +258,11 @@ def read_libsvm(
 ) -> Source:
     """A LIBSVM/svmlight file, as CSR blocks (or dense with ``sparse=False``). Indices are
     1-based unless ``zero_based`` (None: 0-based exactly when an index 0 occurs). Labels
-    -1/+1 become 0/1. The feature count is the largest index unless ``n_features`` is
-    given. Collective: no."""
-    n_rows, lowest, highest, labels, nnz = 0, None, -1, set(), 0
+    are kept as the file spells them (-1/+1 stay -1/+1: ``train --labels auto`` maps any
+    two values to classes and predicts them back). The feature count is the largest index
+    unless ``n_features`` is given. Collective: no."""
+    n_rows, labels, nnz = 0, set(), 0
+    lowest, highest = None, (-1, 0)  # (index, line)
     for block in _libsvm_blocks(path, SPARSE_BLOCK_LINES):
         problem = block.repeated_index_problem(path)
         if problem:
@@ -264,22 +270,29 @@ def read_libsvm(
         n_rows += len(block.labels)
         nnz += len(block.index)
         if len(block.index):
-            low = int(block.index.min())
-            lowest = low if lowest is None else min(lowest, low)
-            highest = max(highest, int(block.index.max()))
+            low, high = int(np.argmin(block.index)), int(np.argmax(block.index))
+            if lowest is None or block.index[low] < lowest[0]:
+                lowest = (int(block.index[low]), block.line_of(low))
+            if block.index[high] > highest[0]:
+                highest = (int(block.index[high]), block.line_of(high))
         if len(labels) <= 3:
             labels.update(np.unique(block.labels)[:4].tolist())
     if n_rows == 0:
         raise MpigdError(f"{path} holds no data")
-    base = (0 if lowest == 0 else 1) if zero_based is None else (0 if zero_based else 1)
-    if lowest is not None and lowest < base:
-        raise MpigdError(f"{path}: index {lowest} with 1-based indices (are they 0-based? say so)")
-    ambiguous = zero_based is None and lowest is not None and lowest > 0
-    width = highest + 1 - base
+    low = None if lowest is None else lowest[0]
+    base = (0 if low == 0 else 1) if zero_based is None else (0 if zero_based else 1)
+    if low is not None and low < base:
+        raise MpigdError(
+            f"{path}: line {lowest[1]}: index {low} with 1-based indices (are they 0-based? "
+            "say so: --zero-based)"
+        )
+    ambiguous = zero_based is None and low is not None and low > 0
+    width = highest[0] + 1 - base
     if n_features is not None:
         if width > n_features:
             raise MpigdError(
-                f"{path}: index {highest} exceeds the given number of features, {n_features}"
+                f"{path}: line {highest[1]}: index {highest[0]} exceeds the given number of "
+                f"features, {n_features} (--features)"
             )
         width = n_features
     if ambiguous:
@@ -290,9 +303,8 @@ def read_libsvm(
             stacklevel=2,
         )
     notes = [f"{width} features from {'0' if base == 0 else '1'}-based indices"]
-    flip = labels <= {-1.0, 1.0} and -1.0 in labels
-    if flip:
-        notes.append("labels -1/+1 mapped to 0/1")
+    if labels == {-1.0, 1.0}:
+        notes.append("labels -1/+1 kept as they are (train a classifier with --labels auto)")
     lines_per_block = SPARSE_BLOCK_LINES if sparse else block_rows(width)
 
     def blocks(progress: Progress):
@@ -301,6 +313,6 @@ def read_libsvm(
             X = sp.csr_matrix((block.value, (block.row, block.index - base)), shape=shape)
             X.sort_indices()
             progress(len(block.labels))
-            yield X if sparse else X.toarray(), (block.labels + 1) / 2 if flip else block.labels
+            yield X if sparse else X.toarray(), block.labels
 
     return Source(n_rows, width, blocks, None, None, notes, sparse=sparse, nnz=nnz)
