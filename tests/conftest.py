@@ -71,6 +71,11 @@ def mpiexec() -> list[str]:
 
 def mpi_launch(ranks: int, *args, env=None) -> dict:
     """Keyword arguments for ``subprocess.run`` or ``Popen`` of ``mpiexec -n ranks python ARGS``."""
+    if os.environ.get("MPIGD_SANITIZED"):
+        pytest.skip(
+            "the sanitizer step (tests/sanitize.sh) runs in-process tests only: "
+            "mpiexec's processes would load the ordinary build; the main step runs it"
+        )
     env = dict(
         os.environ,
         MPIGD_NUM_THREADS="1",
