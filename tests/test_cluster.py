@@ -239,11 +239,12 @@ def test_slurm_time_limit_checkpoints_and_resubmission_across_nodes(slurm, tmp_p
     assert status == 75, log
     stopped = re.search(r"mpigd: preempted: SIGUSR1 at iteration (\d+)", log)
     assert stopped, log
-    checkpoint = tmp_path / "mpigd-train.ckpt.h5"
-    assert checkpoint.exists() and not (tmp_path / "model.h5").exists()
+    (checkpoint,) = tmp_path.glob("mpigd-train-*.ckpt.h5")  # named by the job's arguments
+    assert not (tmp_path / "model.h5").exists()
     until = int(stopped[1]) + 5
     status, log = slurm(tmp_path, "--nodes=2", "--ntasks-per-node=2", *forever,
                         f"--max-iter={until}")  # fmt: skip
     assert status == 0, log
     assert "resuming from" in log and "4 tasks on 2 node(s)" in log
     assert load_model(tmp_path / "model.h5").info["iterations"] == until
+    assert not checkpoint.exists()  # the finished run removed it

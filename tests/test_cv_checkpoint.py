@@ -174,7 +174,7 @@ def test_a_damaged_checkpoint_is_refused_in_one_line(problems, tmp_path, at_eval
         with pytest.raises(
             MpigdError,
             match=f"cannot resume from {damaged}: its state is not that of this "
-            rf"cross-validation \({message}\)$",
+            rf"cross-validation \({message}\); it is not this run's checkpoint",
         ):
             mpigd.cv(data, "logistic", resume=damaged, **options("l2"))
     with pytest.raises(MpigdError, match=r"\(checkpoint_every\) must be a whole number >= 1, got"):
