@@ -76,14 +76,14 @@ def mpi_launch(ranks: int, *args, env=None) -> dict:
             "the sanitizer step (tests/sanitize.sh) runs in-process tests only: "
             "mpiexec's processes would load the ordinary build; the main step runs it"
         )
-    env = dict(
-        os.environ,
-        MPIGD_NUM_THREADS="1",
-        OMP_NUM_THREADS="1",
-        OMPI_ALLOW_RUN_AS_ROOT="1",
-        OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-        **(env or {}),
-    )
+    env = {
+        **os.environ,
+        "MPIGD_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "OMPI_ALLOW_RUN_AS_ROOT": "1",
+        "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+        **(env or {}),  # the caller's values win
+    }
     return {
         "args": [*mpiexec(), "-n", str(ranks), sys.executable, *map(str, args)],
         "env": env,

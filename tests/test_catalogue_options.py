@@ -225,12 +225,19 @@ CASES = {
         env={"MPIGD_KERNELS": "bogus"},
         mpi=True,
     ),
-    "MPIGD_KERNELS empty": Case(
-        "predict {tmp}/m.h5 {tmp}/d.h5 --out {tmp}/n.h5",
+    "MPIGD_NUM_THREADS beyond any machine": Case(
+        TRAIN,
         EXIT_INPUT,
-        "MPIGD_KERNELS='': choose auto, compiled or numpy",
+        "MPIGD_NUM_THREADS='99999999999999999999' is not a whole number from 1 to 4096",
         outputs=NEW,
-        env={"MPIGD_KERNELS": ""},
+        env={"MPIGD_NUM_THREADS": "99999999999999999999"},
+        mpi=True,
+    ),
+    "--threads beyond any machine": Case(
+        f"{TRAIN} --threads 5000",
+        EXIT_INPUT,
+        "--threads: must be at most 4096, got 5000",
+        outputs=NEW,
     ),
     # 5. usage errors in one line
     "cv --rule max": Case(
@@ -429,6 +436,15 @@ def test_the_kernels_switch_is_a_value_error_in_python():
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert run.returncode != 0
     assert "InvalidInputError: MPIGD_KERNELS='fast': choose auto, compiled or numpy" in run.stderr
+
+
+@pytest.mark.parametrize(("value", "kernels"), [("", "compiled"), (" NumPy ", "numpy")])
+def test_the_kernels_switch_reads_an_empty_value_as_unset_and_ignores_case(value, kernels):
+    code = "from mpigd.kernels import compiled; print(compiled.name())"
+    env = {**os.environ, "MPIGD_KERNELS": value}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == kernels
 
 
 @pytest.mark.parametrize("text", ["0", "-1", "-0", "nan", "inf", "", " ", "1X"])

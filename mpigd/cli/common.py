@@ -102,6 +102,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+#: The most BLAS threads a rank may ask for (BLAS libraries take a C int, and no node has
+#: more cores than this).
+MAX_THREADS = 4096
+
+
+def thread_count(text: str) -> int:
+    """A BLAS thread count: a whole number from 1 to :data:`MAX_THREADS`."""
+    value = positive_int(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_THREADS}, got {value}")
+    return value
+
+
 def run_options() -> argparse.ArgumentParser:
     """The parent parser of every command: ``--quiet``, ``--debug``, ``--threads``."""
     parser = RootParser(add_help=False)
@@ -111,7 +124,7 @@ def run_options() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--threads",
-        type=positive_int,
+        type=thread_count,
         help="BLAS threads per rank (default: $MPIGD_NUM_THREADS or 1; "
         "ranks x threads should not exceed the cores)",
     )
@@ -125,10 +138,11 @@ def blas_threads(args) -> int:
         return args.threads
     text = os.environ.get("MPIGD_NUM_THREADS", "1")
     try:
-        return positive_int(text)
+        return thread_count(text)
     except (ValueError, argparse.ArgumentTypeError):
         raise MpigdError(
-            f"MPIGD_NUM_THREADS={text!r} is not a whole number >= 1 (BLAS threads per rank)"
+            f"MPIGD_NUM_THREADS={text!r} is not a whole number from 1 to {MAX_THREADS} (BLAS "
+            "threads per rank)"
         ) from None
 
 

@@ -34,7 +34,7 @@ def _load():
     """The extension module, or None (and why) when it is off or cannot be used; an
     :class:`~mpigd.errors.InvalidInputError` (a ``ValueError``, and one line from the
     command line) for a value of ``MPIGD_KERNELS`` that is none of the three."""
-    choice = os.environ.get("MPIGD_KERNELS", "auto")
+    choice = os.environ.get("MPIGD_KERNELS", "auto").strip().lower() or "auto"
     if choice not in ("auto", "compiled", "numpy"):
         raise InvalidInputError(f"MPIGD_KERNELS={choice!r}: choose auto, compiled or numpy")
     if choice == "numpy":
