@@ -38,7 +38,7 @@ except ImportError as exc:  # the estimators only; training needs no scikit-lear
 
 from .errors import InvalidInputError, MpigdError, merge_reports, report_of
 from .io.dataset import DatasetInfo, LocalData
-from .io.memory import checked_csr
+from .io.memory import checked_sparse
 from .parallel import allreduce_sum, default_comm, gather_all, rows_before
 
 __all__ = ["InvalidInputError", "LinearRegression", "LogisticRegression"]
@@ -202,11 +202,10 @@ class _Estimator(BaseEstimator):
             if isinstance(X, str | os.PathLike):
                 return X, None, None
             X_, y_ = _validate_data(
-                self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32], order="C",
-                y_numeric=numeric, ensure_min_samples=1 if comm.size == 1 else 0,
+                self, checked_sparse(X) if sp.issparse(X) else X, y, accept_sparse="csr",
+                dtype=[np.float64, np.float32], order="C", y_numeric=numeric,
+                ensure_min_samples=1 if comm.size == 1 else 0,
             )  # fmt: skip
-            if sp.issparse(X_):
-                X_ = checked_csr(X_)
             if not numeric:
                 check_classification_targets(y_)
             return X_, y_, _check_weights(sample_weight, X_.shape[0])
@@ -253,10 +252,10 @@ class _Estimator(BaseEstimator):
     def _decision(self, X) -> np.ndarray:
         check_is_fitted(self)
         X = _validate_data(
-            self, X, accept_sparse="csr", dtype=[np.float64, np.float32], reset=False
-        )
-        if sp.issparse(X):
-            X = checked_csr(X)
+            self, checked_sparse(X) if sp.issparse(X) else X, accept_sparse="csr",
+            dtype=[np.float64, np.float32], reset=False,
+            ensure_min_samples=1 if _comm(self).size == 1 else 0,  # a rank may have none
+        )  # fmt: skip
         W = self.coef_.T if self.coef_.ndim == 2 else self.coef_
         z = X @ W
         return np.asarray(z) + self.intercept_

@@ -69,12 +69,9 @@ class LinearModel:
         """
         W = self.coef.reshape(len(self.coef), -1)
         if is_sparse(X):
-            import scipy.sparse as sp
+            from .io.memory import checked_sparse  # its indices are followed: checked first
 
-            from .io.memory import checked_csr  # its indices are followed: checked first
-
-            X = X if getattr(X, "format", None) == "csr" else sp.csr_matrix(X)
-            out = np.asarray(checked_csr(X) @ W, dtype=np.float64)
+            out = np.asarray(checked_sparse(X) @ W, dtype=np.float64)
         else:
             X = np.asarray(X)
             out = np.empty((len(X), W.shape[1]))

@@ -85,6 +85,20 @@ def changed(name: str, at: int, value):
     return array
 
 
+def overflowing(indptr):
+    """``indptr`` that decreases from 2^63 - 1 to -2 after row 1: its difference overflows
+    int64 to a positive number, so only a comparison of neighbours sees the decrease."""
+    spoiled = np.asarray(indptr, dtype=np.int64).copy()
+    spoiled[1], spoiled[2] = 2**63 - 1, -2
+    return spoiled
+
+
+def _replace(group, name: str, change) -> None:
+    values = change(group[name][:])
+    del group[name]
+    group[name] = values
+
+
 def short_indices(path, tmp):
     """The save_npz arrays of :data:`CSR` with ``indices`` cut short of its header."""
     with zipfile.ZipFile(path, "w") as z:
@@ -337,6 +351,21 @@ CASES = {
         "b.npz:format is not a NumPy array (.npy)",
         (files(b__npz=not_npy_members),),
         ("new.h5",),
+    ),
+    "convert a save_npz CSR whose indptr overflows when subtracted": Case(
+        "data convert {tmp}/b.npz {tmp}/new.h5",
+        EXIT_INPUT,
+        "'indptr' decreases at row 1; it must not",
+        (files(b__npz=npz(indptr=overflowing(CSR.indptr))),),
+        ("new.h5",),
+    ),
+    "train on a CSR group whose indptr overflows when subtracted": Case(
+        "train {tmp}/o.h5 --model logistic --out {tmp}/new.h5",
+        EXIT_INPUT,
+        "'X'/indptr decreases at row 1; it must not",
+        (files(o__h5=csr(lambda group: _replace(group, "indptr", overflowing))),),
+        ("new.h5",),
+        mpi=True,
     ),
     # CSR groups whose shape attribute lies
     "train on CSR whose shape attribute is negative": Case(

@@ -280,3 +280,47 @@ def test_values_and_weights_in_memory_are_checked():
         mpigd.fit(LocalData(info, 0, 4, X, y, np.array([1.0, -1, 1, 1])), "logistic")
     with pytest.raises(InvalidInputError, match="2-D float32 or float64 array"):
         mpigd.fit(LocalData(info, 0, 4, X.astype(np.int64), y), "logistic")
+
+
+@pytest.mark.parametrize(
+    "indptr",
+    [
+        np.array([0, 5, 2], np.uint64),  # its difference wraps to a huge positive number
+        np.array([0, 100, -100], np.int8),
+        np.array([0, 2**63 - 1, -2]),  # its difference overflows int64 to positive
+    ],
+    ids=["uint64", "int8", "int64 overflow"],
+)
+def test_a_decreasing_indptr_is_seen_whatever_its_dtype(indptr):
+    X = sp.csr_matrix((np.array([1.0, 2, 3]), np.array([0, 1, 0]), np.array([0, 2, 3])))
+    X.indptr = indptr
+    with pytest.raises(InvalidInputError, match=r"X\.indptr decreases at row 1"):
+        checked_csr(X)
+    with pytest.raises(ValueError, match=r"X\.indptr decreases at row 1"):
+        mpigd.LinearRegression().fit(X, np.array([1.0, 2.0]))
+
+
+def test_other_sparse_formats_are_checked_before_scipy_converts_them():
+    model = LinearModel("linear", np.ones(3), 0.0)
+    coo = sp.coo_matrix(np.eye(4, 3))
+    coo.row[0] = 10**8  # scipy's conversion to CSR would write far outside its arrays
+    csc = sp.csc_matrix(np.eye(4, 3))
+    csc.indices[0] = 10**8
+    for X, message in (
+        (coo, r"X.row holds indices outside 0 .. 3 \(e.g. 100000000\)"),
+        (csc, r"X is CSC, so X.T is CSR: X.T holds 1 column index outside 0 .. 3"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            model.decision_function(X)
+        with pytest.raises(ValueError, match=message):
+            mpigd.LinearRegression().fit(X, np.arange(4.0))
+        fitted = mpigd.LinearRegression().fit(np.eye(4, 3), np.arange(4.0))
+        with pytest.raises(ValueError, match=message):
+            fitted.predict(X)
+    good = sp.csr_array(np.eye(4, 3) + np.eye(4, 3, k=1))
+    want = model.decision_function(good)
+    for fmt in ("csc", "coo", "lil", "dok"):  # the formats scipy converts safely, or checked
+        np.testing.assert_array_equal(model.decision_function(good.asformat(fmt)), want)
+    for fmt in ("dia", "bsr"):  # scikit-learn's checks accept a refusal that says "sparse"
+        with pytest.raises(ValueError, match=f"X is a sparse {fmt} matrix.*pass it as CSR"):
+            model.decision_function(good.asformat(fmt))

@@ -236,6 +236,26 @@ def test_cv_record_is_the_same_at_every_rank_count(tmp_path):
                     assert other[key] == value, key
 
 
+def test_cv_with_more_ranks_than_rows(tmp_path):
+    """Ranks that hold no rows sum nothing, in the compiled fold sweep too: the record at
+    P = 8 on 6 rows (two ranks without any) is the one at P = 1."""
+    X, y = random_problem("logistic", 6, 3, seed=2)
+    y[:] = [0.0, 1.0, 0.0, 1.0, 0.0, 1.0]  # both classes in every fold model's rows
+    path = write_h5(tmp_path / "six.h5", X, y, f=np.array([0, 0, 0, 1, 1, 1]))
+    records = []
+    for ranks in (1, 8):
+        out = tmp_path / f"cv{ranks}"
+        proc = run_mpi(
+            ranks, "-m", "mpigd", "cv", path, "--model", "logistic", "--l2-path", "1:0.1:2",
+            "--folds", "2", "--fold-key", "f", "--out", f"{out}.h5", "--json", f"{out}.json",
+            "--quiet",
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        records.append(json.loads((tmp_path / f"{out}.json").read_text()))
+    np.testing.assert_allclose(records[1]["val"], records[0]["val"], rtol=1e-12)
+    assert records[1]["chosen"] == records[0]["chosen"]
+
+
 def test_each_cell_equals_training_without_the_fold_and_evaluating_on_it():
     proc = run_mpi(3, "tests/mpi_cv.py", timeout=300)
     assert proc.returncode == 0, proc.stderr + proc.stdout

@@ -13,6 +13,7 @@ import scipy.sparse as sp
 
 from ..errors import MpigdError
 from .source import Progress, Source, block_rows, label_column
+from .sparse import first_decrease
 
 # --------------------------------------------------------------------------- NumPy
 
@@ -270,9 +271,9 @@ def _saved_sparse(path: str, members: set[str], member) -> Source:
 def _check_saved_indptr(path: str, indptr: np.ndarray, start: int, nnz: int) -> None:
     """``indptr`` of rows ``start:start + len(indptr) - 1``, after the previous end: it
     never decreases and never passes the count of values."""
-    steps = np.diff(indptr)
-    if (steps < 0).any():
-        row = start + int(np.argmax(steps < 0))
+    down = first_decrease(indptr)
+    if down is not None:
+        row = start + down
         raise MpigdError(f"{path}: 'indptr' decreases at row {row:,}; it must not; {REWRITE}")
     if indptr[-1] > nnz:
         row = start + int(np.argmax(indptr[1:] > nnz))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidInputError
+from .sparse import first_decrease
 
 
 def checked_csr(X, name: str = "X"):
@@ -46,11 +47,11 @@ def checked_csr(X, name: str = "X"):
         )
     if int(indptr[0]) != 0:
         raise InvalidInputError(f"{name}.indptr starts at {int(indptr[0])}; it must start at 0")
-    down = np.flatnonzero(np.diff(indptr) < 0)
-    if len(down):
+    down = first_decrease(indptr)
+    if down is not None:
         raise InvalidInputError(
-            f"{name}.indptr decreases at row {int(down[0])} (from {int(indptr[down[0]])} to "
-            f"{int(indptr[down[0] + 1])}); it must never decrease"
+            f"{name}.indptr decreases at row {down} (from {int(indptr[down])} to "
+            f"{int(indptr[down + 1])}); it must never decrease"
         )
     nnz = int(indptr[-1])
     if nnz > len(indices):
@@ -73,6 +74,41 @@ def checked_csr(X, name: str = "X"):
         X.sum_duplicates()
         X.prune()  # only the nnz values indptr names
     return X
+
+
+def checked_sparse(X, name: str = "X"):
+    """Any scipy sparse matrix or array as a checked CSR matrix (:func:`checked_csr`). A
+    CSC matrix's structure and a COO matrix's coordinates are checked before they are
+    converted (scipy's conversions follow them unchecked); LIL and DOK hold their indices
+    in Python structures and convert to CSR by copying, then checked. DIA and BSR, whose
+    conversions follow their own arrays unchecked, are refused. Raises
+    :class:`~mpigd.errors.InvalidInputError`. Collective: no."""
+    fmt = X.format
+    if fmt == "csc":  # X.T shares its arrays: a CSR matrix of the same structure
+        try:
+            checked_csr(X.T, f"{name}.T")
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{name} is CSC, so {name}.T is CSR: {exc}") from None
+    elif fmt == "coo":
+        for axis, (what, coords) in enumerate((("row", X.row), ("col", X.col))):
+            size = X.shape[axis]
+            if coords.ndim != 1 or len(coords) != len(X.data) or coords.dtype.kind not in "iu":
+                raise InvalidInputError(
+                    f"{name}.{what} must be a 1-D array of integers, one a value"
+                )
+            if len(coords) and (int(coords.min()) < 0 or int(coords.max()) >= size):
+                raise InvalidInputError(
+                    f"{name}.{what} holds indices outside 0 .. {size - 1} (e.g. "
+                    f"{int(coords.min()) if coords.min() < 0 else int(coords.max())})"
+                )
+    elif fmt == "dok":
+        return checked_sparse(X.tocoo(), name)
+    elif fmt not in ("csr", "lil"):
+        raise InvalidInputError(
+            f"{name} is a sparse {fmt} matrix, which mpigd does not take as it is; pass it "
+            "as CSR (X.tocsr())"
+        )
+    return checked_csr(X if fmt == "csr" else X.tocsr(), name)
 
 
 def checked_rows(X, y, weights, model: str | None = None, name: str = "X"):

@@ -166,11 +166,21 @@ def read_rows(
     return X
 
 
+def first_decrease(indptr: np.ndarray) -> int | None:
+    """The first row at which ``indptr`` decreases, or None. Neighbours are compared, not
+    subtracted: the difference of two huge entries overflows (or wraps, unsigned) and
+    would hide the decrease. Collective: no."""
+    values = np.asarray(indptr)
+    if values.dtype.kind == "u":  # beyond int64: where it wraps to negative, a decrease
+        values = values.astype(np.int64)
+    down = np.flatnonzero(values[1:] < values[:-1])
+    return int(down[0]) if len(down) else None
+
+
 def _check_indptr(indptr: np.ndarray, key: str, path: str, start: int) -> None:
-    steps = np.diff(indptr)
-    if (steps < 0).any():
-        row = start + int(np.argmax(steps < 0))
-        raise MpigdError(f"{path}: '{key}'/indptr decreases at row {row}; it must not")
+    row = first_decrease(indptr)
+    if row is not None:
+        raise MpigdError(f"{path}: '{key}'/indptr decreases at row {start + row}; it must not")
 
 
 #: Values checked at a time: the checks' temporaries (a row number and a step per value)

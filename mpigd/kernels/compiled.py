@@ -173,6 +173,8 @@ def fold_sums(X, y, Theta, loss: PointwiseLoss, fold, labels, weights, class_wei
         return None  # the C code reads y and weights for every row: NumPy raises instead
     if class_weights is not None and np.shape(class_weights) != (F, 2):
         return None
+    if m == 0:  # a rank without rows: its sums are zeros (the C code reads an empty fold
+        return np.zeros(F), np.zeros(F), np.zeros((n + 1, F))  # buffer as "no folds")
     loss_sums = np.zeros(2 * F)  # training, then validation losses
     folds = (
         np.ascontiguousarray(fold, dtype=np.int64),
