@@ -53,12 +53,22 @@ def _comm(estimator):
         raise InvalidInputError(str(exc)) from exc
 
 
-def _input_of(X) -> tuple:
+def _input_of(X, weights) -> tuple:
     """What the ranks must agree on about this rank's input: an HDF5 path, or arrays of a
-    width and dtype."""
+    width and dtype, and whether it has sample weights."""
     if isinstance(X, str | os.PathLike):
         return ("a path", os.fspath(X))
-    return ("arrays", X.shape[1], str(X.dtype))
+    return ("arrays", X.shape[1], str(X.dtype), weights is not None)
+
+
+def _canonical(value) -> str:
+    """A parameter's value as the ranks compare it: NumPy scalars as the Python values
+    they hold, a dict's items in a fixed order."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, dict):
+        return repr(sorted((repr(k), _canonical(v)) for k, v in value.items()))
+    return repr(value)
 
 
 def _agreed(comm, estimator, work, describe=None):
@@ -77,7 +87,7 @@ def _agreed(comm, estimator, work, describe=None):
     except Exception as exc:  # whatever it is, every rank must hear of it
         text = str(exc) if isinstance(exc, ValueError | TypeError) else f"{exc!r}"
         error = InvalidInputError(text)
-    params = {k: repr(v) for k, v in estimator.get_params(deep=False).items() if k != "comm"}
+    params = {k: _canonical(v) for k, v in estimator.get_params(deep=False).items() if k != "comm"}
     views = gather_all(comm, (report_of(error), params, seen))
     merged = merge_reports([view[0] for view in views], comm.size)
     if merged is not None:
@@ -111,9 +121,13 @@ def _same_everywhere(params: list[dict], inputs: list) -> None:
     elif first[1] != other[1]:
         problem = f"rank 0's X has {first[1]} features but rank {rank}'s {other[1]}"
         advice = "every rank's rows must have the same columns"
-    else:
+    elif first[2] != other[2]:
         problem = f"rank 0's X holds {first[2]} but rank {rank}'s {other[2]}"
         advice = "pass X of one dtype (float64 or float32) on every rank"
+    else:
+        given = {True: "given", False: "not given"}
+        problem = f"sample_weight {given[first[3]]} on rank 0 but {given[other[3]]} on rank {rank}"
+        advice = "pass sample_weight on every rank or on none"
     raise InvalidInputError(f"the ranks' inputs differ: {problem}; {advice}")
 
 
@@ -210,7 +224,7 @@ class _Estimator(BaseEstimator):
                 check_classification_targets(y_)
             return X_, y_, _check_weights(sample_weight, X_.shape[0])
 
-        return _agreed(comm, self, work, lambda result: _input_of(result[0]))
+        return _agreed(comm, self, work, lambda result: _input_of(result[0], result[2]))
 
     def _train(self, comm, data, model: str, **options):
         """:func:`mpigd.fit`, with its errors as :class:`InvalidInputError` and its

@@ -43,6 +43,7 @@ def main(folder: Path) -> None:
         "hostile": lambda: LogisticRegression().fit(hostile, yr),
         "y missing": lambda: LinearRegression().fit(Xr, None if rank == comm.size - 1 else yr),
         "comm": lambda: LinearRegression(comm="wrld").fit(Xr, yr),
+        "weights": lambda: LinearRegression().fit(Xr, yr, None if rank else np.ones(len(yr))),
         "score": lambda: LinearRegression().fit(Xr, yr).score(Xr, yr[:1] if rank else yr),
     }
     for name, case in cases.items():
@@ -55,6 +56,9 @@ def main(folder: Path) -> None:
                 print(f"{name}: {messages[0]}", flush=True)
         else:
             raise AssertionError(f"{name}: no error on rank {rank}")
+    # Equal parameters of other types are equal: NumPy scalars, dicts in another order.
+    weights = {0: 1.0, 1: 2.0} if rank else {1: 2.0, 0: 1.0}
+    LogisticRegression(l2=np.float64(1e-3) if rank else 1e-3, class_weight=weights).fit(Xr, yr)
     # In step after all of that: named communicators, and a fit that works.
     world = LogisticRegression(comm="world", l2=1e-3).fit(Xr, yr)
     plain = LogisticRegression(l2=1e-3).fit(Xr, yr)

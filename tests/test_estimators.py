@@ -191,6 +191,7 @@ def test_ranks_agree_before_they_compute(ranks, tmp_path):
         f"index its 3 columns (on rank {last})",
         "y missing": f"requires y to be passed, but the target y is None. (on rank {last})",
         "comm": "comm='wrld' is not an MPI communicator",
+        "weights": "sample_weight given on rank 0 but not given on rank 1",
         "score": "rows but y has 1 (on rank 1)",
     }
     for case, message in expected.items():

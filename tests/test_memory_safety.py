@@ -17,6 +17,7 @@ import re
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import run_mpi
 
 import mpigd
 from mpigd.errors import InvalidInputError
@@ -324,3 +325,19 @@ def test_other_sparse_formats_are_checked_before_scipy_converts_them():
     for fmt in ("dia", "bsr"):  # scikit-learn's checks accept a refusal that says "sparse"
         with pytest.raises(ValueError, match=f"X is a sparse {fmt} matrix.*pass it as CSR"):
             model.decision_function(good.asformat(fmt))
+
+
+def test_ranks_agree_on_rows_in_memory_that_are_spoiled_on_one_rank():
+    """mpigd.fit with rows in memory at P = 2: text labels, no labels, another width or
+    weights on one rank only are the same one-line error on every rank, then in step."""
+    proc = run_mpi(2, "tests/mpi_local_rows.py", env={"MPIGD_COLLECTIVE_TIMEOUT": "30"})
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    said = dict(line.split(": ", 1) for line in proc.stdout.splitlines() if ": " in line)
+    assert said == {
+        "text labels": "y must hold numbers, one a row (on rank 1)",
+        "no labels": "y is missing: training a logistic model needs a label a row (on rank 1)",
+        "another width": "X has 4 columns but its DatasetInfo says 3 features (on rank 1)",
+        "weights on one rank": "row weights are given on rank 0 but not on rank 1: give them "
+        "on every rank or on none",
+    }
+    assert proc.stdout.strip().splitlines()[-1] == "in step"

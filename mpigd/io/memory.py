@@ -111,13 +111,14 @@ def checked_sparse(X, name: str = "X"):
     return checked_csr(X if fmt == "csr" else X.tocsr(), name)
 
 
-def checked_rows(X, y, weights, model: str | None = None, name: str = "X"):
-    """In-memory rows as the kernels take them, checked: X 2-D (a CSR matrix through
-    :func:`checked_csr`, else a float32 or float64 array) of finite values; ``y`` and
-    ``weights`` (or None) one finite float64 value a row, the weights >= 0 and the labels
-    valid for ``model`` (class indices for softmax, 0/1 for logistic), as a file's rows
-    are checked when read. Returns ``(X, y, weights)``. Raises
-    :class:`~mpigd.errors.InvalidInputError`. Collective: no."""
+def checked_rows(X, y, weights, n_features: int, model: str | None = None, name: str = "X"):
+    """In-memory rows as the kernels take them, checked: X 2-D with ``n_features`` columns
+    (a CSR matrix through :func:`checked_csr`, else a float32 or float64 array) of finite
+    values; ``y`` (needed with ``model``) and ``weights`` (or None) one finite number a
+    row, the weights >= 0 and the labels valid for ``model`` (class indices for softmax,
+    0/1 for logistic), as a file's rows are checked when read. Returns ``(X, y,
+    weights)``, y and weights as float64. Raises :class:`~mpigd.errors.InvalidInputError`
+    for anything else, so that ranks can agree on it. Collective: no."""
     import scipy.sparse as sp
 
     from ..kernels.losses import class_label_problem, make_loss
@@ -131,27 +132,42 @@ def checked_rows(X, y, weights, model: str | None = None, name: str = "X"):
             f"{name} must be a 2-D float32 or float64 array or a CSR matrix, not "
             f"{getattr(X, 'dtype', type(X).__name__)} of shape {np.shape(X)}"
         )
+    if X.shape[1] != n_features:
+        raise InvalidInputError(
+            f"{name} has {X.shape[1]} columns but its DatasetInfo says {n_features} features"
+        )
     values = X.data if sp.issparse(X) else X
     if not np.isfinite(values).all():
         count = values.size - int(np.count_nonzero(np.isfinite(values)))
         raise InvalidInputError(f"{name} holds {count:,} NaN or infinite values")
-    for what, array in (("y", y), ("weights", weights)):
-        if array is None:
-            continue
-        if np.shape(array) != (X.shape[0],):
-            raise InvalidInputError(
-                f"{what} has shape {np.shape(array)} but {name} has {X.shape[0]} rows"
-            )
-        if not np.isfinite(array).all():
-            raise InvalidInputError(f"{what} holds NaN or infinite values")
-    if weights is not None and (np.asarray(weights) < 0).any():
+    if y is None and model is not None:
+        raise InvalidInputError(f"y is missing: training a {model} model needs a label a row")
+    y, weights = (
+        _numbers(values, what, X.shape[0]) for what, values in (("y", y), ("weights", weights))
+    )
+    if weights is not None and (weights < 0).any():
         raise InvalidInputError("weights must be >= 0")
     if y is not None and model is not None:
         check = class_label_problem if model == "softmax" else make_loss(model).label_problem
-        problem = check(np.asarray(y, dtype=np.float64))
+        problem = check(y)
         if problem:
             raise InvalidInputError(
                 f"y: {problem.rule}; found {problem.count:,} other values (e.g. "
                 f"{problem.example:g})"
             )
     return X, y, weights
+
+
+def _numbers(values, what: str, rows: int) -> np.ndarray | None:
+    """``values`` (or None) as one finite float64 a row, else an InvalidInputError."""
+    if values is None:
+        return None
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{what} must hold numbers, one a row") from None
+    if array.shape != (rows,):
+        raise InvalidInputError(f"{what} has shape {array.shape} but X has {rows} rows")
+    if not np.isfinite(array).all():
+        raise InvalidInputError(f"{what} holds NaN or infinite values")
+    return array

@@ -32,6 +32,7 @@ from ..optimize.newton import SINGULAR_MESSAGE
 from ..parallel import (
     allreduce_sum,
     default_comm,
+    gather_all,
     library_version,
     max_over_ranks,
     memory_per_rank,
@@ -323,8 +324,14 @@ def _load(
     if isinstance(data, LocalData):  # rows read already (mpigd.cv, in-memory estimators)
         info, local = data.info, data
         with rank_local(comm):  # the kernels will follow its indices: checked first
-            X, y, weights = checked_rows(local.X, local.y, local.weights, model)
+            X, y, weights = checked_rows(local.X, local.y, local.weights, info.n_features, model)
             local = replace(local, X=X, y=y, weights=weights)
+        weighted = gather_all(comm, local.weights is not None)
+        if any(weighted) and not all(weighted):  # one rank's reductions would be missing
+            raise MpigdError(
+                f"row weights are given on rank {weighted.index(True)} but not on rank "
+                f"{weighted.index(False)}: give them on every rank or on none"
+            )
     else:
         checked = None if labels == "auto" else model  # any values: checked by encode
         info, local = read_rows(comm, data, x_key, y_key, weight_key, checked)
