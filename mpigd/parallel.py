@@ -226,7 +226,8 @@ def _deadline_for(comm: MPI.Comm) -> _Deadline | None:
 def _within_deadline(comm: MPI.Comm) -> Iterator[None]:
     """A wait for every rank of ``comm`` (a reduction, a gather, a broadcast of control
     data) that ends the job after :data:`DEADLINE_ENV` seconds. Not around a wait for
-    one rank's work of any length (:func:`on_root`, :func:`in_rank_order`)."""
+    work of any length before it: one rank's (:func:`on_root`, :func:`in_rank_order`) or
+    each rank's own (the agreement that ends :func:`rank_local`)."""
     deadline = _deadline_for(comm)
     if deadline is None:
         yield
@@ -356,9 +357,9 @@ def agree(comm: MPI.Comm, error: str | MpigdError | None, *, root: int | None = 
         if report is not None:
             raise report[0](report[1])
         return
-    with _within_deadline(comm):
-        reports = comm.allgather(report_of(error))
-    merged = merge_reports(reports, comm.size)
+    # No deadline: the ranks come here from rank-local work of any length (reading a
+    # rank's rows), and a slow rank is not a lost one.
+    merged = merge_reports(comm.allgather(report_of(error)), comm.size)
     if merged is not None:
         raise merged
 

@@ -182,3 +182,20 @@ def test_a_suspended_job_is_not_taken_for_a_lost_node():
         if job.poll() is None:
             job.kill()
     assert job.returncode == 0 and "done" in out, err
+
+
+def test_a_rank_slow_in_its_own_work_is_not_taken_for_a_lost_one():
+    """Rank 1 works 4 s longer inside rank_local with a 2 s deadline: the agreement that
+    ends the block waits for it (work of any length), and the job goes on."""
+    code = (
+        "import time\n"
+        "from mpi4py import MPI\n"
+        "from mpigd.parallel import rank_local\n"
+        "comm = MPI.COMM_WORLD\n"
+        "with rank_local(comm):\n"
+        "    time.sleep(4 if comm.rank == 1 else 0)\n"
+        "print('passed', flush=True)\n"
+    )
+    proc = run_mpi(2, "-c", code, env={"MPIGD_COLLECTIVE_TIMEOUT": "2"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("passed") == 2
