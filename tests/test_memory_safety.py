@@ -161,6 +161,31 @@ BAD_DENSE = {
 }
 
 
+def test_written_buffers_may_not_share_memory_with_what_the_sweep_reads():
+    """Labels and indices are checked before the sweep; a grad that shares their memory
+    would change them under it."""
+    fused = _fused()
+    shared = np.zeros(64)
+    args = dense_args(grad=shared[: (N + 1) * 3], y=shared[:M])
+    with pytest.raises(ValueError, match="grad shares memory with an input"):
+        fused.dense_sums(*args.values())
+    memory = np.zeros(16)  # the indices an int64 view of the grad's first bytes
+    args = csr_args(
+        grad=memory[: N + 1],
+        indices=memory.view(np.int64)[:7],
+        i64=True,
+        p64=True,
+        indptr=np.array([0, 2, 3, 4, 5, 7]),
+    )
+    with pytest.raises(ValueError, match="grad shares memory with an input"):
+        fused.csr_sums(*args.values())
+    folds = {"loss": 1, "fold": np.zeros(M, np.int64), "labels": np.arange(3), "K": 3}
+    theta = np.zeros(3 * (N + 1))
+    args = dense_args(**folds, theta=theta, grad=np.empty(3 * (N + 1)), loss_sums=theta[:6])
+    with pytest.raises(ValueError, match="loss_sums shares memory with an input"):
+        fused.dense_sums(*args.values())
+
+
 @pytest.mark.parametrize("case", BAD_DENSE)
 def test_dense_entry_point_refuses(case):
     fused = _fused()

@@ -145,7 +145,8 @@ DENSE_SUMS(dense_sums_f32, float)
  * losses, scatter x_i r_i into the gradient; the block's data and indices are read from
  * memory once, the second time from cache. W and G are (n, K) row-major as in theta: a
  * column's K weights are contiguous. z and r hold BLOCK x K numbers; r_sum K. indptr
- * must have been checked (non-decreasing, within data). On a block with an index outside
+ * must have been checked (non-decreasing, within data); positions in data are Py_ssize_t,
+ * so p + 4 cannot overflow near the end of an int32 indptr. On a block with an index outside
  * 0 .. n - 1 the sweep stops before following any of its indices, sets *bad_row to the
  * first row that holds one and returns (G is then not a gradient). */
 #define CSR_SUMS(NAME, T, I, P)                                                            \
@@ -162,13 +163,13 @@ CLONES static double NAME(const T *data, const I *indices, const P *indptr, Py_s
         const P *ptr = indptr + start;                                                    \
         I low = 0, high = 0; /* the block's smallest and largest index */                 \
         _Pragma("omp simd reduction(min:low) reduction(max:high)")                        \
-        for (P p = ptr[0] - base; p < ptr[rows] - base; p++) {                            \
+        for (Py_ssize_t p = ptr[0] - base; p < ptr[rows] - base; p++) {                   \
             low = indices[p] < low ? indices[p] : low;                                    \
             high = indices[p] > high ? indices[p] : high;                                 \
         }                                                                                 \
         if (low < 0 || (int64_t)high >= (int64_t)n) {                                     \
             for (i = 0; i < rows; i++)                                                    \
-                for (P p = ptr[i] - base; p < ptr[i + 1] - base; p++)                     \
+                for (Py_ssize_t p = ptr[i] - base; p < ptr[i + 1] - base; p++)            \
                     if (indices[p] < 0 || (int64_t)indices[p] >= (int64_t)n) {            \
                         *bad_row = start + i;                                             \
                         return 0.0;                                                       \
@@ -176,10 +177,10 @@ CLONES static double NAME(const T *data, const I *indices, const P *indptr, Py_s
         }                                                                                 \
         for (i = 0; i < rows; i++) {                                                      \
             double *zi = z + i * K;                                                       \
-            P lo = ptr[i] - base, hi = ptr[i + 1] - base;                                 \
+            Py_ssize_t lo = ptr[i] - base, hi = ptr[i + 1] - base;                        \
             if (K == 1) { /* four partial sums: the adds do not wait on each other */     \
                 double a0 = b[0], a1 = 0.0, a2 = 0.0, a3 = 0.0;                           \
-                P p = lo;                                                                 \
+                Py_ssize_t p = lo;                                                        \
                 for (; p + 4 <= hi; p += 4) {                                             \
                     a0 += (double)data[p] * W[indices[p]];                                \
                     a1 += (double)data[p + 1] * W[indices[p + 1]];                        \
@@ -192,7 +193,7 @@ CLONES static double NAME(const T *data, const I *indices, const P *indptr, Py_s
                 continue;                                                                 \
             }                                                                             \
             memcpy(zi, b, (size_t)K * sizeof(double));                                    \
-            for (P p = lo; p < hi; p++) {                                                 \
+            for (Py_ssize_t p = lo; p < hi; p++) {                                        \
                 double d = (double)data[p];                                               \
                 const double *Wj = W + (Py_ssize_t)indices[p] * K;                        \
                 for (Py_ssize_t k = 0; k < K; k++)                                        \
@@ -202,13 +203,13 @@ CLONES static double NAME(const T *data, const I *indices, const P *indptr, Py_s
         total += block_of(loss, start, rows, K, z, y, s, cv, r, r_sum, need_loss);        \
         for (i = 0; i < rows; i++) {                                                      \
             const double *ri = r + i * K;                                                 \
-            P lo = ptr[i] - base, hi = ptr[i + 1] - base;                                 \
+            Py_ssize_t lo = ptr[i] - base, hi = ptr[i + 1] - base;                        \
             if (K == 1) {                                                                 \
-                for (P p = lo; p < hi; p++)                                               \
+                for (Py_ssize_t p = lo; p < hi; p++)                                      \
                     G[indices[p]] += ri[0] * (double)data[p];                             \
                 continue;                                                                 \
             }                                                                             \
-            for (P p = lo; p < hi; p++) {                                                 \
+            for (Py_ssize_t p = lo; p < hi; p++) {                                        \
                 double d = (double)data[p];                                               \
                 double *Gj = G + (Py_ssize_t)indices[p] * K;                              \
                 for (Py_ssize_t k = 0; k < K; k++)                                        \
@@ -252,6 +253,29 @@ static int empty_or_holds(const Py_buffer *b, Py_ssize_t count, Py_ssize_t size,
                           const char *name)
 {
     return !b->len || holds(b, count, size, name);
+}
+
+/* Whether the bytes of buffers a and b overlap. */
+static int overlap(const Py_buffer *a, const Py_buffer *b)
+{
+    uintptr_t a0 = (uintptr_t)a->buf, b0 = (uintptr_t)b->buf;
+    return a->len > 0 && b->len > 0 && a0 < b0 + (uintptr_t)b->len &&
+           b0 < a0 + (uintptr_t)a->len;
+}
+
+/* Whether `out`, which the sweep writes, is apart from each of the `count` buffers it
+ * reads (labels and indices checked before the sweep must not change under it); else a
+ * ValueError naming it. */
+static int apart(const Py_buffer *out, const char *name, const Py_buffer *const *reads,
+                 int count)
+{
+    for (int i = 0; i < count; i++)
+        if (reads[i] != out && overlap(out, reads[i])) {
+            PyErr_Format(PyExc_ValueError, "%s shares memory with an input; pass a buffer "
+                         "of its own", name);
+            return 0;
+        }
+    return 1;
 }
 
 /* The model arguments both entry points end with, checked against m, n and K before any
@@ -327,9 +351,11 @@ static PyObject *py_dense_sums(PyObject *self, PyObject *args)
                           &loss, &K, &grad, &need_loss, &fold, &labels, &cw, &loss_sums))
         return NULL;
     double total = 0.0, *z = NULL;
+    const Py_buffer *reads[] = {&X, &y, &theta, &s, &fold, &labels, &cw, &loss_sums};
     int ok = check_model(m, n, K, loss, &y, &theta, &s, &grad, &fold, &labels, &cw,
                          &loss_sums) &&
-             holds(&X, times(m, n), f32 ? sizeof(float) : sizeof(double), "X");
+             holds(&X, times(m, n), f32 ? sizeof(float) : sizeof(double), "X") &&
+             apart(&grad, "grad", reads, 8) && apart(&loss_sums, "loss_sums", reads, 7);
     if (ok) {
         const Folds *cv = folds_of(&fold, &labels, &cw, &loss_sums, &folds);
         const double *w = s.len ? (const double *)s.buf : NULL;
@@ -415,6 +441,9 @@ static PyObject *py_csr_sums(PyObject *self, PyObject *args)
              holds(&indices, nnz, i64 ? sizeof(int64_t) : sizeof(int32_t), "indices") &&
              holds(&indptr, times(m, 1) + 1, p64 ? sizeof(int64_t) : sizeof(int32_t),
                    "indptr");
+    const Py_buffer *reads[] = {&data, &indices, &indptr, &y, &theta, &s, &fold, &labels, &cw,
+                                &loss_sums};
+    ok = ok && apart(&grad, "grad", reads, 10) && apart(&loss_sums, "loss_sums", reads, 9);
     if (ok && i64 && !p64) { /* int64 indices come with int64 indptr */
         PyErr_SetString(PyExc_ValueError, "int64 indices need int64 indptr");
         ok = 0;
