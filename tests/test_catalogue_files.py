@@ -367,6 +367,43 @@ CASES = {
         ("new.h5",),
         mpi=True,
     ),
+    # inputs with no rows or no features: one line, not an HDF5 chunk error
+    "convert a LIBSVM file of labels only": Case(
+        "data convert {tmp}/l.svm {tmp}/new.h5",
+        EXIT_INPUT,
+        "l.svm holds no feature columns: its rows list no index:value pairs; give --features",
+        (files(l__svm=text("1\n0\n")),),
+        ("new.h5",),
+    ),
+    "convert a CSV of the label column only": Case(
+        "data convert {tmp}/l.csv {tmp}/new.h5",
+        EXIT_INPUT,
+        "l.csv holds no feature columns: none besides the label",
+        (files(l__csv=text("y\n1\n0\n")),),
+        ("new.h5",),
+        mpi=True,
+    ),
+    "convert a .npy of one column": Case(
+        "data convert {tmp}/one.npy {tmp}/new.h5",
+        EXIT_INPUT,
+        "one.npy holds no feature columns: none besides the label",
+        (files(one__npy=lambda path, tmp: np.save(path, np.zeros((4, 1)))),),
+        ("new.h5",),
+    ),
+    "convert a .npy of no rows": Case(
+        "data convert {tmp}/z.npy {tmp}/new.h5",
+        EXIT_INPUT,
+        "z.npy holds no data rows",
+        (files(z__npy=lambda path, tmp: np.save(path, np.zeros((0, 3)))),),
+        ("new.h5",),
+    ),
+    "convert a .npz of no rows": Case(
+        "data convert {tmp}/z.npz {tmp}/new.h5",
+        EXIT_INPUT,
+        "z.npz holds no data rows",
+        (files(z__npz=lambda path, tmp: np.savez(path, X=np.zeros((0, 3)), y=np.zeros(0))),),
+        ("new.h5",),
+    ),
     # CSR groups whose shape attribute lies
     "train on CSR whose shape attribute is negative": Case(
         "train {tmp}/s.h5 --model logistic --out {tmp}/new.h5",

@@ -145,6 +145,7 @@ def convert(
             source = read_numpy(input_path, label=label)
         else:
             raise MpigdError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+        _check_sizes(input_path, fmt, source)
         if layout == "sparse" and not source.sparse:
             source = source.as_sparse()
         if layout == "dense" and source.sparse:
@@ -171,6 +172,20 @@ def convert(
             raise MpigdError(f"cannot write {output}: {reason}") from exc
         raise MpigdError(f"converting {input_path} failed: {exc}") from exc
     return source
+
+
+def _check_sizes(path, fmt: str, source: Source) -> None:
+    """One line for an input with no rows or no feature columns (an HDF5 dataset needs
+    both). Collective: no."""
+    if source.n_rows == 0:
+        raise MpigdError(f"{path} holds no data rows")
+    if source.n_features < 1:
+        how = (
+            "its rows list no index:value pairs; give --features N for rows of N zeros"
+            if fmt == "libsvm"
+            else "none besides the label; mpigd needs at least one feature"
+        )
+        raise MpigdError(f"{path} holds no feature columns: {how}")
 
 
 #: Copies of one dense float64 row that converting a block holds at once (the parsed
