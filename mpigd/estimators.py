@@ -214,6 +214,11 @@ class _Estimator(BaseEstimator):
 
         def work():
             if isinstance(X, str | os.PathLike):
+                if sample_weight is not None:  # the ranks read their rows from the file
+                    raise ValueError(
+                        "sample_weight goes with rows in memory, not an HDF5 path: pass "
+                        "each rank's rows as arrays with their weights"
+                    )
                 return X, None, None
             X_, y_ = _validate_data(
                 self, checked_sparse(X) if sp.issparse(X) else X, y, accept_sparse="csr",
