@@ -62,12 +62,14 @@ def _input_of(X, weights) -> tuple:
 
 
 def _canonical(value) -> str:
-    """A parameter's value as the ranks compare it: NumPy scalars as the Python values
-    they hold, a dict's items in a fixed order."""
+    """A parameter's value as the ranks compare it: numbers by value (``0`` equals
+    ``0.0`` and ``np.float64(0.0)``), a dict's items in a fixed order."""
     if isinstance(value, np.generic):
         value = value.item()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return repr(float(value))
     if isinstance(value, dict):
-        return repr(sorted((repr(k), _canonical(v)) for k, v in value.items()))
+        return repr(sorted((_canonical(k), _canonical(v)) for k, v in value.items()))
     return repr(value)
 
 
@@ -87,7 +89,10 @@ def _agreed(comm, estimator, work, describe=None):
     except Exception as exc:  # whatever it is, every rank must hear of it
         text = str(exc) if isinstance(exc, ValueError | TypeError) else f"{exc!r}"
         error = InvalidInputError(text)
-    params = {k: _canonical(v) for k, v in estimator.get_params(deep=False).items() if k != "comm"}
+    params = {  # (how the ranks compare it, how a message shows it)
+        k: (_canonical(v), repr(v)) for k, v in estimator.get_params(deep=False).items()
+        if k != "comm"
+    }  # fmt: skip
     views = gather_all(comm, (report_of(error), params, seen))
     merged = merge_reports([view[0] for view in views], comm.size)
     if merged is not None:
@@ -99,11 +104,15 @@ def _agreed(comm, estimator, work, describe=None):
 def _same_everywhere(params: list[dict], inputs: list) -> None:
     """An :class:`InvalidInputError` naming what differs between the ranks' parameters or
     inputs (rank 0 against the first rank that differs). Collective: no."""
-    differ = sorted(k for k in params[0] if len({p.get(k) for p in params}) > 1)
+    differ = sorted(k for k in params[0] if len({p.get(k, (None,))[0] for p in params}) > 1)
     if differ:
-        rank = next(r for r, p in enumerate(params) if any(p[k] != params[0][k] for k in differ))
-        shown = ", ".join(f"{k}={params[0][k]} on rank 0 but {params[rank][k]} on rank {rank}"
-                          for k in differ[:3])  # fmt: skip
+        rank = next(
+            r for r, p in enumerate(params) if any(p[k][0] != params[0][k][0] for k in differ)
+        )
+        shown = ", ".join(
+            f"{k}={params[0][k][1]} on rank 0 but {params[rank][k][1]} on rank {rank}"
+            for k in differ[:3]
+        )
         raise InvalidInputError(
             f"the ranks built different estimators ({shown}): every rank must call fit on "
             "an estimator with the same parameters"
@@ -214,11 +223,12 @@ class _Estimator(BaseEstimator):
 
         def work():
             if isinstance(X, str | os.PathLike):
-                if sample_weight is not None:  # the ranks read their rows from the file
-                    raise ValueError(
-                        "sample_weight goes with rows in memory, not an HDF5 path: pass "
-                        "each rank's rows as arrays with their weights"
-                    )
+                for name, given in (("y", y), ("sample_weight", sample_weight)):
+                    if given is not None:  # the ranks read their rows from the file
+                        raise ValueError(
+                            f"{name} goes with rows in memory, not with an HDF5 path (each "
+                            "rank reads its rows, labels and all, from the file); pass arrays"
+                        )
                 return X, None, None
             X_, y_ = _validate_data(
                 self, checked_sparse(X) if sp.issparse(X) else X, y, accept_sparse="csr",

@@ -36,7 +36,7 @@ def main(folder: Path) -> None:
 
     cases = {
         "parameters": lambda: LogisticRegression(l2=1e-3 if rank == 0 else 0.0).fit(Xr, yr),
-        "kinds": lambda: LogisticRegression().fit(str(path) if rank == 0 else Xr, yr),
+        "kinds": lambda: LogisticRegression().fit(*((str(path),) if rank == 0 else (Xr, yr))),
         "paths": lambda: LinearRegression().fit(str(path) if rank == 0 else str(folder / "e.h5")),
         "widths": lambda: LinearRegression().fit(Xr if rank else Xr[:, :2], yr),
         "dtypes": lambda: LinearRegression().fit(Xr if rank else Xr.astype(np.float32), yr),
@@ -57,8 +57,9 @@ def main(folder: Path) -> None:
         else:
             raise AssertionError(f"{name}: no error on rank {rank}")
     # Equal parameters of other types are equal: NumPy scalars, dicts in another order.
-    weights = {0: 1.0, 1: 2.0} if rank else {1: 2.0, 0: 1.0}
+    weights = {0: 1.0, 1: 2.0} if rank else {np.int64(1): 2.0, 0: 1}
     LogisticRegression(l2=np.float64(1e-3) if rank else 1e-3, class_weight=weights).fit(Xr, yr)
+    LinearRegression(l2=0 if rank else 0.0).fit(Xr, yr)
     # In step after all of that: named communicators, and a fit that works.
     world = LogisticRegression(comm="world", l2=1e-3).fit(Xr, yr)
     plain = LogisticRegression(l2=1e-3).fit(Xr, yr)

@@ -264,14 +264,14 @@ CASES = {
     "convert a save_npz CSR with a column index past the width": Case(
         "data convert {tmp}/b.npz {tmp}/new.h5",
         EXIT_INPUT,
-        "'indices' holds 1 column indices outside 0 .. 5 (the shape's 6 features), e.g. 6 in row",
+        "'indices' holds 1 column index outside 0 .. 5 (the shape's 6 features), e.g. 6 in row",
         (files(b__npz=npz(indices=changed("indices", 7, 6))),),
         ("new.h5",),
     ),
     "convert a save_npz CSR with a negative column index": Case(
         "data convert {tmp}/b.npz {tmp}/new.h5",
         EXIT_INPUT,
-        "column indices outside 0 .. 5 (the shape's 6 features), e.g. -1 in row",
+        "column index outside 0 .. 5 (the shape's 6 features), e.g. -1 in row",
         (files(b__npz=npz(indices=changed("indices", 100, -1))),),
         ("new.h5",),
     ),
@@ -378,7 +378,7 @@ CASES = {
     "convert a CSV of the label column only": Case(
         "data convert {tmp}/l.csv {tmp}/new.h5",
         EXIT_INPUT,
-        "l.csv holds no feature columns: none besides the label",
+        "l.csv holds no feature columns: mpigd needs at least one (a label column",
         (files(l__csv=text("y\n1\n0\n")),),
         ("new.h5",),
         mpi=True,
@@ -386,7 +386,7 @@ CASES = {
     "convert a .npy of one column": Case(
         "data convert {tmp}/one.npy {tmp}/new.h5",
         EXIT_INPUT,
-        "one.npy holds no feature columns: none besides the label",
+        "one.npy holds no feature columns: mpigd needs at least one (a label column",
         (files(one__npy=lambda path, tmp: np.save(path, np.zeros((4, 1)))),),
         ("new.h5",),
     ),

@@ -114,10 +114,12 @@ def test_messages_are_one_line_and_plain():
     assert str(caught.value).startswith("Input X contains NaN: drop or fix those rows")
 
 
-def test_sample_weight_with_a_path_is_refused(tmp_path):
+def test_labels_or_weights_with_a_path_are_refused(tmp_path):
     path = write_h5(tmp_path / "d.h5", *random_problem("linear", 20, 2))
     with pytest.raises(ValueError, match="sample_weight goes with rows in memory"):
         LinearRegression().fit(path, sample_weight=np.ones(20))
+    with pytest.raises(ValueError, match="y goes with rows in memory, not with an HDF5 path"):
+        LinearRegression().fit(path, np.arange(20.0))
 
 
 def test_communicators_by_name_and_a_bad_one():

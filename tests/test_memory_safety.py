@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from conftest import run_mpi
 import mpigd
 from mpigd.errors import InvalidInputError
 from mpigd.io.dataset import DatasetInfo, LocalData
-from mpigd.io.memory import checked_csr
+from mpigd.io.memory import checked_csr, checked_sparse
 from mpigd.model import LinearModel
 
 
@@ -366,3 +367,20 @@ def test_ranks_agree_on_rows_in_memory_that_are_spoiled_on_one_rank():
         "on every rank or on none",
     }
     assert proc.stdout.strip().splitlines()[-1] == "in step"
+
+
+def test_one_dimensional_and_unsigned_sparse_input_is_one_clear_error_or_used():
+    with pytest.raises(InvalidInputError, match=r"X must be 2-D, not of shape \(3,\)"):
+        checked_sparse(sp.coo_array(np.ones(3)))
+    with pytest.raises(InvalidInputError, match=r"X must be 2-D"):
+        checked_csr(sp.csr_array(np.ones(3)))
+    X = sp.csr_matrix(np.eye(4, 3) + np.eye(4, 3, k=1))
+    X.indptr, X.indices = X.indptr.astype(np.uint64), X.indices.astype(np.uint16)
+    checked = checked_csr(X)  # in range: used, with the index types scipy computes with
+    assert {checked.indices.dtype, checked.indptr.dtype} <= {np.dtype(np.int32), np.dtype(np.int64)}
+    np.testing.assert_array_equal(checked.toarray(), np.eye(4, 3) + np.eye(4, 3, k=1))
+    info = DatasetInfo("", "X", "y", 4, 3, X.dtype, np.dtype(np.float64))
+    fitted = mpigd.fit(LocalData(info, 0, 4, X, np.array([0.0, 1, 0, 1])), "logistic", l2=1e-2)
+    assert fitted.model.coef.shape == (3,)
+    with pytest.raises(InvalidInputError, match="the ranks hold 4 rows in all, but the data"):
+        mpigd.fit(LocalData(replace(info, n_rows=5), 0, 4, X, np.array([0.0, 1, 0, 1])), "logistic")

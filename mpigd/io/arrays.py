@@ -13,7 +13,7 @@ import scipy.sparse as sp
 
 from ..errors import MpigdError
 from .source import Progress, Source, block_rows, label_column
-from .sparse import first_decrease
+from .sparse import MAX_DIMENSION, first_decrease
 
 # --------------------------------------------------------------------------- NumPy
 
@@ -197,7 +197,11 @@ def _saved_shape(path: str, member) -> tuple[int, int]:
     """``(m, n)`` from the ``shape`` array: two whole numbers, neither negative."""
     value = _saved_member(path, member, "shape")
     items = value.tolist()
-    if value.dtype.kind not in "iu" or len(items) != 2 or min(items) < 0:
+    if (
+        value.dtype.kind not in "iu"
+        or len(items) != 2
+        or not all(0 <= v <= MAX_DIMENSION for v in items)
+    ):
         raise MpigdError(
             f"{path}: the 'shape' array is {tuple(items)}; it must be (rows, features), two "
             f"whole numbers >= 0; {REWRITE}"
@@ -289,8 +293,9 @@ def _check_saved_values(path, data, indices, indptr, start: int, n: int) -> None
     if outside.any():
         at = int(np.argmax(outside))
         row = start + int(np.searchsorted(indptr, at, side="right") - 1)
+        count = int(np.count_nonzero(outside))
         raise MpigdError(
-            f"{path}: 'indices' holds {int(np.count_nonzero(outside)):,} column indices "
+            f"{path}: 'indices' holds {count:,} column {'index' if count == 1 else 'indices'} "
             f"outside 0 .. {n - 1:,} (the shape's {n:,} features), e.g. {int(indices[at]):,} "
             f"in row {row:,}; {REWRITE}"
         )

@@ -183,7 +183,7 @@ def _check_sizes(path, fmt: str, source: Source) -> None:
         how = (
             "its rows list no index:value pairs; give --features N for rows of N zeros"
             if fmt == "libsvm"
-            else "none besides the label; mpigd needs at least one feature"
+            else "mpigd needs at least one (a label column does not count)"
         )
         raise MpigdError(f"{path} holds no feature columns: {how}")
 

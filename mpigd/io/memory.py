@@ -25,6 +25,8 @@ def checked_csr(X, name: str = "X"):
     of order comes back as a canonical copy (duplicates summed, as scipy's products
     count them); the caller's arrays are never changed. Raises
     :class:`~mpigd.errors.InvalidInputError` (a ``ValueError``). Collective: no."""
+    if len(X.shape) != 2:
+        raise InvalidInputError(f"{name} must be 2-D, not of shape {X.shape}")
     m, n = X.shape
     indptr, indices, data = X.indptr, X.indices, X.data
     for part, array in (("indptr", indptr), ("indices", indices)):
@@ -69,6 +71,12 @@ def checked_csr(X, name: str = "X"):
             f"{name} holds {count:,} {noun} outside 0 .. {n - 1} (e.g. {int(used[first])} in "
             f"row {row}); {name}.indices must index its {n:,} columns"
         )
+    if {indptr.dtype, indices.dtype} - {np.dtype(np.int32), np.dtype(np.int64)}:
+        import scipy.sparse as sp  # other integer types, in range: as scipy computes with
+
+        X = sp.csr_matrix(
+            (data[:nnz], indices[:nnz].astype(np.int64), indptr.astype(np.int64)), shape=(m, n)
+        )
     if nnz < len(indices) or not X.has_canonical_format:
         X = X.copy()
         X.sum_duplicates()
@@ -83,6 +91,8 @@ def checked_sparse(X, name: str = "X"):
     in Python structures and convert to CSR by copying, then checked. DIA and BSR, whose
     conversions follow their own arrays unchecked, are refused. Raises
     :class:`~mpigd.errors.InvalidInputError`. Collective: no."""
+    if len(X.shape) != 2:
+        raise InvalidInputError(f"{name} must be 2-D, not of shape {X.shape}")
     fmt = X.format
     if fmt == "csc":  # X.T shares its arrays: a CSR matrix of the same structure
         try:

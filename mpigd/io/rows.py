@@ -3,9 +3,11 @@ failure on any rank is one error on all of them."""
 
 from __future__ import annotations
 
-from ..errors import MpigdError, literal
+from dataclasses import replace
+
+from ..errors import InvalidInputError, MpigdError, literal
 from ..kernels.losses import LabelProblem, class_label_problem, make_loss
-from ..parallel import memory_per_rank, rank_local
+from ..parallel import gather_all, memory_per_rank, rank_local
 from .dataset import (
     DatasetInfo,
     LocalData,
@@ -14,6 +16,7 @@ from .dataset import (
     memory_problem,
     read_block,
 )
+from .memory import checked_rows
 
 
 def read_rows(
@@ -48,6 +51,36 @@ def read_rows(
             note = " (any label values: --labels auto)" if model == "softmax" else ""
             raise label_error(info, local, problem, note)
     return info, local
+
+
+def local_rows(comm, local: LocalData, model: str) -> LocalData:
+    """Rows already in memory (:func:`mpigd.fit` called with a :class:`LocalData`), checked
+    as a file's are when read (:func:`~mpigd.io.memory.checked_rows`; whatever else the
+    caller's arrays raise is bad input too), then agreed: the ranks' rows add up to
+    ``local.info.n_rows`` (the objective divides by it) and all of them have row weights
+    or none (each weighted sum is a reduction). Collective: yes."""
+    info = local.info
+    with rank_local(comm):
+        try:
+            X, y, weights = checked_rows(local.X, local.y, local.weights, info.n_features, model)
+        except MpigdError:
+            raise
+        except (TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise InvalidInputError(f"the rows in memory cannot be used: {exc!r}") from exc
+        local = replace(local, X=X, y=y, weights=weights)
+    views = gather_all(comm, (local.X.shape[0], local.weights is not None))
+    rows, weighted = (sum(view[0] for view in views), [view[1] for view in views])
+    if rows != info.n_rows or rows == 0:
+        raise MpigdError(
+            f"the ranks hold {rows:,} rows in all, but the data says {info.n_rows:,}"
+            + ("" if rows else ": there is nothing to train on")
+        )
+    if any(weighted) and not all(weighted):  # one rank's reductions would be missing
+        raise MpigdError(
+            f"row weights are given on rank {weighted.index(True)} but not on rank "
+            f"{weighted.index(False)}: give them on every rank or on none"
+        )
+    return local
 
 
 def label_error(info: DatasetInfo, local: LocalData, problem: LabelProblem, note: str = ""):

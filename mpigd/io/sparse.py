@@ -170,9 +170,7 @@ def first_decrease(indptr: np.ndarray) -> int | None:
     """The first row at which ``indptr`` decreases, or None. Neighbours are compared, not
     subtracted: the difference of two huge entries overflows (or wraps, unsigned) and
     would hide the decrease. Collective: no."""
-    values = np.asarray(indptr)
-    if values.dtype.kind == "u":  # beyond int64: where it wraps to negative, a decrease
-        values = values.astype(np.int64)
+    values = np.asarray(indptr)  # compared in its own dtype: nothing wraps
     down = np.flatnonzero(values[1:] < values[:-1])
     return int(down[0]) if len(down) else None
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,8 +22,7 @@ from .._version import __version__
 from ..errors import Diverged, Interrupted, MpigdError
 from ..host import process_age
 from ..io.dataset import DatasetInfo, LocalData, fingerprint, first_row
-from ..io.memory import checked_rows
-from ..io.rows import read_rows
+from ..io.rows import local_rows, read_rows
 from ..kernels.losses import PointwiseLoss, make_loss
 from ..model import LinearModel
 from ..objective import Objective, Scaling, standardization
@@ -32,7 +31,6 @@ from ..optimize.newton import SINGULAR_MESSAGE
 from ..parallel import (
     allreduce_sum,
     default_comm,
-    gather_all,
     library_version,
     max_over_ranks,
     memory_per_rank,
@@ -322,16 +320,7 @@ def _load(
     class count comes from every row of the file, as in ``mpigd cv``. Collective: yes."""
     classes = None
     if isinstance(data, LocalData):  # rows read already (mpigd.cv, in-memory estimators)
-        info, local = data.info, data
-        with rank_local(comm):  # the kernels will follow its indices: checked first
-            X, y, weights = checked_rows(local.X, local.y, local.weights, info.n_features, model)
-            local = replace(local, X=X, y=y, weights=weights)
-        weighted = gather_all(comm, local.weights is not None)
-        if any(weighted) and not all(weighted):  # one rank's reductions would be missing
-            raise MpigdError(
-                f"row weights are given on rank {weighted.index(True)} but not on rank "
-                f"{weighted.index(False)}: give them on every rank or on none"
-            )
+        info, local = data.info, local_rows(comm, data, model)
     else:
         checked = None if labels == "auto" else model  # any values: checked by encode
         info, local = read_rows(comm, data, x_key, y_key, weight_key, checked)
