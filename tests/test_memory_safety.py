@@ -382,5 +382,5 @@ def test_one_dimensional_and_unsigned_sparse_input_is_one_clear_error_or_used():
     info = DatasetInfo("", "X", "y", 4, 3, X.dtype, np.dtype(np.float64))
     fitted = mpigd.fit(LocalData(info, 0, 4, X, np.array([0.0, 1, 0, 1])), "logistic", l2=1e-2)
     assert fitted.model.coef.shape == (3,)
-    with pytest.raises(InvalidInputError, match="the ranks hold 4 rows in all, but the data"):
+    with pytest.raises(mpigd.MpigdError, match="the ranks hold 4 rows in all, but the data"):
         mpigd.fit(LocalData(replace(info, n_rows=5), 0, 4, X, np.array([0.0, 1, 0, 1])), "logistic")
