@@ -72,7 +72,7 @@ def test_unknown_model_is_a_usage_error(data, tmp_path):
 def test_bad_thread_count_from_the_environment(data, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MPIGD_NUM_THREADS", "0")
     assert main(["train", str(data), "--model", "linear", "--out", str(tmp_path / "m.h5")]) == 2
-    assert "MPIGD_NUM_THREADS='0' is not a whole number >= 1" in capsys.readouterr().err
+    assert "MPIGD_NUM_THREADS='0' is not a whole number from 1 to 4096" in capsys.readouterr().err
 
 
 def test_data_make(tmp_path):
