@@ -78,8 +78,9 @@ def _grad(theta, out):
 
 
 def _fits(m: int, n: int, y, theta, loss, out, weights) -> bool:
-    """Whether the arrays have the lengths the C code will index with: it trusts them,
-    so anything else goes to the reference kernels, which raise NumPy's error."""
+    """Whether the arrays have the lengths the C code will index with: anything else goes
+    to the reference kernels, which raise NumPy's error (the C code, which checks every
+    length and each softmax label itself, would refuse it with its own)."""
     size = (n + 1) * loss.n_outputs
     return (
         (loss.name != "softmax" or loss.n_outputs >= 2)
@@ -105,7 +106,7 @@ def dense_sums(X, y, theta, loss: PointwiseLoss, out=None, *, weights=None, need
         return None
     grad = _grad(theta, out)
     total = _fused.dense_sums(
-        X, X.dtype == np.float32, X.shape[0], X.shape[1], _labels(y, loss), _float64(theta),
+        X, X.dtype == np.float32, X.shape[0], X.shape[1], _float64(y), _float64(theta),
         _weights(weights), _LOSS_CODES[loss.name], loss.n_outputs, grad, need_loss, *_NO_FOLDS,
     )  # fmt: skip
     return total, grad
@@ -120,7 +121,7 @@ def csr_sums(X, y, theta, loss: PointwiseLoss, out=None, *, weights=None, need_l
         return None
     grad = _grad(theta, out)
     total = _fused.csr_sums(
-        *_csr_arrays(X), X.shape[0], X.shape[1], _labels(y, loss), _float64(theta),
+        *_csr_arrays(X), X.shape[0], X.shape[1], _float64(y), _float64(theta),
         _weights(weights), _LOSS_CODES[loss.name], loss.n_outputs, grad, need_loss, *_NO_FOLDS,
     )  # fmt: skip
     return total, grad
@@ -144,14 +145,6 @@ def _csr_arrays(X) -> tuple:
 
 def _float64(a):
     return np.ascontiguousarray(a, dtype=np.float64)
-
-
-def _labels(y, loss):
-    """y as float64; softmax labels index memory in C, so they are checked here."""
-    y = _float64(y)
-    if loss.n_outputs > 1 and len(y) and not (0 <= y.min() and y.max() < loss.n_outputs):
-        raise ValueError(f"softmax labels must lie in 0 .. {loss.n_outputs - 1}")
-    return y
 
 
 def _contiguous(out) -> bool:
