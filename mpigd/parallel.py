@@ -4,7 +4,7 @@ The communicator is always a parameter; :func:`default_comm` (called by the publ
 points :func:`mpigd.fit`, :func:`mpigd.evaluate`, :func:`mpigd.predict` and the command
 line) falls back to ``COMM_WORLD``. Here live rank-0 output, the reductions, error
 agreement across ranks and the deadline on reductions (the guard around a command is
-:mod:`mpigd.guard`).
+:mod:`mpigd.cli.guard`).
 
 Two kinds of work, never mixed: **rank-local work** that can fail on some ranks only
 (reading a slice, checking its values, writing a file on rank 0) runs inside

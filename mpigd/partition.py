@@ -1,7 +1,12 @@
-"""Row arithmetic, pure and without communication: which rows each rank owns, and in
-blocks of how many rows a pass over them works."""
+"""Row arithmetic, pure and without communication: which rows each rank owns, in
+blocks of how many rows a pass over them works, and which fold of a cross-validation
+each row belongs to."""
 
 from collections.abc import Callable
+
+import numpy as np
+
+from .errors import MpigdError
 
 #: Bytes of one block of rows in a pass over a rank's rows (the kernels, ``data info``,
 #: ``data split``): about 2 MiB, so that the second product of a kernel with a block
@@ -11,6 +16,8 @@ BLOCK_BYTES = 2**21
 #: Bytes of one HDF5 chunk of an output dataset, and of one block of a conversion:
 #: about 1 MiB of whole rows, the unit in which ranks later read them.
 CHUNK_BYTES = 2**20
+
+_GOLDEN, _MIX1, _MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
 
 
 def block_range(n_rows: int, size: int, rank: int) -> tuple[int, int]:
@@ -80,3 +87,24 @@ def rows_per_block(
     least 1, and at most ``n_rows`` (when given, and at least 1). Collective: no."""
     rows = max(1, block_bytes // max(int(row_bytes), 1))
     return rows if n_rows is None else min(rows, max(n_rows, 1))
+
+
+def check_folds(folds: int, n_rows: int | None = None) -> None:
+    """Raise for a fold count that cannot cross-validate. Collective: no."""
+    if folds < 2:
+        raise MpigdError(f"cross-validation needs at least 2 folds, got {folds}")
+    if n_rows is not None and folds > n_rows:
+        raise MpigdError(f"{folds} folds need at least {folds} rows; the data has {n_rows}")
+
+
+def hash_folds(seed: int, start: int, stop: int, folds: int) -> np.ndarray:
+    """Folds of the global rows ``start:stop``: SplitMix64 (Steele, Lea & Flood, OOPSLA
+    2014) of ``seed`` and the row index, mod ``folds``; int64, shape (stop - start,).
+    Collective: no."""
+    with np.errstate(over="ignore"):
+        i = np.arange(start, stop, dtype=np.uint64) + np.uint64(1)
+        z = np.uint64(seed % 2**64) + i * np.uint64(_GOLDEN)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(_MIX1)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(_MIX2)
+        z ^= z >> np.uint64(31)
+    return (z % np.uint64(folds)).astype(np.int64)

@@ -5,7 +5,7 @@ import sys
 
 from mpi4py import MPI
 
-from mpigd.guard import run_guarded
+from mpigd.cli.guard import run_guarded
 
 comm = MPI.COMM_WORLD
 

@@ -18,8 +18,7 @@ from mpi4py import MPI
 
 from mpigd import cv, fit
 from mpigd.evaluation import metrics
-from mpigd.partition import block_range
-from mpigd.selection.folds import hash_folds
+from mpigd.partition import block_range, hash_folds
 
 SCORE = {"linear": metrics.regression, "logistic": metrics.binary, "softmax": metrics.multiclass}
 FOLDS, SEED = 4, 11

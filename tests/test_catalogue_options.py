@@ -22,7 +22,7 @@ from test_catalogue import Case, csr, files, h5, nearly_full, run_case
 
 from mpigd.errors import EXIT_INPUT
 from mpigd.host import parse_bytes
-from mpigd.selection.folds import hash_folds
+from mpigd.partition import hash_folds
 from mpigd.train.options import option
 
 M, N = 101, 3

@@ -10,8 +10,8 @@ import h5py
 import numpy as np
 import pytest
 
+from mpigd.cli.guard import run_guarded
 from mpigd.errors import Interrupted, MpigdError
-from mpigd.guard import run_guarded
 from mpigd.io.outputs import atomic_path, output_problem
 from mpigd.model import LinearModel, load_model
 

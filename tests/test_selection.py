@@ -19,10 +19,10 @@ from mpigd.kernels import compiled
 from mpigd.kernels.dense import reference_sums
 from mpigd.kernels.folds import fold_scores, fold_sums, reference_fold_sums
 from mpigd.kernels.losses import make_loss
-from mpigd.objective import Scaling
 from mpigd.optimize import lbfgs
 from mpigd.optimize.lockstep import run_lockstep
-from mpigd.selection.folds import hash_folds
+from mpigd.partition import hash_folds
+from mpigd.scaling import Scaling
 from mpigd.selection.path import choose, penalty_path
 
 # ------------------------------------------------------------------------------ folds

@@ -18,8 +18,9 @@ from mpigd.io import sparse as io_sparse
 from mpigd.io.dataset import inspect_dataset, read_block
 from mpigd.kernels import dense, for_rows, sparse
 from mpigd.kernels.losses import make_loss
-from mpigd.objective import Objective, standardization
+from mpigd.objective import Objective
 from mpigd.partition import balanced_range
+from mpigd.scaling import standardization
 
 M, N = 1009, 40
 

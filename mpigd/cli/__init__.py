@@ -2,7 +2,7 @@
 
 :func:`main` parses the same arguments on every rank (only rank 0 prints help and usage
 errors), limits BLAS threads and runs the command inside
-:func:`mpigd.guard.run_guarded`, which turns errors into one line and an exit status.
+:func:`mpigd.cli.guard.run_guarded`, which turns errors into one line and an exit status.
 The command modules are imported by :func:`build_parser`, once MPI runs, so that a
 problem found while importing them (``MPIGD_KERNELS=bogus``) is one line too.
 """
@@ -17,9 +17,9 @@ from threadpoolctl import threadpool_limits
 
 from .._version import __version__
 from ..errors import Interrupted, MpigdError
-from ..guard import run_guarded
 from ..parallel import default_comm, launcher_rank, print0
 from .common import RootParser, blas_threads, run_options
+from .guard import run_guarded
 
 
 def build_parser(rank: int = 0) -> RootParser:

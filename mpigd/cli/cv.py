@@ -105,8 +105,8 @@ def register(commands, run_options) -> None:
 
 def run(args, comm) -> int:
     """``mpigd cv``; returns the exit status. Collective: yes."""
-    from ..plots import check_plotting, plot_cv
     from ..selection.path import cv
+    from .plots import check_plotting, plot_cv
 
     say = reporter(comm, args.quiet)
     check_outputs_on_root(

@@ -117,7 +117,7 @@ def run_evaluate(args, comm) -> int:
 def run_plot(args, comm) -> int:
     """``mpigd plot``: rank 0 draws the model's training curve. Collective: yes."""
     from ..model import load_model
-    from ..plots import check_plotting, plot_training
+    from .plots import check_plotting, plot_training
 
     check_outputs_on_root(comm, {"--out": args.out}, {"the model file": args.model})
     on_root(comm, check_plotting)

@@ -18,8 +18,9 @@ from ..errors import Interrupted
 from ..evaluation import metrics
 from ..kernels.folds import fold_scores, fold_sums
 from ..kernels.losses import PointwiseLoss
-from ..objective import Scaling, Timings, penalized
+from ..objective import Timings, penalized
 from ..parallel import allreduce_sum, wtime
+from ..scaling import Scaling
 
 
 class FoldObjectives:

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import Diverged, Interrupted, MpigdError, Preempted, plural
 from ..io.dataset import LocalData, fingerprint, first_row
+from ..io.folds import fold_ids
 from ..io.rows import read_rows
 from ..kernels.losses import make_loss
 from ..model import LinearModel
@@ -35,11 +36,12 @@ from ..parallel import (
     warn0,
     wtime,
 )
+from ..partition import check_folds
 from ..train import labels as label_rules
 from ..train.driver import ConvergenceWarning, fit
 from ..train.options import check_options, option, parameters_problem
 from ..train.preemption import SignalWatch
-from .folds import check_folds, fold_ids, per_fold
+from .folds import per_fold
 from .objective import FoldObjectives
 from .progress import ROWS, FoldProgress, PathProgress, checkpointed, resumed
 

@@ -25,7 +25,7 @@ from ..io.dataset import DatasetInfo, LocalData, fingerprint, first_row
 from ..io.rows import local_rows, read_rows
 from ..kernels.losses import PointwiseLoss, make_loss
 from ..model import LinearModel
-from ..objective import Objective, Scaling, standardization
+from ..objective import Objective
 from ..optimize import OPTIMIZERS, OptimizeResult, Progress, SingularSystem
 from ..optimize.newton import SINGULAR_MESSAGE
 from ..parallel import (
@@ -39,6 +39,7 @@ from ..parallel import (
     warn0,
     wtime,
 )
+from ..scaling import Scaling, standardization
 from .checkpoint import checkpointing, resume_state
 from .labels import check_labels, encode, n_classes, row_weights, warn_about_empty_classes
 from .options import (
@@ -167,7 +168,7 @@ def fit(
     folds, fold_key, exclude_fold : optional
         Train on the rows outside fold ``exclude_fold``, with folds as ``mpigd.cv``
         assigns them: ``folds`` hashed with ``seed``, or read from dataset ``fold_key``
-        (:mod:`mpigd.selection.folds`), so one cell of a cross-validation can be
+        (:mod:`mpigd.io.folds`), so one cell of a cross-validation can be
         reproduced on its own.
     labels : {"index", "auto"}
         ``index``: classifier labels are class indices (0/1, or 0 .. K-1). ``auto``: any

@@ -7,8 +7,10 @@ import numpy as np
 
 from ..errors import MpigdError
 from ..io.dataset import LocalData
+from ..io.folds import exclude_fold_rows, fold_ids
 from ..model import LinearModel, load_model
 from ..parallel import rank_local
+from ..partition import check_folds
 from .options import option
 
 
@@ -37,8 +39,6 @@ def fold_filter(folds, fold_key, exclude_fold, seed):
             f"{option('exclude_fold')} needs the fold count, {option('folds')}"
             + (f", also with {option('fold_key')}" if fold_key is not None else "")
         )
-    from ..selection.folds import check_folds, exclude_fold_rows, fold_ids
-
     check_folds(folds)
     if not 0 <= exclude_fold < folds:
         raise MpigdError(

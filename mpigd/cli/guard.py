@@ -11,8 +11,8 @@ import time
 import traceback
 from collections.abc import Callable
 
-from .errors import EXIT_ABORTED, Interrupted, MpigdError
-from .parallel import INTERRUPT_GRACE, INTERRUPT_STAGGER, print0
+from ..errors import EXIT_ABORTED, Interrupted, MpigdError
+from ..parallel import INTERRUPT_GRACE, INTERRUPT_STAGGER, print0
 
 
 def _interrupted(comm, exc: BaseException) -> int:

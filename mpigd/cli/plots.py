@@ -8,8 +8,8 @@ import os
 
 import numpy as np
 
-from .errors import MpigdError
-from .io.outputs import writing
+from ..errors import MpigdError
+from ..io.outputs import writing
 
 
 def check_plotting() -> None:
