@@ -28,7 +28,7 @@ from mpigd.kernels.losses import make_loss
 from mpigd.objective import Objective
 from mpigd.optimize import OPTIMIZERS, newton
 from mpigd.parallel import barrier, library_version, max_over_ranks, print0
-from mpigd.train.options import optimizer_arguments
+from mpigd.train.options import TrainOptions, optimizer_arguments
 
 GAP = 1e-6
 OPTIONS = {"gd": {"max_iter": 100_000}, "nesterov": {"max_iter": 100_000}, "sgd": {"max_iter": 20}}
@@ -59,7 +59,7 @@ def run_to_target(comm, f, name, info, target):
             ftol=0.0,
             callback=stop_at_target,
             **OPTIONS.get(name, {}),
-            **optimizer_arguments(spec, f, info.n_rows),
+            **optimizer_arguments(spec, f, info.n_rows, TrainOptions()),
         )
     except Reached:
         pass

@@ -241,6 +241,15 @@ class _Estimator(BaseEstimator):
 
         return _agreed(comm, self, work, lambda result: _input_of(result[0], result[2]))
 
+    def _options(self) -> dict:
+        """The training options among this estimator's parameters (those of
+        :class:`~mpigd.train.options.TrainOptions` but ``class_weight``, which ``fit``
+        turns into row weights or passes itself)."""
+        from .train.options import TrainOptions
+
+        names = set(TrainOptions.names()) - {"class_weight"}
+        return {name: value for name, value in self.get_params().items() if name in names}
+
     def _train(self, comm, data, model: str, **options):
         """:func:`mpigd.fit`, with its errors as :class:`InvalidInputError` and its
         convergence warning as scikit-learn's. Collective: yes."""
@@ -249,11 +258,7 @@ class _Estimator(BaseEstimator):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             try:
-                fitted = fit(
-                    data, model, comm=comm, optimizer=self.optimizer, l2=self.l2, l1=self.l1,
-                    max_iter=self.max_iter, tol=self.tol, ftol=self.ftol,
-                    standardize=self.standardize, **options,
-                )  # fmt: skip
+                fitted = fit(data, model, comm=comm, **self._options(), **options)
             except MpigdError as exc:
                 if isinstance(exc, InvalidInputError):
                     raise

@@ -22,6 +22,48 @@ class Timings:
     allreduce: float = 0.0
 
 
+class PackedReduction:
+    """The one ``Allreduce`` of an evaluation, and its bookkeeping.
+
+    A caller fills a float64 buffer with this rank's sums, all of them, leaving the last
+    slot to this object, which puts this rank's stop request there (``stop_flag()``: a
+    signal arrived, say), adds the buffers of all ranks in place, and keeps the count of
+    evaluations, the seconds spent computing before it and reducing, and whether any
+    rank asked to stop (:attr:`stop_requested`). Both objectives reduce through one:
+    :class:`Objective` and :class:`mpigd.selection.objective.FoldObjectives`.
+    Collective: yes (each call).
+    """
+
+    def __init__(self, comm, stop_flag: Callable[[], bool] | None = None):
+        self.comm = comm
+        self.stop_flag = stop_flag
+        self.timings = Timings()
+        self.n_evals = 0
+        self.stop_requested = False
+
+    def __call__(self, buffer: np.ndarray, started: float) -> np.ndarray:
+        """Add ``buffer`` over all ranks, in place, after its last slot is set to this
+        rank's stop request; ``started`` is when the local computation began. Returns
+        ``buffer``."""
+        buffer[-1] = bool(self.stop_flag and self.stop_flag())
+        reduce_start = wtime()
+        allreduce_sum(self.comm, buffer)
+        done = wtime()
+        self.timings.compute += reduce_start - started
+        self.timings.allreduce += done - reduce_start
+        self.n_evals += 1
+        self.stop_requested = bool(buffer[-1])
+        return buffer
+
+    def watch(self, stop_flag: Callable[[], bool] | None) -> None:
+        """Reduce ``stop_flag()`` from now on (a signal handler's flag, say)."""
+        self.stop_flag = stop_flag
+
+    def restore(self, n_evals: int) -> None:
+        """Continue the count of evaluations of a run that is resumed."""
+        self.n_evals = n_evals
+
+
 def penalized(theta, loss_sum, grad_sum, total, *, l2, scaling, n_features, n_outputs):
     """The mean loss and gradient at ``theta`` from reduced sums over rows of weight
     ``total``, mapped to the scaled parameters and with the ridge penalty
@@ -97,13 +139,10 @@ class Objective:
         # blocks in rank order, so it is the row count of the ranks before this one.
         self.first_row = rows_before(comm, len(y_local))
         self.local_weight = self._weight(y_local, weights)
-        self.stop_flag = stop_flag
+        self.reduction = PackedReduction(comm, stop_flag)
         self.n_features = X_local.shape[1]
         self.n_outputs = loss.n_outputs
         self.size = (self.n_features + 1) * self.n_outputs  # length of theta
-        self.stop_requested = False
-        self.n_evals = 0
-        self.timings = Timings()
         # The reduction buffer [loss_sum, grad_sum..., weight_sum, stop_flag], allocated
         # once: at n = 10^7 it is 80 MB, reduced in place every evaluation.
         self._buffer = np.empty(self.size + 3)
@@ -111,18 +150,25 @@ class Objective:
 
     # -- the reduction ---------------------------------------------------------------
     def _reduce(self, buffer: np.ndarray, local_weight: float, started: float) -> float:
-        """Fill the two trailing slots, add ``buffer`` over all ranks, return the total
-        weight. ``started`` is when the local computation began (for the timings)."""
+        """Put this rank's row weight in the slot before the last, add ``buffer`` over all
+        ranks (:class:`PackedReduction`), return the total weight. ``started`` is when the
+        local computation began (for the timings)."""
         buffer[-2] = local_weight
-        buffer[-1] = bool(self.stop_flag and self.stop_flag())
-        reduce_start = wtime()
-        allreduce_sum(self.comm, buffer)
-        done = wtime()
-        self.timings.compute += reduce_start - started
-        self.timings.allreduce += done - reduce_start
-        self.n_evals += 1
-        self.stop_requested = bool(buffer[-1])
-        return buffer[-2]
+        return self.reduction(buffer, started)[-2]
+
+    @property
+    def n_evals(self) -> int:
+        """Evaluations so far: each one pass over the rows and one ``Allreduce``."""
+        return self.reduction.n_evals
+
+    @property
+    def timings(self) -> Timings:
+        return self.reduction.timings
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether any rank's ``stop_flag()`` was true at the latest evaluation."""
+        return self.reduction.stop_requested
 
     @staticmethod
     def _weight(y: np.ndarray, weights: np.ndarray | None) -> float:

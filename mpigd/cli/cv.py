@@ -105,8 +105,9 @@ def register(commands, run_options) -> None:
 
 def run(args, comm) -> int:
     """``mpigd cv``; returns the exit status. Collective: yes."""
-    from ..selection.path import cv
+    from ..selection.path import CV_OPTIONS, cv
     from .plots import check_plotting, plot_cv
+    from .train import options_of
 
     say = reporter(comm, args.quiet)
     check_outputs_on_root(
@@ -139,29 +140,18 @@ def run(args, comm) -> int:
 
     result = cv(
         args.data,
-        args.model,
         comm=comm,
         folds=args.folds,
         fold_key=args.fold_key,
         seed=args.seed,
         l2_path=args.l2_path,
         l1_path=args.l1_path,
-        l2=args.l2,
         metric=args.metric,
         rule=args.rule,
-        standardize=args.standardize,
-        weight_key=args.weight_key,
-        class_weight=args.class_weight,
-        max_iter=args.max_iter,
-        tol=args.tol,
-        ftol=args.ftol,
-        x_key=args.x_key,
-        y_key=args.y_key,
         callback=show,
-        labels=args.labels,
         checkpoint=args.checkpoint,
-        checkpoint_every=args.checkpoint_every,
         resume=args.resume,
+        **options_of(args, ("model", *CV_OPTIONS)),
     )
     record = result.record
     on_root(comm, lambda: result.model.save(args.out))

@@ -8,6 +8,7 @@ from ..kernels.losses import MODELS
 from ..optimize import OPTIMIZERS, Progress
 from ..parallel import library_version, on_root, wtime
 from ..train.driver import fit
+from ..train.options import TrainOptions
 from .common import (
     add_checkpointing,
     add_out,
@@ -111,6 +112,12 @@ def register(commands, run_options) -> None:
     train.set_defaults(func=run)
 
 
+def options_of(args, names) -> dict:
+    """The options named ``names`` that the command line gives (the parsed ``args``), as
+    keyword arguments of :func:`mpigd.fit` or :func:`mpigd.cv`."""
+    return {name: getattr(args, name) for name in names if hasattr(args, name)}
+
+
 def _progress_printer(say, every: int, start: float, announce):
     shown = []
 
@@ -145,31 +152,12 @@ def run(args, comm) -> int:
     start = wtime()
     fitted = fit(
         args.data,
-        args.model,
         comm=comm,
-        optimizer=args.optimizer,
-        l2=args.l2,
-        l1=args.l1,
-        lr=args.lr,
-        max_iter=args.max_iter,
-        standardize=args.standardize,
-        weight_key=args.weight_key,
-        class_weight=args.class_weight,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        tol=args.tol,
-        ftol=args.ftol,
-        x_key=args.x_key,
-        y_key=args.y_key,
         callback=_progress_printer(say, args.print_every, start, announce),
         checkpoint=args.checkpoint,
-        checkpoint_every=args.checkpoint_every,
         resume=args.resume,
         init=args.init,
-        folds=args.folds,
-        fold_key=args.fold_key,
-        exclude_fold=args.exclude_fold,
-        labels=args.labels,
+        **options_of(args, TrainOptions.names()),
     )
     on_root(comm, lambda: fitted.model.save(args.out))
     announce()

@@ -12,6 +12,7 @@ from ..errors import MpigdError
 from ..io.dataset import LocalData
 from ..parallel import allreduce_sum
 from ..scaling import Scaling, moment_sums, scaling_from_sums
+from ..train.labels import balanced
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,7 @@ def per_fold(
         at += folds * classes
         train = per_class.sum(axis=0) - per_class  # each model's training rows
     if class_weight:
-        total = train.sum(axis=1, keepdims=True)
-        class_weights = np.divide(total, classes * train, out=np.zeros_like(train), where=train > 0)
+        class_weights = balanced(train)
     scalings = None
     if shift is not None:
         moments = sums[at:].reshape(folds, 2, n)

@@ -18,7 +18,7 @@ from ..errors import Interrupted
 from ..evaluation import metrics
 from ..kernels.folds import fold_scores, fold_sums
 from ..kernels.losses import PointwiseLoss
-from ..objective import Timings, penalized
+from ..objective import PackedReduction, penalized
 from ..parallel import allreduce_sum, wtime
 from ..scaling import Scaling
 
@@ -69,15 +69,12 @@ class FoldObjectives:
         self.comm, self.X_local, self.y_local, self.loss = comm, X_local, y_local, loss
         self.fold, self.folds = fold, folds
         self.weights, self.class_weights, self.scalings = weights, class_weights, scalings
-        self.stop_flag = stop_flag
+        self.reduction = PackedReduction(comm, stop_flag)  # training evaluations
         self.n_features = X_local.shape[1]
         self.n_outputs = loss.n_outputs
         self.size = (self.n_features + 1) * self.n_outputs
         self.l2 = 0.0
-        self.n_evals = 0  # training evaluations, each one sweep
         self.score_passes = 0  # validation sweeps
-        self.stop_requested = False
-        self.timings = Timings()
         # Each model's training weight from per-(fold, class) sums, not from the
         # (rows x folds) matrix of fold_weights.
         classes = 1 if class_weights is None else class_weights.shape[1]
@@ -92,6 +89,30 @@ class FoldObjectives:
         self.total_weight, self.fold_rows = sums[:folds], sums[folds:]
         # (theta, held-out loss sum) of each model's latest evaluation
         self._held_out: dict[int, tuple[np.ndarray, float]] = {}
+
+    @property
+    def n_evals(self) -> int:
+        """Training evaluations so far, each one sweep and one ``Allreduce``."""
+        return self.reduction.n_evals
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether any rank's ``stop_flag()`` was true at the latest evaluation."""
+        return self.reduction.stop_requested
+
+    def penalize(self, l2: float) -> None:
+        """Evaluate every model with the ridge penalty ``l2`` from now on (the next
+        penalty of the path)."""
+        self.l2 = float(l2)
+
+    def watch(self, stop_flag) -> None:
+        """Reduce ``stop_flag()`` with every evaluation from now on (a signal handler's)."""
+        self.reduction.watch(stop_flag)
+
+    def restore(self, n_evals: int, score_passes: int) -> None:
+        """Continue the counts of evaluations and validation sweeps of a resumed run."""
+        self.reduction.restore(n_evals)
+        self.score_passes = score_passes
 
     def raw(self, j: int, theta: np.ndarray) -> np.ndarray:
         """Model j's raw-feature parameters."""
@@ -119,13 +140,7 @@ class FoldObjectives:
         buffer = np.empty(2 * F + p * F + 1)  # [losses, held-out losses, gradients, stop]
         buffer[:F], buffer[F : 2 * F] = loss_sums, held_out
         buffer[2 * F : -1] = grads.ravel()
-        buffer[-1] = bool(self.stop_flag and self.stop_flag())
-        reduce_start = wtime()
-        allreduce_sum(self.comm, buffer)
-        self.timings.compute += reduce_start - start
-        self.timings.allreduce += wtime() - reduce_start
-        self.n_evals += 1
-        self.stop_requested = bool(buffer[-1])
+        self.reduction(buffer, start)
         if self.stop_requested:  # a signal on some rank: every rank stops here alike
             raise Interrupted.agreed()
         grads = buffer[2 * F : -1].reshape(p, F)

@@ -20,27 +20,18 @@ from functools import partial
 import numpy as np
 
 from ..errors import Diverged, Interrupted, MpigdError, Preempted, plural
-from ..io.dataset import LocalData, fingerprint, first_row
+from ..io.dataset import fingerprint
 from ..io.folds import fold_ids
-from ..io.rows import read_rows
-from ..kernels.losses import make_loss
 from ..model import LinearModel
 from ..optimize import OPTIMIZERS, L1Penalty
 from ..optimize.lockstep import run_lockstep
-from ..parallel import (
-    default_comm,
-    max_over_ranks,
-    memory_per_rank,
-    on_root,
-    rank_local,
-    warn0,
-    wtime,
-)
+from ..parallel import default_comm, max_over_ranks, on_root, warn0, wtime
 from ..partition import check_folds
 from ..train import labels as label_rules
 from ..train.driver import ConvergenceWarning, fit
-from ..train.options import check_options, option, parameters_problem
+from ..train.options import TrainOptions, option
 from ..train.preemption import SignalWatch
+from ..train.problem import load_problem
 from .folds import per_fold
 from .objective import FoldObjectives
 from .progress import ROWS, FoldProgress, PathProgress, checkpointed, resumed
@@ -62,6 +53,10 @@ MODEL_METRICS = {
 RULES = ("min", "1se")
 #: The most penalties a path may hold (each costs a pass or more per fold model).
 MAX_PATH = 10_000
+
+
+class PathEndWarning(UserWarning):
+    """The chosen penalty is an end of the path: the best may lie beyond it."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +122,30 @@ def choose(val: np.ndarray, larger_is_better: bool) -> tuple[int, int]:
     return best, int(within[0]) if len(within) else best
 
 
+#: The options of :func:`mpigd.fit` that :func:`cv` takes; it chooses the optimiser
+#: itself, and the penalty of the path is its own.
+CV_OPTIONS = (
+    "l2", "standardize", "weight_key", "class_weight", "labels", "max_iter", "tol", "ftol",
+    "x_key", "y_key", "checkpoint_every",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A cross-validation's own settings, checked: the path and how a penalty is chosen."""
+
+    kind: str  # "l2" or "l1": which penalty the path holds
+    path: np.ndarray  # the penalties, largest first
+    folds: int
+    fold_key: str | None
+    metric: str
+    rule: str
+
+    @property
+    def optimizer(self) -> str:
+        return "nesterov" if self.kind == "l1" else "lbfgs"
+
+
 def cv(
     data: str | os.PathLike,
     model: str = "logistic",
@@ -137,23 +156,13 @@ def cv(
     seed: int = 0,
     l2_path: str | Sequence[float] | None = None,
     l1_path: str | Sequence[float] | None = None,
-    l2: float = 0.0,
     metric: str | None = None,
     rule: str = "min",
-    standardize: bool = False,
-    weight_key: str | None = None,
-    class_weight: str | None = None,
-    max_iter: int | None = None,
-    tol: float = 1e-6,
-    ftol: float = 1e-12,
-    x_key: str = "X",
-    y_key: str = "y",
     refit: bool = True,
-    labels: str = "index",
     callback: Callable[[dict], None] | None = None,
     checkpoint: str | os.PathLike | None = None,
-    checkpoint_every: int = 50,
     resume: str | os.PathLike | None = None,
+    **options,
 ) -> CVResult:
     """Cross-validate a linear, logistic or softmax regression along a penalty path.
 
@@ -163,8 +172,8 @@ def cv(
     ``"HIGH:LOW:COUNT"`` or a sequence. ``metric`` (default: log-loss for classifiers,
     RMSE for linear) is computed on each held-out fold, unweighted, as ``evaluate``
     does; ``rule`` ``"min"`` picks the best mean, ``"1se"`` the largest penalty within
-    one standard error of it. Other options as in :func:`mpigd.fit`; ``callback``
-    gets each penalty's row of the table.
+    one standard error of it. ``options`` are those of :func:`mpigd.fit` named in
+    :data:`CV_OPTIONS`; ``callback`` gets each penalty's row of the table.
 
     With ``checkpoint``, every fold model's progress is written there after each
     penalty, every ``checkpoint_every`` evaluations, and on SIGTERM or SIGUSR1, which
@@ -175,6 +184,25 @@ def cv(
     """
     comm = default_comm(comm)
     start = wtime()
+    plan, options = _checked(model, folds, fold_key, seed, l2_path, l1_path, metric, rule, options)
+    local, objective, classes = _load(comm, data, options, plan)
+    run_info = None  # what a checkpoint must match
+    if checkpoint is not None or resume is not None:
+        settings = _settings(options, plan)
+        run_info = on_root(comm, lambda: {**settings, **fingerprint(local.info)})
+    progress = _progress(comm, objective, plan, run_info, resume, callback)
+    _walk(comm, objective, options, plan, progress, run_info, checkpoint, callback)
+    record = _record(data, options, plan, progress, objective, classes)
+    fitted = (
+        _refit(comm, local, options, plan, record, progress, objective, classes) if refit else None
+    )
+    record["seconds"] = float(max_over_ranks(comm, [wtime() - start])[0])
+    return CVResult(record, fitted)
+
+
+def _checked(model, folds, fold_key, seed, l2_path, l1_path, metric, rule, options):
+    """The cross-validation's settings and its training options, checked before anything
+    is read. Collective: no."""
     kind = "l1" if l1_path is not None else "l2"
     if (l1_path is None) == (l2_path is None):
         raise MpigdError(
@@ -182,11 +210,11 @@ def cv(
         )
     check_folds(folds)  # before anything is read or estimated
     path = penalty_path(*((l1_path, "l1_path") if kind == "l1" else (l2_path, "l2_path")))
+    unknown = sorted(set(options) - set(CV_OPTIONS))
+    if unknown:
+        raise TypeError(f"cv() got an unexpected keyword argument {unknown[0]!r}")
     optimizer = "nesterov" if kind == "l1" else "lbfgs"
-    check_options(
-        model, optimizer, l2, 0.0, class_weight, 1, checkpoint_every,
-        max_iter=1 if max_iter is None else max_iter, tol=tol, ftol=ftol, lr=None,
-    )  # fmt: skip
+    options = TrainOptions(model=model, optimizer=optimizer, seed=seed, **options)
     metric = metric or MODEL_METRICS[model][0]
     if metric not in MODEL_METRICS[model]:
         raise MpigdError(
@@ -195,87 +223,116 @@ def cv(
         )
     if rule not in RULES:
         raise MpigdError(f"--rule {rule!r}: choose one of {', '.join(RULES)}")
-    label_rules.check_labels(labels, model)
-    local, objective, classes = _load(
-        comm, data, model, folds, fold_key, seed, x_key, y_key, weight_key, class_weight,
-        standardize, labels,
-    )  # fmt: skip
-    stopping = {"tol": tol, "ftol": ftol} | ({} if max_iter is None else {"max_iter": max_iter})
+    return _Plan(kind, path, folds, fold_key, metric, rule), options
+
+
+def _settings(options: TrainOptions, plan: _Plan) -> dict:
+    """What a checkpoint of this cross-validation must match (with the data's
+    fingerprint)."""
+    return {
+        "model": options.model, "penalty": plan.kind,
+        "path": ",".join(map(repr, plan.path.tolist())), "l2": options.l2,
+        "folds": plan.folds, "fold_key": plan.fold_key or "", "seed": options.seed,
+        "metric": plan.metric, "standardize": bool(options.standardize),
+        "weight_key": options.weight_key or "", "class_weight": options.class_weight or "",
+        "labels": options.labels, "tol": options.tol, "ftol": options.ftol,
+        "max_iter": -1 if options.max_iter is None else options.max_iter,
+    }  # fmt: skip
+
+
+def _progress(comm, objective, plan: _Plan, run_info, resume, callback) -> PathProgress:
+    """Where the path starts: every fold model at zero before the first penalty, or
+    where a checkpoint left them (the table's rows of the penalties done go to
+    ``callback`` again). Collective: yes."""
+    if resume is None:
+        return PathProgress(0, [FoldProgress(np.zeros(objective.size)) for _ in range(plan.folds)])
+    progress = resumed(
+        comm, resume, plan.optimizer, run_info, plan.folds, objective.size, len(plan.path)
+    )
+    objective.restore(progress.n_evals, progress.score_passes)
+    for i in range(progress.step):  # the table's rows of the penalties done before
+        if callback is not None:
+            callback(_row(plan.kind, plan.path[i], *(progress.rows[key][i] for key in ROWS[:2])))
+    return progress
+
+
+def _walk(comm, objective, options, plan: _Plan, progress, run_info, checkpoint, callback):
+    """Train every fold model at each penalty left, largest first, in lockstep (one
+    sweep and one ``Allreduce`` an evaluation for all), and score them on their folds;
+    with ``checkpoint``, save the progress after each penalty and on a signal.
+    Collective: yes."""
     mask = np.zeros(objective.size, dtype=bool)
     mask[: objective.n_features * objective.n_outputs] = True
-    run_info = None  # what a checkpoint must match
-    if checkpoint is not None or resume is not None:
-        settings = {
-            "model": model, "penalty": kind, "path": ",".join(map(repr, path.tolist())),
-            "l2": l2, "folds": folds, "fold_key": fold_key or "", "seed": seed,
-            "metric": metric, "standardize": bool(standardize), "weight_key": weight_key or "",
-            "class_weight": class_weight or "", "labels": labels, "tol": tol, "ftol": ftol,
-            "max_iter": -1 if max_iter is None else max_iter,
-        }  # fmt: skip
-        run_info = on_root(comm, lambda: {**settings, **fingerprint(local.info)})
-    if resume is None:
-        progress = PathProgress(0, [FoldProgress(np.zeros(objective.size)) for _ in range(folds)])
-    else:
-        progress = resumed(comm, resume, optimizer, run_info, folds, objective.size, len(path))
-        objective.n_evals, objective.score_passes = progress.n_evals, progress.score_passes
-        for i in range(progress.step):  # the table's rows of the penalties done before
-            if callback is not None:
-                callback(_row(kind, path[i], *(progress.rows[key][i] for key in ROWS[:2])))
 
     def save() -> str:
         progress.n_evals, progress.score_passes = objective.n_evals, objective.score_passes
-        on_root(comm, lambda: progress.checkpoint(optimizer, run_info, comm.size).save(checkpoint))
+        on_root(
+            comm,
+            lambda: progress.checkpoint(plan.optimizer, run_info, comm.size).save(checkpoint),
+        )
         return str(checkpoint)
 
     def where() -> str:
-        return f"penalty {progress.step + 1} of {len(path)}"
+        return f"penalty {progress.step + 1} of {len(plan.path)}"
 
     with SignalWatch() if checkpoint is not None else nullcontext(None) as watch:
-        if watch is not None:  # a signal asks for a checkpoint, not the end
-            objective.stop_flag = watch
         batch = objective
-        if checkpoint is not None:
-            batch = checkpointed(objective, save, checkpoint_every, where, watch)
-        for i in range(progress.step, len(path)):
-            value = float(path[i])
-            extras = {}
-            if kind == "l1":
-                objective.l2 = l2
-                extras = {"penalty": L1Penalty(value, mask), "lr": None}
-            else:
-                objective.l2 = value
-            run_one = partial(OPTIMIZERS[optimizer].run, **stopping, **extras)
-            results = run_lockstep([fold.task(run_one) for fold in progress.folds], batch)
-            for j, result in enumerate(results):
-                if result.diverged:
-                    raise Diverged(f"fold {j} at {kind} = {value:g}: {result.message}")
-            thetas = [result.x for result in results]
-            row = {
-                "val": objective.validation(thetas, model, metric),
-                "iterations": [result.nit for result in results],
-                "evaluations": [fold.passes for fold in progress.folds],
-                "converged": [result.converged for result in results],
-            }
-            for key, entries in progress.rows.items():
-                entries.append(row[key])
-            # each model's warm start at the next penalty (the same one after the last)
-            change = float(path[i + 1]) - value if kind == "l2" and i + 1 < len(path) else 0.0
-            progress.folds = [
-                fold.next(change, mask, ridge=kind == "l2") for fold in progress.folds
-            ]
-            progress.step = i + 1
+        if watch is not None:  # a signal asks for a checkpoint, not the end
+            objective.watch(watch)
+            batch = checkpointed(objective, save, options.checkpoint_every, where, watch)
+        for i in range(progress.step, len(plan.path)):
+            row = _step(objective, batch, options, plan, progress, i, mask)
             if checkpoint is not None:
                 save()
             if callback is not None:
-                callback(_row(kind, value, row["val"], row["iterations"]))
+                callback(_row(plan.kind, plan.path[i], row["val"], row["iterations"]))
         # a signal after the last evaluation, on any rank: agreed, as the objective agrees
         if watch is not None and max_over_ranks(comm, [float(watch())])[0] > 0:
             raise Preempted(
                 f"{watch.received or 'a signal on another rank'} after the last penalty; "
                 f"checkpoint written to {save()}; resume from it to train the final model"
             )
+
+
+def _step(objective, batch, options, plan: _Plan, progress, i: int, mask) -> dict:
+    """Penalty ``i`` of the path: every fold model trained from its warm start (the
+    evaluations through ``batch``), scored on its fold, and moved to its warm start at
+    the next penalty; the table's row, also appended to ``progress``. Collective: yes."""
+    value = float(plan.path[i])
+    extras = {}
+    if plan.kind == "l1":
+        objective.penalize(options.l2)
+        extras = {"penalty": L1Penalty(value, mask), "lr": None}
+    else:
+        objective.penalize(value)
+    run_one = partial(OPTIMIZERS[plan.optimizer].run, **options.stopping, **extras)
+    results = run_lockstep([fold.task(run_one) for fold in progress.folds], batch)
+    for j, result in enumerate(results):
+        if result.diverged:
+            raise Diverged(f"fold {j} at {plan.kind} = {value:g}: {result.message}")
+    thetas = [result.x for result in results]
+    row = {
+        "val": objective.validation(thetas, options.model, plan.metric),
+        "iterations": [result.nit for result in results],
+        "evaluations": [fold.passes for fold in progress.folds],
+        "converged": [result.converged for result in results],
+    }
+    for key, entries in progress.rows.items():
+        entries.append(row[key])
+    # each model's warm start at the next penalty (the same one after the last)
+    last = i + 1 == len(plan.path)
+    change = float(plan.path[i + 1]) - value if plan.kind == "l2" and not last else 0.0
+    progress.folds = [fold.next(change, mask, ridge=plan.kind == "l2") for fold in progress.folds]
+    progress.step = i + 1
+    return row
+
+
+def _record(data, options: TrainOptions, plan: _Plan, progress, objective, classes) -> dict:
+    """The cross-validation's record (what ``mpigd cv --json`` writes): the table, the
+    penalties chosen by each rule, the passes. Warns where fold models stopped early, and
+    where the chosen penalty is an end of the path. Collective: no."""
+    comm, kind, path = objective.comm, plan.kind, plan.path
     val, iterations, evaluations, converged = (progress.rows[key] for key in ROWS)
-    thetas = [fold.theta for fold in progress.folds]
     val = np.array(val, dtype=np.float64)
     if not np.all(converged):
         warn0(
@@ -285,52 +342,60 @@ def cv(
             "that found no decrease: see iterations and converged in the record)",
             ConvergenceWarning,
         )
-    best, best_1se = choose(val, METRICS[metric])
-    chosen = best if rule == "min" else best_1se
+    best, best_1se = choose(val, METRICS[plan.metric])
+    chosen = best if plan.rule == "min" else best_1se
+    _warn_at_an_end(comm, kind, path, chosen)
     record = {
-        "model": model,
-        "data": os.path.abspath(data),
-        "folds": folds,
-        "fold_key": fold_key or "",
-        "seed": seed,
-        "penalty": kind,
-        kind: path.tolist(),
-        **({"l2": l2} if kind == "l1" else {}),
-        "metric": metric,
-        "rule": rule,
-        "val": val.tolist(),
-        "val_mean": val.mean(axis=1).tolist(),
-        "val_std": val.std(axis=1, ddof=1).tolist(),
-        f"best_{kind}": float(path[best]),
-        f"best_{kind}_1se": float(path[best_1se]),
-        "chosen": float(path[chosen]),
-        "iterations": iterations,
-        "converged": converged,
-        "fold_evaluations": evaluations,
-        "passes": objective.n_evals + objective.score_passes,
+        "model": options.model, "data": os.path.abspath(data), "folds": plan.folds,
+        "fold_key": plan.fold_key or "", "seed": options.seed, "penalty": kind,
+        kind: path.tolist(), **({"l2": options.l2} if kind == "l1" else {}),
+        "metric": plan.metric, "rule": plan.rule, "val": val.tolist(),
+        "val_mean": val.mean(axis=1).tolist(), "val_std": val.std(axis=1, ddof=1).tolist(),
+        f"best_{kind}": float(path[best]), f"best_{kind}_1se": float(path[best_1se]),
+        "chosen": float(path[chosen]), "iterations": iterations, "converged": converged,
+        "fold_evaluations": evaluations, "passes": objective.n_evals + objective.score_passes,
         "evaluations": objective.n_evals,
-    }
+    }  # fmt: skip
     if classes is not None:
         record["classes"] = classes.tolist()
-    fitted = None
-    if refit:
-        penalties = {"l1": float(path[chosen]), "l2": l2} if kind == "l1" else {"l2": path[chosen]}
-        raw = np.mean([objective.raw(j, theta) for j, theta in enumerate(thetas)], axis=0)
-        n, K = objective.n_features, objective.n_outputs
-        fitted = fit(
-            local, model, comm=comm, optimizer=optimizer, **penalties, max_iter=max_iter,
-            tol=tol, ftol=ftol, standardize=standardize, weight_key=weight_key,
-            class_weight=class_weight, x_key=x_key, y_key=y_key,
-            init=LinearModel.from_theta(model, raw, n, K),
-        ).model  # fmt: skip
-        fitted.info.update(
-            {f"cv_{key}": _attr(record[key]) for key in _MODEL_KEYS if key in record}
-        )
-        if classes is not None:  # the label values, as train --labels auto keeps them
-            fitted.arrays["classes"] = classes
-            fitted.info["labels"] = "auto"
-    record["seconds"] = float(max_over_ranks(comm, [wtime() - start])[0])
-    return CVResult(record, fitted)
+    return record
+
+
+def _warn_at_an_end(comm, kind: str, path: np.ndarray, chosen: int) -> None:
+    """Warn (rank 0) when the chosen penalty is the largest or the smallest of a path
+    of several: the best may lie beyond it. Collective: no."""
+    if len(path) < 2 or 0 < chosen < len(path) - 1:
+        return
+    end, bound, way = ("largest", "HIGH", "up") if chosen == 0 else ("smallest", "LOW", "down")
+    warn0(
+        comm,
+        f"the chosen {kind} = {path[chosen]:.3g} is the {end} penalty of the path: the best "
+        f"may lie beyond it; extend the path {way} ({bound} of --{kind}-path) and run again",
+        PathEndWarning,
+    )
+
+
+def _refit(comm, local, options, plan: _Plan, record, progress, objective, classes):
+    """The final model: trained on all rows at the chosen penalty, from the mean of the
+    fold models (mapped to raw features), with the cross-validation in its record
+    (``cv_<key>``). Collective: yes."""
+    chosen = record["chosen"]
+    penalties = {"l1": chosen, "l2": options.l2} if plan.kind == "l1" else {"l2": chosen}
+    thetas = [fold.theta for fold in progress.folds]
+    raw = np.mean([objective.raw(j, theta) for j, theta in enumerate(thetas)], axis=0)
+    n, K = objective.n_features, objective.n_outputs
+    fitted = fit(
+        local, options.model, comm=comm, optimizer=plan.optimizer, **penalties,
+        max_iter=options.max_iter, tol=options.tol, ftol=options.ftol,
+        standardize=options.standardize, weight_key=options.weight_key,
+        class_weight=options.class_weight, x_key=options.x_key, y_key=options.y_key,
+        init=LinearModel.from_theta(options.model, raw, n, K),
+    ).model  # fmt: skip
+    fitted.info.update({f"cv_{key}": _attr(record[key]) for key in _MODEL_KEYS if key in record})
+    if classes is not None:  # the label values, as train --labels auto keeps them
+        fitted.arrays["classes"] = classes
+        fitted.info["labels"] = "auto"
+    return fitted
 
 
 #: What the final model's attributes record of the cross-validation (as ``cv_<key>``).
@@ -370,42 +435,23 @@ def _warn_about_folds_without_a_class(comm, weights: np.ndarray, classes) -> Non
         )
 
 
-def _load(
-    comm, data, model, folds, fold_key, seed, x_key, y_key, weight_key, class_weight,
-    standardize, label_kind,
-) -> tuple[LocalData, FoldObjectives, np.ndarray | None]:  # fmt: skip
-    """Read this rank's rows (their label values mapped to classes with
-    ``label_kind="auto"``), assign folds and derive each fold model's weights and
-    scaling: the rows, the :class:`FoldObjectives` of the problem and the label values
-    (None for class indices). Collective: yes."""
-    auto = label_kind == "auto"
-    info, local = read_rows(comm, data, x_key, y_key, weight_key, None if auto else model)
-    classes = None
-    if auto:
-        local, classes = label_rules.encode(comm, local, model)
-    n_classes = label_rules.n_classes(comm, local) if model == "softmax" else 2
-    n_outputs = n_classes if model == "softmax" else 1
-    check_folds(folds, info.n_rows)  # a count that cannot be is no memory problem
-    budget = memory_per_rank(comm)
-    with rank_local(comm):  # every fold model holds its optimiser's vectors
-        problem = parameters_problem(
-            model, info.n_features, n_outputs, len(local.y), budget / folds
-        )
-        if problem:  # each fold model holds its own optimiser's vectors: a share each
-            raise MpigdError(f"{folds} fold models, each: {problem}")
-    fold = fold_ids(comm, local, folds, seed=seed, key=fold_key)
-    if model != "linear":
-        label_rules.warn_about_empty_classes(comm, local, n_classes)
-    shift = on_root(comm, lambda: first_row(info), share=True) if standardize else None
+def _load(comm, data, options: TrainOptions, plan: _Plan):
+    """Read this rank's rows (:func:`mpigd.train.problem.load_problem`), assign folds and
+    derive each fold model's weights and scaling: the rows, the :class:`FoldObjectives`
+    of the problem and the label values (None for class indices). Collective: yes."""
+    folds = plan.folds
+    problem = load_problem(comm, data, options, models=folds)
+    local = problem.local
+    fold = fold_ids(comm, local, folds, seed=options.seed, key=plan.fold_key)
+    classes = 0 if options.model == "linear" else problem.n_classes
     setup = per_fold(
-        comm, local, fold, folds, 0 if model == "linear" else n_classes,
-        class_weight=class_weight, shift=shift,
-    )  # fmt: skip
+        comm, local, fold, folds, classes, class_weight=options.class_weight, shift=problem.shift
+    )
     objective = FoldObjectives(
         comm,
         local.X,
         local.y,
-        make_loss(model, n_classes),
+        problem.loss,
         fold,
         folds,
         weights=local.weights,
@@ -420,5 +466,5 @@ def _load(
             f"{objective.total_weight[light[0]]:g}; it must be more than 0"
         )
     if setup.training_classes is not None:  # after the error that its weights would be
-        _warn_about_folds_without_a_class(comm, setup.training_classes, classes)
-    return local, objective, classes
+        _warn_about_folds_without_a_class(comm, setup.training_classes, problem.classes)
+    return local, objective, problem.classes

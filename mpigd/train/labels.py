@@ -45,6 +45,15 @@ def warn_about_empty_classes(comm, local: LocalData, n_classes: int) -> None:
     warn0(comm, f"{message} (with l2 = 0 its parameters grow without bound)", EmptyClassWarning)
 
 
+def balanced(counts: np.ndarray) -> np.ndarray:
+    """Balanced class weights ``S / (K S_k)`` from the weight ``S_k`` of each class k
+    (the last axis; 0 for a class with none), as scikit-learn's
+    ``class_weight="balanced"``; (F, K) counts give each model its own. Collective: no."""
+    total = counts.sum(axis=-1, keepdims=True)
+    classes = counts.shape[-1]
+    return np.divide(total, classes * counts, out=np.zeros_like(counts), where=counts > 0)
+
+
 def row_weights(comm, local: LocalData, class_weight, n_classes: int) -> np.ndarray | None:
     """Row weights: the file's, times balanced class weights ``S / (K S_k)``, with ``S_k``
     the weight of class k (its count without row weights; sums by Allreduce), as
@@ -54,10 +63,7 @@ def row_weights(comm, local: LocalData, class_weight, n_classes: int) -> np.ndar
         labels = local.y.astype(np.intp)
         counts = np.bincount(labels, weights=weights, minlength=n_classes).astype(np.float64)
         allreduce_sum(comm, counts)
-        per_class = np.divide(
-            counts.sum(), n_classes * counts, out=np.zeros(n_classes), where=counts > 0
-        )
-        by_class = per_class[labels]
+        by_class = balanced(counts)[labels]
         weights = by_class if weights is None else weights * by_class
     if weights is not None:
         total = np.array([weights.sum()])

@@ -1,7 +1,10 @@
-"""Training options: their checks, what ``optimizer="auto"`` picks, and the arguments
-each optimiser needs from the objective. Pure: no MPI, nothing read."""
+"""Training options: the one record of them (:class:`TrainOptions`), their checks, what
+``optimizer="auto"`` picks, and the arguments each optimiser needs from the objective.
+Pure: no MPI, nothing read."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -11,7 +14,8 @@ from ..kernels.losses import MODELS
 from ..objective import Objective
 from ..optimize import OPTIMIZERS, L1Penalty, Optimizer
 from ..optimize import check_stopping as check_stopping_options
-from ..partition import rows_per_block
+from ..partition import check_folds, rows_per_block
+from .labels import check_labels
 
 #: Parameter vectors an optimiser may hold at once (L-BFGS: 10 curvature pairs, plus the
 #: iterate, gradient, direction and line-search points), for the memory estimate.
@@ -30,6 +34,153 @@ def option(name: str) -> str:
     return flag if "_" not in name else f"{flag} ({name})"
 
 
+@dataclass(frozen=True)
+class TrainOptions:
+    """What a training run is asked for, checked once when the record is made: the same
+    :class:`~mpigd.errors.MpigdError` on every rank for a value out of range, before
+    anything is read. :func:`mpigd.fit` takes these as keyword arguments, ``mpigd train``
+    as options of the same names (``--weight-key`` for ``weight_key``), the estimators
+    as parameters; a new option is added here.
+
+    Parameters
+    ----------
+    model : {"linear", "logistic", "softmax"}
+        Softmax labels are 0 .. K-1, with K found from the data.
+    optimizer : str
+        A key of :data:`mpigd.optimize.OPTIMIZERS`, or ``"auto"`` (:func:`choose_optimizer`).
+    l2, l1 : float
+        Penalties ``(l2 / 2) ||W||^2 + l1 ||W||_1``; the intercepts are not penalised.
+        ``l1 > 0`` needs ``nesterov`` (FISTA).
+    lr : float, optional
+        Step size: fixed for ``gd`` and ``nesterov`` (which otherwise search), the initial
+        rate for ``sgd`` (default 0.5).
+    max_iter, tol, ftol
+        Stopping rules: iterations (epochs for ``sgd``; default: the optimiser's), gradient
+        2-norm, relative loss change per iteration.
+    standardize : bool
+        Train on standardised features (mean 0, standard deviation 1, from one
+        ``Allreduce`` at load time) without copying X; the penalties apply on that scale
+        and the model is mapped back to raw features (:mod:`mpigd.scaling`).
+    weight_key : str, optional
+        A dataset of row weights ``s_i >= 0``; the loss becomes ``sum s_i l_i / sum s_i``.
+    class_weight : {"balanced"}, optional
+        Weight classes by ``m / (K count_k)`` (times ``weight_key`` weights).
+    labels : {"index", "auto"}
+        ``index``: classifier labels are class indices (0/1, or 0 .. K-1). ``auto``: any
+        label values (LIBSVM's -1/+1, say), mapped to 0 .. K-1 in sorted order; the
+        model keeps them (``arrays["classes"]``) and predicts them.
+    batch_size, seed
+        Mini-batch size and sampling seed for ``sgd``; ``seed`` also hashes the folds.
+    x_key, y_key : str
+        The datasets of X and y in the file.
+    checkpoint_every : int
+        Iterations between checkpoints (with ``checkpoint``).
+    folds, fold_key, exclude_fold : optional
+        Train on the rows outside fold ``exclude_fold``, with folds as ``mpigd.cv``
+        assigns them: ``folds`` hashed with ``seed``, or read from dataset ``fold_key``
+        (:mod:`mpigd.io.folds`), so one cell of a cross-validation can be reproduced on
+        its own.
+    """
+
+    model: str = "logistic"
+    optimizer: str = "auto"
+    l2: float = 0.0
+    l1: float = 0.0
+    lr: float | None = None
+    max_iter: int | None = None
+    tol: float = 1e-6
+    ftol: float = 1e-12
+    standardize: bool = False
+    weight_key: str | None = None
+    class_weight: str | None = None
+    labels: str = "index"
+    batch_size: int = 1024
+    seed: int = 0
+    x_key: str = "X"
+    y_key: str = "y"
+    checkpoint_every: int = 50
+    folds: int | None = None
+    fold_key: str | None = None
+    exclude_fold: int | None = None
+
+    def __post_init__(self):
+        check_options(
+            self.model,
+            self.optimizer,
+            self.l2,
+            self.l1,
+            self.class_weight,
+            self.batch_size,
+            self.checkpoint_every,
+            max_iter=1 if self.max_iter is None else self.max_iter,
+            tol=self.tol,
+            ftol=self.ftol,
+            lr=self.lr,
+        )
+        check_labels(self.labels, self.model)
+        check_fold_options(self.folds, self.fold_key, self.exclude_fold)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The options' names, as keyword arguments and (with dashes) command-line flags."""
+        return tuple(field.name for field in fields(cls))
+
+    @property
+    def stopping(self) -> dict:
+        """The stopping rules as the optimisers take them (no ``max_iter``: their own)."""
+        rules = {"tol": self.tol, "ftol": self.ftol}
+        return rules if self.max_iter is None else {**rules, "max_iter": self.max_iter}
+
+    def settings(self, optimizer: str, n_outputs: int) -> dict:
+        """What decides the objective and its minimiser, as the model file records it and
+        a checkpoint must match (options that do not apply are left out)."""
+        settings = {
+            "model": self.model,
+            "l2": self.l2,
+            "l1": self.l1,
+            "standardize": bool(self.standardize),
+            "weight_key": self.weight_key or "",
+            "class_weight": self.class_weight or "",
+            "n_outputs": n_outputs,
+        }
+        if optimizer == "sgd":
+            settings.update(batch_size=self.batch_size, seed=self.seed)
+        if self.labels == "auto":
+            settings.update(labels=self.labels)
+        if self.exclude_fold is not None:
+            settings.update(
+                folds=self.folds,
+                fold_key=self.fold_key or "",
+                exclude_fold=self.exclude_fold,
+                seed=self.seed,
+            )
+        return settings
+
+
+def check_fold_options(folds, fold_key, exclude_fold) -> None:
+    """Raise for fold options that choose no fold, or one out of range. Collective: no."""
+    if exclude_fold is None:
+        named = (("folds", folds), ("fold_key", fold_key))
+        given = [option(name) for name, value in named if value is not None]
+        if given:
+            raise MpigdError(
+                f"{' and '.join(given)} only {'choose' if len(given) > 1 else 'chooses'} the "
+                f"fold that {option('exclude_fold')} leaves out: give --exclude-fold too"
+            )
+        return
+    if folds is None:
+        raise MpigdError(
+            f"{option('exclude_fold')} needs the fold count, {option('folds')}"
+            + (f", also with {option('fold_key')}" if fold_key is not None else "")
+        )
+    check_folds(folds)
+    if not 0 <= exclude_fold < folds:
+        raise MpigdError(
+            f"{option('exclude_fold')} must lie in 0 .. {folds - 1} (with --folds {folds}), "
+            f"got {exclude_fold}"
+        )
+
+
 def choose_optimizer(model: str, l1: float, n_features: int) -> str:
     """What ``optimizer="auto"`` means: FISTA for L1, the normal equations for linear
     regression of moderate width, L-BFGS otherwise. Collective: no."""
@@ -41,14 +192,7 @@ def choose_optimizer(model: str, l1: float, n_features: int) -> str:
 
 
 def optimizer_arguments(
-    spec: Optimizer,
-    objective: Objective,
-    n_rows: int,
-    *,
-    lr=None,
-    l1: float = 0.0,
-    batch_size: int = 1024,
-    seed: int = 0,
+    spec: Optimizer, objective: Objective, n_rows: int, options: TrainOptions
 ) -> dict:
     """The keyword arguments beyond ``fun`` and the stopping options that optimiser
     ``spec`` needs (``spec.needs``), taken from ``objective`` and the options.
@@ -56,14 +200,14 @@ def optimizer_arguments(
     mask = np.zeros(objective.size, dtype=bool)
     mask[: objective.n_features * objective.n_outputs] = True  # W, not the intercepts
     available = {
-        "lr": lr,
-        "penalty": L1Penalty(l1, mask) if l1 > 0 else None,
+        "lr": options.lr,
+        "penalty": L1Penalty(options.l1, mask) if options.l1 > 0 else None,
         "hess_fun": objective.hessian,
         "hessp": objective.hessp,
         "batch_fun": objective.batch,
         "n_rows": n_rows,
-        "batch_size": batch_size,
-        "seed": seed,
+        "batch_size": options.batch_size,
+        "seed": options.seed,
     }
     return {key: available[key] for key in spec.needs}
 
