@@ -46,47 +46,8 @@ def register(commands, run_options) -> None:
         help="default: auto, which is nesterov (FISTA) with --l1, normal for linear regression "
         "(up to 4095 features), lbfgs otherwise",
     )
-    penalties = {"--l2": "ridge penalty (l2/2)||w||^2", "--l1": "lasso penalty l1*||w||_1"}
-    for name, text in penalties.items():
-        action = train.add_argument(name, type=float, default=0.0, help=text)
-        refuses_negative(action, f"{name} cannot be negative")
-    train.add_argument("--standardize", action="store_true", help="train on standardised features")
-    train.add_argument("--weight-key", help="dataset of row weights (default: none)")
-    train.add_argument(
-        "--class-weight", choices=["balanced"], help="reweight classes (default: none)"
-    )
-    train.add_argument(
-        "--labels",
-        choices=["index", "auto"],
-        default="index",
-        help="index: labels are class indices (0/1, or 0..K-1); auto: any label values "
-        "(e.g. LIBSVM's -1/+1), mapped to classes in sorted order and kept in the model, "
-        "so predict writes them back (default: index)",
-    )
-    train.add_argument(
-        "--max-iter",
-        type=int,
-        default=None,
-        help="iterations, epochs for sgd (default: the optimiser's, 1000; newton 100, sgd 20)",
-    )
-    train.add_argument("--tol", type=float, default=1e-6, help="stop at this gradient 2-norm")
-    train.add_argument(
-        "--ftol",
-        type=float,
-        default=1e-12,
-        help="stop when one iteration changes the loss by less than this, relative",
-    )
-    train.add_argument(
-        "--lr",
-        type=float,
-        default=None,
-        help="step size: fixed for gd and nesterov, initial for sgd (default: a line search; "
-        "0.5 for sgd)",
-    )
-    train.add_argument("--batch-size", type=positive_int, default=1024, help="sgd batch")
-    train.add_argument(
-        "--seed", type=int, default=0, help="sgd sampling seed; seed of hashed folds"
-    )
+    _add_objective_options(train)
+    _add_optimizer_options(train)
     add_checkpointing(train, "iterations")
     train.add_argument(
         "--init",
@@ -110,6 +71,55 @@ def register(commands, run_options) -> None:
         "--print-every", type=positive_int, default=10, help="progress line every N iterations"
     )
     train.set_defaults(func=run)
+
+
+def _add_objective_options(parser) -> None:
+    """The options that define the objective: penalties, scaling, weights, labels."""
+    penalties = {"--l2": "ridge penalty (l2/2)||w||^2", "--l1": "lasso penalty l1*||w||_1"}
+    for name, text in penalties.items():
+        action = parser.add_argument(name, type=float, default=0.0, help=text)
+        refuses_negative(action, f"{name} cannot be negative")
+    parser.add_argument("--standardize", action="store_true", help="train on standardised features")
+    parser.add_argument("--weight-key", help="dataset of row weights (default: none)")
+    parser.add_argument(
+        "--class-weight", choices=["balanced"], help="reweight classes (default: none)"
+    )
+    parser.add_argument(
+        "--labels",
+        choices=["index", "auto"],
+        default="index",
+        help="index: labels are class indices (0/1, or 0..K-1); auto: any label values "
+        "(e.g. LIBSVM's -1/+1), mapped to classes in sorted order and kept in the model, "
+        "so predict writes them back (default: index)",
+    )
+
+
+def _add_optimizer_options(parser) -> None:
+    """The options of the optimiser: its stopping rules, step size and batches."""
+    parser.add_argument(
+        "--max-iter",
+        type=int,
+        default=None,
+        help="iterations, epochs for sgd (default: the optimiser's, 1000; newton 100, sgd 20)",
+    )
+    parser.add_argument("--tol", type=float, default=1e-6, help="stop at this gradient 2-norm")
+    parser.add_argument(
+        "--ftol",
+        type=float,
+        default=1e-12,
+        help="stop when one iteration changes the loss by less than this, relative",
+    )
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="step size: fixed for gd and nesterov, initial for sgd (default: a line search; "
+        "0.5 for sgd)",
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=1024, help="sgd batch")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="sgd sampling seed; seed of hashed folds"
+    )
 
 
 def options_of(args, names) -> dict:
