@@ -77,7 +77,28 @@ def penalized(theta, loss_sum, grad_sum, total, *, l2, scaling, n_features, n_ou
     return loss_sum / total + 0.5 * l2 * float(np.sum(W * W)), grad
 
 
-class Objective:
+class Reduced:
+    """What an objective that reduces through a :class:`PackedReduction` (its
+    ``reduction``) tells of its evaluations."""
+
+    reduction: PackedReduction
+
+    @property
+    def n_evals(self) -> int:
+        """Evaluations so far: each one pass over the rows and one ``Allreduce``."""
+        return self.reduction.n_evals
+
+    @property
+    def timings(self) -> Timings:
+        return self.reduction.timings
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether any rank's ``stop_flag()`` was true at the latest evaluation."""
+        return self.reduction.stop_requested
+
+
+class Objective(Reduced):
     """Regularised, weighted mean loss of a linear model over the rows of every rank.
 
     ::
@@ -155,20 +176,6 @@ class Objective:
         local computation began (for the timings)."""
         buffer[-2] = local_weight
         return self.reduction(buffer, started)[-2]
-
-    @property
-    def n_evals(self) -> int:
-        """Evaluations so far: each one pass over the rows and one ``Allreduce``."""
-        return self.reduction.n_evals
-
-    @property
-    def timings(self) -> Timings:
-        return self.reduction.timings
-
-    @property
-    def stop_requested(self) -> bool:
-        """Whether any rank's ``stop_flag()`` was true at the latest evaluation."""
-        return self.reduction.stop_requested
 
     @staticmethod
     def _weight(y: np.ndarray, weights: np.ndarray | None) -> float:

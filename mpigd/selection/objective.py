@@ -18,12 +18,12 @@ from ..errors import Interrupted
 from ..evaluation import metrics
 from ..kernels.folds import fold_scores, fold_sums
 from ..kernels.losses import PointwiseLoss
-from ..objective import PackedReduction, penalized
+from ..objective import PackedReduction, Reduced, penalized
 from ..parallel import allreduce_sum, wtime
 from ..scaling import Scaling
 
 
-class FoldObjectives:
+class FoldObjectives(Reduced):
     """``{j: theta_j} -> {j: (f_j, g_j)}`` for the fold models j, with
 
     ::
@@ -89,16 +89,6 @@ class FoldObjectives:
         self.total_weight, self.fold_rows = sums[:folds], sums[folds:]
         # (theta, held-out loss sum) of each model's latest evaluation
         self._held_out: dict[int, tuple[np.ndarray, float]] = {}
-
-    @property
-    def n_evals(self) -> int:
-        """Training evaluations so far, each one sweep and one ``Allreduce``."""
-        return self.reduction.n_evals
-
-    @property
-    def stop_requested(self) -> bool:
-        """Whether any rank's ``stop_flag()`` was true at the latest evaluation."""
-        return self.reduction.stop_requested
 
     def penalize(self, l2: float) -> None:
         """Evaluate every model with the ridge penalty ``l2`` from now on (the next
