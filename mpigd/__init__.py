@@ -1,4 +1,5 @@
-"""mpigd: data-parallel training of linear and logistic regression with MPI.
+"""mpigd: data-parallel training of linear models (least squares, logistic and softmax
+regression) with MPI.
 
 Each rank reads its own rows of an HDF5 dataset, computes local loss and gradient sums,
 and one ``Allreduce`` per evaluation adds them; every rank applies the same update.
@@ -20,6 +21,7 @@ _LAZY = {
     "LogisticRegression": ".estimators",
     "CVResult": ".selection.path",
     "LinearModel": ".model",
+    "TrainOptions": ".train.options",
     "load_model": ".model",
     "evaluate": ".evaluation.scoring",
     "predict": ".evaluation.scoring",
@@ -32,6 +34,7 @@ __all__ = [
     "LinearRegression",
     "LogisticRegression",
     "MpigdError",
+    "TrainOptions",
     "__version__",
     "cv",
     "evaluate",
