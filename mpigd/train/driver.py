@@ -123,7 +123,7 @@ def fit(
         callback = _callbacks(comm, objective, norms, callback, stop_flag, saving)
         # process start to the first evaluation, read excluded: interpreter, imports, checks
         startup = process_age() - read_seconds
-        result = _optimize(objective, optimizer, theta0, callback, state, options, problem.n_rows)
+        result = _optimize(objective, optimizer, theta0, callback, state, options, problem)
     timings = _timings(comm, [startup, read_seconds], objective, start)
     record = run_record(comm, optimizer, settings, options, result, objective, problem, resume)
     fitted = fitted_model(objective, result, norms, problem, {**record, **timed(timings)})
@@ -199,12 +199,31 @@ def _recording(norms: list, callback, objective=None):
     return record
 
 
-def _optimize(objective, optimizer, theta0, callback, state, options, n_rows) -> OptimizeResult:
-    """Run the optimiser on the ``n_rows`` training rows; a singular system or divergence
+#: Feature standard deviations further apart than this factor make the message on
+#: running out of iterations suggest standardisation.
+SCALE_SPREAD = 10.0
+
+
+def _scale_hint(comm, X_local) -> str:
+    """What the message on running out of iterations adds where the features' standard
+    deviations (over all ranks' rows, one more pass) differ by more than
+    :data:`SCALE_SPREAD`: that standardising them helps. Collective: yes."""
+    std = standardization(comm, X_local, np.zeros(X_local.shape[1])).std
+    spread = std[std > 0]
+    if len(spread) < 2 or spread.max() <= SCALE_SPREAD * spread.min():
+        return ""
+    return (
+        f"; the features' standard deviations differ {spread.max() / spread.min():.3g}-fold, "
+        "which slows training down: try --standardize (standardize=True)"
+    )
+
+
+def _optimize(objective, optimizer, theta0, callback, state, options, problem) -> OptimizeResult:
+    """Run the optimiser on the problem's training rows; a singular system or divergence
     is an error, running out of iterations a warning. Collective: yes (every evaluation
     is)."""
     spec = OPTIMIZERS[optimizer]
-    extras = optimizer_arguments(spec, objective, n_rows, options)
+    extras = optimizer_arguments(spec, objective, problem.n_rows, options)
     try:
         result = spec.run(
             objective, theta0, callback=callback, resume=state, **options.stopping, **extras
@@ -227,10 +246,7 @@ def _optimize(objective, optimizer, theta0, callback, state, options, n_rows) ->
     if not result.converged:
         hint = ""
         if result.message.startswith("reached max_iter") and not options.standardize:
-            hint = (
-                "; features on different scales slow training down: try --standardize "
-                "(standardize=True), or a larger --max-iter"
-            )
+            hint = _scale_hint(objective.comm, problem.local.X)
         warn0(objective.comm, f"not converged: {result.message}{hint}", ConvergenceWarning)
     if result.message == SINGULAR_MESSAGE:
         warn0(objective.comm, result.message)
