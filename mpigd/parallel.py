@@ -239,10 +239,16 @@ def _within_deadline(comm: MPI.Comm) -> Iterator[None]:
         deadline.waiting = False
 
 
+def _wait(comm: MPI.Comm, call: Callable[..., T], *args, **kwargs) -> T:
+    """``call(*args, **kwargs)``, one of ``comm``'s waits for every rank, within the
+    deadline (:func:`_within_deadline`)."""
+    with _within_deadline(comm):
+        return call(*args, **kwargs)
+
+
 def _reduce(comm: MPI.Comm, buf: np.ndarray, op) -> None:
     """``Allreduce`` in place, within the deadline (:data:`DEADLINE_ENV`)."""
-    with _within_deadline(comm):
-        comm.Allreduce(MPI.IN_PLACE, buf, op=op)
+    _wait(comm, comm.Allreduce, MPI.IN_PLACE, buf, op=op)
 
 
 @collective
@@ -256,37 +262,32 @@ def allreduce_sum(comm: MPI.Comm, buf: np.ndarray) -> None:
 def bcast_from_root(comm: MPI.Comm, obj, root: int = 0):
     """``root``'s small Python object on every rank (pickle; control data only).
     Collective: yes."""
-    with _within_deadline(comm):
-        return comm.bcast(obj, root=root)
+    return _wait(comm, comm.bcast, obj, root=root)
 
 
 @collective
 def barrier(comm: MPI.Comm) -> None:
     """Wait for every rank (before timing a collective phase). Collective: yes."""
-    with _within_deadline(comm):
-        comm.Barrier()
+    _wait(comm, comm.Barrier)
 
 
 @collective
 def gather_to_root(comm: MPI.Comm, obj, root: int = 0):
     """Every rank's small Python object, as a list on ``root`` (None elsewhere).
     Collective: yes."""
-    with _within_deadline(comm):
-        return comm.gather(obj, root=root)
+    return _wait(comm, comm.gather, obj, root=root)
 
 
 @collective
 def gather_all(comm: MPI.Comm, obj) -> list:
     """Every rank's small Python object, as a list on every rank. Collective: yes."""
-    with _within_deadline(comm):
-        return comm.allgather(obj)
+    return _wait(comm, comm.allgather, obj)
 
 
 @collective
 def rows_before(comm: MPI.Comm, n_local: int) -> int:
     """Sum of ``n_local`` over the ranks below this one (an exclusive scan). Collective: yes."""
-    with _within_deadline(comm):
-        return comm.exscan(n_local) or 0
+    return _wait(comm, comm.exscan, n_local) or 0
 
 
 @collective

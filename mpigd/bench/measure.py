@@ -93,30 +93,11 @@ def measure(
     start = wtime()
     info, local = read_rows(comm, data, x_key, y_key, None, None)  # any labels will do
     read = [wtime() - start]
-    objective = Objective(comm, local.X, local.y, make_loss(model))
-    theta = np.zeros(objective.size)
-    for _ in range(warmup):
-        objective(theta)
-    compute, allreduce = [], []
-    for _ in range(evals):
-        before = objective.timings.compute, objective.timings.allreduce
-        objective(theta)
-        compute.append(objective.timings.compute - before[0])
-        allreduce.append(objective.timings.allreduce - before[1])
-
+    compute, allreduce = _time_evaluations(comm, local, model, evals, warmup)
     X = local.X
     x_bytes = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes if sp.issparse(X) else X.nbytes
-    array = np.ones(max(1, x_bytes // 8))
-    stream = _median_time(comm, array.sum, repeats)
-    tiny = np.zeros(1)
-    sweep = {}
-    for size in MESSAGE_SIZES:
-        buffer = np.zeros(size)
-        for _ in range(3):
-            allreduce_sum(comm, buffer)  # warm-up
-        sweep[size] = _median_time(comm, lambda b=buffer: allreduce_sum(comm, b), 20)
-    latency = _median_time(comm, lambda: allreduce_sum(comm, tiny), 50)
-
+    stream = _median_time(comm, np.ones(max(1, x_bytes // 8)).sum, repeats)
+    latency, sweep = _time_allreduce(comm)
     per_rank = gather_to_root(
         comm,
         {
@@ -129,11 +110,6 @@ def measure(
     )
     if comm.rank != 0:
         return None
-    compute_all = np.array([r["compute"] for r in per_rank])  # (ranks, evals)
-    allreduce_all = np.array([r["allreduce"] for r in per_rank])
-    evaluation = compute_all + allreduce_all
-    total_bytes = sum(r["x_bytes"] for r in per_rank)
-    compute_max = compute_all.max(axis=0)
     return {
         "ranks": comm.size,
         "data": os.path.abspath(info.path),
@@ -142,6 +118,52 @@ def measure(
         "dtype": str(info.x_dtype),
         "model": model,
         "evals": evals,
+        **_aggregate(per_rank, info.n_rows, stream),
+        "allreduce_latency": latency,
+        "allreduce_sweep": {str(k): v for k, v in sweep.items()},
+        "machine": machine(),
+    }
+
+
+def _time_evaluations(comm, local, model: str, evals: int, warmup: int) -> tuple[list, list]:
+    """This rank's local-pass and ``Allreduce`` seconds of each of ``evals`` evaluations
+    of the objective at zero, after ``warmup`` untimed ones. Collective: yes."""
+    objective = Objective(comm, local.X, local.y, make_loss(model))
+    theta = np.zeros(objective.size)
+    for _ in range(warmup):
+        objective(theta)
+    compute, allreduce = [], []
+    for _ in range(evals):
+        before = objective.timings.compute, objective.timings.allreduce
+        objective(theta)
+        compute.append(objective.timings.compute - before[0])
+        allreduce.append(objective.timings.allreduce - before[1])
+    return compute, allreduce
+
+
+def _time_allreduce(comm) -> tuple[float, dict[int, float]]:
+    """The median time of an ``Allreduce`` of one number, and of one of each of
+    :data:`MESSAGE_SIZES`. Collective: yes."""
+    tiny = np.zeros(1)
+    sweep = {}
+    for size in MESSAGE_SIZES:
+        buffer = np.zeros(size)
+        for _ in range(3):
+            allreduce_sum(comm, buffer)  # warm-up
+        sweep[size] = _median_time(comm, lambda b=buffer: allreduce_sum(comm, b), 20)
+    latency = _median_time(comm, lambda: allreduce_sum(comm, tiny), 50)
+    return latency, sweep
+
+
+def _aggregate(per_rank: list[dict], n_rows: int, stream: float) -> dict:
+    """The record's timings and bandwidths from every rank's measurements (``stream``:
+    the seconds of one read of every rank's slice). Collective: no."""
+    compute_all = np.array([r["compute"] for r in per_rank])  # (ranks, evals)
+    allreduce_all = np.array([r["allreduce"] for r in per_rank])
+    evaluation = compute_all + allreduce_all
+    total_bytes = sum(r["x_bytes"] for r in per_rank)
+    compute_max = compute_all.max(axis=0)
+    return {
         "read_max": max(r["read"] for r in per_rank),
         "read_min": min(r["read"] for r in per_rank),
         "eval_median": float(np.median(evaluation.max(axis=0))),
@@ -153,10 +175,7 @@ def measure(
         "x_bytes": total_bytes,
         "pass_gb_s": total_bytes / float(np.median(compute_max)) / 1e9,
         "stream_gb_s": total_bytes / stream / 1e9,
-        "rows_per_s": info.n_rows / float(np.median(evaluation.max(axis=0))),
-        "allreduce_latency": latency,
-        "allreduce_sweep": {str(k): v for k, v in sweep.items()},
-        "machine": machine(),
+        "rows_per_s": n_rows / float(np.median(evaluation.max(axis=0))),
     }
 
 

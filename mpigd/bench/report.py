@@ -78,6 +78,23 @@ def report(paths: list[str], prefix: str, kind: str = "strong") -> list[str]:
         rows = summarize(records, kind)
     except ValueError as exc:
         raise MpigdError(str(exc)) from exc
+    lines = _table(rows, kind)
+    out = {"kind": kind, "summary": rows, "machine": records[0]["machine"]}
+    with writing(prefix + ".csv") as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: r[k] for k in COLUMNS} for r in rows)
+    if any(r["ranks"] > 1 for r in records):
+        fitted, model_lines = _model(records)
+        out.update(fitted)
+        lines += model_lines
+    write_json(prefix + ".json", out)
+    _plot(rows, out.get("predictions"), prefix + ".png", kind, _title(records[0], kind))
+    return lines
+
+
+def _table(rows: list[dict], kind: str) -> list[str]:
+    """The summary rows as a Markdown table."""
     gain = "speed-up" if kind == "strong" else "T1/TP (weak)"
     lines = [
         f"| ranks | runs | ms per evaluation: median (min-max) | {gain} | efficiency | "
@@ -95,55 +112,51 @@ def report(paths: list[str], prefix: str, kind: str = "strong") -> list[str]:
             f"{r['pass_gb_s']:.2f} | {r['stream_gb_s']:.2f} | {r['bandwidth_fraction']:.0%} | "
             f"{r['features_rows_per_s']:.3g} |"
         )
-    out = {"kind": kind, "summary": rows, "machine": records[0]["machine"]}
-    with writing(prefix + ".csv") as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, COLUMNS)
-        writer.writeheader()
-        writer.writerows({k: r[k] for k in COLUMNS} for r in rows)
-    if any(r["ranks"] > 1 for r in records):
-        model = fit_allreduce_model(records)
-        base = [r for r in records if r["ranks"] == 1]
-        seconds_per_row = min(r["compute_median"] / r["rows"] for r in base)
-        features = base[0]["features"]
-        predictions = {
-            rows_: predict(model, seconds_per_row, features, rows_, PREDICT_RANKS)
-            for rows_ in PREDICT_ROWS
-        }
-        out.update(
-            allreduce_model=model,
-            seconds_per_row=seconds_per_row,
-            predictions={str(k): v for k, v in predictions.items()},
-        )
-        latency = statistics.median(r["allreduce_latency"] for r in records if r["ranks"] > 1)
-        lines += ["", f"measured: Allreduce of one number takes {latency * 1e6:.1f} us (median)"]
-        lines += [
-            "",
-            f"MODEL (not measured): Allreduce alpha = {model['alpha_s'] * 1e6:.2f} us, "
-            f"beta = {model['beta_s_per_byte'] * 1e9:.3f} ns/byte (fit to the sweeps), "
-            f"{seconds_per_row * 1e9:.1f} ns per row of {features} features per rank:",
-            "",
-            "| rows | " + " | ".join(f"P={p}" for p in PREDICT_RANKS) + " |",
-            "|" + "---|" * (len(PREDICT_RANKS) + 1),
-        ]
-        for rows_, prediction in predictions.items():
-            lines.append(
-                f"| {rows_:.0e} | "
-                + " | ".join(f"{p['efficiency']:.0%}" for p in prediction)
-                + " |"
-            )
-        # The question the README answers: 10^9 rows x 100 features on 1024 ranks, with the
-        # per-row time scaled by the row's width (the pass is bound by bytes read).
-        wide = predict(model, seconds_per_row * 100 / features, 100, 10**9, [1024])[0]
-        out["prediction_1e9x100_1024"] = wide
-        lines += [
-            "",
-            f"MODEL: 1e9 rows x 100 features on 1024 ranks: {wide['eval_s'] * 1e3:.1f} "
-            f"ms per evaluation, of which Allreduce {wide['allreduce_s'] * 1e6:.0f} us; "
-            f"efficiency {wide['efficiency']:.1%}",
-        ]
-    write_json(prefix + ".json", out)
-    _plot(rows, out.get("predictions"), prefix + ".png", kind, _title(records[0], kind))
     return lines
+
+
+def _model(records: list[dict]) -> tuple[dict, list[str]]:
+    """The alpha-beta model fitted to the multi-rank records and its predictions: the
+    entries for the JSON report, and the lines for the text one."""
+    model = fit_allreduce_model(records)
+    base = [r for r in records if r["ranks"] == 1]
+    seconds_per_row = min(r["compute_median"] / r["rows"] for r in base)
+    features = base[0]["features"]
+    predictions = {
+        rows_: predict(model, seconds_per_row, features, rows_, PREDICT_RANKS)
+        for rows_ in PREDICT_ROWS
+    }
+    latency = statistics.median(r["allreduce_latency"] for r in records if r["ranks"] > 1)
+    lines = ["", f"measured: Allreduce of one number takes {latency * 1e6:.1f} us (median)"]
+    lines += [
+        "",
+        f"MODEL (not measured): Allreduce alpha = {model['alpha_s'] * 1e6:.2f} us, "
+        f"beta = {model['beta_s_per_byte'] * 1e9:.3f} ns/byte (fit to the sweeps), "
+        f"{seconds_per_row * 1e9:.1f} ns per row of {features} features per rank:",
+        "",
+        "| rows | " + " | ".join(f"P={p}" for p in PREDICT_RANKS) + " |",
+        "|" + "---|" * (len(PREDICT_RANKS) + 1),
+    ]
+    for rows_, prediction in predictions.items():
+        lines.append(
+            f"| {rows_:.0e} | " + " | ".join(f"{p['efficiency']:.0%}" for p in prediction) + " |"
+        )
+    # The question the README answers: 10^9 rows x 100 features on 1024 ranks, with the
+    # per-row time scaled by the row's width (the pass is bound by bytes read).
+    wide = predict(model, seconds_per_row * 100 / features, 100, 10**9, [1024])[0]
+    lines += [
+        "",
+        f"MODEL: 1e9 rows x 100 features on 1024 ranks: {wide['eval_s'] * 1e3:.1f} "
+        f"ms per evaluation, of which Allreduce {wide['allreduce_s'] * 1e6:.0f} us; "
+        f"efficiency {wide['efficiency']:.1%}",
+    ]
+    fitted = {
+        "allreduce_model": model,
+        "seconds_per_row": seconds_per_row,
+        "predictions": {str(k): v for k, v in predictions.items()},
+        "prediction_1e9x100_1024": wide,
+    }
+    return fitted, lines
 
 
 def _title(record: dict, kind: str) -> str:
@@ -165,6 +178,8 @@ def _rank_axis(ax, ranks: list[int], rows: list[dict], values: list[float] | Non
 
 
 def _plot(rows, predictions, path, kind, title) -> None:
+    """The four panels of the measurements at ``path`` and, with ``predictions``, the
+    model's efficiency beside them at ``PATH-model.png``; nothing without matplotlib."""
     try:
         import matplotlib
 
@@ -174,7 +189,28 @@ def _plot(rows, predictions, path, kind, title) -> None:
         return  # plots are optional: pip install 'mpigd[plot]'
     ranks = [r["ranks"] for r in rows]
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
-    ax = axes[0]
+    _plot_speedup(axes[0], ranks, rows, kind)
+    _plot_breakdown(axes[1], ranks, rows)
+    _plot_efficiency(axes[2], ranks, rows)
+    _plot_bandwidth(axes[3], ranks, rows)
+    fig.suptitle(title)
+    _save(plt, fig, path)
+    if predictions:
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        _plot_model(ax, ranks, rows, predictions, title)
+        _save(plt, fig, path.removesuffix(".png") + "-model.png")
+
+
+def _save(plt, fig, path: str) -> None:
+    fig.tight_layout()
+    with writing(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _plot_speedup(ax, ranks: list[int], rows: list[dict], kind: str) -> None:
+    """The measured speed-up with its spread over runs; for strong scaling, the ideal
+    and the bound that the memory read bandwidth sets."""
     ax.errorbar(
         ranks,
         [r["speedup"] for r in rows],
@@ -196,7 +232,10 @@ def _plot(rows, predictions, path, kind, title) -> None:
     )
     _rank_axis(ax, ranks, rows, [r["speedup"] for r in rows])
     ax.legend()
-    ax = axes[1]
+
+
+def _plot_breakdown(ax, ranks: list[int], rows: list[dict]) -> None:
+    """The time per evaluation, stacked: local pass and Allreduce."""
     bottom = [0.0] * len(rows)
     for key, label in (("compute", "local pass"), ("allreduce", "Allreduce (incl. wait)")):
         values = [r[key] * 1e3 for r in rows]
@@ -204,42 +243,40 @@ def _plot(rows, predictions, path, kind, title) -> None:
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     ax.set(xlabel="ranks", ylabel="ms per evaluation (max over ranks)", title="time breakdown")
     ax.legend()
-    ax = axes[2]
+
+
+def _plot_efficiency(ax, ranks: list[int], rows: list[dict]) -> None:
     ax.plot(ranks, [r["efficiency"] for r in rows], "o-", label="measured (median)")
     ax.axhline(1.0, color="k", linestyle="--", label="ideal")
     ax.set(xlabel="ranks", ylabel="parallel efficiency", ylim=(0, 1.1), title="efficiency")
     _rank_axis(ax, ranks, rows, [r["efficiency"] for r in rows])
     ax.legend()
-    ax = axes[3]
+
+
+def _plot_bandwidth(ax, ranks: list[int], rows: list[dict]) -> None:
+    """The memory read bandwidth measured against what the gradient pass achieves."""
     ax.plot(ranks, [r["stream_gb_s"] for r in rows], "s-", label="memory read (measured)")
     ax.plot(ranks, [r["pass_gb_s"] for r in rows], "o-", label="gradient pass (achieved)")
     ax.set(xlabel="ranks", ylabel="GB/s, all ranks", title="bandwidth")
     _rank_axis(ax, ranks, rows, [r["pass_gb_s"] for r in rows])
     ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    with writing(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    if predictions:
-        fig, ax = plt.subplots(figsize=(6, 4.5))
-        for rows_, prediction in predictions.items():
-            ax.semilogx(
-                [p["ranks"] for p in prediction],
-                [p["efficiency"] for p in prediction],
-                "--",
-                label=f"MODEL, {float(rows_):.0e} rows",
-            )
-        ax.plot(ranks, [r["efficiency"] for r in rows], "ko", label="measured")
-        ax.set(
-            xlabel="ranks",
-            ylabel="parallel efficiency",
-            ylim=(0, 1.1),
-            title=f"alpha-beta model (not a measurement)\n{title}",
+
+
+def _plot_model(ax, ranks: list[int], rows: list[dict], predictions: dict, title: str) -> None:
+    """The efficiency the alpha-beta model predicts for each data size, beside the
+    measured one."""
+    for rows_, prediction in predictions.items():
+        ax.semilogx(
+            [p["ranks"] for p in prediction],
+            [p["efficiency"] for p in prediction],
+            "--",
+            label=f"MODEL, {float(rows_):.0e} rows",
         )
-        ax.legend()
-        fig.tight_layout()
-        model_path = path.removesuffix(".png") + "-model.png"
-        with writing(model_path) as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
-        plt.close(fig)
+    ax.plot(ranks, [r["efficiency"] for r in rows], "ko", label="measured")
+    ax.set(
+        xlabel="ranks",
+        ylabel="parallel efficiency",
+        ylim=(0, 1.1),
+        title=f"alpha-beta model (not a measurement)\n{title}",
+    )
+    ax.legend()

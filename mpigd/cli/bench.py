@@ -7,6 +7,8 @@ from ..io.outputs import check_outputs
 from ..kernels.losses import MODELS
 from ..parallel import on_root
 from .common import (
+    add_command,
+    add_command_group,
     add_out,
     add_x_key,
     add_y_key,
@@ -18,12 +20,12 @@ from .common import (
 
 
 def register(commands, run_options) -> None:
-    bench = commands.add_parser("bench", help="scaling measurements").add_subparsers(
-        dest="bench_command", required=True
-    )
-    run = bench.add_parser(
+    bench = add_command_group(commands, "bench", help="scaling measurements")
+    run = add_command(
+        bench,
         "run",
-        parents=[run_options],
+        run_options,
+        run_measure,
         help="measure one run (under mpiexec) and write its record",
         description="Time evaluations, memory bandwidth and Allreduce at this rank count.",
     )
@@ -34,10 +36,11 @@ def register(commands, run_options) -> None:
     run.add_argument("--warmup", type=int, default=3, help="untimed evaluations first")
     add_x_key(run)
     add_y_key(run)
-    run.set_defaults(func=run_measure)
-    report = bench.add_parser(
+    report = add_command(
+        bench,
         "report",
-        parents=[run_options],
+        run_options,
+        run_report,
         help="aggregate records into a table, CSV, model prediction and plots",
     )
     report.add_argument("records", nargs="+", help="JSON records, or folders of them")
@@ -45,7 +48,6 @@ def register(commands, run_options) -> None:
     report.add_argument(
         "--kind", choices=["strong", "weak"], default="strong", help="kind of scaling sweep"
     )
-    report.set_defaults(func=run_report)
 
 
 def run_measure(args, comm) -> int:

@@ -1,5 +1,5 @@
-"""What the commands share: option declarations (parent parsers), rank-0 reporting,
-output checks and writes on rank 0, and progress display."""
+"""What the commands share: command parsers and option declarations (parent parsers),
+rank-0 reporting, output checks and writes on rank 0, and progress display."""
 
 from __future__ import annotations
 
@@ -146,6 +146,23 @@ def blas_threads(args) -> int:
         ) from None
 
 
+def add_command(commands, name: str, run_options, func, **kwargs) -> argparse.ArgumentParser:
+    """The parser of command ``name`` among ``commands`` (what ``add_subparsers``
+    returned): the options of ``run_options``, the ``help`` and ``description`` in
+    ``kwargs``, and ``args.func``, the function ``(args, comm) -> exit status`` that runs
+    it."""
+    parser = commands.add_parser(name, parents=[run_options], **kwargs)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def add_command_group(commands, name: str, help: str):
+    """Command ``name`` whose sub-commands (``mpigd NAME SUB``) are added to what this
+    returns; ``args.NAME_command`` names the one given."""
+    group = commands.add_parser(name, help=help)
+    return group.add_subparsers(dest=f"{name}_command", required=True)
+
+
 def add_x_key(parser, help: str = "name of the feature dataset") -> None:
     parser.add_argument("--x-key", default="X", help=help)
 
@@ -217,6 +234,18 @@ def tenths(say):
             say(f"{done:,} / {total:,} rows ({10 * tenth}%)")
 
     return progress
+
+
+def on_root_with_bars(comm, quiet: bool, work):
+    """``work(bars)`` on rank 0 (:func:`~mpigd.parallel.on_root`), ``bars`` being a
+    factory of progress bars (:func:`progress_bars`), closed when it returns; its result
+    on rank 0, None elsewhere. Collective: yes."""
+
+    def with_bars():
+        with progress_bars(quiet) as bars:
+            return work(bars)
+
+    return on_root(comm, with_bars)
 
 
 @contextmanager

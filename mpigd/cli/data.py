@@ -8,10 +8,12 @@ import os
 from ..io import FORMATS
 from ..parallel import on_root
 from .common import (
+    add_command,
+    add_command_group,
     add_x_key,
     check_outputs_on_root,
+    on_root_with_bars,
     positive_int,
-    progress_bars,
     reporter,
     tenths,
     write_json_on_root,
@@ -19,12 +21,19 @@ from .common import (
 
 
 def register(commands, run_options) -> None:
-    data = commands.add_parser("data", help="dataset tools").add_subparsers(
-        dest="data_command", required=True
-    )
-    make = data.add_parser(
+    data = add_command_group(commands, "data", help="dataset tools")
+    _register_make(data, run_options)
+    _register_convert(data, run_options)
+    _register_split(data, run_options)
+    _register_info(data, run_options)
+
+
+def _register_make(data, run_options) -> None:
+    make = add_command(
+        data,
         "make",
-        parents=[run_options],
+        run_options,
+        run_make,
         help="write a synthetic dataset",
         description="Write a synthetic regression dataset, block by block.",
     )
@@ -36,20 +45,21 @@ def register(commands, run_options) -> None:
     )
     make.add_argument("--seed", type=int, default=0, help="random seed")
     make.add_argument("--noise", type=float, default=0.1, help="label noise (linear only)")
-    make.add_argument(
-        "--dtype", choices=["float64", "float32"], default="float64", help="type of X's values"
-    )
+    _add_dtype(make)
     make.add_argument(
         "--density",
         type=float,
         help="store X sparse (CSR) with this share of values per row, in columns of skewed "
         "popularity (default: dense)",
     )
-    make.set_defaults(func=run_make)
 
-    convert = data.add_parser(
+
+def _register_convert(data, run_options) -> None:
+    convert = add_command(
+        data,
         "convert",
-        parents=[run_options],
+        run_options,
+        run_convert,
         help="convert CSV, LIBSVM/svmlight, .npy or .npz to HDF5",
         description="Convert a file to mpigd's HDF5 layout (X, y), streaming in row blocks.",
     )
@@ -75,9 +85,7 @@ def register(commands, run_options) -> None:
         action=argparse.BooleanOptionalAction,
         help="LIBSVM: indices start at 0 (default: yes if an index 0 occurs)",
     )
-    convert.add_argument(
-        "--dtype", choices=["float64", "float32"], default="float64", help="type of X's values"
-    )
+    _add_dtype(convert)
     convert.add_argument(
         "--contiguous", action="store_true", help="no chunks (default: chunks of ~1 MiB of rows)"
     )
@@ -97,11 +105,14 @@ def register(commands, run_options) -> None:
         const="dense",
         help="store X as a dense dataset (the default for CSV and NumPy files)",
     )
-    convert.set_defaults(func=run_convert)
 
-    split = data.add_parser(
+
+def _register_split(data, run_options) -> None:
+    split = add_command(
+        data,
         "split",
-        parents=[run_options],
+        run_options,
+        run_split,
         help="shuffled train/test split",
         description="Split DATA.h5 into shuffled training and test files, in bounded memory.",
     )
@@ -117,11 +128,14 @@ def register(commands, run_options) -> None:
     )
     split.add_argument("--test", help="test file (default: DATA-test.h5, or .h5ad for an .h5ad)")
     add_x_key(split, help="dataset that defines the rows")
-    split.set_defaults(func=run_split)
 
-    info = data.add_parser(
+
+def _register_info(data, run_options) -> None:
+    info = add_command(
+        data,
         "info",
-        parents=[run_options],
+        run_options,
+        run_info,
         help="layout and per-feature statistics",
         description="Shape, dtypes, chunking, label balance and per-feature min/mean/max; "
         "under mpiexec each rank reads its own rows.",
@@ -133,7 +147,12 @@ def register(commands, run_options) -> None:
     info.add_argument(
         "--show", type=int, default=20, metavar="N", help="features listed (default: 20)"
     )
-    info.set_defaults(func=run_info)
+
+
+def _add_dtype(parser) -> None:
+    parser.add_argument(
+        "--dtype", choices=["float64", "float32"], default="float64", help="type of X's values"
+    )
 
 
 def run_make(args, comm) -> int:
@@ -171,25 +190,25 @@ def run_convert(args, comm) -> int:
     say = reporter(comm, args.quiet)
     check_outputs_on_root(comm, {"the output": args.out}, {"the input": args.input})
 
-    def work():
-        with progress_bars(args.quiet) as bars:
-            return convert(
-                args.input,
-                args.out,
-                fmt=args.format,
-                label=args.label,
-                header=args.header,
-                delimiter=args.delimiter,
-                n_features=args.features,
-                zero_based=args.zero_based,
-                dtype=args.dtype,
-                contiguous=args.contiguous,
-                compression=args.compression,
-                layout=args.layout,
-                progress=lambda source: bars(source.n_rows),
-            )
-
-    source = on_root(comm, work)
+    source = on_root_with_bars(
+        comm,
+        args.quiet,
+        lambda bars: convert(
+            args.input,
+            args.out,
+            fmt=args.format,
+            label=args.label,
+            header=args.header,
+            delimiter=args.delimiter,
+            n_features=args.features,
+            zero_based=args.zero_based,
+            dtype=args.dtype,
+            contiguous=args.contiguous,
+            compression=args.compression,
+            layout=args.layout,
+            progress=lambda source: bars(source.n_rows),
+        ),
+    )
     if source is not None:
         say(
             f"wrote {args.out}: {source.n_rows:,} rows x {source.n_features} features "
@@ -208,19 +227,19 @@ def run_split(args, comm) -> int:
     train, test = args.train or f"{stem}-train{suffix}", args.test or f"{stem}-test{suffix}"
     check_outputs_on_root(comm, {"--train": train, "--test": test}, {"the data file": args.data})
 
-    def work():
-        with progress_bars(args.quiet) as bars:
-            return split_file(
-                args.data,
-                train,
-                test,
-                test_fraction=args.test_fraction,
-                seed=args.seed,
-                x_key=args.x_key,
-                progress=bars(None),
-            )
-
-    counts = on_root(comm, work)
+    counts = on_root_with_bars(
+        comm,
+        args.quiet,
+        lambda bars: split_file(
+            args.data,
+            train,
+            test,
+            test_fraction=args.test_fraction,
+            seed=args.seed,
+            x_key=args.x_key,
+            progress=bars(None),
+        ),
+    )
     if counts is not None:
         say(f"wrote {train} ({counts[0]:,} rows) and {test} ({counts[1]:,} rows), seed {args.seed}")
     return 0

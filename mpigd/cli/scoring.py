@@ -8,6 +8,7 @@ import os
 from ..errors import plural
 from ..parallel import on_root
 from .common import (
+    add_command,
     add_out,
     add_x_key,
     add_y_key,
@@ -32,9 +33,11 @@ METRIC_NAMES = {
 
 
 def register(commands, run_options) -> None:
-    evaluate_parser = commands.add_parser(
+    evaluate_parser = add_command(
+        commands,
         "evaluate",
-        parents=[run_options],
+        run_options,
+        run_evaluate,
         help="metrics of a model on labelled data",
         description="Score a model on labelled data; each rank scores its own rows.",
     )
@@ -43,11 +46,12 @@ def register(commands, run_options) -> None:
     evaluate_parser.add_argument("--json", metavar="PATH", help="also write the metrics as JSON")
     add_x_key(evaluate_parser)
     add_y_key(evaluate_parser)
-    evaluate_parser.set_defaults(func=run_evaluate)
 
-    predict_parser = commands.add_parser(
+    predict_parser = add_command(
+        commands,
         "predict",
-        parents=[run_options],
+        run_options,
+        run_predict,
         help="write predictions for every row",
         description="Predict every row of X; each rank predicts its own rows.",
     )
@@ -55,18 +59,18 @@ def register(commands, run_options) -> None:
     predict_parser.add_argument("data", help="HDF5 file with X (labels are not needed)")
     add_out(predict_parser, "HDF5 file to write")
     add_x_key(predict_parser)
-    predict_parser.set_defaults(func=run_predict)
 
-    plot_parser = commands.add_parser(
+    plot_parser = add_command(
+        commands,
         "plot",
-        parents=[run_options],
+        run_options,
+        run_plot,
         help="draw a model's training curve",
         description="Draw the loss (above its final value) and the gradient norm against "
         "the iteration, on log scales, from a model file.",
     )
     plot_parser.add_argument("model", help="model file written by mpigd train or mpigd cv")
     add_out(plot_parser, "PNG file to write")
-    plot_parser.set_defaults(func=run_plot)
 
 
 def metric_lines(scores: dict) -> list[str]:

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from .base import (
-    FLAT,
-    Function,
-    Iterations,
-    OptimizeResult,
-    Progress,
-    check_stopping,
-)
-from .linesearch import armijo_search
+from .base import FLAT, Function, Iterations, OptimizeResult, Progress, check_stopping
+from .linesearch import armijo_search, next_step
 
 
 def gradient_descent(
@@ -38,16 +32,13 @@ def gradient_descent(
     """Minimise ``fun`` by gradient descent, ``theta <- theta - step * grad``.
 
     With ``lr`` the step is fixed. Without it (the default) each step is found by
-    backtracking: starting from the last accepted step (``initial_step`` at first, and
-    ``grow`` times longer after a step accepted at its first trial), the step is
-    multiplied by ``shrink`` until it decreases the loss enough.
-    "Enough" is the Armijo condition ``f(t) <= f(0) - c1 t ||g||^2``; but where the loss
-    changes by at most ``approx_tol |f(0)|``, so that rounding error could decide that
-    test either way, its derivative form from Hager & Zhang's approximate Wolfe
-    conditions (SIAM J. Optim. 16, 2005) decides instead:
-    ``g(t).g >= -(1 - 2 c1) ||g||^2`` (the two agree exactly on quadratics). The
-    gradient at the trial point comes with every evaluation, so this costs nothing, and
-    it lets the search reach gradient norms far below ``sqrt(eps)``.
+    backtracking: from the last accepted step (``initial_step`` at first, ``grow`` times
+    longer after one accepted at its first trial), times ``shrink`` until the Armijo
+    condition ``f(t) <= f(0) - c1 t ||g||^2`` holds, or, where the loss changes by at most
+    ``approx_tol |f(0)|`` and rounding error could decide that test, its derivative form
+    ``g(t).g >= -(1 - 2 c1) ||g||^2`` (:func:`~mpigd.optimize.base.sufficient_decrease`).
+    That costs nothing (the gradient comes with every evaluation) and lets the search
+    reach gradient norms far below ``sqrt(eps)``.
 
     Stops when ``||grad||_2 <= tol`` or the relative loss change of one iteration is
     below ``ftol`` (both count as converged; ``ftol=0`` turns the second test off),
@@ -80,29 +71,19 @@ def gradient_descent(
     fun = run.counting(fun)
     step = lr or (initial_step if resume is None else resume["step"])
     run.extra_state = lambda: {"step": step}
+    fixed = lr is not None
+    search = partial(
+        armijo_search, fun, c1=c1, approx_tol=approx_tol, shrink=shrink, min_step=min_step
+    )
     if stop := run.begin(*fun(run.theta)):
         return stop
 
     while not (stop := run.stop_before_step()):
-        found = armijo_search(
-            fun,
-            run.theta,
-            run.f,
-            run.g,
-            -run.g,
-            step,
-            c1=c1,
-            approx_tol=approx_tol,
-            shrink=shrink,
-            min_step=min_step,
-            fixed=lr is not None,
-        )
+        found = search(run.theta, run.f, run.g, -run.g, step, fixed=fixed)
         if found is None:
             return run.result(False, FLAT)
-        step, (theta_new, f_new, g_new), trials = found
-        taken = step
-        if lr is None and trials == 1:
-            step *= grow  # the first trial passed: try a longer step next time
+        taken, (theta_new, f_new, g_new), _ = found
+        step = next_step(found, grow, fixed=fixed)
         if stop := run.advance(theta_new, f_new, g_new, taken):
             break
     return stop

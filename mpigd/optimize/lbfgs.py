@@ -8,15 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import (
-    FLAT,
-    Function,
-    Iterations,
-    Memoized,
-    OptimizeResult,
-    Progress,
-    check_stopping,
-)
+from .base import FLAT, Function, Iterations, Memoized, OptimizeResult, Progress, check_stopping
 from .linesearch import armijo_search, wolfe_search
 
 
@@ -43,30 +35,35 @@ def lbfgs(
     The direction comes from the two-loop recursion over the last ``memory`` pairs
     ``(s, y)``; the step from :func:`~mpigd.optimize.linesearch.wolfe_search` (strong
     Wolfe conditions ``c1``, ``c2``); ``fun`` is memoised, so the accepted point is not
-    evaluated twice. Where the Wolfe search fails (near the
-    minimum, where loss differences are rounding noise), a backtracking search with the
-    derivative form of the Armijo test takes over (at most ``backtrack_tries`` trials
-    from a step of 1; the Wolfe search makes at most ``wolfe_maxiter``). A pair enters the
-    memory only with curvature ``s.y > curvature_tol |y|^2``. The pairs live in
-    ``Progress.state()``, which holds all that is needed to continue exactly.
-    Stopping rules as in :func:`gradient_descent`.
+    evaluated twice. Where the Wolfe search fails (near the minimum, where loss
+    differences are rounding noise), a backtracking search with the derivative form of
+    the Armijo test takes over (at most ``backtrack_tries`` trials from a step of 1; the
+    Wolfe search makes at most ``wolfe_maxiter``). A pair enters the memory only with
+    curvature ``s.y > curvature_tol |y|^2``. The pairs live in ``Progress.state()``,
+    which holds all that is needed to continue exactly. Stopping rules as in
+    :func:`gradient_descent`.
 
     Collective: as ``fun`` is.
     """
     check_stopping(max_iter=max_iter, tol=tol, ftol=ftol, lr=None)
     run = Iterations(theta0, resume, max_iter=max_iter, tol=tol, ftol=ftol, callback=callback)
     memo = Memoized(run.counting(fun))
-    if resume is None:
-        pairs_s, pairs_y, f_before = [], [], None
-    else:
-        pairs_s, pairs_y = list(resume["pairs_s"]), list(resume["pairs_y"])
-        f_before = resume["f_before"] if np.isfinite(resume["f_before"]) else None
+    pairs_s, pairs_y, f_before = _restore(resume)
     p = len(run.theta)
     run.extra_state = lambda: {
         "pairs_s": np.array(pairs_s).reshape(-1, p),
         "pairs_y": np.array(pairs_y).reshape(-1, p),
         "f_before": np.nan if f_before is None else f_before,
     }
+    search = partial(
+        _line_search,
+        memo,
+        c1=c1,
+        c2=c2,
+        approx_tol=approx_tol,
+        wolfe_maxiter=wolfe_maxiter,
+        backtrack_tries=backtrack_tries,
+    )
     if stop := run.begin(*memo(run.theta)):
         return stop
 
@@ -75,37 +72,7 @@ def lbfgs(
         direction = -_two_loop(g, pairs_s, pairs_y)
         if not g @ direction < 0:  # not a descent direction: forget the curvature pairs
             pairs_s, pairs_y, direction = [], [], -g
-        # The first trial step is min(1, 2.02 (f_before - f) / -slope), as scipy's and
-        # Nocedal & Wright's (3.60); with no previous loss this makes it 1.01 / |g| on
-        # the steepest descent, as scipy's BFGS does.
-        slope = float(g @ direction)
-        guess = f + float(np.linalg.norm(g)) / 2 if f_before is None else f_before
-        step = min(1.0, 2.02 * (f - guess) / slope)
-        alpha = wolfe_search(
-            partial(_along, memo, theta, direction),
-            f,
-            slope,
-            step if step > 0 else 1.0,
-            c1=c1,
-            c2=c2,
-            max_iter=wolfe_maxiter,
-        )
-        if alpha is None:
-            # Near the minimum, loss differences are rounding noise and the Wolfe search,
-            # which compares losses, can fail; backtracking with the derivative form of
-            # the Armijo test still finds a step there.
-            found = armijo_search(
-                memo,
-                theta,
-                f,
-                g,
-                direction,
-                c1=c1,
-                approx_tol=approx_tol,
-                max_trials=backtrack_tries,
-                finite_only=True,
-            )
-            alpha = None if found is None else found[0]
+        alpha = search(theta, f, g, direction, f_before)
         if alpha is None:
             if pairs_s:  # retry once along the steepest descent
                 pairs_s, pairs_y, f_before = [], [], None
@@ -120,6 +87,65 @@ def lbfgs(
         if stop := run.advance(theta_new, f_new, g_new, float(alpha)):
             break
     return stop
+
+
+def _restore(resume: dict[str, Any] | None) -> tuple[list, list, float | None]:
+    """The curvature pairs ``s``, ``y`` and the loss before the last step (None: no step
+    yet) that ``resume`` holds; none at a fresh start."""
+    if resume is None:
+        return [], [], None
+    f_before = resume["f_before"] if np.isfinite(resume["f_before"]) else None
+    return list(resume["pairs_s"]), list(resume["pairs_y"]), f_before
+
+
+def _line_search(
+    memo: Memoized,
+    theta: np.ndarray,
+    f: float,
+    g: np.ndarray,
+    direction: np.ndarray,
+    f_before: float | None,
+    *,
+    c1: float,
+    c2: float,
+    approx_tol: float,
+    wolfe_maxiter: int,
+    backtrack_tries: int,
+) -> float | None:
+    """The step along ``direction`` from ``theta`` (loss ``f``, gradient ``g``; the loss
+    before it ``f_before``): a strong Wolfe step, else a backtracking one, else None."""
+    # The first trial step is min(1, 2.02 (f_before - f) / -slope), as scipy's and
+    # Nocedal & Wright's (3.60); with no previous loss this makes it 1.01 / |g| on
+    # the steepest descent, as scipy's BFGS does.
+    slope = float(g @ direction)
+    guess = f + float(np.linalg.norm(g)) / 2 if f_before is None else f_before
+    step = min(1.0, 2.02 * (f - guess) / slope)
+    alpha = wolfe_search(
+        partial(_along, memo, theta, direction),
+        f,
+        slope,
+        step if step > 0 else 1.0,
+        c1=c1,
+        c2=c2,
+        max_iter=wolfe_maxiter,
+    )
+    if alpha is not None:
+        return alpha
+    # Near the minimum, loss differences are rounding noise and the Wolfe search, which
+    # compares losses, can fail; backtracking with the derivative form of the Armijo test
+    # still finds a step there.
+    found = armijo_search(
+        memo,
+        theta,
+        f,
+        g,
+        direction,
+        c1=c1,
+        approx_tol=approx_tol,
+        max_trials=backtrack_tries,
+        finite_only=True,
+    )
+    return None if found is None else found[0]
 
 
 def _along(memo: Memoized, theta: np.ndarray, direction: np.ndarray, t: float):

@@ -42,6 +42,17 @@ def backtrack(
             return None
 
 
+def next_step(found: tuple[float, Trial, int], grow: float, *, fixed: bool) -> float:
+    """The first trial step of the next search after ``found`` (what :func:`backtrack`
+    returned): ``grow`` times the accepted step when its first trial passed (a longer one
+    may pass too), else the accepted step; with a ``fixed`` step, that step.
+    Collective: no."""
+    step, _, trials = found
+    if not fixed and trials == 1:
+        step *= grow
+    return step
+
+
 def armijo_search(
     evaluate: Callable[[np.ndarray], tuple],
     theta: np.ndarray,

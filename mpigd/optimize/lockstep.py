@@ -38,63 +38,90 @@ def run_lockstep(tasks: Sequence[Callable[[Callable], R]], batch: Batch) -> list
     the same round on every rank, so no rank goes on to a batch the others never make.
     Collective: as ``batch`` is.
     """
-    cond = threading.Condition()
-    asked: dict[int, np.ndarray] = {}
-    answers: dict[int, tuple[float, np.ndarray]] = {}
-    results: dict[int, R] = {}
-    errors: dict[int, BaseException] = {}
-    cancelled = False
-
-    def fun_for(j: int):
-        def fun(theta: np.ndarray):
-            with cond:
-                asked[j] = np.array(theta, dtype=np.float64, copy=True)
-                cond.notify_all()
-                cond.wait_for(lambda: j in answers or cancelled)
-                if cancelled:
-                    raise _Cancelled
-                return answers.pop(j)
-
-        return fun
-
-    def body(j: int) -> None:
-        try:
-            value = tasks[j](fun_for(j))
-        except BaseException as exc:
-            with cond:
-                errors[j] = exc
-                cond.notify_all()
-        else:
-            with cond:
-                results[j] = value
-                cond.notify_all()
-
-    threads = [threading.Thread(target=body, args=(j,), daemon=True) for j in range(len(tasks))]
+    rounds = _Rounds(len(tasks))
+    threads = [
+        threading.Thread(target=rounds.run, args=(j, task), daemon=True)
+        for j, task in enumerate(tasks)
+    ]
     for thread in threads:
         thread.start()
     try:
-        while True:
-            with cond:
-                cond.wait_for(lambda: len(asked) + len(results) + len(errors) == len(tasks))
-                _raise_first(errors)
-                if not asked:
-                    break
-                points = dict(sorted(asked.items()))
-                asked.clear()
-            values = batch(points)
-            with cond:
-                answers.update(values)
-                cond.notify_all()
+        while (points := rounds.next_points()) is not None:
+            rounds.answer(batch(points))
     except BaseException:
-        with cond:
-            cancelled = True
-            cond.notify_all()
+        rounds.cancel()
         raise
     finally:
         for thread in threads:
             thread.join()
-    _raise_first(errors)
-    return [results[j] for j in range(len(tasks))]
+    _raise_first(rounds.errors)
+    return [rounds.results[j] for j in range(len(tasks))]
+
+
+class _Rounds:
+    """Where the optimiser threads post their points and the calling thread answers
+    them, one round at a time; all its state is guarded by one condition."""
+
+    def __init__(self, n_tasks: int):
+        self.n_tasks = n_tasks
+        self.cond = threading.Condition()
+        self.asked: dict[int, np.ndarray] = {}
+        self.answers: dict[int, tuple[float, np.ndarray]] = {}
+        self.results: dict[int, object] = {}
+        self.errors: dict[int, BaseException] = {}
+        self.cancelled = False
+
+    def fun_for(self, j: int):
+        """Task ``j``'s ``fun``: post the point, wait for its answer (or the cancel)."""
+
+        def fun(theta: np.ndarray):
+            with self.cond:
+                self.asked[j] = np.array(theta, dtype=np.float64, copy=True)
+                self.cond.notify_all()
+                self.cond.wait_for(lambda: j in self.answers or self.cancelled)
+                if self.cancelled:
+                    raise _Cancelled
+                return self.answers.pop(j)
+
+        return fun
+
+    def run(self, j: int, task: Callable[[Callable], object]) -> None:
+        """Task ``j``, in its own thread: its result or its exception is recorded."""
+        try:
+            value = task(self.fun_for(j))
+        except BaseException as exc:
+            with self.cond:
+                self.errors[j] = exc
+                self.cond.notify_all()
+        else:
+            with self.cond:
+                self.results[j] = value
+                self.cond.notify_all()
+
+    def next_points(self) -> dict[int, np.ndarray] | None:
+        """Once every task has asked or finished: the points asked, in task order, or
+        None when every task has finished; a task's error is raised here."""
+        with self.cond:
+            self.cond.wait_for(
+                lambda: len(self.asked) + len(self.results) + len(self.errors) == self.n_tasks
+            )
+            _raise_first(self.errors)
+            if not self.asked:
+                return None
+            points = dict(sorted(self.asked.items()))
+            self.asked.clear()
+            return points
+
+    def answer(self, values: dict[int, tuple[float, np.ndarray]]) -> None:
+        with self.cond:
+            self.answers.update(values)
+            self.cond.notify_all()
+
+    def cancel(self) -> None:
+        """End every waiting task: its ``fun`` raises :class:`_Cancelled`."""
+        with self.cond:
+            self.cancelled = True
+            self.cond.notify_all()
 
 
 def _raise_first(errors: dict[int, BaseException]) -> None:

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from .base import (
-    FLAT,
-    Function,
-    Iterations,
-    OptimizeResult,
-    Progress,
-    check_stopping,
-)
-from .linesearch import backtrack
+from .base import FLAT, Function, Iterations, OptimizeResult, Progress, check_stopping
+from .linesearch import backtrack, next_step
 
 
 @dataclass(frozen=True)
@@ -87,53 +81,61 @@ def accelerated_gradient(
         residual=lambda theta, g: theta - prox(theta - g, 1.0),
     )
     fun = run.counting(fun)
-    if resume is None:
-        step, momentum, x_prev = initial_step, 1.0, run.theta.copy()
-    else:
-        step, momentum = resume["step"], resume["momentum"]
-        x_prev = np.array(resume["theta_prev"], dtype=np.float64)
+    step, momentum, x_prev = _start(resume, initial_step, run.theta)
     step = lr or step
     run.extra_state = lambda: {"step": step, "momentum": momentum, "theta_prev": x_prev.copy()}
+    fixed = lr is not None
+    search = partial(
+        _prox_search, fun, prox, approx_tol=approx_tol, shrink=shrink, min_step=min_step
+    )
     f_x, g_x = fun(run.theta)  # the smooth part; run.f holds the total with the penalty
     if stop := run.begin(f_x + h(run.theta), g_x):
         return stop
 
     while not (stop := run.stop_before_step()):
         x = run.theta
-        next_momentum = (1.0 + np.sqrt(1.0 + 4.0 * momentum * momentum)) / 2.0
-        beta = (momentum - 1.0) / next_momentum
-        if beta == 0.0 or np.array_equal(x, x_prev):
-            y, f_y, g_y = x, f_x, g_x
-        else:
-            y = x + beta * (x - x_prev)
-            f_y, g_y = fun(y)
-        found = _prox_search(
-            fun,
-            prox,
-            y,
-            f_y,
-            g_y,
-            step,
-            fixed=lr is not None,
-            approx_tol=approx_tol,
-            shrink=shrink,
-            min_step=min_step,
-        )
+        next_momentum, y, f_y, g_y = _extrapolate(fun, x, x_prev, momentum, f_x, g_x)
+        found = search(y, f_y, g_y, step, fixed=fixed)
         if found is None:
             return run.result(False, FLAT)
-        step, (x_new, f_new, g_new), trials = found
-        taken = step
-        if lr is None and trials == 1:
-            step *= grow
+        taken, (x_new, f_new, g_new), _ = found
+        step = next_step(found, grow, fixed=fixed)
         F_new = f_new + h(x_new)
-        if F_new > run.f or float((y - x_new) @ (x_new - x)) > 0:
-            momentum, x_prev = 1.0, x_new  # restart: no momentum into the next step
+        if _restarts(F_new, run.f, y, x_new, x):
+            momentum, x_prev = 1.0, x_new  # no momentum into the next step
         else:
             momentum, x_prev = next_momentum, x
         f_x, g_x = f_new, g_new
         if stop := run.advance(x_new, F_new, g_new, taken):
             break
     return stop
+
+
+def _start(resume, initial_step: float, theta: np.ndarray) -> tuple:
+    """The step, momentum and previous iterate to start from: a fresh start's, or those
+    that ``resume`` holds."""
+    if resume is None:
+        return initial_step, 1.0, theta.copy()
+    return resume["step"], resume["momentum"], np.array(resume["theta_prev"], dtype=np.float64)
+
+
+def _extrapolate(fun, x, x_prev, momentum, f_x, g_x):
+    """FISTA's next momentum ``t+ = (1 + sqrt(1 + 4 t^2)) / 2`` and extrapolated point
+    ``y = x + beta (x - x_prev)``, ``beta = (t - 1) / t+``, with the loss and gradient
+    there (those of ``x``, without an evaluation, when ``y`` is ``x``)."""
+    next_momentum = (1.0 + np.sqrt(1.0 + 4.0 * momentum * momentum)) / 2.0
+    beta = (momentum - 1.0) / next_momentum
+    if beta == 0.0 or np.array_equal(x, x_prev):
+        return next_momentum, x, f_x, g_x
+    y = x + beta * (x - x_prev)
+    return next_momentum, y, *fun(y)
+
+
+def _restarts(F_new: float, F: float, y, x_new, x) -> bool:
+    """Whether momentum restarts after the step from ``x`` (loss ``F``) through ``y`` to
+    ``x_new`` (loss ``F_new``): the loss went up, or the step turned against the momentum
+    (O'Donoghue & Candes, Found. Comput. Math. 15, 2015)."""
+    return bool(F_new > F) or float((y - x_new) @ (x_new - x)) > 0
 
 
 def _prox_search(fun, prox, y, f_y, g_y, step, *, fixed, approx_tol, shrink, min_step):

@@ -8,15 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import (
-    FLAT,
-    Function,
-    Iterations,
-    OptimizeResult,
-    Progress,
-    check_stopping,
-    finite,
-)
+from .base import FLAT, Function, Iterations, OptimizeResult, Progress, check_stopping, finite
 from .linesearch import armijo_search
 
 HessianFunction = Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]
@@ -90,10 +82,10 @@ def newton(
     Up to ``full_hessian_max`` parameters, each point is evaluated with ``hess_fun``
     (loss, gradient and Hessian in one go) and the Newton system is solved by Cholesky;
     a Hessian that is singular to working precision gets a ridge of ``singular_ridge``
-    times its mean diagonal. Beyond that,
-    Newton-CG: conjugate gradients on ``hessp`` products, stopped at a relative residual
-    of ``min(0.5, sqrt(|g|))`` (Nocedal & Wright, algorithm 7.1), with the loss and
-    gradient from ``fun``. Stopping rules as in :func:`gradient_descent`.
+    times its mean diagonal. Beyond that, Newton-CG: conjugate gradients on ``hessp``
+    products, stopped at a relative residual of ``min(0.5, sqrt(|g|))`` (Nocedal &
+    Wright, algorithm 7.1), with the loss and gradient from ``fun``. Stopping rules as
+    in :func:`gradient_descent`.
 
     Collective: as ``fun``, ``hess_fun`` and ``hessp`` are.
     """
@@ -107,18 +99,7 @@ def newton(
 
     while not (stop := run.stop_before_step()):
         theta, f, g = run.theta, run.f, run.g
-        g_norm = float(np.linalg.norm(g))
-        if full:
-            try:
-                direction = -_solve(H, g)
-            except SingularSystem:
-                ridge = singular_ridge * max(float(np.trace(H)) / len(g), 1e-300)
-                direction = -np.linalg.solve(H + ridge * np.eye(len(g)), g)
-        else:
-            direction = _conjugate_gradients(hessp, theta, -g, min(0.5, np.sqrt(g_norm)) * g_norm)
-        slope = float(g @ direction)
-        if not slope < 0:
-            direction, slope = -g, -(g_norm**2)
+        direction, slope = _direction(theta, g, H, hessp, singular_ridge)
         found = armijo_search(
             evaluate,
             theta,
@@ -137,6 +118,26 @@ def newton(
         if stop := run.advance(theta_new, f_new, g_new, step):
             break
     return stop
+
+
+def _direction(theta, g, H, hessp, singular_ridge) -> tuple[np.ndarray, float]:
+    """The Newton direction at ``theta`` and its slope ``g.d``: by Cholesky on ``H``
+    (with a ridge of ``singular_ridge`` times its mean diagonal where ``H`` is singular),
+    or, where ``H`` is None, by truncated CG on ``hessp`` products; the steepest descent
+    where that is not a descent direction."""
+    g_norm = float(np.linalg.norm(g))
+    if H is None:
+        direction = _conjugate_gradients(hessp, theta, -g, min(0.5, np.sqrt(g_norm)) * g_norm)
+    else:
+        try:
+            direction = -_solve(H, g)
+        except SingularSystem:
+            ridge = singular_ridge * max(float(np.trace(H)) / len(g), 1e-300)
+            direction = -np.linalg.solve(H + ridge * np.eye(len(g)), g)
+    slope = float(g @ direction)
+    if not slope < 0:
+        direction, slope = -g, -(g_norm**2)
+    return direction, slope
 
 
 def _conjugate_gradients(hessp, theta, b: np.ndarray, tol: float) -> np.ndarray:

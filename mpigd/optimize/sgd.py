@@ -7,13 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import (
-    Function,
-    Iterations,
-    OptimizeResult,
-    Progress,
-    check_stopping,
-)
+from .base import Function, Iterations, OptimizeResult, Progress, check_stopping
 
 BatchFunction = Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]
 
