@@ -8,6 +8,7 @@ from ..kernels.losses import MODELS
 from ..parallel import library_version, on_root
 from .common import (
     add_checkpointing,
+    add_command,
     add_out,
     add_x_key,
     add_y_key,
@@ -22,9 +23,11 @@ METRIC_CHOICES = ("log_loss", "accuracy", "roc_auc", "rmse", "r2", "mae")
 
 
 def register(commands, run_options) -> None:
-    cv = commands.add_parser(
+    cv = add_command(
+        commands,
         "cv",
-        parents=[run_options],
+        run_options,
+        run,
         help="cross-validate along a penalty path",
         description="K-fold cross-validation of a linear, logistic or softmax regression "
         "along a path of penalties, all folds in one pass over the data per evaluation; "
@@ -40,40 +43,7 @@ def register(commands, run_options) -> None:
         help="dataset of fold ids 0 .. K-1, one per row (default: hash of --seed and row)",
     )
     cv.add_argument("--seed", type=int, default=0, help="seed of the hashed folds (default: 0)")
-    path = cv.add_mutually_exclusive_group(required=True)
-    positive = "a penalty cannot be negative: a path needs HIGH >= LOW > 0"
-    refuses_negative(
-        path.add_argument(
-            "--l2-path", metavar="HIGH:LOW:COUNT", help="COUNT log-spaced l2 penalties (L-BFGS)"
-        ),
-        positive,
-    )
-    refuses_negative(
-        path.add_argument(
-            "--l1-path",
-            metavar="HIGH:LOW:COUNT",
-            help="COUNT log-spaced l1 penalties (nesterov/FISTA), with --l2 fixed",
-        ),
-        positive,
-    )
-    refuses_negative(
-        cv.add_argument(
-            "--l2", type=float, default=0.0, help="fixed l2 with --l1-path (default: 0)"
-        ),
-        "--l2 cannot be negative",
-    )
-    cv.add_argument(
-        "--metric",
-        choices=METRIC_CHOICES,
-        help="validation metric (default: log_loss for classifiers, rmse for linear)",
-    )
-    cv.add_argument(
-        "--rule",
-        choices=["min", "1se"],
-        default="min",
-        help="min: best mean metric; 1se: largest penalty within one standard error of it "
-        "(default: min)",
-    )
+    _add_path_options(cv)
     cv.add_argument(
         "--json", metavar="PATH", help="write the cross-validation record here (default: none)"
     )
@@ -100,7 +70,44 @@ def register(commands, run_options) -> None:
     add_checkpointing(cv, "evaluations")
     add_x_key(cv)
     add_y_key(cv)
-    cv.set_defaults(func=run)
+
+
+def _add_path_options(parser) -> None:
+    """The penalty path, and how a penalty is chosen on it."""
+    path = parser.add_mutually_exclusive_group(required=True)
+    positive = "a penalty cannot be negative: a path needs HIGH >= LOW > 0"
+    refuses_negative(
+        path.add_argument(
+            "--l2-path", metavar="HIGH:LOW:COUNT", help="COUNT log-spaced l2 penalties (L-BFGS)"
+        ),
+        positive,
+    )
+    refuses_negative(
+        path.add_argument(
+            "--l1-path",
+            metavar="HIGH:LOW:COUNT",
+            help="COUNT log-spaced l1 penalties (nesterov/FISTA), with --l2 fixed",
+        ),
+        positive,
+    )
+    refuses_negative(
+        parser.add_argument(
+            "--l2", type=float, default=0.0, help="fixed l2 with --l1-path (default: 0)"
+        ),
+        "--l2 cannot be negative",
+    )
+    parser.add_argument(
+        "--metric",
+        choices=METRIC_CHOICES,
+        help="validation metric (default: log_loss for classifiers, rmse for linear)",
+    )
+    parser.add_argument(
+        "--rule",
+        choices=["min", "1se"],
+        default="min",
+        help="min: best mean metric; 1se: largest penalty within one standard error of it "
+        "(default: min)",
+    )
 
 
 def run(args, comm) -> int:

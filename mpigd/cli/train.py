@@ -11,6 +11,7 @@ from ..train.driver import fit
 from ..train.options import TrainOptions
 from .common import (
     add_checkpointing,
+    add_command,
     add_out,
     add_x_key,
     add_y_key,
@@ -23,9 +24,11 @@ from .common import (
 
 
 def register(commands, run_options) -> None:
-    train = commands.add_parser(
+    train = add_command(
+        commands,
         "train",
-        parents=[run_options],
+        run_options,
+        run,
         help="train a model",
         description="Train a linear, logistic or softmax regression: each rank reads its own "
         "rows, one Allreduce per evaluation.",
@@ -70,7 +73,6 @@ def register(commands, run_options) -> None:
     train.add_argument(
         "--print-every", type=positive_int, default=10, help="progress line every N iterations"
     )
-    train.set_defaults(func=run)
 
 
 def _add_objective_options(parser) -> None:
