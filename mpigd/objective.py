@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .kernels import for_rows
+from .kernels import select
 from .kernels.losses import PointwiseLoss
 from .kernels.theta import unpack_theta
 from .parallel import allreduce_sum, rows_before, wtime
@@ -152,7 +152,7 @@ class Objective(Reduced):
         self.X_local = X_local
         self.y_local = y_local
         self.loss = loss
-        self.kernels = for_rows(X_local)  # dense row blocks or CSR: the same sums
+        self.kernels = select(X_local, loss)  # compiled or NumPy, dense or CSR: chosen once
         self.l2 = float(l2)
         self.weights = weights
         self.scaling = scaling

@@ -5,19 +5,24 @@
  * CSR rows (float32 or float64 values; int32 or int64 indices and indptr); linear,
  * logistic and softmax losses; optional row weights. Sums are float64.
  *
+ * The sweeps are written once, in _fused_dense.inc and _fused_csr.inc, and included here
+ * once per element type. They take their arguments in four structs: the rows (Rows), the
+ * model (Model), the cross-validation folds (Folds) and what they write (Out).
+ *
  * The NumPy kernels in dense.py and sparse.py are the reference these are tested against
  * (and the fallback when this module is missing or MPIGD_KERNELS=numpy). Built without
  * fast-math: NaN and inf propagate as in NumPy, which divergence detection relies on;
  * only the reductions over features are reassociated (omp simd).
  *
- * The Python wrapper (compiled.py) checks dtypes, shapes and contiguity, and the package
- * validates every CSR matrix where it enters; this file trusts neither. The entry points
- * check every buffer's length against the sizes they index with, softmax labels before
- * they are used as class indices, indptr (non-decreasing, within the stored values) before
- * the sweep, and each block's column indices before the block is swept (its gather and
- * scatter then follow only checked indices), so no argument can make a loop read or
- * write outside its buffers: a bad one is a ValueError. No Python objects are touched
- * while the GIL is released.
+ * The Python wrapper (compiled.py) chooses these kernels where they apply, and the
+ * package validates every CSR matrix where it enters; this file trusts neither. The entry
+ * points take each array's element type from its buffer (not from a flag), check every
+ * buffer's length against the sizes they index with, softmax labels before they are used
+ * as class indices, indptr (non-decreasing, within the stored values) before the sweep,
+ * and each block's column indices before the block is swept (its gather and scatter then
+ * follow only checked indices), so no argument can make a loop read or write outside its
+ * buffers: a bad one is a ValueError. No Python objects are touched while the GIL is
+ * released.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -25,7 +30,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define KERNEL_ABI 4 /* bumped with the calling convention: a stale build is never used */
+#define KERNEL_ABI 5 /* bumped with the calling convention: a stale build is never used */
 
 enum { LOSS_LINEAR = 0, LOSS_LOGISTIC = 1, LOSS_SOFTMAX = 2 };
 
@@ -44,190 +49,265 @@ static Py_ssize_t block_rows(Py_ssize_t row_bytes)
 
 #include "_losses.h"
 
+/* ---- what a sweep reads and writes ---------------------------------------------------- */
+
+/* This rank's rows: m rows of n features, dense (X: m x n, row-major) or CSR (X the nnz
+ * stored values, indices, indptr: m + 1 entries, indptr[0] at X's first value), their
+ * labels y and weights s (NULL: unweighted). Each element type is given by its size in
+ * bytes: values 4 (float) or 8 (double), indices and indptr 4 (int32) or 8 (int64). */
+typedef struct {
+    const void *X, *indices, *indptr;
+    int value_bytes, index_bytes, indptr_bytes;
+    Py_ssize_t m, n, nnz;
+    const double *y, *s;
+} Rows;
+
+/* The model the sums are taken at: K outputs, each of n weights W and an intercept b;
+ * the loss (LOSS_*); need_loss 0 skips the loss sum (it is then 0), not the gradient.
+ * W is laid out as the sweep reads it: (K, n) for dense rows, (n, K) as in theta for CSR. */
+typedef struct {
+    const double *W, *b;
+    Py_ssize_t K;
+    int loss, need_loss;
+} Model;
+
 /* Cross-validation: the K outputs are K single-output models, each leaving out the rows
- * of one fold (fold_losses); NULL for one model (or softmax). */
+ * of one fold (fold_losses); a sweep without folds gets NULL. */
 typedef struct {
     const int64_t *fold, *labels; /* each row's fold; the fold each model leaves out */
     const double *cw;             /* NULL, or K x 2 class weights */
     double *loss_sums;            /* 2K: training losses, then validation losses */
 } Folds;
 
-/* The block's losses: one model, softmax, or K fold models. */
-static INLINE double block_of(int loss, Py_ssize_t start, Py_ssize_t rows, Py_ssize_t K,
-                              double *z, const double *y, const double *s, const Folds *cv,
-                              double *r, double *r_sum, int need_loss)
+/* What a sweep writes: the gradient sums of W (laid out as W) and of b (K), its scratch
+ * z and r (BLOCK x K each), and, for CSR, why it stopped (NULL: it did not) and at which
+ * row. */
+typedef struct {
+    double *G, *r_sum, *z, *r;
+    const char *problem;
+    Py_ssize_t bad_row;
+} Out;
+
+/* The losses of the block of `count` rows from `start`: one model, softmax, or K fold
+ * models. */
+static INLINE double block_losses_of(const Rows *rows, const Model *model, const Folds *cv,
+                                     Py_ssize_t start, Py_ssize_t count, Out *out)
 {
+    const double *y = rows->y + start, *s = rows->s ? rows->s + start : NULL;
     if (!cv)
-        return losses(loss, rows, K, z, y + start, s ? s + start : NULL, r, r_sum, need_loss);
-    fold_losses(loss, rows, K, z, y + start, s ? s + start : NULL, cv->fold + start,
-                cv->labels, cv->cw, r, r_sum, cv->loss_sums);
+        return losses(model->loss, count, model->K, out->z, y, s, out->r, out->r_sum,
+                      model->need_loss);
+    fold_losses(model->loss, count, model->K, out->z, y, s, cv->fold + start, cv->labels,
+                cv->cw, out->r, out->r_sum, cv->loss_sums);
     return 0.0;
 }
 
-/* ---- dense rows -------------------------------------------------------------------- */
+/* ---- the sweeps, one template included per element type ------------------------------- */
 
-/* Per block of rows: the predictors (one dot product a row and output, which runs at
- * memory speed), the losses (vectorised over the block for one output), then X_b^T r a
- * chunk of columns at a time, summed over the block in registers while it is in cache.
- * Wt and Gt are the weights and their gradient sums transposed, (K, n): each output's
- * weights are contiguous. z and r hold BLOCK x K numbers; r_sum K. */
-#define DENSE_SUMS(NAME, T)                                                                \
-CLONES static double NAME(const T *X, Py_ssize_t m, Py_ssize_t n, Py_ssize_t K,          \
-                          const double *y, const double *Wt, const double *b,            \
-                          const double *s, int loss, double *Gt, double *r_sum,          \
-                          double *z, double *r, int need_loss, const Folds *cv)          \
-{                                                                                         \
-    double total = 0.0;                                                                   \
-    Py_ssize_t block = block_rows(n * (Py_ssize_t)sizeof(T));                             \
-    for (Py_ssize_t start = 0; start < m; start += block) {                               \
-        Py_ssize_t rows = m - start < block ? m - start : block, i;                       \
-        const T *Xb = X + start * n;                                                      \
-        for (i = 0; i < rows; i++) {                                                      \
-            const T *x = Xb + i * n;                                                      \
-            Py_ssize_t k = 0;                                                             \
-            for (; k + 4 <= K; k += 4) { /* four outputs share each load of x */          \
-                const double *w0 = Wt + k * n, *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;  \
-                double a0 = b[k], a1 = b[k + 1], a2 = b[k + 2], a3 = b[k + 3];            \
-                _Pragma("omp simd reduction(+:a0, a1, a2, a3)")                           \
-                for (Py_ssize_t j = 0; j < n; j++) {                                      \
-                    double xj = (double)x[j];                                             \
-                    a0 += xj * w0[j];                                                     \
-                    a1 += xj * w1[j];                                                     \
-                    a2 += xj * w2[j];                                                     \
-                    a3 += xj * w3[j];                                                     \
-                }                                                                         \
-                double *zi = z + i * K + k;                                               \
-                zi[0] = a0; zi[1] = a1; zi[2] = a2; zi[3] = a3;                           \
-            }                                                                             \
-            for (; k < K; k++) {                                                          \
-                const double *w = Wt + k * n;                                             \
-                double a = b[k];                                                          \
-                _Pragma("omp simd reduction(+:a)")                                        \
-                for (Py_ssize_t j = 0; j < n; j++)                                        \
-                    a += (double)x[j] * w[j];                                             \
-                z[i * K + k] = a;                                                         \
-            }                                                                             \
-        }                                                                                 \
-        total += block_of(loss, start, rows, K, z, y, s, cv, r, r_sum, need_loss);        \
-        for (Py_ssize_t k = 0; k < K; k++) {                                              \
-            double *g = Gt + k * n;                                                       \
-            Py_ssize_t j0 = 0;                                                            \
-            for (; j0 + CHUNK <= n; j0 += CHUNK) {                                        \
-                double acc[CHUNK] = {0.0};                                                \
-                for (i = 0; i < rows; i++) {                                              \
-                    const T *x = Xb + i * n + j0;                                         \
-                    double ri = r[i * K + k];                                             \
-                    _Pragma("omp simd")                                                   \
-                    for (Py_ssize_t j = 0; j < CHUNK; j++)                                \
-                        acc[j] += ri * (double)x[j];                                      \
-                }                                                                         \
-                for (Py_ssize_t j = 0; j < CHUNK; j++)                                    \
-                    g[j0 + j] += acc[j];                                                  \
-            }                                                                             \
-            for (i = 0; i < rows && j0 < n; i++) {                                        \
-                const T *x = Xb + i * n;                                                  \
-                double ri = r[i * K + k];                                                 \
-                for (Py_ssize_t j = j0; j < n; j++)                                       \
-                    g[j] += ri * (double)x[j];                                            \
-            }                                                                             \
-        }                                                                                 \
-    }                                                                                     \
-    return total;                                                                         \
+#define SUFFIXED_(name, suffix) name##_##suffix
+#define SUFFIXED(name, suffix) SUFFIXED_(name, suffix)
+/* For the checks a sweep makes before it starts: inlined into the sweep, the indptr check
+ * cost the CSR softmax gather and scatter loops registers (4% more instructions). */
+#if defined(__GNUC__)
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE
+#endif
+
+#define T double
+#define SUFFIX f64
+#include "_fused_dense.inc"
+
+#define T float
+#define SUFFIX f32
+#include "_fused_dense.inc"
+
+#define T double
+#define I int32_t
+#define P int32_t
+#define SUFFIX f64_i32_i32
+#include "_fused_csr.inc"
+
+#define T double
+#define I int32_t
+#define P int64_t
+#define SUFFIX f64_i32_i64
+#include "_fused_csr.inc"
+
+#define T double
+#define I int64_t
+#define P int64_t
+#define SUFFIX f64_i64_i64
+#include "_fused_csr.inc"
+
+#define T float
+#define I int32_t
+#define P int32_t
+#define SUFFIX f32_i32_i32
+#include "_fused_csr.inc"
+
+#define T float
+#define I int32_t
+#define P int64_t
+#define SUFFIX f32_i32_i64
+#include "_fused_csr.inc"
+
+#define T float
+#define I int64_t
+#define P int64_t
+#define SUFFIX f32_i64_i64
+#include "_fused_csr.inc"
+
+static double dense_sweep(const Rows *rows, const Model *model, const Folds *cv, Out *out)
+{
+    return rows->value_bytes == 4 ? dense_sums_f32(rows, model, cv, out)
+                                  : dense_sums_f64(rows, model, cv, out);
 }
 
-DENSE_SUMS(dense_sums_f64, double)
-DENSE_SUMS(dense_sums_f32, float)
-
-/* ---- CSR rows ---------------------------------------------------------------------- */
-
-/* Per block of rows: check the block's column indices (one vectorised min/max pass over
- * them, which leaves them in cache for the gather), gather the predictors, the block's
- * losses, scatter x_i r_i into the gradient; the block's data and indices are read from
- * memory once, the second time from cache. W and G are (n, K) row-major as in theta: a
- * column's K weights are contiguous. z and r hold BLOCK x K numbers; r_sum K. indptr
- * must have been checked (non-decreasing, within data); positions in data are Py_ssize_t,
- * so p + 4 cannot overflow near the end of an int32 indptr. On a block with an index outside
- * 0 .. n - 1 the sweep stops before following any of its indices, sets *bad_row to the
- * first row that holds one and returns (G is then not a gradient). */
-#define CSR_SUMS(NAME, T, I, P)                                                            \
-CLONES static double NAME(const T *data, const I *indices, const P *indptr, Py_ssize_t m,\
-                          Py_ssize_t n, Py_ssize_t K, const double *y, const double *W,   \
-                          const double *b, const double *s, int loss, double *G,          \
-                          double *r_sum, double *z, double *r, int need_loss,             \
-                          const Folds *cv, Py_ssize_t *bad_row)                           \
-{                                                                                         \
-    double total = 0.0;                                                                   \
-    const P base = indptr[0];                                                             \
-    for (Py_ssize_t start = 0; start < m; start += BLOCK) {                               \
-        Py_ssize_t rows = m - start < BLOCK ? m - start : BLOCK, i;                       \
-        const P *ptr = indptr + start;                                                    \
-        I low = 0, high = 0; /* the block's smallest and largest index */                 \
-        _Pragma("omp simd reduction(min:low) reduction(max:high)")                        \
-        for (Py_ssize_t p = ptr[0] - base; p < ptr[rows] - base; p++) {                   \
-            low = indices[p] < low ? indices[p] : low;                                    \
-            high = indices[p] > high ? indices[p] : high;                                 \
-        }                                                                                 \
-        if (low < 0 || (int64_t)high >= (int64_t)n) {                                     \
-            for (i = 0; i < rows; i++)                                                    \
-                for (Py_ssize_t p = ptr[i] - base; p < ptr[i + 1] - base; p++)            \
-                    if (indices[p] < 0 || (int64_t)indices[p] >= (int64_t)n) {            \
-                        *bad_row = start + i;                                             \
-                        return 0.0;                                                       \
-                    }                                                                     \
-        }                                                                                 \
-        for (i = 0; i < rows; i++) {                                                      \
-            double *zi = z + i * K;                                                       \
-            Py_ssize_t lo = ptr[i] - base, hi = ptr[i + 1] - base;                        \
-            if (K == 1) { /* four partial sums: the adds do not wait on each other */     \
-                double a0 = b[0], a1 = 0.0, a2 = 0.0, a3 = 0.0;                           \
-                Py_ssize_t p = lo;                                                        \
-                for (; p + 4 <= hi; p += 4) {                                             \
-                    a0 += (double)data[p] * W[indices[p]];                                \
-                    a1 += (double)data[p + 1] * W[indices[p + 1]];                        \
-                    a2 += (double)data[p + 2] * W[indices[p + 2]];                        \
-                    a3 += (double)data[p + 3] * W[indices[p + 3]];                        \
-                }                                                                         \
-                for (; p < hi; p++)                                                       \
-                    a0 += (double)data[p] * W[indices[p]];                                \
-                zi[0] = (a0 + a1) + (a2 + a3);                                            \
-                continue;                                                                 \
-            }                                                                             \
-            memcpy(zi, b, (size_t)K * sizeof(double));                                    \
-            for (Py_ssize_t p = lo; p < hi; p++) {                                        \
-                double d = (double)data[p];                                               \
-                const double *Wj = W + (Py_ssize_t)indices[p] * K;                        \
-                for (Py_ssize_t k = 0; k < K; k++)                                        \
-                    zi[k] += d * Wj[k];                                                   \
-            }                                                                             \
-        }                                                                                 \
-        total += block_of(loss, start, rows, K, z, y, s, cv, r, r_sum, need_loss);        \
-        for (i = 0; i < rows; i++) {                                                      \
-            const double *ri = r + i * K;                                                 \
-            Py_ssize_t lo = ptr[i] - base, hi = ptr[i + 1] - base;                        \
-            if (K == 1) {                                                                 \
-                for (Py_ssize_t p = lo; p < hi; p++)                                      \
-                    G[indices[p]] += ri[0] * (double)data[p];                             \
-                continue;                                                                 \
-            }                                                                             \
-            for (Py_ssize_t p = lo; p < hi; p++) {                                        \
-                double d = (double)data[p];                                               \
-                double *Gj = G + (Py_ssize_t)indices[p] * K;                              \
-                for (Py_ssize_t k = 0; k < K; k++)                                        \
-                    Gj[k] += d * ri[k];                                                   \
-            }                                                                             \
-        }                                                                                 \
-    }                                                                                     \
-    return total;                                                                         \
+/* int64 indices come with int64 indptr (the entry point refuses the other mix). */
+static double csr_sweep(const Rows *rows, const Model *model, const Folds *cv, Out *out)
+{
+    int i64 = rows->index_bytes == 8, p64 = rows->indptr_bytes == 8;
+    if (rows->value_bytes == 4)
+        return i64   ? csr_sums_f32_i64_i64(rows, model, cv, out)
+               : p64 ? csr_sums_f32_i32_i64(rows, model, cv, out)
+                     : csr_sums_f32_i32_i32(rows, model, cv, out);
+    return i64   ? csr_sums_f64_i64_i64(rows, model, cv, out)
+           : p64 ? csr_sums_f64_i32_i64(rows, model, cv, out)
+                 : csr_sums_f64_i32_i32(rows, model, cv, out);
 }
 
-CSR_SUMS(csr_f64_i32_i32, double, int32_t, int32_t)
-CSR_SUMS(csr_f64_i32_i64, double, int32_t, int64_t)
-CSR_SUMS(csr_f64_i64_i64, double, int64_t, int64_t)
-CSR_SUMS(csr_f32_i32_i32, float, int32_t, int32_t)
-CSR_SUMS(csr_f32_i32_i64, float, int32_t, int64_t)
-CSR_SUMS(csr_f32_i64_i64, float, int64_t, int64_t)
+/* ---- the arguments of the Python entry points ----------------------------------------- */
 
-/* ---- Python entry points ------------------------------------------------------------ */
+/* An entry point's arguments, grouped as the caller passes them (see py_dense_sums and
+ * py_csr_sums). Buffers not given are all zeros (length 0); release() releases them all.
+ * Nothing here is trusted before check_call() has compared it with the rest. */
+typedef struct {
+    struct {
+        Py_buffer X, indices, indptr, y, s; /* X: dense X, or CSR data */
+        Py_ssize_t m, n;
+    } rows;
+    struct {
+        Py_buffer theta;
+        int loss, need_loss;
+        Py_ssize_t K;
+    } model;
+    Py_buffer grad;
+    struct {
+        Py_buffer fold, labels, cw, loss_sums;
+        int given;
+    } folds;
+} Call;
+
+/* The Python objects of a Call's buffers, as parsed (borrowed); NULL: not given. */
+typedef struct {
+    PyObject *X, *indices, *indptr, *y, *s, *theta, *grad, *fold, *labels, *cw, *loss_sums;
+} Objects;
+
+static void release(Call *c)
+{
+    Py_buffer *all[] = {&c->rows.X,     &c->rows.indices, &c->rows.indptr,   &c->rows.y,
+                        &c->rows.s,     &c->model.theta,  &c->grad,          &c->folds.fold,
+                        &c->folds.labels, &c->folds.cw,   &c->folds.loss_sums};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        PyBuffer_Release(all[i]); /* a no-op on one never acquired */
+}
+
+/* What a buffer argument may hold. */
+enum {
+    FLOATS = 1,  /* float32 or float64 */
+    DOUBLES = 2, /* float64 */
+    INDEXES = 4, /* int32 or int64 */
+    INT64S = 8,  /* int64 */
+    VECTOR = 16, /* one dimension */
+    WRITTEN = 32 /* writable: the sweep writes it */
+};
+
+/* The item type of a buffer format ('d', 'f', 'i', 'l', ...) in native byte order, or 0
+ * (another byte order, a struct, several items). */
+static char item_type(const char *format)
+{
+#if PY_LITTLE_ENDIAN
+    const char native = '<';
+#else
+    const char native = '>';
+#endif
+    if (!format)
+        return 'B';
+    if (*format == '@' || *format == '=' || *format == native)
+        format++;
+    return format[0] && !format[1] ? format[0] : 0;
+}
+
+/* Whether buffer b holds what `want` allows (its element type and dimensions). */
+static int holds_kind(const Py_buffer *b, int want)
+{
+    char t = item_type(b->format);
+    int real = (t == 'f' && b->itemsize == 4) || (t == 'd' && b->itemsize == 8);
+    int integer = (t == 'i' || t == 'l' || t == 'q') && (b->itemsize == 4 || b->itemsize == 8);
+    if ((want & VECTOR) && b->ndim != 1)
+        return 0;
+    if (want & FLOATS)
+        return real;
+    if (want & DOUBLES)
+        return real && b->itemsize == 8;
+    if (want & INDEXES)
+        return integer;
+    return integer && b->itemsize == 8; /* INT64S */
+}
+
+/* Takes obj's buffer into *view: C-contiguous, in native byte order, holding what `want`
+ * allows; else a ValueError naming it (a TypeError for an object without a buffer; the
+ * exporter's BufferError or ValueError, as NumPy's for a strided or read-only array,
+ * becomes one that names the argument).
+ * obj NULL (a group not given) leaves *view empty. */
+static int take(PyObject *obj, Py_buffer *view, int want, const char *name)
+{
+    if (!obj)
+        return 1;
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (want & WRITTEN ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0) {
+        view->obj = NULL;
+        if (PyErr_ExceptionMatches(PyExc_BufferError) ||
+            PyErr_ExceptionMatches(PyExc_ValueError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "%s must be a C-contiguous%s array", name,
+                         want & WRITTEN ? ", writable" : "");
+        }
+        return 0;
+    }
+    if (holds_kind(view, want))
+        return 1;
+    const char *kind = want & FLOATS    ? "float32 or float64"
+                       : want & DOUBLES ? "float64"
+                       : want & INDEXES ? "int32 or int64"
+                                        : "int64";
+    PyErr_Format(PyExc_ValueError, "%s must hold %s items in native byte order%s, not "
+                 "'%s' items of %zd bytes in %d dimensions", name, kind,
+                 want & VECTOR ? " in one dimension" : "", view->format ? view->format : "B",
+                 view->itemsize, view->ndim);
+    PyBuffer_Release(view);
+    return 0;
+}
+
+/* Takes every buffer of a call: the rows' X (dense X or CSR data), indices and indptr
+ * (CSR only), y and weights; theta; grad; and the folds' buffers when given. */
+static int take_all(const Objects *o, Call *c, int csr)
+{
+    return take(o->X, &c->rows.X, FLOATS, csr ? "data" : "X") &&
+           take(o->indices, &c->rows.indices, INDEXES | VECTOR, "indices") &&
+           take(o->indptr, &c->rows.indptr, INDEXES | VECTOR, "indptr") &&
+           take(o->y, &c->rows.y, DOUBLES | VECTOR, "y") &&
+           take(o->s, &c->rows.s, DOUBLES | VECTOR, "weights") &&
+           take(o->theta, &c->model.theta, DOUBLES | VECTOR, "theta") &&
+           take(o->grad, &c->grad, DOUBLES | VECTOR | WRITTEN, "grad") &&
+           take(o->fold, &c->folds.fold, INT64S | VECTOR, "fold") &&
+           take(o->labels, &c->folds.labels, INT64S | VECTOR, "labels") &&
+           take(o->cw, &c->folds.cw, DOUBLES, "class weights") &&
+           take(o->loss_sums, &c->folds.loss_sums, DOUBLES | VECTOR | WRITTEN, "loss_sums");
+}
+
+/* ---- the checks ----------------------------------------------------------------------- */
 
 /* count * size, or -1 when either is negative or the product overflows. */
 static Py_ssize_t times(Py_ssize_t count, Py_ssize_t size)
@@ -237,22 +317,21 @@ static Py_ssize_t times(Py_ssize_t count, Py_ssize_t size)
     return count * size;
 }
 
-/* Whether buffer b holds exactly `count` items of `size` bytes; else a ValueError. */
-static int holds(const Py_buffer *b, Py_ssize_t count, Py_ssize_t size, const char *name)
+/* Whether buffer b holds exactly `count` of its items; else a ValueError. */
+static int holds(const Py_buffer *b, Py_ssize_t count, const char *name)
 {
-    Py_ssize_t bytes = times(count, size);
+    Py_ssize_t bytes = times(count, b->itemsize);
     if (bytes >= 0 && b->len == bytes)
         return 1;
     PyErr_Format(PyExc_ValueError, "%s holds %zd bytes, but the sizes given need %zd items "
-                 "of %zd bytes", name, b->len, count, size);
+                 "of %zd bytes", name, b->len, count, b->itemsize);
     return 0;
 }
 
-/* Whether buffer b is empty or holds exactly `count` items of `size` bytes. */
-static int empty_or_holds(const Py_buffer *b, Py_ssize_t count, Py_ssize_t size,
-                          const char *name)
+/* Whether buffer b is empty or holds exactly `count` of its items. */
+static int empty_or_holds(const Py_buffer *b, Py_ssize_t count, const char *name)
 {
-    return !b->len || holds(b, count, size, name);
+    return !b->len || holds(b, count, name);
 }
 
 /* Whether the bytes of buffers a and b overlap. */
@@ -278,39 +357,40 @@ static int apart(const Py_buffer *out, const char *name, const Py_buffer *const 
     return 1;
 }
 
-/* The model arguments both entry points end with, checked against m, n and K before any
- * of them is indexed: y (float64, m), theta and grad (float64, (n + 1) K), weights
- * (float64, zero length or m), and the fold buffers (see folds_of). Without folds, K > 1
- * is softmax and its labels index the K outputs, so each must lie in [0, K); with folds,
- * the K outputs are single-output models. Returns 0 with a ValueError set on a mismatch. */
-static int check_model(Py_ssize_t m, Py_ssize_t n, Py_ssize_t K, int loss, const Py_buffer *y,
-                       const Py_buffer *theta, const Py_buffer *s, const Py_buffer *grad,
-                       const Py_buffer *fold, const Py_buffer *labels, const Py_buffer *cw,
-                       const Py_buffer *loss_sums)
+/* Every size of a call against every buffer it indexes, before any is indexed: y
+ * (float64, m), theta and grad (float64, (n + 1) K), weights (float64, zero length or m),
+ * the folds' buffers (fold: int64, m; labels: int64, K; class weights: float64, zero
+ * length or K x 2; loss_sums: float64, 2K), X (dense: m x n values; CSR: the values,
+ * with indices of as many items and indptr of m + 1). Without folds, K > 1 is softmax and
+ * its labels index the K outputs, so each must lie in [0, K); with folds, the K outputs
+ * are single-output models. The written buffers must be apart from what is read.
+ * indptr itself and the column indices are checked by the CSR sweep, before it follows
+ * them. Returns 0 with a ValueError set on a mismatch. */
+static int check_call(const Call *c, int csr)
 {
-    const Py_ssize_t d = sizeof(double);
+    const Py_ssize_t m = c->rows.m, n = c->rows.n, K = c->model.K;
+    const int loss = c->model.loss, folds = c->folds.given;
     if (m < 0 || n < 0 || K < 1 || n == PY_SSIZE_T_MAX) {
         PyErr_Format(PyExc_ValueError, "sizes m = %zd, n = %zd, K = %zd: need m, n >= 0, "
                      "K >= 1", m, n, K);
         return 0;
     }
     if (loss < LOSS_LINEAR || loss > LOSS_SOFTMAX ||
-        (fold->len ? loss == LOSS_SOFTMAX : (loss == LOSS_SOFTMAX) != (K > 1))) {
+        (folds ? loss == LOSS_SOFTMAX : (loss == LOSS_SOFTMAX) != (K > 1))) {
         PyErr_Format(PyExc_ValueError, "loss code %d does not go with K = %zd outputs%s", loss,
-                     K, fold->len ? " of fold models" : "");
+                     K, folds ? " of fold models" : "");
         return 0;
     }
     Py_ssize_t params = times(n + 1, K);
-    if (!holds(y, m, d, "y") || !holds(theta, params, d, "theta") ||
-        !holds(grad, params, d, "grad") || !empty_or_holds(s, m, d, "weights") ||
-        !empty_or_holds(fold, m, sizeof(int64_t), "fold"))
+    if (!holds(&c->rows.y, m, "y") || !holds(&c->model.theta, params, "theta") ||
+        !holds(&c->grad, params, "grad") || !empty_or_holds(&c->rows.s, m, "weights"))
         return 0;
-    if (fold->len && (!holds(labels, K, sizeof(int64_t), "labels") ||
-                      !empty_or_holds(cw, times(K, 2), d, "class weights") ||
-                      !holds(loss_sums, times(K, 2), d, "loss_sums")))
+    if (folds && (!holds(&c->folds.fold, m, "fold") || !holds(&c->folds.labels, K, "labels") ||
+                  !empty_or_holds(&c->folds.cw, times(K, 2), "class weights") ||
+                  !holds(&c->folds.loss_sums, times(K, 2), "loss_sums")))
         return 0;
     if (loss == LOSS_SOFTMAX) {
-        const double *label = y->buf;
+        const double *label = c->rows.y.buf;
         for (Py_ssize_t i = 0; i < m; i++)
             if (!(label[i] >= 0.0 && label[i] < (double)K)) { /* NaN fails too */
                 PyErr_Format(PyExc_ValueError, "softmax label of row %zd is not a class "
@@ -318,180 +398,189 @@ static int check_model(Py_ssize_t m, Py_ssize_t n, Py_ssize_t K, int loss, const
                 return 0;
             }
     }
+    const Py_buffer *X = &c->rows.X;
+    if (!csr && !holds(X, times(m, n), "X"))
+        return 0;
+    if (csr && (!holds(&c->rows.indices, X->len / X->itemsize, "indices") ||
+                !holds(&c->rows.indptr, m + 1, "indptr"))) /* m + 1: m * 8 fits (y) */
+        return 0;
+    const Py_buffer *reads[] = {X, &c->rows.indices, &c->rows.indptr, &c->rows.y, &c->rows.s,
+                                &c->model.theta, &c->folds.fold, &c->folds.labels,
+                                &c->folds.cw, &c->folds.loss_sums};
+    if (!apart(&c->grad, "grad", reads, 10) ||
+        !apart(&c->folds.loss_sums, "loss_sums", reads, 9))
+        return 0;
+    if (csr && c->rows.indices.itemsize == 8 && c->rows.indptr.itemsize != 8) {
+        PyErr_SetString(PyExc_ValueError, "int64 indices need int64 indptr");
+        return 0;
+    }
     return 1;
 }
 
-/* The fold arguments that end both entry points' argument lists: four buffers, fold
- * (int64, zero length for none), labels (int64, K), cw (float64, zero length or K x 2)
- * and loss_sums (float64, 2K, added to: training, then validation losses). */
-static const Folds *folds_of(Py_buffer *fold, Py_buffer *labels, Py_buffer *cw,
-                             Py_buffer *loss_sums, Folds *cv)
+/* The checked arguments as the sweeps read them. */
+static Rows rows_of(const Call *c)
 {
-    if (!fold->len)
-        return NULL;
-    cv->fold = fold->buf;
-    cv->labels = labels->buf;
-    cv->cw = cw->len ? cw->buf : NULL;
-    cv->loss_sums = loss_sums->buf;
-    return cv;
+    const Py_buffer *X = &c->rows.X;
+    Rows rows = {
+        .X = X->buf,
+        .indices = c->rows.indices.buf,
+        .indptr = c->rows.indptr.buf,
+        .value_bytes = (int)X->itemsize,
+        .index_bytes = (int)c->rows.indices.itemsize,
+        .indptr_bytes = (int)c->rows.indptr.itemsize,
+        .m = c->rows.m,
+        .n = c->rows.n,
+        .nnz = X->len / X->itemsize,
+        .y = c->rows.y.buf,
+        .s = c->rows.s.len ? c->rows.s.buf : NULL,
+    };
+    return rows;
 }
-#define RELEASE_FOLDS() PyBuffer_Release(&fold); PyBuffer_Release(&labels); \
-                        PyBuffer_Release(&cw); PyBuffer_Release(&loss_sums)
 
-/* dense_sums(X, X_is_f32, m, n, y, theta, weights, loss, K, grad, need_loss, fold,
- *            labels, cw, loss_sums) -> float
- * X: m x n, row-major. weights: a zero-length buffer for none. grad is overwritten. */
+static Folds folds_of(const Call *c)
+{
+    Folds folds = {
+        .fold = c->folds.fold.buf,
+        .labels = c->folds.labels.buf,
+        .cw = c->folds.cw.len ? c->folds.cw.buf : NULL,
+        .loss_sums = c->folds.loss_sums.buf,
+    };
+    return folds;
+}
+
+/* ---- the Python entry points ---------------------------------------------------------- */
+
+/* The dense sweep of a checked call, without the GIL; its loss sum in *total. One output
+ * uses theta and grad as they are; K outputs need (K, n) copies. 0: no memory. */
+static int run_dense(const Call *c, double *total)
+{
+    const Py_ssize_t n = c->rows.n, K = c->model.K;
+    size_t work = 2 * BLOCK * (size_t)K + (K > 1 ? 2 * (size_t)(n * K) : 0);
+    double *z = malloc(work * sizeof(double));
+    if (!z)
+        return 0;
+    Rows rows = rows_of(c);
+    Folds folds = folds_of(c);
+    const double *theta = c->model.theta.buf;
+    double *grad = c->grad.buf;
+    size_t grad_bytes = (size_t)c->grad.len;
+    Model model = {theta, theta + n * K, K, c->model.loss, c->model.need_loss};
+    Out out = {grad, grad + n * K, z, z + BLOCK * K, NULL, -1};
+    Py_BEGIN_ALLOW_THREADS
+    memset(grad, 0, grad_bytes);
+    if (K > 1) {
+        double *Wt = out.r + BLOCK * K, *Gt = Wt + n * K;
+        memset(Gt, 0, (size_t)(n * K) * sizeof(double));
+        for (Py_ssize_t j = 0; j < n; j++)
+            for (Py_ssize_t k = 0; k < K; k++)
+                Wt[k * n + j] = theta[j * K + k];
+        model.W = Wt;
+        out.G = Gt;
+    }
+    *total = dense_sweep(&rows, &model, c->folds.given ? &folds : NULL, &out);
+    if (K > 1)
+        for (Py_ssize_t j = 0; j < n; j++)
+            for (Py_ssize_t k = 0; k < K; k++)
+                grad[j * K + k] = out.G[k * n + j];
+    Py_END_ALLOW_THREADS
+    free(z);
+    return 1;
+}
+
+/* The CSR sweep of a checked call, without the GIL; its loss sum in *total, and in
+ * out->problem why it could not follow the rows. 0: no memory. */
+static int run_csr(const Call *c, double *total, Out *out)
+{
+    const Py_ssize_t n = c->rows.n, K = c->model.K;
+    double *z = malloc(2 * BLOCK * (size_t)K * sizeof(double));
+    if (!z)
+        return 0;
+    Rows rows = rows_of(c);
+    Folds folds = folds_of(c);
+    const double *theta = c->model.theta.buf;
+    double *grad = c->grad.buf;
+    size_t grad_bytes = (size_t)c->grad.len;
+    Model model = {theta, theta + n * K, K, c->model.loss, c->model.need_loss};
+    *out = (Out){grad, grad + n * K, z, z + BLOCK * K, NULL, -1};
+    Py_BEGIN_ALLOW_THREADS
+    memset(grad, 0, grad_bytes);
+    *total = csr_sweep(&rows, &model, c->folds.given ? &folds : NULL, out);
+    Py_END_ALLOW_THREADS
+    free(z);
+    return 1;
+}
+
+/* dense_sums(rows, model, grad[, folds]) -> float: the loss sum; grad is overwritten.
+ *   rows = (X, m, n, y, weights): X float32 or float64, m x n, row-major; y float64 (m);
+ *          weights float64, m, or empty for none
+ *   model = (theta, loss, K, need_loss): theta float64 ((n + 1) K, as mpigd lays it
+ *          out), loss the code (0 linear, 1 logistic, 2 softmax), K its outputs
+ *   grad: float64, (n + 1) K, written
+ *   folds = (fold, labels, class_weights, loss_sums): the K outputs are K fold models
+ *          (Folds); loss_sums (float64, 2K) is added to. */
 static PyObject *py_dense_sums(PyObject *self, PyObject *args)
 {
-    Py_buffer X, y, theta, s, grad, fold, labels, cw, loss_sums;
-    int f32, loss, need_loss;
-    Py_ssize_t m, n, K;
-    Folds folds;
-    if (!PyArg_ParseTuple(args, "y*pnny*y*y*inw*py*y*y*w*", &X, &f32, &m, &n, &y, &theta, &s,
-                          &loss, &K, &grad, &need_loss, &fold, &labels, &cw, &loss_sums))
+    Call c;
+    Objects o = {0};
+    double total = 0.0;
+    (void)self;
+    memset(&c, 0, sizeof c);
+    if (!PyArg_ParseTuple(args, "(OnnOO)(Oinp)O|(OOOO):dense_sums", &o.X, &c.rows.m,
+                          &c.rows.n, &o.y, &o.s, &o.theta, &c.model.loss, &c.model.K,
+                          &c.model.need_loss, &o.grad, &o.fold, &o.labels, &o.cw,
+                          &o.loss_sums))
         return NULL;
-    double total = 0.0, *z = NULL;
-    const Py_buffer *reads[] = {&X, &y, &theta, &s, &fold, &labels, &cw, &loss_sums};
-    int ok = check_model(m, n, K, loss, &y, &theta, &s, &grad, &fold, &labels, &cw,
-                         &loss_sums) &&
-             holds(&X, times(m, n), f32 ? sizeof(float) : sizeof(double), "X") &&
-             apart(&grad, "grad", reads, 8) && apart(&loss_sums, "loss_sums", reads, 7);
-    if (ok) {
-        const Folds *cv = folds_of(&fold, &labels, &cw, &loss_sums, &folds);
-        const double *w = s.len ? (const double *)s.buf : NULL;
-        /* one output uses theta and grad as they are; K outputs need (K, n) copies */
-        size_t work = 2 * BLOCK * (size_t)K + (K > 1 ? 2 * (size_t)(n * K) : 0);
-        z = malloc(work * sizeof(double));
-        if (z) {
-            Py_BEGIN_ALLOW_THREADS
-            double *r = z + BLOCK * K, *theta_ = theta.buf, *grad_ = grad.buf;
-            double *Wt = theta_, *Gt = grad_;
-            memset(grad_, 0, (size_t)grad.len);
-            if (K > 1) {
-                Wt = r + BLOCK * K;
-                Gt = Wt + n * K;
-                memset(Gt, 0, (size_t)(n * K) * sizeof(double));
-                for (Py_ssize_t j = 0; j < n; j++)
-                    for (Py_ssize_t k = 0; k < K; k++)
-                        Wt[k * n + j] = theta_[j * K + k];
-            }
-            const double *b = theta_ + n * K;
-            double *r_sum = grad_ + n * K;
-            total = f32 ? dense_sums_f32(X.buf, m, n, K, y.buf, Wt, b, w, loss, Gt, r_sum, z,
-                                         r, need_loss, cv)
-                        : dense_sums_f64(X.buf, m, n, K, y.buf, Wt, b, w, loss, Gt, r_sum, z,
-                                         r, need_loss, cv);
-            if (K > 1)
-                for (Py_ssize_t j = 0; j < n; j++)
-                    for (Py_ssize_t k = 0; k < K; k++)
-                        grad_[j * K + k] = Gt[k * n + j];
-            Py_END_ALLOW_THREADS
-        }
-    }
-    free(z);
-    PyBuffer_Release(&X); PyBuffer_Release(&y); PyBuffer_Release(&theta);
-    PyBuffer_Release(&s); PyBuffer_Release(&grad); RELEASE_FOLDS();
+    c.folds.given = o.fold != NULL;
+    int ok = take_all(&o, &c, 0) && check_call(&c, 0);
+    int ran = ok && run_dense(&c, &total);
+    release(&c);
     if (!ok)
         return NULL;
-    if (!z)
+    if (!ran)
         return PyErr_NoMemory();
     return PyFloat_FromDouble(total);
 }
 
-/* Why an indptr cannot be followed, or NULL: it must start at 0 or above, never decrease,
- * and end within the nnz stored values; *row names the row. O(m), no allocation. */
-#define INDPTR_PROBLEM(NAME, P)                                                            \
-static const char *NAME(const P *ptr, Py_ssize_t m, Py_ssize_t nnz, Py_ssize_t *row)     \
-{                                                                                         \
-    *row = 0;                                                                             \
-    if (ptr[0] < 0)                                                                       \
-        return "indptr starts below 0";                                                   \
-    for (Py_ssize_t i = 0; i < m; i++)                                                    \
-        if (ptr[i + 1] < ptr[i]) {                                                        \
-            *row = i;                                                                     \
-            return "indptr decreases";                                                    \
-        }                                                                                 \
-    *row = m;                                                                             \
-    return (int64_t)ptr[m] - (int64_t)ptr[0] > (int64_t)nnz                               \
-               ? "indptr runs past the stored values" : NULL;                             \
-}
-INDPTR_PROBLEM(indptr_problem_i32, int32_t)
-INDPTR_PROBLEM(indptr_problem_i64, int64_t)
-
-/* csr_sums(data, data_is_f32, indices, indices_are_i64, indptr, indptr_is_i64, m, n, y,
- *          theta, weights, loss, K, grad, need_loss, fold, labels, cw, loss_sums) -> float
- * indptr: m + 1 entries; data and indices: as many values each (indptr[0] at the first). */
+/* csr_sums(rows, model, grad[, folds]) -> float, as dense_sums with
+ *   rows = (data, indices, indptr, m, n, y, weights): data float32 or float64 (nnz),
+ *          indices int32 or int64 (nnz), indptr int32 or int64 (m + 1; int64 with int64
+ *          indices), indptr[0] at data's first value. */
 static PyObject *py_csr_sums(PyObject *self, PyObject *args)
 {
-    Py_buffer data, indices, indptr, y, theta, s, grad, fold, labels, cw, loss_sums;
-    int f32, i64, p64, loss, need_loss;
-    Py_ssize_t m, n, K;
-    Folds folds;
-    if (!PyArg_ParseTuple(args, "y*py*py*pnny*y*y*inw*py*y*y*w*", &data, &f32, &indices, &i64,
-                          &indptr, &p64, &m, &n, &y, &theta, &s, &loss, &K, &grad,
-                          &need_loss, &fold, &labels, &cw, &loss_sums))
+    Call c;
+    Objects o = {0};
+    Out out = {0};
+    double total = 0.0;
+    (void)self;
+    memset(&c, 0, sizeof c);
+    if (!PyArg_ParseTuple(args, "(OOOnnOO)(Oinp)O|(OOOO):csr_sums", &o.X, &o.indices,
+                          &o.indptr, &c.rows.m, &c.rows.n, &o.y, &o.s, &o.theta,
+                          &c.model.loss, &c.model.K, &c.model.need_loss, &o.grad, &o.fold,
+                          &o.labels, &o.cw, &o.loss_sums))
         return NULL;
-    double total = 0.0, *z = NULL;
-    Py_ssize_t value_size = f32 ? sizeof(float) : sizeof(double);
-    Py_ssize_t nnz = data.len / value_size, bad_row = -1;
-    const char *problem = NULL;
-    int ok = check_model(m, n, K, loss, &y, &theta, &s, &grad, &fold, &labels, &cw,
-                         &loss_sums) &&
-             holds(&data, nnz, value_size, "data") &&
-             holds(&indices, nnz, i64 ? sizeof(int64_t) : sizeof(int32_t), "indices") &&
-             holds(&indptr, times(m, 1) + 1, p64 ? sizeof(int64_t) : sizeof(int32_t),
-                   "indptr");
-    const Py_buffer *reads[] = {&data, &indices, &indptr, &y, &theta, &s, &fold, &labels, &cw,
-                                &loss_sums};
-    ok = ok && apart(&grad, "grad", reads, 10) && apart(&loss_sums, "loss_sums", reads, 9);
-    if (ok && i64 && !p64) { /* int64 indices come with int64 indptr */
-        PyErr_SetString(PyExc_ValueError, "int64 indices need int64 indptr");
-        ok = 0;
-    }
-    if (ok) {
-        const Folds *cv = folds_of(&fold, &labels, &cw, &loss_sums, &folds);
-        const double *w = s.len ? (const double *)s.buf : NULL;
-        z = malloc(2 * BLOCK * (size_t)K * sizeof(double));
-        if (z) {
-            Py_BEGIN_ALLOW_THREADS
-            problem = p64 ? indptr_problem_i64(indptr.buf, m, nnz, &bad_row)
-                          : indptr_problem_i32(indptr.buf, m, nnz, &bad_row);
-            if (!problem) {
-                double *r = z + BLOCK * K, *W = theta.buf, *G = grad.buf;
-                memset(G, 0, (size_t)grad.len);
-                bad_row = -1;
-#define CALL(FN) FN(data.buf, indices.buf, indptr.buf, m, n, K, y.buf, W, W + n * K, w,   \
-                    loss, G, G + n * K, z, r, need_loss, cv, &bad_row)
-                if (f32)
-                    total = i64 ? CALL(csr_f32_i64_i64) : p64 ? CALL(csr_f32_i32_i64)
-                                                              : CALL(csr_f32_i32_i32);
-                else
-                    total = i64 ? CALL(csr_f64_i64_i64) : p64 ? CALL(csr_f64_i32_i64)
-                                                              : CALL(csr_f64_i32_i32);
-#undef CALL
-                if (bad_row >= 0)
-                    problem = "a column index outside 0 .. n - 1";
-            }
-            Py_END_ALLOW_THREADS
-        }
-    }
-    free(z);
-    PyBuffer_Release(&data); PyBuffer_Release(&indices); PyBuffer_Release(&indptr);
-    PyBuffer_Release(&y); PyBuffer_Release(&theta); PyBuffer_Release(&s);
-    PyBuffer_Release(&grad); RELEASE_FOLDS();
+    c.folds.given = o.fold != NULL;
+    int ok = take_all(&o, &c, 1) && check_call(&c, 1);
+    int ran = ok && run_csr(&c, &total, &out);
+    Py_ssize_t n = c.rows.n;
+    release(&c);
     if (!ok)
         return NULL;
-    if (!z)
+    if (!ran)
         return PyErr_NoMemory();
-    if (problem)
+    if (out.problem)
         return PyErr_Format(PyExc_ValueError, "CSR matrix with %zd columns: %s (row %zd)", n,
-                            problem, bad_row);
+                            out.problem, out.bad_row);
     return PyFloat_FromDouble(total);
 }
 
 static PyMethodDef methods[] = {
-    {"dense_sums", py_dense_sums, METH_VARARGS, "Fused loss and gradient sums, dense rows."},
-    {"csr_sums", py_csr_sums, METH_VARARGS, "Fused loss and gradient sums, CSR rows."},
+    {"dense_sums", py_dense_sums, METH_VARARGS,
+     "dense_sums(rows, model, grad[, folds]) -> float\n\nFused loss and gradient sums, dense "
+     "rows: rows = (X, m, n, y, weights), model = (theta, loss, K, need_loss), folds = "
+     "(fold, labels, class_weights, loss_sums)."},
+    {"csr_sums", py_csr_sums, METH_VARARGS,
+     "csr_sums(rows, model, grad[, folds]) -> float\n\nFused loss and gradient sums, CSR "
+     "rows: rows = (data, indices, indptr, m, n, y, weights), the rest as dense_sums."},
     {NULL, NULL, 0, NULL},
 };
 

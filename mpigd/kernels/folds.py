@@ -33,7 +33,8 @@ def fold_sums(X, y, Theta, loss: PointwiseLoss, fold, labels, *, weights=None, c
     """Unscaled training loss and gradient sums of the F models ``Theta`` (p, F) over the
     rows of ``X``, and each model's unweighted loss sum over the rows of its own fold
     (its validation loss, as ``evaluate`` weighs rows): the compiled sweep where it
-    applies, else :func:`reference_fold_sums`. ``labels`` (F,) is the fold each model
+    applies (decided on every call; :func:`select_fold_sums` decides once), else
+    :func:`reference_fold_sums`. ``labels`` (F,) is the fold each model
     leaves out; ``fold`` (k,) each row's fold. Returns ``(loss_sums (F,), held_out_sums
     (F,), grad_sums (p, F))``. Collective: no."""
     fused = compiled.fold_sums(X, y, Theta, loss, fold, labels, weights, class_weights)
@@ -42,6 +43,37 @@ def fold_sums(X, y, Theta, loss: PointwiseLoss, fold, labels, *, weights=None, c
     return reference_fold_sums(
         X, y, Theta, loss, fold, labels, weights=weights, class_weights=class_weights
     )
+
+
+class FoldSums:
+    """:func:`fold_sums` by the kernels chosen once for one X and loss
+    (:func:`select_fold_sums`), called as :func:`fold_sums` is. ``name``: ``"compiled"``
+    or ``"numpy"``; ``reason``: why NumPy, or None."""
+
+    def __init__(self, sums, reason: str | None = None):
+        self.name = "numpy" if reason is not None else "compiled"
+        self.reason = reason
+        self._sums = sums
+
+    def __repr__(self) -> str:
+        why = "" if self.reason is None else f": {self.reason}"
+        return f"<{self.name} fold sums{why}>"
+
+    def __call__(
+        self, X, y, Theta, loss: PointwiseLoss, fold, labels, *, weights=None, class_weights=None
+    ):
+        return self._sums(
+            X, y, Theta, loss, fold, labels, weights=weights, class_weights=class_weights
+        )
+
+
+def select_fold_sums(X, loss: PointwiseLoss) -> FoldSums:
+    """:func:`fold_sums` for rows laid out as ``X`` and ``loss``, chosen once: the
+    compiled sweep for single-output models over C-ordered float32/float64 or CSR rows
+    (where it is built and not turned off), else :func:`reference_fold_sums`. Arrays the
+    compiled sweep cannot follow are a ``ValueError`` from it. Collective: no."""
+    reason = compiled.unsuitable(X, loss, folds=True)
+    return FoldSums(reference_fold_sums if reason is not None else compiled.fold_sweep, reason)
 
 
 def _blocks(X):

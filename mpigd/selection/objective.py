@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import Interrupted
 from ..evaluation import metrics
-from ..kernels.folds import fold_scores, fold_sums
+from ..kernels.folds import fold_scores, select_fold_sums
 from ..kernels.losses import PointwiseLoss
 from ..objective import PackedReduction, Reduced, penalized
 from ..parallel import allreduce_sum, wtime
@@ -67,6 +67,7 @@ class FoldObjectives(Reduced):
         stop_flag: Callable[[], bool] | None = None,
     ):
         self.comm, self.X_local, self.y_local, self.loss = comm, X_local, y_local, loss
+        self.fold_sums = select_fold_sums(X_local, loss)  # compiled or NumPy: chosen once
         self.fold, self.folds = fold, folds
         self.weights, self.class_weights, self.scalings = weights, class_weights, scalings
         self.reduction = PackedReduction(comm, stop_flag)  # training evaluations
@@ -117,7 +118,7 @@ class FoldObjectives(Reduced):
         start = wtime()
         models = np.fromiter(points, dtype=np.int64)
         p, F = self.size, len(models)
-        loss_sums, held_out, grads = fold_sums(
+        loss_sums, held_out, grads = self.fold_sums(
             self.X_local,
             self.y_local,
             self._raw_matrix(points),

@@ -200,15 +200,18 @@ def _recording(norms: list, callback, objective=None):
 
 
 #: Feature standard deviations further apart than this factor make the message on
-#: running out of iterations suggest standardisation.
+#: running out of iterations suggest standardisation; they are estimated from the first
+#: rows of each rank, at most this many (a bounded pass, with bounded temporaries).
 SCALE_SPREAD = 10.0
+SCALE_SAMPLE_ROWS = 2**14
 
 
 def _scale_hint(comm, X_local) -> str:
     """What the message on running out of iterations adds where the features' standard
-    deviations (over all ranks' rows, one more pass) differ by more than
-    :data:`SCALE_SPREAD`: that standardising them helps. Collective: yes."""
-    std = standardization(comm, X_local, np.zeros(X_local.shape[1])).std
+    deviations (over the first :data:`SCALE_SAMPLE_ROWS` rows of every rank) differ by
+    more than :data:`SCALE_SPREAD`: that standardising them helps. Collective: yes."""
+    sample = X_local[:SCALE_SAMPLE_ROWS]
+    std = standardization(comm, sample, np.zeros(X_local.shape[1])).std
     spread = std[std > 0]
     if len(spread) < 2 or spread.max() <= SCALE_SPREAD * spread.min():
         return ""

@@ -31,7 +31,8 @@ def run_record(
     resume,
 ) -> dict:
     """The model file's record of a run: ``settings`` (:meth:`TrainOptions.settings`),
-    the optimiser and its stopping rules, what it reached, and the provenance."""
+    the optimiser and its stopping rules, what it reached, the kernels that summed (compiled
+    or NumPy, and why NumPy), and the provenance."""
     info = problem.info
     return {
         **settings,
@@ -43,6 +44,8 @@ def run_record(
         "iterations": result.nit,
         "function_evals": result.nfev,
         "allreduces": objective.n_evals,
+        "kernels": objective.kernels.name,
+        "kernels_reason": objective.kernels.reason or "",
         "converged": result.converged,
         "message": result.message,
         "final_loss": result.fun,
