@@ -1,15 +1,15 @@
 """What the compiled kernels' bounds checks cost: one evaluation with the checks (the
-installed ``_fused``) against the same kernel source before them (the commit given,
-built here with the flags of ``pyproject.toml``), on the same arrays in one process,
-alternating, one BLAS thread.
+kernel source of ``--after``, the last commit of their flat-argument ABI 4) against the
+same source before them (``--before``), both built here with the flags of
+``pyproject.toml``, on the same arrays in one process, alternating, one BLAS thread.
 
 Cases: CSR logistic with Zipf and with flat column popularity (the index check sits in
 the gather loop), CSR softmax of 3 classes, dense softmax of 4 classes (the label check is
 one pass over y) and dense logistic (only the argument checks). Medians of alternating
 runs; the ratio checked / unchecked is what to read.
 
-Usage: python benchmarks/bounds_checks.py [--before REV] [--mb MB] [--repeats R]
-    [--json OUT.json]
+Usage: python benchmarks/bounds_checks.py [--before REV] [--after REV] [--mb MB]
+    [--repeats R] [--json OUT.json]
 """
 
 import argparse
@@ -28,30 +28,36 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from mpigd.io.synthetic import sparse_rows, zipf_popularity
-from mpigd.kernels import _fused as checked
-from mpigd.kernels.compiled import _csr_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_FOLDS = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.zeros(1))
 
 
-def build_before(rev: str, folder: Path):
-    """The kernel source at ``rev`` as the module ``_fused_before``."""
+def _csr_arrays(X) -> tuple:
+    """The CSR arguments of the ABI-4 kernels: each array with its type flag."""
+    indices = X.indices.astype(np.int64) if X.indices.dtype != np.int32 else X.indices
+    indptr = X.indptr.astype(np.int64) if indices.dtype == np.int64 else X.indptr
+    return (X.data, False, indices, indices.dtype == np.int64, indptr, indptr.dtype == np.int64)
+
+
+def build(rev: str, folder: Path, name: str):
+    """The kernel source at ``rev`` as the module ``name``."""
+    folder.mkdir()
     source = folder / "_fused.c"
-    for name in ("_fused.c", "_losses.h"):
+    for file in ("_fused.c", "_losses.h"):
         text = subprocess.run(
-            ["git", "show", f"{rev}:mpigd/kernels/{name}"],
+            ["git", "show", f"{rev}:mpigd/kernels/{file}"],
             cwd=ROOT, check=True, capture_output=True, text=True,
         ).stdout  # fmt: skip
-        (folder / name).write_text(text)
-    target = folder / f"_fused_before{sysconfig.get_config_var('EXT_SUFFIX')}"
+        (folder / file).write_text(text)
+    target = folder / f"{name}{sysconfig.get_config_var('EXT_SUFFIX')}"
     subprocess.run(
         ["gcc", "-shared", "-fPIC", "-O3", "-fopenmp-simd", "-fno-trapping-math",
-         "-DPyInit__fused=PyInit__fused_before", f"-I{sysconfig.get_paths()['include']}",
+         f"-DPyInit__fused=PyInit_{name}", f"-I{sysconfig.get_paths()['include']}",
          str(source), "-o", str(target)],
         check=True,
     )  # fmt: skip
-    spec = importlib.util.spec_from_file_location("_fused_before", target)
+    spec = importlib.util.spec_from_file_location(name, target)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -73,13 +79,15 @@ def alternate(repeats, calls) -> list[float]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", default="a83aaaa", help="a commit before the checks")
+    parser.add_argument("--after", default="6c41c65", help="a commit with them (ABI 4)")
     parser.add_argument("--mb", type=int, default=256, help="bytes of each case's X, in MB")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
-        before = build_before(args.before, Path(tmp))
+        before = build(args.before, Path(tmp) / "before", "_fused_before")
+        checked = build(args.after, Path(tmp) / "after", "_fused_after")
     cases = []
     rows, features = (args.mb << 20) // (12 * 40), 262_144
     for name, popularity in (
