@@ -4,6 +4,7 @@ runner that launches real ``mpiexec``."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import subprocess
@@ -97,6 +98,18 @@ def run_mpi(ranks: int, *args, timeout: float = MPI_TIMEOUT, env=None):
     """Run ``python ARGS`` under ``mpiexec -n ranks`` and return the finished process."""
     launch = mpi_launch(ranks, *args, env=env)
     return subprocess.run(**launch, capture_output=True, timeout=timeout)
+
+
+def run_mpi_commands(ranks: int, commands, spec: Path, outcomes=None, timeout=MPI_TIMEOUT):
+    """Run several ``mpigd`` commands (argument lists) in one ``mpiexec -n ranks`` job
+    (tests/mpi/mpi_commands.py), writing their list to ``spec``; return the finished
+    process. One launch per rank count, not one per input. With ``outcomes`` (a path),
+    every command runs whatever its status and each one's status, time and stderr are
+    written there."""
+    Path(spec).write_text(json.dumps([[str(arg) for arg in argv] for argv in commands]))
+    script = ROOT / "tests" / "mpi" / "mpi_commands.py"
+    extra = [] if outcomes is None else [outcomes]
+    return run_mpi(ranks, script, spec, *extra, timeout=timeout)
 
 
 def write_csr(path, X, y=None, key="X", **attrs) -> Path:

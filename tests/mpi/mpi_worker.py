@@ -1,0 +1,54 @@
+"""Run by test_mpi.py under ``mpiexec -n P``: evaluate the objective at a fixed point,
+train, and have rank 0 save what every rank computed, for the test to compare.
+
+Usage: python tests/mpi/mpi_worker.py L2 TOL DATA.h5 OUT.npz MODEL [DATA.h5 OUT.npz MODEL ...]
+(each problem in turn, in one launch).
+"""
+
+import sys
+
+import numpy as np
+from mpi4py import MPI
+
+from mpigd import fit
+from mpigd.io.dataset import inspect_dataset, read_block
+from mpigd.kernels.losses import make_loss
+from mpigd.objective import Objective
+
+
+def main(data, out, model, l2, tol):
+    comm = MPI.COMM_WORLD
+    info = inspect_dataset(data)
+    local = read_block(info, comm.rank, comm.size)
+    objective = Objective(comm, local.X, local.y, make_loss(model), l2=l2)
+    theta = 0.3 * np.random.default_rng(7).standard_normal(info.n_features + 1)
+    loss, grad = objective(theta)
+
+    fitted = fit(data, model, comm=comm, optimizer="gd", l2=l2, tol=tol, ftol=0.0, max_iter=5000)
+    theta_fit = np.append(fitted.model.coef, fitted.model.intercept)
+    mine = (
+        local.stop - local.start,
+        loss,
+        grad,
+        theta_fit,
+        fitted.model.history,
+        fitted.result.converged,
+    )
+    everyone = comm.gather(mine, root=0)
+    if comm.rank == 0:
+        rows, losses, grads, thetas, histories, converged = zip(*everyone, strict=True)
+        np.savez(
+            out,
+            rows=rows,
+            loss=losses,
+            grad=grads,
+            theta=thetas,
+            history=np.array(histories),
+            converged=converged,
+        )
+
+
+if __name__ == "__main__":
+    l2, tol, problems = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3:]
+    for i in range(0, len(problems), 3):
+        main(*problems[i : i + 3], l2, tol)
