@@ -132,6 +132,21 @@ def print0(comm: MPI.Comm, *args, file=None) -> None:
         print(*args, file=sys.stdout if file is None else file, flush=True)
 
 
+#: Seconds a rank that ends the job waits between its line and ``MPI_Abort``: the
+#: launcher forwards a rank's output and its abort request on separate channels, and an
+#: abort handled first tears the job down with the line still unforwarded.
+ABORT_FLUSH = 0.5
+
+
+def abort_job(comm: MPI.Comm, line: str, status: int) -> None:
+    """Print ``line`` on stderr, give the launcher :data:`ABORT_FLUSH` s to forward it,
+    and end every rank of the job with exit status ``status``. Collective: no (it is
+    how one rank ends the others)."""
+    print(line, file=sys.stderr, flush=True)
+    time.sleep(ABORT_FLUSH)
+    comm.Abort(status)
+
+
 def warn0(comm: MPI.Comm, message: str, category: type[Warning] = UserWarning) -> None:
     """Issue a Python warning on rank 0 only. Collective: no."""
     if comm.rank == 0:
@@ -151,11 +166,14 @@ class _Deadline:
 
     It counts the time it sees pass in ticks of at most ``TICK`` s, each counted at most
     twice, so that a job suspended and resumed (``scontrol suspend``, Ctrl-Z) does not
-    take its pause for a lost node. Ranks report in turn (rank r waits ``r`` staggers
-    more, at most 16), so that when rank 0 is alive its abort ends the job and one line
-    is printed."""
+    take its pause for a lost node. Ranks report in turn (rank r waits ``r`` times
+    :attr:`STAGGER` more, at most 16), so that when rank 0 is alive its abort ends the
+    job and one line is printed."""
 
     TICK = 1.0
+    #: Seconds between ranks' reports: more than a tick and :data:`ABORT_FLUSH`, so
+    #: that rank 0's abort lands before rank 1 reports.
+    STAGGER = 2.0
 
     def __init__(self, seconds: float):
         self.seconds = seconds
@@ -178,16 +196,15 @@ class _Deadline:
             if not self.waiting or comm is None:
                 continue
             self.waited += step
-            if self.waited - self.seconds > INTERRUPT_STAGGER * min(comm.rank, 16):
-                print(
+            if self.waited - self.seconds > self.STAGGER * min(comm.rank, 16):
+                abort_job(
+                    comm,
                     f"mpigd: error: rank {comm.rank}: a collective call waited more than "
                     f"{self.seconds:g} s for the other ranks: a rank stopped outside mpigd "
                     "(an error in the calling program), or a node, or the network between "
                     f"nodes, is lost ({DEADLINE_ENV} sets the limit); ending the job",
-                    file=sys.stderr,
-                    flush=True,
+                    EXIT_ABORTED,
                 )
-                comm.Abort(EXIT_ABORTED)
 
 
 _deadline: _Deadline | None = None

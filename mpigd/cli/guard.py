@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Callable
 
 from ..errors import EXIT_ABORTED, Interrupted, MpigdError
-from ..parallel import INTERRUPT_GRACE, INTERRUPT_STAGGER, print0
+from ..parallel import INTERRUPT_GRACE, INTERRUPT_STAGGER, abort_job, print0
 
 
 def _interrupted(comm, exc: BaseException) -> int:
@@ -22,14 +22,13 @@ def _interrupted(comm, exc: BaseException) -> int:
     signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.Signals[str(exc)]
     status = 128 + signum
     line = f"mpigd: interrupted by {signum.name}; partial outputs removed"
-    if comm.rank == 0:
-        print(line, file=sys.stderr, flush=True)
     if comm.size == 1:
+        print(line, file=sys.stderr, flush=True)
         return status
     if comm.rank != 0:
         time.sleep(INTERRUPT_GRACE + INTERRUPT_STAGGER * min(comm.rank - 1, 16))
-        print(f"{line} (rank {comm.rank})", file=sys.stderr, flush=True)
-    comm.Abort(status)
+        line = f"{line} (rank {comm.rank})"
+    abort_job(comm, line, status)
     return status  # not reached
 
 
@@ -63,13 +62,12 @@ def run_guarded(main: Callable[[], int], comm, *, debug: bool = False) -> int:
         if debug:
             traceback.print_exc()
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        print(
+        abort_job(
+            comm,
             f"mpigd: internal error on rank {comm.rank}: {detail}; aborting all ranks"
             + ("" if debug else " (MPIGD_DEBUG=1 or --debug shows the traceback)"),
-            file=sys.stderr,
-            flush=True,
+            EXIT_ABORTED,
         )
-        comm.Abort(EXIT_ABORTED)
         return EXIT_ABORTED  # not reached
     finally:
         Interrupted.pending = None  # reported (or superseded): not the next command's
