@@ -21,8 +21,8 @@ if [ ! -x "$mpigd_venv/bin/python" ]; then
 fi
 
 mpigd_stamp="$mpigd_venv/.mpigd-installed-${mpigd_extras//,/-}"
-# The compiled kernels are built at install, so their source is part of the stamp.
-mpigd_want=$(cat "$mpigd_root/pyproject.toml" "$mpigd_root"/mpigd/kernels/*.[ch] "$mpigd_root"/mpigd/kernels/*.inc | sha256sum | cut -d' ' -f1)
+# The compiled kernels and text parser are built at install, so their source is part of the stamp.
+mpigd_want=$(cat "$mpigd_root/pyproject.toml" "$mpigd_root"/mpigd/kernels/*.[ch] "$mpigd_root"/mpigd/kernels/*.inc "$mpigd_root"/mpigd/io/*.c | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$mpigd_stamp" 2>/dev/null)" != "$mpigd_want" ]; then
     echo "mpigd: installing mpigd[$mpigd_extras] into $mpigd_venv ..." >&2
     "$mpigd_venv/bin/python" -m pip install --quiet --disable-pip-version-check \

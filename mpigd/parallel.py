@@ -308,6 +308,16 @@ def rows_before(comm: MPI.Comm, n_local: int) -> int:
 
 
 @collective
+def sums_before(comm: MPI.Comm, values) -> np.ndarray:
+    """Element-wise sums of an int64 vector over the ranks below this one (an exclusive
+    scan; zeros on rank 0). Collective: yes."""
+    values = np.ascontiguousarray(values, dtype=np.int64)
+    out = np.zeros_like(values)
+    _wait(comm, comm.Exscan, values, out, op=MPI.SUM)
+    return out if comm.rank > 0 else np.zeros_like(values)
+
+
+@collective
 def max_over_ranks(comm: MPI.Comm, values: np.ndarray) -> np.ndarray:
     """Element-wise maximum of a float64 vector over all ranks. Collective: yes."""
     out = np.array(values, dtype=np.float64)

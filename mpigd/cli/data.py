@@ -63,7 +63,13 @@ def _register_convert(data, run_options) -> None:
         help="convert CSV, LIBSVM/svmlight, .npy or .npz to HDF5",
         description="Convert a file to mpigd's HDF5 layout (X, y), streaming in row blocks.",
     )
-    convert.add_argument("input", help="CSV/TSV, LIBSVM/svmlight, .npy or .npz file")
+    convert.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="CSV/TSV or LIBSVM/svmlight files or globs (rows in the order given; .gz, .bz2 "
+        "and .xz too), or one .npy or .npz file",
+    )
     convert.add_argument("out", help="HDF5 file to write")
     convert.add_argument("--format", choices=FORMATS, help="default: from the file name")
     convert.add_argument(
@@ -184,19 +190,52 @@ def run_make(args, comm) -> int:
 
 
 def run_convert(args, comm) -> int:
-    """``mpigd data convert``; returns the exit status. Collective: yes."""
-    from ..io.convert import convert
+    """``mpigd data convert``: text on every rank (:mod:`mpigd.io.text_convert`), NumPy
+    files and compressed outputs on rank 0; returns the exit status. Collective: yes."""
+    from ..io.convert import convert, guess_format
+    from ..io.ranges import expand_inputs
+    from ..io.text_convert import convert_text
 
     say = reporter(comm, args.quiet)
-    check_outputs_on_root(comm, {"the output": args.out}, {"the input": args.input})
+    fmt = args.format or on_root(
+        comm, lambda: guess_format(expand_inputs(args.inputs)[0]), share=True
+    )
+    if fmt in ("libsvm", "csv") and args.compression is None:
+        done = convert_text(
+            comm,
+            args.inputs,
+            args.out,
+            fmt=fmt,
+            label=args.label,
+            header=args.header,
+            delimiter=args.delimiter,
+            n_features=args.features,
+            zero_based=args.zero_based,
+            dtype=args.dtype,
+            layout=args.layout,
+        )
+    else:
+        done = _convert_on_root(comm, args, fmt, convert)
+    if done is not None:
+        say(
+            f"wrote {args.out}: {done.n_rows:,} rows x {done.n_features} features "
+            f"{args.dtype}; " + "; ".join(done.notes)
+        )
+    return 0
 
-    source = on_root_with_bars(
+
+def _convert_on_root(comm, args, fmt: str, convert):
+    """One input converted by rank 0 (NumPy files, a compressed output)."""
+    if len(args.inputs) > 1:
+        on_root(comm, lambda: _refuse_several(args.inputs, fmt, args.compression))
+    check_outputs_on_root(comm, {"the output": args.out}, {"the input": args.inputs[0]})
+    return on_root_with_bars(
         comm,
         args.quiet,
         lambda bars: convert(
-            args.input,
+            args.inputs[0],
             args.out,
-            fmt=args.format,
+            fmt=fmt,
             label=args.label,
             header=args.header,
             delimiter=args.delimiter,
@@ -209,12 +248,13 @@ def run_convert(args, comm) -> int:
             progress=lambda source: bars(source.n_rows),
         ),
     )
-    if source is not None:
-        say(
-            f"wrote {args.out}: {source.n_rows:,} rows x {source.n_features} features "
-            f"{args.dtype}; " + "; ".join(source.notes)
-        )
-    return 0
+
+
+def _refuse_several(inputs, fmt: str, compression) -> None:
+    from ..errors import MpigdError
+
+    why = f"with --compression {compression}" if compression else f"{fmt} files"
+    raise MpigdError(f"{len(inputs)} inputs given: {why} are converted one at a time")
 
 
 def run_split(args, comm) -> int:

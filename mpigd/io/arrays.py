@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..errors import MpigdError
 from .source import Progress, Source, block_rows, label_column
@@ -243,6 +242,8 @@ def _saved_sparse(path: str, members: set[str], member) -> Source:
     dtypes = {k: dtype for k, (_, dtype) in headers.items()}
 
     def blocks(progress: Progress):
+        import scipy.sparse as sp  # not at import: text conversion needs no SciPy
+
         with ExitStack() as stack:
             take = {k: _vector_reader(stack, member(k), f"{path}:{k}", dtypes[k]) for k in kinds}
             done = int(take["indptr"](1)[0])

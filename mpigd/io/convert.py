@@ -31,6 +31,7 @@ from .outputs import (
     human_bytes,
     space_problem,
 )
+from .ranges import COMPRESSED
 from .source import Progress, Source
 from .sparse import CSRWriter
 from .text import read_csv, read_libsvm
@@ -52,7 +53,10 @@ _SUFFIXES = {
 
 def guess_format(path: str | os.PathLike) -> str:
     """The input format from the file name's suffix. Collective: no."""
-    fmt = _SUFFIXES.get(Path(path).suffix.lower())
+    name = Path(path)
+    if name.suffix.lower() in COMPRESSED:  # data.svm.gz is LIBSVM
+        name = name.with_suffix("")
+    fmt = _SUFFIXES.get(name.suffix.lower())
     if fmt is None:
         raise MpigdError(
             f"cannot tell the format of {path} from its name; name the format "
@@ -152,7 +156,7 @@ def convert(
             source = source.as_dense()
         if source.sparse:
             source.notes.append("X stored sparse (CSR)")
-        problem = _size_problem(source, output, dtype, compression)
+        problem = size_problem(source, output, dtype, compression)
         if problem:
             raise MpigdError(problem)
         write_source(
@@ -193,10 +197,12 @@ def _check_sizes(path, fmt: str, source: Source) -> None:
 ROW_COPIES = 3
 
 
-def _size_problem(source: Source, output, dtype: str, compression: str | None) -> str | None:
+def size_problem(source, output, dtype: str, compression: str | None) -> str | None:
     """Why the dense output would not fit this machine's memory (one row of each block) or
     the free space of its folder (unless compressed, when its size is unknown), or None.
-    A LIBSVM index far beyond the others makes every dense row that wide."""
+    A LIBSVM index far beyond the others makes every dense row that wide. ``source`` is a
+    :class:`~mpigd.io.source.Source` or a :class:`~mpigd.io.text_convert.Plan`.
+    Collective: no."""
     if source.sparse:
         if compression or source.nnz is None:
             return None

@@ -114,6 +114,30 @@ def _umask() -> int:
     return mask
 
 
+def temporary_beside(path: str | os.PathLike) -> str:
+    """A new empty file beside ``path``, with the mode a new output gets, to be
+    :func:`commit`-ted to ``path`` or removed. Collective: no."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
+    return tmp
+
+
+def commit(tmp: str, path: str | os.PathLike) -> None:
+    """Sync the complete ``tmp`` and rename it to ``path`` (atomic: one folder), then
+    sync the folder; not after an interrupt. Collective: no."""
+    Interrupted.raise_pending()  # never commit an output after a SIGTERM
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    folder_fd = os.open(Path(path).parent, os.O_RDONLY)
+    try:
+        os.fsync(folder_fd)
+    finally:
+        os.close(folder_fd)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """Yield a temporary file name beside ``path``; on success it replaces ``path``.
@@ -123,24 +147,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     failure the temporary file is removed and ``path`` is left untouched.
     Collective: no.
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
+    tmp = temporary_beside(path)
     try:
         yield tmp
-        Interrupted.raise_pending()  # never commit an output after a SIGTERM
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        commit(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    folder_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder_fd)
-    finally:
-        os.close(folder_fd)
 
 
 #: Why a write fails that no retry mends: the device is full, the quota spent, or the

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..errors import MpigdError
 from ..partition import CHUNK_BYTES, rows_per_block
@@ -40,6 +39,8 @@ class Source:
         dense_blocks = self.blocks
 
         def blocks(progress: Progress):
+            import scipy.sparse as sp  # not at import: the parallel converter needs no SciPy
+
             for X, y in dense_blocks(progress):
                 yield sp.csr_matrix(X), y
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..errors import MpigdError
 from .source import Progress, Source, block_rows, label_column
@@ -56,27 +55,52 @@ def _csv_problem(path, number: int, line: str, delimiter: str, width: int, names
     return f"{path}: line {number} cannot be read"
 
 
+@dataclass(frozen=True)
+class CsvHead:
+    """What the first line of a CSV file says: the delimiter, whether it is a header
+    (and the names it gives), the width, the label column and the feature columns."""
+
+    delimiter: str
+    header: bool
+    names: list[str] | None
+    width: int
+    y_column: int | None
+    keep: list[int]
+
+
+def csv_head(
+    path, *, label: str | None = None, header: bool | None = None, delimiter: str | None = None
+) -> CsvHead:
+    """The :class:`CsvHead` of ``path`` from its first line that is not blank; ``header``
+    None detects one (a field that is not a number), ``delimiter`` None is a tab for
+    ``.tsv`` files and a comma otherwise. Collective: no."""
+    if delimiter is None:
+        delimiter = "\t" if Path(path).suffix.lower() == ".tsv" else ","
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        first = next((line for _, line in _numbered_lines(f, 1)), None)
+    if first is None:
+        raise MpigdError(f"{path} holds no data")
+    fields = next(csv.reader([first], delimiter=delimiter))
+    header = _looks_like_header(fields) if header is None else header
+    names = [name.strip() for name in fields] if header else None
+    y_column = label_column(label, names, len(fields))
+    keep = [c for c in range(len(fields)) if c != y_column]
+    return CsvHead(delimiter, header, names, len(fields), y_column, keep)
+
+
 def read_csv(
     path, *, label: str | None = None, header: bool | None = None, delimiter: str | None = None
 ) -> Source:
     """A CSV (or other delimited) text file; ``header`` None detects one (a first line
     with a field that is not a number); ``label`` is a column name or index, "none", or
     None for the last column. Collective: no."""
-    if delimiter is None:
-        delimiter = "\t" if Path(path).suffix.lower() == ".tsv" else ","
+    head = csv_head(path, label=label, header=header, delimiter=delimiter)
+    delimiter, header, names, width = head.delimiter, head.header, head.names, head.width
+    y_column, keep = head.y_column, head.keep
     with open(path, newline="", encoding="utf-8-sig") as f:
-        first = next((line for _, line in _numbered_lines(f, 1)), None)
-        if first is None:
-            raise MpigdError(f"{path} holds no data")
-        fields = next(csv.reader([first], delimiter=delimiter))
-        header = _looks_like_header(fields) if header is None else header
-        names = [name.strip() for name in fields] if header else None
-        n_rows = sum(1 for _ in _numbered_lines(f, 2)) + (0 if header else 1)
+        n_rows = sum(1 for _ in _numbered_lines(f, 1)) - (1 if header else 0)
     if n_rows == 0:
         raise MpigdError(f"{path} holds a header line but no data rows")
-    width = len(fields)
-    y_column = label_column(label, names, width)
-    keep = [c for c in range(width) if c != y_column]
     rows_per_block = block_rows(width)
 
     def blocks(progress: Progress):
@@ -262,7 +286,7 @@ def read_libsvm(
     two values to classes and predicts them back). The feature count is the largest index
     unless ``n_features`` is given. Collective: no."""
     n_rows, labels, nnz = 0, set(), 0
-    lowest, highest = None, (-1, 0)  # (index, line)
+    lowest, highest = None, (-1, "")  # (index, where: "file: line N")
     for block in _libsvm_blocks(path, SPARSE_BLOCK_LINES):
         problem = block.repeated_index_problem(path)
         if problem:
@@ -272,18 +296,43 @@ def read_libsvm(
         if len(block.index):
             low, high = int(np.argmin(block.index)), int(np.argmax(block.index))
             if lowest is None or block.index[low] < lowest[0]:
-                lowest = (int(block.index[low]), block.line_of(low))
+                lowest = (int(block.index[low]), f"{path}: line {block.line_of(low)}")
             if block.index[high] > highest[0]:
-                highest = (int(block.index[high]), block.line_of(high))
+                highest = (int(block.index[high]), f"{path}: line {block.line_of(high)}")
         if len(labels) <= 3:
             labels.update(np.unique(block.labels)[:4].tolist())
     if n_rows == 0:
         raise MpigdError(f"{path} holds no data")
+    base, width, notes = libsvm_shape(path, lowest, highest, labels, n_features, zero_based)
+    lines_per_block = SPARSE_BLOCK_LINES if sparse else block_rows(width)
+
+    def blocks(progress: Progress):
+        import scipy.sparse as sp  # not at import: the parallel converter needs no SciPy
+
+        for block in _libsvm_blocks(path, lines_per_block):
+            shape = (len(block.labels), width)
+            X = sp.csr_matrix((block.value, (block.row, block.index - base)), shape=shape)
+            X.sort_indices()
+            progress(len(block.labels))
+            yield X if sparse else X.toarray(), block.labels
+
+    return Source(n_rows, width, blocks, None, None, notes, sparse=sparse, nnz=nnz)
+
+
+def libsvm_shape(
+    path, lowest, highest, labels: set, n_features: int | None, zero_based: bool | None
+) -> tuple[int, int, list[str]]:
+    """``(base, width, notes)`` of LIBSVM data ``path`` (one file, or several) from its
+    smallest and largest index, each ``(index, "file: line N")`` (``lowest`` None: no
+    index at all; ``highest`` (-1, "") then), and
+    up to four of its labels: indices 0- or 1-based (``zero_based`` None: 0-based
+    exactly when an index 0 occurs, with a warning when none does), and the feature
+    count (the largest index, or ``n_features``). Collective: no."""
     low = None if lowest is None else lowest[0]
     base = (0 if low == 0 else 1) if zero_based is None else (0 if zero_based else 1)
     if low is not None and low < base:
         raise MpigdError(
-            f"{path}: line {lowest[1]}: index {low} with 1-based indices (are they 0-based? "
+            f"{lowest[1]}: index {low} with 1-based indices (are they 0-based? "
             "say so: --zero-based)"
         )
     ambiguous = zero_based is None and low is not None and low > 0
@@ -291,7 +340,7 @@ def read_libsvm(
     if n_features is not None:
         if width > n_features:
             raise MpigdError(
-                f"{path}: line {highest[1]}: index {highest[0]} exceeds the given number of "
+                f"{highest[1]}: index {highest[0]} exceeds the given number of "
                 f"features, {n_features} (--features)"
             )
         width = n_features
@@ -305,14 +354,4 @@ def read_libsvm(
     notes = [f"{width} features from {'0' if base == 0 else '1'}-based indices"]
     if labels == {-1.0, 1.0}:
         notes.append("labels -1/+1 kept as they are (train a classifier with --labels auto)")
-    lines_per_block = SPARSE_BLOCK_LINES if sparse else block_rows(width)
-
-    def blocks(progress: Progress):
-        for block in _libsvm_blocks(path, lines_per_block):
-            shape = (len(block.labels), width)
-            X = sp.csr_matrix((block.value, (block.row, block.index - base)), shape=shape)
-            X.sort_indices()
-            progress(len(block.labels))
-            yield X if sparse else X.toarray(), block.labels
-
-    return Source(n_rows, width, blocks, None, None, notes, sparse=sparse, nnz=nnz)
+    return base, width, notes

@@ -1,0 +1,220 @@
+"""Text inputs (LIBSVM/svmlight, CSV/TSV) converted to mpigd's HDF5 layout on every rank.
+
+Each rank parses the lines that start in its byte range of the inputs
+(:mod:`~mpigd.io.ranges`) with the compiled parser (:mod:`~mpigd.io.parse`), in three
+steps that read only that range:
+
+1. **Lines**: it counts its lines of each file; an exclusive scan gives every rank the
+   file's number of its first line, so an error names the file and line wherever it
+   was parsed.
+2. **Counts**: it counts its rows and, for LIBSVM, its values and smallest and largest
+   index, checking every token. The counts are gathered, so every rank makes the same
+   decisions (0- or 1-based indices, the feature count), and an exclusive scan gives each
+   rank where its rows and values go.
+3. **Rows**: rank 0 creates the output under a temporary name with every dataset
+   contiguous and allocated at its full size, and closes it; each rank then writes its
+   rows' bytes at their offsets in the datasets (``pwrite``), in parallel and without
+   HDF5 holding the file open. Rank 0 renames the file into place once every rank has
+   synced its writes.
+
+The output's bytes do not depend on the number of ranks. Memory holds one block of text
+and its parsed rows a rank, whatever the input's size.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import MpigdError
+from ..parallel import (
+    on_root,
+    rank_local,
+    sums_before,
+)
+from ..partition import CHUNK_BYTES, rows_per_block
+from .outputs import check_outputs, commit, temporary_beside
+from .ranges import Piece, expand_inputs, line_bounds, piece_blocks, rank_pieces
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The input files, in order, with their sizes and modification times."""
+
+    paths: list[str]
+    stamps: list[tuple[int, int]]  # (bytes, mtime_ns)
+
+    @property
+    def sizes(self) -> list[int]:
+        return [n_bytes for n_bytes, _ in self.stamps]
+
+    def changed(self) -> str | None:
+        """Which input changed since it was listed, or None. Collective: no."""
+        for path, stamp in zip(self.paths, self.stamps, strict=True):
+            info = os.stat(path)
+            if (info.st_size, info.st_mtime_ns) != stamp:
+                return f"{path} changed while it was read: convert again once it is complete"
+        return None
+
+
+def list_inputs(patterns, output) -> Inputs:
+    """The inputs named by ``patterns`` (files or globs), checked against ``output``.
+    Collective: no."""
+    paths = expand_inputs(patterns)
+    named = {"the input": paths[0]} if len(paths) == 1 else {f"input {p}": p for p in paths}
+    check_outputs({"the output": output}, named)
+    stamps = [(os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]
+    if sum(n_bytes for n_bytes, _ in stamps) == 0:
+        raise MpigdError(f"{paths[0]} holds no data" if len(paths) == 1 else "no input holds data")
+    return Inputs(paths, stamps)
+
+
+@dataclass
+class RankText:
+    """This rank's pieces of the inputs: their byte ranges of whole lines, and the line
+    number each starts at."""
+
+    pieces: list[Piece]
+    bounds: list[tuple[int, int]]
+    first_lines: list[int] = field(default_factory=list)
+
+    def blocks(self) -> Iterator[tuple[Piece, bytes, int]]:
+        """``(piece, block of whole lines, its first line's number)``, in input order.
+        Collective: no."""
+        for piece, bounds, first in zip(self.pieces, self.bounds, self.first_lines, strict=True):
+            for block in piece_blocks(piece, bounds):
+                yield piece, block, first
+                first += block.count(b"\n")
+
+
+def rank_text(comm, inputs: Inputs) -> RankText:
+    """This rank's pieces and the line numbers they start at: a rank counts the newlines
+    of its pieces, and the ranks before it counted those before (an exclusive scan per
+    file; a compressed file is one piece, numbered from 1). Collective: yes."""
+    newlines = np.zeros(len(inputs.paths), dtype=np.int64)
+    with rank_local(comm):
+        pieces = rank_pieces(inputs.paths, inputs.sizes, comm.rank, comm.size)
+        text = RankText(pieces, [line_bounds(p, inputs.sizes[p.file]) for p in pieces])
+        for piece, bounds in zip(text.pieces, text.bounds, strict=True):
+            if not piece.compressed:
+                newlines[piece.file] = sum(b.count(b"\n") for b in piece_blocks(piece, bounds))
+    before = sums_before(comm, newlines)
+    text.first_lines = [1 + int(before[p.file]) for p in pieces]
+    return text
+
+
+@contextmanager
+def shared_output(comm, output) -> Iterator[str]:
+    """A temporary file beside ``output`` (made by rank 0, named on every rank) that
+    replaces ``output`` when the block ends on every rank without error, and is removed
+    otherwise. Collective: yes."""
+    tmp = on_root(comm, lambda: temporary_beside(output), share=True)
+    try:
+        yield tmp
+        on_root(comm, lambda: commit(tmp, output))
+    except BaseException:
+        if comm.rank == 0:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class Extent:
+    """Where a dataset's rows lie in its file: chunks of ``chunk_rows`` whole rows (one
+    chunk when contiguous), chunk k at byte ``offsets[k]``."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    chunk_rows: int
+    offsets: tuple[int, ...]
+
+    @property
+    def row_bytes(self) -> int:
+        return self.dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64))
+
+    def spans(self, first: int, n_rows: int) -> Iterator[tuple[int, int, int]]:
+        """``(byte offset, first row, rows)`` of each chunk's part of rows
+        ``first:first + n_rows``."""
+        row = first
+        while row < first + n_rows:
+            chunk, within = divmod(row, self.chunk_rows)
+            rows = min(self.chunk_rows - within, first + n_rows - row)
+            yield self.offsets[chunk] + within * self.row_bytes, row - first, rows
+            row += rows
+
+
+class Datasets:
+    """Datasets of a closed HDF5 file, allocated in full, written by byte offset
+    (``pwrite``): any rank, any rows, in parallel. Collective: no."""
+
+    def __init__(self, path: str, extents: dict[str, Extent]):
+        self.path, self.extents = path, extents
+        self.fd = -1
+
+    def __enter__(self) -> Datasets:
+        self.fd = os.open(self.path, os.O_WRONLY)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if exc[0] is None:
+                os.fsync(self.fd)
+        finally:
+            os.close(self.fd)
+
+    def put(self, name: str, first: int, rows: np.ndarray) -> None:
+        """Rows ``first:first + len(rows)`` of dataset ``name``."""
+        extent = self.extents[name]
+        rows = np.ascontiguousarray(rows, dtype=extent.dtype)
+        if rows.size == 0:
+            return
+        if first < 0 or first + len(rows) > extent.shape[0] or rows.shape[1:] != extent.shape[1:]:
+            raise MpigdError("the input changed while converting: more rows than counted")
+        for at, start, count in extent.spans(first, len(rows)):
+            view = memoryview(rows[start : start + count]).cast("B")
+            while view:
+                done = os.pwrite(self.fd, view, at)
+                view, at = view[done:], at + done
+
+
+def create_datasets(path: str, shapes: dict, attrs: dict) -> dict[str, Extent]:
+    """Create ``path`` with a dataset for each ``name: (shape, dtype)`` of ``shapes`` (a
+    ``group/name`` makes the group), chunked in blocks of whole rows of about
+    ``CHUNK_BYTES`` as every output of mpigd, every chunk allocated now and never
+    filled; set ``attrs`` (``""`` for the file's, else a group's or dataset's); close it
+    and return each dataset's :class:`Extent`. The bytes do not depend on who writes
+    the values later. Collective: no."""
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+    extents = {}
+    with h5py.File(path, "w") as f:
+        for name, (shape, dtype) in shapes.items():
+            dtype = np.dtype(dtype)
+            row_bytes = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+            rows = rows_per_block(row_bytes, CHUNK_BYTES, shape[0])
+            chunks = (rows, *shape[1:]) if shape[0] > 0 else None
+            ds = f.create_dataset(
+                name, shape, dtype=dtype, chunks=chunks, dcpl=dcpl, track_times=False
+            )
+            extents[name] = Extent(tuple(shape), dtype, max(rows, 1), _chunk_offsets(ds, rows))
+        for name, values in attrs.items():
+            (f if name == "" else f[name]).attrs.update(values)
+    return extents
+
+
+def _chunk_offsets(ds: h5py.Dataset, rows: int) -> tuple[int, ...]:
+    """The byte offset of each chunk of ``ds``, in row order."""
+    if ds.chunks is None:
+        return (ds.id.get_offset() or 0,)
+    offsets = [0] * ds.id.get_num_chunks()
+    for i in range(len(offsets)):
+        info = ds.id.get_chunk_info(i)
+        offsets[info.chunk_offset[0] // rows] = info.byte_offset
+    return tuple(offsets)

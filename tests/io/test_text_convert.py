@@ -1,0 +1,180 @@
+"""``mpigd data convert`` of text on every rank (mpigd.io.text_convert), under real mpiexec
+at rank counts that do not divide the rows (and more ranks than lines): the same file,
+byte for byte, for any rank count; LIBSVM equal to scikit-learn's loader; parts, globs
+and gzip parts equal to their concatenation; CSV equal to NumPy's reading; errors named
+by file and global line, on one line, with nothing left behind. One launch a rank count."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import h5py
+import numpy as np
+import pytest
+from conftest import run_mpi_commands
+
+from mpigd.errors import EXIT_INPUT
+
+RANKS = [1, 2, 3]
+
+
+def libsvm_text(rows: int, seed: int, unsorted: bool = True) -> str:
+    """LIBSVM lines with the odd things files hold: CRLF, blank and comment lines, qid
+    tokens, unsorted indices, rows with no pairs, exponents, a comment after the pairs."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i in range(rows):
+        k = int(rng.integers(0, 9))
+        index = np.sort(rng.choice(np.arange(1, 60), k, replace=False))
+        tokens = [f"{j}:{rng.normal() * 10.0 ** rng.integers(-5, 5):.{i % 17 + 1}g}" for j in index]
+        pairs = " ".join(tokens[::-1] if i % 11 == 0 and unsorted else tokens)
+        label = rng.choice(["-1", "+1", "1", "0.5e0"])
+        qid = " qid:3" if i % 13 == 0 else ""
+        comment = " # note" if i % 9 == 0 else ""
+        lines.append(f"{label}{qid} {pairs}{comment}" + ("\r\n" if i % 5 == 0 else "\n"))
+        if i % 31 == 0:
+            lines.append("\n# a comment line\n")
+    return "".join(lines).rstrip("\n")  # no final newline
+
+
+CSV_HEADER = "a,b,c,y\n"
+
+
+def csv_rows(rows: int, seed: int) -> str:
+    values = np.random.default_rng(seed).normal(size=(rows, 4))
+    return "".join(",".join(f"{v:.9g}" for v in row) + "\n" for row in values)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("inputs")
+    (d / "edge.svm").write_text(libsvm_text(700, 1))
+    (d / "sorted.svm").write_text(libsvm_text(700, 1, unsorted=False))  # as scikit-learn needs
+    parts = [libsvm_text(300, s) + "\n" for s in (2, 3, 4)]
+    (d / "whole.svm").write_text("".join(parts))
+    (d / "part-00000.svm").write_text(parts[0])
+    (d / "part-00001.svm.gz").write_bytes(gzip.compress(parts[1].encode()))
+    (d / "part-00002.svm").write_text(parts[2])
+    (d / "tiny.svm").write_text("1 1:2\n-1 2:3\n")
+    (d / "a.csv").write_text(CSV_HEADER + csv_rows(250, 5))
+    (d / "b.csv").write_text(CSV_HEADER + csv_rows(101, 6))
+    (d / "t.tsv").write_text(csv_rows(99, 7).replace(",", "\t").replace("\n", "\r\n"))
+    lines = libsvm_text(900, 8).split("\n")
+    lines[776] = "1 3:0.5 4:oops"
+    (d / "bad.svm").write_text("\n".join(lines))
+    (d / "wide.svm").write_text("1 1:1\n" * 500 + "1 70:1\n")
+    (d / "other.csv").write_text("a,b,c,z\n1,2,3,4\n")
+    return d
+
+
+COMMANDS = {  # name: (arguments after "data convert", expected status)
+    "edge": (["{d}/edge.svm"], 0),
+    "sorted": (["{d}/sorted.svm"], 0),
+    "parts": (["{d}/part-*"], 0),
+    "whole": (["{d}/whole.svm"], 0),
+    "tiny": (["{d}/tiny.svm"], 0),
+    "dense": (["{d}/edge.svm", "--dense"], 0),
+    "csv": (["{d}/a.csv", "{d}/b.csv"], 0),
+    "tsv": (["{d}/t.tsv", "--label", "0", "--sparse"], 0),
+    "bad": (["{d}/bad.svm"], EXIT_INPUT),
+    "wide": (["{d}/wide.svm", "--features", "50"], EXIT_INPUT),
+    "headers": (["{d}/a.csv", "{d}/other.csv"], EXIT_INPUT),
+}
+
+
+@pytest.fixture(scope="module")
+def converted(inputs, tmp_path_factory):
+    """``{ranks: (folder, {name: outcome})}``: every command, one launch a rank count."""
+    done = {}
+    for ranks in RANKS:
+        out = tmp_path_factory.mktemp(f"p{ranks}")
+        commands = [
+            ["data", "convert", *(a.format(d=inputs) for a in args), out / f"{name}.h5", "--quiet"]
+            for name, (args, _) in COMMANDS.items()
+        ]
+        outcomes = out / "outcomes.json"
+        proc = run_mpi_commands(ranks, commands, out / "commands.json", outcomes)
+        assert proc.returncode == 0, proc.stderr
+        done[ranks] = out, dict(zip(COMMANDS, json.loads(outcomes.read_text()), strict=True))
+    return done
+
+
+def read(path):
+    with h5py.File(path) as f:
+        if isinstance(f["X"], h5py.Group):
+            X = tuple(f["X"][k][:] for k in ("data", "indices", "indptr"))
+        else:
+            X = f["X"][:]
+        return X, f["y"][:] if "y" in f else None
+
+
+def test_every_command_ends_as_expected_on_every_rank(converted):
+    for ranks, (_, outcomes) in converted.items():
+        for name, (_, status) in COMMANDS.items():
+            assert set(outcomes[name]["status"]) == {status}, (ranks, name, outcomes[name])
+
+
+def test_the_output_is_the_same_file_for_any_rank_count(converted):
+    one = converted[1][0]
+    for ranks in RANKS[1:]:
+        for name, (_, status) in COMMANDS.items():
+            if status == 0:
+                ours = (converted[ranks][0] / f"{name}.h5").read_bytes()
+                assert ours == (one / f"{name}.h5").read_bytes(), (ranks, name)
+
+
+def test_libsvm_equals_scikit_learns_loader(inputs, converted):
+    from sklearn.datasets import load_svmlight_file
+
+    X, y = load_svmlight_file(str(inputs / "sorted.svm"), zero_based=False)
+    (data, indices, indptr), ours_y = read(converted[3][0] / "sorted.h5")
+    np.testing.assert_array_equal(ours_y, y)
+    np.testing.assert_array_equal(indptr, X.indptr)
+    np.testing.assert_array_equal(indices, X.indices)
+    assert data.view(np.int64).tolist() == X.data.view(np.int64).tolist()  # bit for bit
+    dense, _ = read(converted[2][0] / "dense.h5")  # the unsorted lines, sorted
+    np.testing.assert_array_equal(dense, X.toarray())
+
+
+def test_parts_glob_and_gzip_equal_their_concatenation(converted):
+    for ranks in RANKS:
+        folder = converted[ranks][0]
+        parts, whole = read(folder / "parts.h5"), read(folder / "whole.h5")
+        for a, b in zip([*parts[0], parts[1]], [*whole[0], whole[1]], strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_csv_files_with_headers_equal_numpys_reading(inputs, converted):
+    a = np.loadtxt(inputs / "a.csv", delimiter=",", skiprows=1)
+    b = np.loadtxt(inputs / "b.csv", delimiter=",", skiprows=1)
+    X, y = read(converted[3][0] / "csv.h5")
+    np.testing.assert_array_equal(X, np.vstack([a, b])[:, :3])
+    np.testing.assert_array_equal(y, np.concatenate([a, b])[:, 3])
+    with h5py.File(converted[3][0] / "csv.h5") as f:
+        assert list(f["X"].attrs["feature_names"]) == ["a", "b", "c"]
+        assert f["y"].attrs["name"] == "y"
+    t = np.loadtxt(inputs / "t.tsv", delimiter="\t")
+    (data, indices, indptr), y = read(converted[2][0] / "tsv.h5")
+    import scipy.sparse as sp
+
+    X = sp.csr_matrix((data, indices, indptr), shape=(len(t), 3)).toarray()
+    np.testing.assert_array_equal(X, t[:, 1:])
+    np.testing.assert_array_equal(y, t[:, 0])
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("bad", "bad.svm: line 777, column 3: '4:oops' is not index:value"),
+        ("wide", "wide.svm: line 501: index 70 exceeds the given number of features, 50"),
+        ("headers", "other.csv: line 1: a header that is not"),
+    ],
+)
+def test_an_error_is_one_line_naming_the_file_and_line_and_leaves_nothing(converted, name, message):
+    for ranks, (folder, outcomes) in converted.items():
+        stderr = "".join(outcomes[name]["stderr"])
+        lines = [line for line in stderr.splitlines() if line.startswith("mpigd: error")]
+        assert len(lines) == 1 and message in lines[0], (ranks, stderr)
+        assert not (folder / f"{name}.h5").exists()
+        assert not list(folder.glob(f".{name}.h5.*"))  # no temporary file left
