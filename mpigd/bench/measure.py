@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_info
 
 from .._version import __version__
+from ..io.dataset import data_path
 from ..io.rows import read_rows
 from ..kernels.losses import make_loss
 from ..objective import Objective
@@ -112,7 +113,7 @@ def measure(
         return None
     return {
         "ranks": comm.size,
-        "data": os.path.abspath(info.path),
+        "data": data_path(info),
         "rows": info.n_rows,
         "features": info.n_features,
         "dtype": str(info.x_dtype),

@@ -171,6 +171,61 @@ def add_y_key(parser, help: str = "name of the label dataset") -> None:
     parser.add_argument("--y-key", default="y", help=help)
 
 
+def add_text_input(parser, *, cache: bool = True) -> None:
+    """The options of a text DATA (LIBSVM/svmlight, CSV/TSV), as ``data convert`` takes
+    them; :func:`data_source` reads them."""
+    text = parser.add_argument_group(
+        "text data", "DATA may be LIBSVM/svmlight or CSV/TSV text (files or a quoted glob; "
+        ".gz/.bz2/.xz too): each rank parses its own byte range, with no HDF5 step"
+    )  # fmt: skip
+    text.add_argument("--format", choices=["libsvm", "csv"], help="default: from DATA's name")
+    text.add_argument(
+        "--label", help="CSV label column: a name or 0-based index, or 'none' (default: the last)"
+    )
+    text.add_argument(
+        "--header",
+        action=argparse.BooleanOptionalAction,
+        help="CSV: the first line names the columns (default: detected)",
+    )
+    text.add_argument("--delimiter", help="CSV field separator (default: comma; tab for .tsv)")
+    text.add_argument(
+        "--zero-based",
+        action=argparse.BooleanOptionalAction,
+        help="LIBSVM: indices start at 0 (default: yes if an index 0 occurs)",
+    )
+    if cache:
+        text.add_argument(
+            "--cache", metavar="OUT.h5", help="also write the parsed rows here, for the next run"
+        )
+
+
+TEXT_OPTIONS = ("format", "label", "header", "delimiter", "zero_based", "cache")
+
+
+def data_source(args):
+    """DATA as the readers take it: a path, or a :class:`~mpigd.io.text_convert.TextInput`
+    for text (by ``--format`` or the name); the text options given with an HDF5 file are
+    an error. Collective: no (the same on every rank)."""
+    from ..io.text_convert import TextInput
+    from ..io.text_rows import is_text
+
+    given = [name for name in TEXT_OPTIONS if getattr(args, name, None) is not None]
+    if args.format is None and not is_text(args.data):
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise MpigdError(f"{flag} is for text data, and {args.data} is not text (--format)")
+        return args.data
+    return TextInput(
+        (args.data,),
+        args.format,
+        label=args.label,
+        header=args.header,
+        delimiter=args.delimiter,
+        zero_based=args.zero_based,
+        cache=getattr(args, "cache", None),
+    )
+
+
 def add_out(parser, help: str) -> None:
     parser.add_argument("--out", required=True, help=help)
 

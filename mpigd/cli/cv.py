@@ -10,9 +10,11 @@ from .common import (
     add_checkpointing,
     add_command,
     add_out,
+    add_text_input,
     add_x_key,
     add_y_key,
     check_outputs_on_root,
+    data_source,
     once,
     refuses_negative,
     reporter,
@@ -33,7 +35,7 @@ def register(commands, run_options) -> None:
         "along a path of penalties, all folds in one pass over the data per evaluation; "
         "chooses the penalty and trains the final model on all rows.",
     )
-    cv.add_argument("data", help="HDF5 file with datasets X (rows, features) and y (rows,)")
+    cv.add_argument("data", help="HDF5 file with datasets X and y, or LIBSVM/CSV text")
     cv.add_argument("--model", required=True, choices=list(MODELS))
     add_out(cv, "final model file to write (HDF5), trained on all rows at the chosen penalty")
     cv.add_argument("--folds", type=int, default=5, help="number of folds K (default: 5)")
@@ -69,6 +71,7 @@ def register(commands, run_options) -> None:
     cv.add_argument("--ftol", type=float, default=1e-12, help="stop on this relative loss change")
     add_checkpointing(cv, "evaluations")
     add_x_key(cv)
+    add_text_input(cv)
     add_y_key(cv)
 
 
@@ -124,6 +127,7 @@ def run(args, comm) -> int:
             "--json": args.json,
             "--plot": args.plot,
             "--checkpoint": args.checkpoint,
+            "--cache": args.cache,
         },
         {"the data file": args.data, "--resume": args.resume},
         may_share=[("--checkpoint", "--resume")],  # a resubmitted job continues its checkpoint
@@ -146,7 +150,7 @@ def run(args, comm) -> int:
         say(f"{row[kind]:10.3e}  {row['mean']:12.6g}  {row['std']:10.3g}  {row['iterations']:10d}")
 
     result = cv(
-        args.data,
+        data_source(args),
         comm=comm,
         folds=args.folds,
         fold_key=args.fold_key,

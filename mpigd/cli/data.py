@@ -194,26 +194,23 @@ def run_convert(args, comm) -> int:
     files and compressed outputs on rank 0; returns the exit status. Collective: yes."""
     from ..io.convert import convert, guess_format
     from ..io.ranges import expand_inputs
-    from ..io.text_convert import convert_text
+    from ..io.text_convert import TextInput, convert_text
 
     say = reporter(comm, args.quiet)
     fmt = args.format or on_root(
         comm, lambda: guess_format(expand_inputs(args.inputs)[0]), share=True
     )
     if fmt in ("libsvm", "csv") and args.compression is None:
-        done = convert_text(
-            comm,
-            args.inputs,
-            args.out,
-            fmt=fmt,
+        source = TextInput(
+            tuple(args.inputs),
+            fmt,
             label=args.label,
             header=args.header,
             delimiter=args.delimiter,
             n_features=args.features,
             zero_based=args.zero_based,
-            dtype=args.dtype,
-            layout=args.layout,
         )
+        done = convert_text(comm, source, args.out, dtype=args.dtype, layout=args.layout)
     else:
         done = _convert_on_root(comm, args, fmt, convert)
     if done is not None:

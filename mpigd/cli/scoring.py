@@ -10,9 +10,11 @@ from ..parallel import on_root
 from .common import (
     add_command,
     add_out,
+    add_text_input,
     add_x_key,
     add_y_key,
     check_outputs_on_root,
+    data_source,
     reporter,
     write_json_on_root,
 )
@@ -42,9 +44,10 @@ def register(commands, run_options) -> None:
         description="Score a model on labelled data; each rank scores its own rows.",
     )
     evaluate_parser.add_argument("model", help="model file written by mpigd train")
-    evaluate_parser.add_argument("data", help="HDF5 file with X and y")
+    evaluate_parser.add_argument("data", help="HDF5 file with X and y, or LIBSVM/CSV text")
     evaluate_parser.add_argument("--json", metavar="PATH", help="also write the metrics as JSON")
     add_x_key(evaluate_parser)
+    add_text_input(evaluate_parser, cache=False)
     add_y_key(evaluate_parser)
 
     predict_parser = add_command(
@@ -56,9 +59,12 @@ def register(commands, run_options) -> None:
         description="Predict every row of X; each rank predicts its own rows.",
     )
     predict_parser.add_argument("model", help="model file written by mpigd train")
-    predict_parser.add_argument("data", help="HDF5 file with X (labels are not needed)")
+    predict_parser.add_argument(
+        "data", help="HDF5 file with X (labels are not needed), or LIBSVM/CSV text"
+    )
     add_out(predict_parser, "HDF5 file to write")
     add_x_key(predict_parser)
+    add_text_input(predict_parser, cache=False)
 
     plot_parser = add_command(
         commands,
@@ -108,7 +114,7 @@ def run_evaluate(args, comm) -> int:
     say = reporter(comm, args.quiet)
     if args.json:
         check_outputs_on_root(comm, {"--json": args.json}, _inputs(args))
-    scores = evaluate(args.data, args.model, comm=comm, x_key=args.x_key, y_key=args.y_key)
+    scores = evaluate(data_source(args), args.model, comm=comm, x_key=args.x_key, y_key=args.y_key)
     say(f"{scores['model']} model {args.model} on {args.data} ({plural(comm.size, 'rank')}):")
     for line in metric_lines(scores):
         say(line)
@@ -135,6 +141,6 @@ def run_predict(args, comm) -> int:
     from ..evaluation.scoring import predict
 
     check_outputs_on_root(comm, {"--out": args.out}, _inputs(args))
-    rows = predict(args.data, args.model, args.out, comm=comm, x_key=args.x_key)
+    rows = predict(data_source(args), args.model, args.out, comm=comm, x_key=args.x_key)
     reporter(comm, args.quiet)(f"{rows:,} predictions written to {args.out}")
     return 0

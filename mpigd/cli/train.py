@@ -13,9 +13,11 @@ from .common import (
     add_checkpointing,
     add_command,
     add_out,
+    add_text_input,
     add_x_key,
     add_y_key,
     check_outputs_on_root,
+    data_source,
     once,
     positive_int,
     refuses_negative,
@@ -33,7 +35,10 @@ def register(commands, run_options) -> None:
         description="Train a linear, logistic or softmax regression: each rank reads its own "
         "rows, one Allreduce per evaluation.",
     )
-    train.add_argument("data", help="HDF5 file with datasets X (rows, features) and y (rows,)")
+    train.add_argument(
+        "data",
+        help="HDF5 file with datasets X (rows, features) and y (rows,), or LIBSVM/CSV text",
+    )
     train.add_argument(
         "--model",
         required=True,
@@ -52,6 +57,7 @@ def register(commands, run_options) -> None:
     _add_objective_options(train)
     _add_optimizer_options(train)
     add_checkpointing(train, "iterations")
+    add_text_input(train)
     train.add_argument(
         "--init",
         metavar="MODEL",
@@ -152,7 +158,7 @@ def run(args, comm) -> int:
     say = reporter(comm, args.quiet)
     check_outputs_on_root(
         comm,
-        {"--out": args.out, "--checkpoint": args.checkpoint},
+        {"--out": args.out, "--checkpoint": args.checkpoint, "--cache": args.cache},
         {"the data file": args.data, "--resume": args.resume, "--init": args.init},
         may_share=[("--checkpoint", "--resume")],  # a resubmitted job continues its checkpoint
     )
@@ -163,7 +169,7 @@ def run(args, comm) -> int:
     )
     start = wtime()
     fitted = fit(
-        args.data,
+        data_source(args),
         comm=comm,
         callback=_progress_printer(say, args.print_every, start, announce),
         checkpoint=args.checkpoint,

@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 
 from .._version import __version__
+from ..io.dataset import data_path
 from ..io.outputs import create_rows_dataset, write_errors, writing
 from ..io.rows import label_error, read_rows
 from ..kernels.losses import LabelProblem, class_label_problem
@@ -67,7 +68,7 @@ def evaluate(
     if model.kind != "linear":
         K = 2 if model.kind == "logistic" else model.coef.shape[1]
         scores["classes"] = (np.arange(K) if classes is None else classes).tolist()
-    return {"model": model.kind, "data": os.path.abspath(info.path), "ranks": comm.size, **scores}
+    return {"model": model.kind, "data": data_path(info), "ranks": comm.size, **scores}
 
 
 def _encode(info, local, classes):
@@ -113,7 +114,7 @@ def predict(
 
         def create() -> str:
             name = rank0_output.enter_context(writing(out))
-            _create(name, out, info.n_rows, columns, model, info.path)
+            _create(name, out, info.n_rows, columns, model, data_path(info))
             return name
 
         tmp = on_root(comm, create, share=True)
@@ -129,4 +130,4 @@ def _create(path: str, out: str, n_rows: int, columns: dict, model: LinearModel,
         for key, values in columns.items():
             shape = (n_rows, *values.shape[1:])
             create_rows_dataset(f, key, shape, values.dtype, fixed_layout=True)
-        f.attrs.update(model=model.kind, data=os.path.abspath(data), mpigd_version=__version__)
+        f.attrs.update(model=model.kind, data=data, mpigd_version=__version__)

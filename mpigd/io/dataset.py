@@ -47,6 +47,7 @@ class DatasetInfo:
     csr: CSRLayout | None = None  # X is a CSR group (io.sparse); None: a dense dataset
     categorical: bool = False  # y_key names the codes of a categorical column (-1: missing)
     n_categories: int = 0  # of that categorical column: its codes are -1 .. n_categories - 1
+    text: tuple[str, ...] = ()  # the text inputs it was parsed from (io.text_rows): no HDF5
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,14 @@ def check_codes(
         )
 
 
+def data_path(info: DatasetInfo) -> str:
+    """What a record names as the data: the file's absolute path, the text inputs'
+    (joined by ", "), or "(arrays in memory)". Collective: no."""
+    if info.text:
+        return ", ".join(os.path.abspath(p) for p in info.text)
+    return os.path.abspath(info.path) if info.path else "(arrays in memory)"
+
+
 def first_row(info: DatasetInfo) -> np.ndarray:
     """Row 0 of X as float64, shape (n,). Collective: no."""
     try:
@@ -214,6 +223,8 @@ def fingerprint(info: DatasetInfo) -> dict[str, str | int]:
     the file: cheap at any size, and different for a different or modified file in
     practice. Collective: no (call on one rank).
     """
+    if info.text:
+        return _text_fingerprint(info)
     rows = np.unique(np.linspace(0, info.n_rows - 1, FINGERPRINT_ROWS).astype(np.int64))
     digest = hashlib.sha256(f"{info.x_dtype}{info.y_dtype}".encode())
     try:
@@ -230,6 +241,22 @@ def fingerprint(info: DatasetInfo) -> dict[str, str | int]:
         "y_key": info.y_key,
         "data_shape": f"{info.n_rows}x{info.n_features}",
         "data_dtypes": f"{info.x_dtype},{info.y_dtype}",
+        "data_sample_sha256": digest.hexdigest(),
+    }
+
+
+def _text_fingerprint(info: DatasetInfo) -> dict[str, str | int]:
+    """:func:`fingerprint` of text inputs: their sizes and first 64 KiB."""
+    digest = hashlib.sha256()
+    try:
+        for path in info.text:
+            with open(path, "rb") as f:
+                digest.update(f"{os.fstat(f.fileno()).st_size}".encode() + f.read(2**16))
+    except OSError as exc:
+        raise MpigdError(f"reading {path} failed: {exc}") from exc
+    return {
+        "data_path": ", ".join(os.path.abspath(p) for p in info.text),
+        "data_shape": f"{info.n_rows}x{info.n_features}",
         "data_sample_sha256": digest.hexdigest(),
     }
 

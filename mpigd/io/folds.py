@@ -27,6 +27,11 @@ def read_fold_ids(comm, local: LocalData, key: str, folds: int) -> np.ndarray:
     row. Collective: yes (a bad value on any rank is one error on all)."""
     info = local.info
     with rank_local(comm):
+        if info.text:
+            raise MpigdError(
+                f"fold ids '{key}' come from a dataset of an HDF5 file, and {info.path} is "
+                "text: convert it (mpigd data convert) and add the dataset, or use hashed folds"
+            )
         try:
             with open_input(info.path) as f:
                 dataset = get_dataset(f, key)

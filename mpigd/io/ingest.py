@@ -68,7 +68,8 @@ def list_inputs(patterns, output) -> Inputs:
     Collective: no."""
     paths = expand_inputs(patterns)
     named = {"the input": paths[0]} if len(paths) == 1 else {f"input {p}": p for p in paths}
-    check_outputs({"the output": output}, named)
+    if output is not None:
+        check_outputs({"the output": output}, named)
     stamps = [(os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]
     if sum(n_bytes for n_bytes, _ in stamps) == 0:
         raise MpigdError(f"{paths[0]} holds no data" if len(paths) == 1 else "no input holds data")

@@ -17,6 +17,7 @@ from .dataset import (
     read_block,
 )
 from .memory import checked_rows
+from .text_rows import is_text, read_text_rows
 
 
 def read_rows(
@@ -29,6 +30,26 @@ def read_rows(
     Collective: yes. Each check is rank-local work agreed across ranks before the next
     collective step, so a failure on one rank ends every rank with the same error.
     """
+    if is_text(data):
+        if weight_key is not None:
+            raise MpigdError(f"row weights ('{weight_key}') need an HDF5 file; {data} is text")
+        info, local = read_text_rows(comm, data, labelled=y_key is not None, n_features=n_features)
+    else:
+        info, local = _read_hdf5_rows(comm, data, x_key, y_key, weight_key, n_features)
+    with rank_local(comm):
+        if y_key is None or model is None:
+            return info, local
+        check = class_label_problem if model == "softmax" else make_loss(model).label_problem
+        problem = check(local.y)
+        if problem:
+            note = " (any label values: --labels auto)" if model == "softmax" else ""
+            raise label_error(info, local, problem, note)
+    return info, local
+
+
+def _read_hdf5_rows(comm, data, x_key, y_key, weight_key, n_features):
+    """This rank's rows of an HDF5 file, once its layout and this rank's memory are
+    checked. Collective: yes."""
     with rank_local(comm):
         info = inspect_dataset(data, x_key, y_key, weight_key)
         if n_features is not None and info.n_features != n_features:
@@ -43,13 +64,6 @@ def read_rows(
             raise MpigdError(problem)
     with rank_local(comm):
         local = read_block(info, comm.rank, comm.size)
-        if y_key is None or model is None:
-            return info, local
-        check = class_label_problem if model == "softmax" else make_loss(model).label_problem
-        problem = check(local.y)
-        if problem:
-            note = " (any label values: --labels auto)" if model == "softmax" else ""
-            raise label_error(info, local, problem, note)
     return info, local
 
 

@@ -22,7 +22,7 @@ from ..errors import MpigdError
 from ..parallel import gather_all, on_root, rank_local, sums_before
 from ..partition import CHUNK_BYTES, rows_per_block
 from . import parse
-from .convert import size_problem
+from .convert import guess_format, size_problem
 from .ingest import (
     Datasets,
     Inputs,
@@ -49,6 +49,8 @@ class Plan:
     notes: list[str]
     first_row: int = 0  # this rank's first row and value in the output
     first_value: int = 0
+    rank_rows: int = 0  # and its count of each
+    rank_values: int = 0
     feature_names: list[str] | None = None
     label_name: str | None = None
     labelled: bool = True
@@ -108,6 +110,10 @@ class Csr:
         np.cumsum(kept.sum(axis=1), out=indptr[1:])
         return cls(X[kept], np.nonzero(kept)[1], indptr, X.shape[1])
 
+    @property
+    def n_rows(self) -> int:
+        return len(self.indptr) - 1
+
     def dense(self, start: int, stop: int) -> np.ndarray:
         """Rows ``start:stop``, dense."""
         out = np.zeros((stop - start, self.width))
@@ -147,11 +153,11 @@ class _Sink:
             self.out.put("y", self.row, y)
         self.row += rows
 
-    def finish(self, rows: int, values: int) -> None:
+    def finish(self) -> None:
         """Check that this rank wrote what it counted; rank 0 closes ``indptr``."""
         plan = self.plan
-        if self.row - plan.first_row != rows or (
-            plan.sparse and self.value - plan.first_value != values
+        if self.row - plan.first_row != plan.rank_rows or (
+            plan.sparse and self.value - plan.first_value != plan.rank_values
         ):
             raise MpigdError("the input changed while converting: other rows than counted")
         if plan.sparse and plan.first_row == 0:
@@ -200,6 +206,8 @@ class _Format:
 
 
 class _Libsvm(_Format):
+    fmt = "libsvm"
+
     def __init__(self, inputs, dtype, layout, n_features=None, zero_based=None):
         super().__init__(inputs, dtype, layout)
         self.n_features, self.zero_based, self.base, self.width = n_features, zero_based, 1, 0
@@ -264,6 +272,8 @@ class _Libsvm(_Format):
 
 
 class _Csv(_Format):
+    fmt = "csv"
+
     def __init__(self, inputs, dtype, layout, head: CsvHead):
         super().__init__(inputs, dtype, layout)
         self.head = head
@@ -350,50 +360,83 @@ class _Csv(_Format):
         return values[:, self.head.keep], y
 
 
-def convert_text(
-    comm,
-    patterns,
-    output,
-    *,
-    fmt: str,
-    label: str | None = None,
-    header: bool | None = None,
-    delimiter: str | None = None,
-    n_features: int | None = None,
-    zero_based: bool | None = None,
-    dtype: str = "float64",
-    layout: str | None = None,
-) -> Plan:
-    """Convert the text files ``patterns`` (files or globs, rows in the order given) of
-    format ``fmt`` ("libsvm" or "csv") to ``output`` on every rank of ``comm``; returns
-    what was written. Options as :func:`mpigd.io.convert.convert`'s. Collective: yes."""
-    inputs = on_root(comm, lambda: list_inputs(patterns, output), share=True)
+@dataclass(frozen=True)
+class TextInput:
+    """Text inputs and how to read them: files or globs (rows in the order given), the
+    format ("libsvm" or "csv"; None: from the first file's name) and the options of
+    ``data convert`` (``label`` a CSV column name or index, or "none"; ``header`` None
+    detects one; ``n_features`` the LIBSVM width; ``zero_based`` None: 0-based exactly
+    when an index 0 occurs)."""
+
+    patterns: tuple[str, ...]
+    fmt: str | None = None
+    label: str | None = None
+    header: bool | None = None
+    delimiter: str | None = None
+    n_features: int | None = None
+    zero_based: bool | None = None
+    cache: str | None = None  # training from text: also write the rows to this HDF5 file
+
+
+def text_reader(comm, inputs: Inputs, source: TextInput, dtype, layout) -> _Format:
+    """The reader of ``source``'s format (the CSV header read on rank 0). Collective: yes."""
+    fmt = source.fmt or on_root(comm, lambda: guess_format(inputs.paths[0]), share=True)
     if fmt == "libsvm":
-        reader = _Libsvm(inputs, dtype, layout, n_features, zero_based)
-    else:
-        head = on_root(
-            comm,
-            lambda: csv_head(inputs.paths[0], label=label, header=header, delimiter=delimiter),
-            share=True,
-        )
-        reader = _Csv(inputs, dtype, layout, head)
+        return _Libsvm(inputs, dtype, layout, source.n_features, source.zero_based)
+    if fmt != "csv":
+        raise MpigdError(f"{inputs.paths[0]}: format {fmt!r} is not text (libsvm or csv)")
+    head = on_root(
+        comm,
+        lambda: csv_head(
+            inputs.paths[0], label=source.label, header=source.header, delimiter=source.delimiter
+        ),
+        share=True,
+    )
+    return _Csv(inputs, dtype, layout, head)
+
+
+def counted(comm, reader: _Format, counts: _Counts) -> Plan:
+    """The plan of every rank's ``counts``, with this rank's first row and value.
+    Collective: yes."""
+    plan = _decided(comm, reader, gather_all(comm, counts))
+    plan.first_row, plan.first_value = map(int, sums_before(comm, [counts.rows, counts.values]))
+    return plan
+
+
+def write_rows(comm, output, plan: Plan, attrs: dict, dtype, rows) -> None:
+    """Write ``output`` (atomically) with ``plan``'s datasets, each rank its ``rows``:
+    ``(X, y)`` pairs in order, which must add up to its counts. Collective: yes."""
+    on_root(comm, lambda: _fits(plan, output, dtype))
+    with shared_output(comm, output) as tmp:
+        shapes = plan.shapes(dtype)
+        layout = on_root(comm, lambda: create_datasets(tmp, shapes, attrs), share=True)
+        with rank_local(comm), Datasets(tmp, layout) as out:
+            sink = _Sink(out, plan)
+            for X, y in rows():
+                sink.add(X, y)
+            sink.finish()
+
+
+def convert_text(comm, source: TextInput, output, *, dtype="float64", layout=None) -> Plan:
+    """Convert ``source`` to ``output`` on every rank of ``comm`` (``layout`` "sparse"
+    or "dense"; by default LIBSVM is sparse and CSV dense); returns what was written.
+    Collective: yes."""
+    inputs = on_root(comm, lambda: list_inputs(source.patterns, output), share=True)
+    reader = text_reader(comm, inputs, source, dtype, layout)
     text = rank_text(comm, inputs)
     counts = _Counts()
     with rank_local(comm):
         for path, block, first in reader.blocks(text):
             reader.count(counts, path, reader.rows(path, block, first, values=False))
-    plan = _decided(comm, reader, gather_all(comm, counts))
-    plan.first_row, plan.first_value = map(int, sums_before(comm, [counts.rows, counts.values]))
-    on_root(comm, lambda: _fits(plan, output, dtype))
-    with shared_output(comm, output) as tmp:
-        shapes, attrs = plan.shapes(dtype), plan.attrs(inputs, fmt)
-        layout = on_root(comm, lambda: create_datasets(tmp, shapes, attrs), share=True)
-        with rank_local(comm), Datasets(tmp, layout) as out:
-            sink = _Sink(out, plan)
-            for path, block, first in reader.blocks(text):
-                sink.add(*reader.matrix(reader.rows(path, block, first)))
-            sink.finish(counts.rows, counts.values)
-        on_root(comm, lambda: _unchanged(inputs))
+    plan = counted(comm, reader, counts)
+    plan.rank_rows, plan.rank_values = counts.rows, counts.values
+
+    def rows():
+        for path, block, first in reader.blocks(text):
+            yield reader.matrix(reader.rows(path, block, first))
+
+    write_rows(comm, output, plan, plan.attrs(inputs, reader.fmt), dtype, rows)
+    on_root(comm, lambda: _unchanged(inputs))
     return plan
 
 

@@ -20,7 +20,7 @@ from functools import partial
 import numpy as np
 
 from ..errors import Diverged, Interrupted, MpigdError, Preempted, plural
-from ..io.dataset import fingerprint
+from ..io.dataset import data_path, fingerprint
 from ..io.folds import fold_ids
 from ..model import LinearModel
 from ..optimize import OPTIMIZERS, L1Penalty
@@ -124,7 +124,7 @@ def cv(
         run_info = on_root(comm, lambda: {**settings, **fingerprint(local.info)})
     progress = _progress(comm, objective, plan, run_info, resume, callback)
     _walk(comm, objective, options, plan, progress, run_info, checkpoint, callback)
-    record = _record(data, options, plan, progress, objective, classes)
+    record = _record(local.info, options, plan, progress, objective, classes)
     fitted = (
         _refit(comm, local, options, plan, record, progress, objective, classes) if refit else None
     )
@@ -259,7 +259,7 @@ def _step(objective, batch, options, plan: _Plan, progress, i: int, mask) -> dic
     return row
 
 
-def _record(data, options: TrainOptions, plan: _Plan, progress, objective, classes) -> dict:
+def _record(info, options: TrainOptions, plan: _Plan, progress, objective, classes) -> dict:
     """The cross-validation's record (what ``mpigd cv --json`` writes): the table, the
     penalties chosen by each rule, the passes. Warns where fold models stopped early, and
     where the chosen penalty is an end of the path. Collective: no."""
@@ -278,7 +278,7 @@ def _record(data, options: TrainOptions, plan: _Plan, progress, objective, class
     chosen = best if plan.rule == "min" else best_1se
     warn_at_an_end(comm, kind, path, chosen)
     record = {
-        "model": options.model, "data": os.path.abspath(data), "folds": plan.folds,
+        "model": options.model, "data": data_path(info), "folds": plan.folds,
         "fold_key": plan.fold_key or "", "seed": options.seed, "penalty": kind,
         kind: path.tolist(), **({"l2": options.l2} if kind == "l1" else {}),
         "metric": plan.metric, "rule": plan.rule, "val": val.tolist(),

@@ -70,7 +70,9 @@ def load_problem(
     shift = None
     if options.standardize:
         shift = on_root(
-            comm, lambda: first_row(info) if info.path else first_local_row(local), share=True
+            comm,
+            lambda: first_row(info) if info.path and not info.text else first_local_row(local),
+            share=True,
         )
     loss = make_loss(options.model, count)
     return Problem(info, local, loss, count, budget, n_rows, shift, classes)

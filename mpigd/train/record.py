@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from .._version import __version__
+from ..io.dataset import data_path
 from ..model import LinearModel
 from ..optimize import OptimizeResult
 from ..parallel import library_version
@@ -53,7 +54,7 @@ def run_record(
         "ranks": comm.size,
         "n_rows": info.n_rows,
         "n_features": info.n_features,
-        "data_path": os.path.abspath(info.path) if info.path else "(arrays in memory)",
+        "data_path": data_path(info),
         "x_key": info.x_key,
         "y_key": info.y_key,
         "resumed_from": "" if resume is None else os.path.abspath(resume),
