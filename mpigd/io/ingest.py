@@ -40,7 +40,15 @@ from ..parallel import (
 )
 from ..partition import CHUNK_BYTES, rows_per_block
 from .outputs import check_outputs, commit, temporary_beside
-from .ranges import Piece, expand_inputs, line_bounds, piece_blocks, rank_pieces
+from .ranges import (
+    Piece,
+    count_lines,
+    count_newlines,
+    expand_inputs,
+    line_bounds,
+    piece_blocks,
+    rank_pieces,
+)
 
 
 @dataclass(frozen=True)
@@ -91,7 +99,7 @@ class RankText:
         for piece, bounds, first in zip(self.pieces, self.bounds, self.first_lines, strict=True):
             for block in piece_blocks(piece, bounds):
                 yield piece, block, first
-                first += block.count(b"\n")
+                first += count_newlines(block)
 
 
 def rank_text(comm, inputs: Inputs) -> RankText:
@@ -104,7 +112,7 @@ def rank_text(comm, inputs: Inputs) -> RankText:
         text = RankText(pieces, [line_bounds(p, inputs.sizes[p.file]) for p in pieces])
         for piece, bounds in zip(text.pieces, text.bounds, strict=True):
             if not piece.compressed:
-                newlines[piece.file] = sum(b.count(b"\n") for b in piece_blocks(piece, bounds))
+                newlines[piece.file] = count_lines(piece, bounds)
     before = sums_before(comm, newlines)
     text.first_lines = [1 + int(before[p.file]) for p in pieces]
     return text

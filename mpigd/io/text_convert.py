@@ -10,6 +10,7 @@ decide (:meth:`_Format.plan`).
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import warnings
 from collections.abc import Iterator
@@ -32,7 +33,7 @@ from .ingest import (
     rank_text,
     shared_output,
 )
-from .ranges import piece_blocks
+from .ranges import count_newlines, piece_blocks
 from .text import CsvHead, csv_head, libsvm_shape
 
 _BOM = b"\xef\xbb\xbf"
@@ -285,7 +286,7 @@ class _Csv(_Format):
             pending = bounds[0] == 0  # this piece starts the file
             for block in piece_blocks(piece, bounds):
                 number = first
-                first += block.count(b"\n")
+                first += count_newlines(block)
                 if pending:
                     block, number, pending = self._headless(piece.path, block, number)
                 if block:
@@ -295,6 +296,7 @@ class _Csv(_Format):
         """The block without the file's leading byte-order mark and header line (whose
         fields must be the first file's), the number of its first line, and whether the
         header is still to come (the block was blank)."""
+        block = bytes(block)  # the first block of a file: a copy, once
         block = block[len(_BOM) :] if block.startswith(_BOM) else block
         if not self.head.header:
             return block, number, False
@@ -417,6 +419,12 @@ def write_rows(comm, output, plan: Plan, attrs: dict, dtype, rows) -> None:
             sink.finish()
 
 
+#: Bytes of parsed rows a rank keeps from its counting pass, so that the writing pass
+#: need not parse them again; the blocks after them are parsed twice, so that memory
+#: stays bounded whatever the input's size.
+KEEP_BYTES = 160 * 2**20
+
+
 def convert_text(comm, source: TextInput, output, *, dtype="float64", layout=None) -> Plan:
     """Convert ``source`` to ``output`` on every rank of ``comm`` (``layout`` "sparse"
     or "dense"; by default LIBSVM is sparse and CSV dense); returns what was written.
@@ -424,20 +432,32 @@ def convert_text(comm, source: TextInput, output, *, dtype="float64", layout=Non
     inputs = on_root(comm, lambda: list_inputs(source.patterns, output), share=True)
     reader = text_reader(comm, inputs, source, dtype, layout)
     text = rank_text(comm, inputs)
-    counts = _Counts()
+    counts, kept, room = _Counts(), [], KEEP_BYTES
     with rank_local(comm):
         for path, block, first in reader.blocks(text):
-            reader.count(counts, path, reader.rows(path, block, first, values=False))
+            parsed = reader.rows(path, block, first, values=room > 0)
+            reader.count(counts, path, parsed)
+            size = _nbytes(parsed)
+            room = room - size if room >= size else 0  # the kept blocks: a prefix
+            if room > 0:
+                kept.append(parsed)
     plan = counted(comm, reader, counts)
     plan.rank_rows, plan.rank_values = counts.rows, counts.values
 
     def rows():
-        for path, block, first in reader.blocks(text):
+        yield from map(reader.matrix, kept)
+        for path, block, first in itertools.islice(reader.blocks(text), len(kept), None):
             yield reader.matrix(reader.rows(path, block, first))
 
     write_rows(comm, output, plan, plan.attrs(inputs, reader.fmt), dtype, rows)
     on_root(comm, lambda: _unchanged(inputs))
     return plan
+
+
+def _nbytes(parsed) -> int:
+    """The bytes of a parsed block's arrays."""
+    arrays = parsed.__dict__.values() if hasattr(parsed, "__dict__") else parsed
+    return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
 
 
 def _decided(comm, reader: _Format, counts: list[_Counts]) -> Plan:

@@ -23,10 +23,8 @@ def rank_lines(paths, ranks: int, block_bytes: int) -> list[list[bytes]]:
         for piece in rank_pieces(paths, sizes, rank, ranks):
             bounds = line_bounds(piece, sizes[piece.file])
             text = b"".join(piece_blocks(piece, bounds, block_bytes))
-            assert all(  # blocks hold whole lines
-                block.endswith(b"\n") or block is text
-                for block in list(piece_blocks(piece, bounds, block_bytes))[:-1]
-            )
+            blocks = [bytes(block) for block in piece_blocks(piece, bounds, block_bytes)]
+            assert all(block.endswith(b"\n") for block in blocks[:-1])  # whole lines
             lines += [(piece.path, line) for line in text.splitlines(keepends=True)]
         out.append(lines)
     return out
