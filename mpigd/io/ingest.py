@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -36,13 +36,11 @@ from ..errors import MpigdError
 from ..parallel import (
     on_root,
     rank_local,
-    sums_before,
 )
 from ..partition import CHUNK_BYTES, rows_per_block
 from .outputs import check_outputs, commit, temporary_beside
 from .ranges import (
     Piece,
-    count_lines,
     count_newlines,
     expand_inputs,
     line_bounds,
@@ -87,35 +85,34 @@ def list_inputs(patterns, output) -> Inputs:
 @dataclass
 class RankText:
     """This rank's pieces of the inputs: their byte ranges of whole lines, and the line
-    number each starts at."""
+    number each starts at (1 until :meth:`renumber` knows the lines before)."""
 
     pieces: list[Piece]
     bounds: list[tuple[int, int]]
-    first_lines: list[int] = field(default_factory=list)
+    first_lines: list[int]
 
-    def blocks(self) -> Iterator[tuple[Piece, bytes, int]]:
-        """``(piece, block of whole lines, its first line's number)``, in input order.
-        Collective: no."""
+    def blocks(self) -> Iterator[tuple[Piece, memoryview, int, int]]:
+        """``(piece, block of whole lines, its first line's number, its newlines)``, in
+        input order. Collective: no."""
         for piece, bounds, first in zip(self.pieces, self.bounds, self.first_lines, strict=True):
             for block in piece_blocks(piece, bounds):
-                yield piece, block, first
-                first += count_newlines(block)
+                newlines = count_newlines(block)
+                yield piece, block, first, newlines
+                first += newlines
+
+    def renumber(self, before: np.ndarray) -> None:
+        """Number the pieces' lines in their files, ``before[f]`` lines of file f being
+        other ranks' before this one's. Collective: no."""
+        self.first_lines = [1 + int(before[p.file]) for p in self.pieces]
 
 
 def rank_text(comm, inputs: Inputs) -> RankText:
-    """This rank's pieces and the line numbers they start at: a rank counts the newlines
-    of its pieces, and the ranks before it counted those before (an exclusive scan per
-    file; a compressed file is one piece, numbered from 1). Collective: yes."""
-    newlines = np.zeros(len(inputs.paths), dtype=np.int64)
+    """This rank's pieces, their lines numbered from 1 until :meth:`RankText.renumber`.
+    Collective: yes."""
     with rank_local(comm):
         pieces = rank_pieces(inputs.paths, inputs.sizes, comm.rank, comm.size)
-        text = RankText(pieces, [line_bounds(p, inputs.sizes[p.file]) for p in pieces])
-        for piece, bounds in zip(text.pieces, text.bounds, strict=True):
-            if not piece.compressed:
-                newlines[piece.file] = count_lines(piece, bounds)
-    before = sums_before(comm, newlines)
-    text.first_lines = [1 + int(before[p.file]) for p in pieces]
-    return text
+        bounds = [line_bounds(p, inputs.sizes[p.file]) for p in pieces]
+    return RankText(pieces, bounds, [1] * len(pieces))
 
 
 @contextmanager

@@ -19,7 +19,8 @@ from .dataset import DatasetInfo, LocalData
 from .ingest import list_inputs, rank_text
 from .ranges import COMPRESSED
 from .sparse import CSRLayout
-from .text_convert import Csr, Plan, TextInput, _Counts, counted, text_reader, write_rows
+from .text_convert import TextInput, counted, counting_pass, text_reader, write_rows
+from .text_formats import Csr, Plan
 
 #: Suffixes of text inputs (before a compression suffix).
 TEXT_SUFFIXES = {".svm", ".libsvm", ".svmlight", ".light", ".csv", ".tsv", ".txt"}
@@ -54,15 +55,8 @@ def read_text_rows(
         source = TextInput(**{**source.__dict__, "label": "none"})
     inputs = on_root(comm, lambda: list_inputs(source.patterns, source.cache), share=True)
     reader = text_reader(comm, inputs, source, np.float64, None)
-    text = rank_text(comm, inputs)
-    parsed, counts = [], _Counts()
-    with rank_local(comm):
-        for path, block, first in reader.blocks(text):
-            rows = reader.rows(path, block, first)
-            reader.count(counts, path, rows)
-            parsed.append(rows)
+    counts, parsed = counting_pass(comm, reader, rank_text(comm, inputs), float("inf"))
     plan = counted(comm, reader, counts)
-    plan.rank_rows, plan.rank_values = counts.rows, counts.values
     with rank_local(comm):
         X, y = _assembled(plan, [reader.matrix(rows) for rows in parsed])
     if source.cache is not None:
