@@ -60,13 +60,13 @@ class Inputs:
     def sizes(self) -> list[int]:
         return [n_bytes for n_bytes, _ in self.stamps]
 
-    def changed(self) -> str | None:
-        """Which input changed since it was listed, or None. Collective: no."""
+    def check_unchanged(self) -> None:
+        """An :class:`MpigdError` naming an input that changed since it was listed (a
+        file still being written). Collective: no."""
         for path, stamp in zip(self.paths, self.stamps, strict=True):
             info = os.stat(path)
             if (info.st_size, info.st_mtime_ns) != stamp:
-                return f"{path} changed while it was read: convert again once it is complete"
-        return None
+                raise MpigdError(f"{path} changed while it was read: run again once it is complete")
 
 
 def list_inputs(patterns, output) -> Inputs:

@@ -153,7 +153,7 @@ def convert_text(comm, source: TextInput, output, *, dtype="float64", layout=Non
             yield reader.matrix(reader.rows(piece.path, block, first))
 
     write_rows(comm, output, plan, plan.attrs(inputs, reader.fmt), dtype, rows)
-    on_root(comm, lambda: _unchanged(inputs))
+    on_root(comm, inputs.check_unchanged)
     return plan
 
 
@@ -204,12 +204,6 @@ def _decided(comm, reader: Format, counts: list[Counts]) -> Plan:
         if comm.rank != 0:
             warnings.simplefilter("ignore")
         return reader.plan(counts)
-
-
-def _unchanged(inputs: Inputs) -> None:
-    problem = inputs.changed()
-    if problem:
-        raise MpigdError(problem)
 
 
 def _fits(plan: Plan, output, dtype) -> None:

@@ -57,6 +57,7 @@ def read_text_rows(
     reader = text_reader(comm, inputs, source, np.float64, None)
     counts, parsed = counting_pass(comm, reader, rank_text(comm, inputs), float("inf"))
     plan = counted(comm, reader, counts)
+    on_root(comm, inputs.check_unchanged)
     with rank_local(comm):
         X, y = _assembled(plan, [reader.matrix(rows) for rows in parsed])
     if source.cache is not None:

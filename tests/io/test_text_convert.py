@@ -178,3 +178,17 @@ def test_an_error_is_one_line_naming_the_file_and_line_and_leaves_nothing(conver
         assert len(lines) == 1 and message in lines[0], (ranks, stderr)
         assert not (folder / f"{name}.h5").exists()
         assert not list(folder.glob(f".{name}.h5.*"))  # no temporary file left
+
+
+def test_an_input_that_changes_while_read_is_named(tmp_path):
+    from mpigd.errors import MpigdError
+    from mpigd.io.ingest import list_inputs
+
+    path = tmp_path / "growing.svm"
+    path.write_text("1 1:1\n")
+    inputs = list_inputs([str(path)], tmp_path / "out.h5")
+    inputs.check_unchanged()
+    with open(path, "a") as f:
+        f.write("0 2:1\n")
+    with pytest.raises(MpigdError, match=r"growing\.svm changed while it was read"):
+        inputs.check_unchanged()
