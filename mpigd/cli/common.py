@@ -178,7 +178,9 @@ def add_text_input(parser, *, cache: bool = True) -> None:
         "text data", "DATA may be LIBSVM/svmlight or CSV/TSV text (files or a quoted glob; "
         ".gz/.bz2/.xz too): each rank parses its own byte range, with no HDF5 step"
     )  # fmt: skip
-    text.add_argument("--format", choices=["libsvm", "csv"], help="default: from DATA's name")
+    text.add_argument(
+        "--format", choices=["libsvm", "csv", "tsv"], help="default: from DATA's name"
+    )
     text.add_argument(
         "--label", help="CSV label column: a name or 0-based index, or 'none' (default: the last)"
     )
@@ -193,13 +195,30 @@ def add_text_input(parser, *, cache: bool = True) -> None:
         action=argparse.BooleanOptionalAction,
         help="LIBSVM: indices start at 0 (default: yes if an index 0 occurs)",
     )
+    add_hashing(text)
     if cache:
         text.add_argument(
             "--cache", metavar="OUT.h5", help="also write the parsed rows here, for the next run"
         )
 
 
-TEXT_OPTIONS = ("format", "label", "header", "delimiter", "zero_based", "cache")
+def add_hashing(parser) -> None:
+    """--categorical and --hash-bits: CSV/TSV columns read by the hashing trick."""
+    parser.add_argument(
+        "--categorical",
+        metavar="COLS",
+        help="CSV/TSV: columns of categorical values (0-based indices, ranges like 14-39, or "
+        "header names, comma-separated), each value NAME=VALUE hashed as scikit-learn's "
+        "FeatureHasher does into 2^B columns after the numeric ones (needs --hash-bits)",
+    )
+    parser.add_argument(
+        "--hash-bits", type=int, metavar="B", help="with --categorical: 2^B hashed columns"
+    )
+
+
+TEXT_OPTIONS = (
+    "format", "label", "header", "delimiter", "zero_based", "cache", "categorical", "hash_bits",
+)  # fmt: skip
 
 
 def data_source(args):
@@ -223,6 +242,8 @@ def data_source(args):
         delimiter=args.delimiter,
         zero_based=args.zero_based,
         cache=getattr(args, "cache", None),
+        categorical=args.categorical,
+        hash_bits=args.hash_bits,
     )
 
 

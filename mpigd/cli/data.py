@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..errors import MpigdError
 from ..io import FORMATS
 from ..parallel import on_root
 from .common import (
     add_command,
     add_command_group,
+    add_hashing,
     add_x_key,
     check_outputs_on_root,
     on_root_with_bars,
@@ -37,9 +39,16 @@ def _register_make(data, run_options) -> None:
         help="write a synthetic dataset",
         description="Write a synthetic regression dataset, block by block.",
     )
-    make.add_argument("out", help="HDF5 file to write")
+    make.add_argument("out", help="HDF5 file to write (a TSV file with --format criteo)")
+    make.add_argument(
+        "--format",
+        choices=["hdf5", "criteo"],
+        default="hdf5",
+        help="criteo: a click log in Criteo's layout (label, 13 counts, 26 hashed tokens, "
+        "tab-separated text) for the hashing trick (default: hdf5)",
+    )
     make.add_argument("--rows", type=positive_int, required=True, help="rows to write")
-    make.add_argument("--features", type=positive_int, required=True, help="features per row")
+    make.add_argument("--features", type=positive_int, help="features per row (HDF5)")
     make.add_argument(
         "--model", choices=["linear", "logistic"], default="logistic", help="kind of labels"
     )
@@ -91,6 +100,7 @@ def _register_convert(data, run_options) -> None:
         action=argparse.BooleanOptionalAction,
         help="LIBSVM: indices start at 0 (default: yes if an index 0 occurs)",
     )
+    add_hashing(convert)
     _add_dtype(convert)
     convert.add_argument(
         "--contiguous", action="store_true", help="no chunks (default: chunks of ~1 MiB of rows)"
@@ -167,6 +177,10 @@ def run_make(args, comm) -> int:
 
     say = reporter(comm, args.quiet)
     check_outputs_on_root(comm, {"the output": args.out})
+    if args.format == "criteo":
+        return _make_criteo(comm, args, say)
+    if args.features is None:
+        raise MpigdError("data make needs --features N (but --format criteo)")
     on_root(
         comm,
         lambda: make_dataset(
@@ -189,6 +203,19 @@ def run_make(args, comm) -> int:
     return 0
 
 
+def _make_criteo(comm, args, say) -> int:
+    from ..io.criteo import write_criteo
+    from ..io.outputs import atomic_path
+
+    def write() -> None:
+        with atomic_path(args.out) as tmp:
+            write_criteo(tmp, args.rows, seed=args.seed)
+
+    on_root(comm, write)
+    say(f"wrote {args.out}: {args.rows:,} lines in Criteo's layout, seed {args.seed}")
+    return 0
+
+
 def run_convert(args, comm) -> int:
     """``mpigd data convert``: text on every rank (:mod:`mpigd.io.text_convert`), NumPy
     files and compressed outputs on rank 0; returns the exit status. Collective: yes."""
@@ -200,7 +227,7 @@ def run_convert(args, comm) -> int:
     fmt = args.format or on_root(
         comm, lambda: guess_format(expand_inputs(args.inputs)[0]), share=True
     )
-    if fmt in ("libsvm", "csv") and args.compression is None:
+    if fmt in ("libsvm", "csv", "tsv") and args.compression is None:
         source = TextInput(
             tuple(args.inputs),
             fmt,
@@ -209,6 +236,8 @@ def run_convert(args, comm) -> int:
             delimiter=args.delimiter,
             n_features=args.features,
             zero_based=args.zero_based,
+            categorical=args.categorical,
+            hash_bits=args.hash_bits,
         )
         done = convert_text(comm, source, args.out, dtype=args.dtype, layout=args.layout)
     else:
@@ -248,8 +277,6 @@ def _convert_on_root(comm, args, fmt: str, convert):
 
 
 def _refuse_several(inputs, fmt: str, compression) -> None:
-    from ..errors import MpigdError
-
     why = f"with --compression {compression}" if compression else f"{fmt} files"
     raise MpigdError(f"{len(inputs)} inputs given: {why} are converted one at a time")
 

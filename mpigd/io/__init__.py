@@ -10,4 +10,4 @@ command line imports each tool when it runs, so training never loads the readers
 """
 
 #: What ``data convert`` reads.
-FORMATS = ("csv", "libsvm", "npy", "npz")
+FORMATS = ("csv", "tsv", "libsvm", "npy", "npz")

@@ -1,9 +1,10 @@
 /*
- * The fast path of mpigd's text readers (mpigd.io.parse): whole lines of LIBSVM or
- * numeric CSV text, parsed straight into arrays the caller allocated.
+ * The fast path of mpigd's text readers (mpigd.io.parse): whole lines of LIBSVM, numeric
+ * CSV, or CSV with categorical columns hashed (scikit-learn's FeatureHasher), parsed
+ * straight into arrays the caller allocated.
  *
  * Only "plain" lines are parsed here, those whose meaning is beyond doubt (the grammar is
- * in libsvm_line and csv_line); the entry points stop before the first line that is not
+ * in libsvm_line, csv_line and hashed_line); the entry points stop before the first line that is not
  * plain and say where, and the Python wrapper hands that line to the reference parser
  * (mpigd.io.text), which reads what is unusual (qid:, unsorted indices, quoted fields)
  * and words every error. No error message about the text is made here.
@@ -25,7 +26,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define TEXT_ABI 1   /* bumped with the calling convention: a stale build is never used */
+#define TEXT_ABI 2   /* bumped with the calling convention: a stale build is never used */
 #define TOKEN_MAX 63 /* longest number token parsed here (longer: not plain) */
 #define INDEX_DIGITS 18 /* longest LIBSVM index parsed here (< 2^63) */
 #define EXPONENT_MAX 100000 /* where an exponent's value saturates */
@@ -285,6 +286,238 @@ static int csv_line(const char *p, const char *end, Dense *out, int64_t number,
     return LINE_ROW;
 }
 
+/* ---- categorical columns by the hashing trick ------------------------------------------ */
+
+static uint32_t rotl32(uint32_t x, int r)
+{
+    return (x << r) | (x >> (32 - r));
+}
+
+static uint32_t murmur3_block(uint32_t k)
+{
+    k *= 0xcc9e2d51u;
+    return rotl32(k, 15) * 0x1b873593u;
+}
+
+/* MurmurHash3 x86_32 (Austin Appleby's public-domain algorithm) of data[0, len) with
+ * seed 0, its 4-byte blocks read little-endian: scikit-learn's murmurhash3_32 on x86. */
+static uint32_t murmur3_32(const unsigned char *data, size_t len)
+{
+    uint32_t h = 0, k = 0;
+    size_t i = 0;
+    for (; i + 4 <= len; i += 4) {
+        k = (uint32_t)data[i] | (uint32_t)data[i + 1] << 8 | (uint32_t)data[i + 2] << 16 |
+            (uint32_t)data[i + 3] << 24;
+        h = rotl32(h ^ murmur3_block(k), 13) * 5 + 0xe6546b64u;
+    }
+    k = 0;
+    for (size_t j = len & 3; j-- > 0;)
+        k = k << 8 | data[i + j];
+    if (len & 3)
+        h ^= murmur3_block(k);
+    h ^= (uint32_t)len;
+    h = (h ^ (h >> 16)) * 0x85ebca6bu;
+    h = (h ^ (h >> 13)) * 0xc2b2ae35u;
+    return h ^ (h >> 16);
+}
+
+/* Whether [p, end) is UTF-8 as Python's strict decoder takes it (no overlong forms, no
+ * surrogates, nothing past U+10FFFF). */
+static int is_utf8(const unsigned char *p, const unsigned char *end)
+{
+    while (p < end) {
+        unsigned c = *p++;
+        if (c < 0x80)
+            continue;
+        if (c < 0xc2 || c > 0xf4)
+            return 0;
+        int more = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : 1;
+        unsigned lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+        unsigned hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+        if (end - p < more || p[0] < lo || p[0] > hi)
+            return 0;
+        for (int i = 1; i < more; i++)
+            if ((p[i] & 0xc0) != 0x80)
+                return 0;
+        p += more;
+    }
+    return 1;
+}
+
+/* The kinds of field of a hashed CSV line. */
+enum { FIELD_LABEL = 'y', FIELD_NUMBER = 'x', FIELD_CATEGORY = 'c' };
+
+/* CSV rows with categorical columns hashed, as written: rows (values always converted);
+ * kinds[width] the kind of each field; prefix[c], prefix_len[c] the bytes "NAME=" of a
+ * categorical column c's tokens (NULL, 0 for the others); n_numbers the numeric columns,
+ * output columns 0 .. n_numbers - 1, before the hashed ones; mask 2^hash_bits - 1.
+ * Scratch: the hashed entries of the line being read (room for one a categorical
+ * column; n_hashed of them, sorted by column) and the token being hashed (token_cap
+ * bytes), both PyMem-allocated. */
+typedef struct {
+    Sparse rows;
+    const char *kinds;
+    const char **prefix;
+    Py_ssize_t *prefix_len;
+    Py_ssize_t width, n_numbers, n_hashed, token_cap;
+    int64_t *hash_index;
+    double *hash_value;
+    unsigned char *token;
+    uint32_t mask;
+    char delimiter;
+} Hashed;
+
+/* The end of the field at p: the delimiter, '\r' or '\n' after it, or `end`; NULL where
+ * a '"' comes first (quoted fields are not plain). */
+static const char *field_end(const char *p, const char *end, char delimiter)
+{
+    for (; p < end; p++) {
+        if (*p == delimiter || *p == '\n' || *p == '\r')
+            return p;
+        if (*p == '"')
+            return NULL;
+    }
+    return end;
+}
+
+/* Where [start, stop) ends without its trailing blanks. */
+static const char *trim_blanks(const char *start, const char *stop)
+{
+    while (stop > start && (stop[-1] == ' ' || stop[-1] == '\t'))
+        stop--;
+    return stop;
+}
+
+/* The number token that fills the field [start, stop) (blanks trimmed), in *value: 1;
+ * 0: not plain; -1: a Python error. */
+static int number_field(const char *start, const char *stop, double *value)
+{
+    int ok = number_token(&start, stop, value);
+    return ok <= 0 ? ok : start == stop;
+}
+
+/* The hash of the token prefix[column] + [start, stop), made in out->token (grown as
+ * needed) in *h: 1; 0 with a Python error when memory runs out. */
+static int token_hash(Hashed *out, Py_ssize_t column, const char *start, const char *stop,
+                      uint32_t *h)
+{
+    Py_ssize_t head = out->prefix_len[column], length = head + (stop - start);
+    if (length > out->token_cap) {
+        Py_ssize_t cap = length > 2 * out->token_cap ? length : 2 * out->token_cap;
+        unsigned char *grown = PyMem_Realloc(out->token, (size_t)cap);
+        if (!grown) {
+            PyErr_NoMemory();
+            return 0;
+        }
+        out->token = grown;
+        out->token_cap = cap;
+    }
+    memcpy(out->token, out->prefix[column], (size_t)head);
+    memcpy(out->token + head, start, (size_t)(stop - start));
+    *h = murmur3_32(out->token, (size_t)length);
+    return 1;
+}
+
+/* Adds the token of hash h to the line's hashed entries, as FeatureHasher does: column
+ * n_numbers + |h| mod 2^bits (|INT32_MIN| is 2^31), value -1 for h < 0, else +1; the
+ * values of one column summed (a sum of 0 stays an entry). */
+static void add_hashed(Hashed *out, uint32_t h)
+{
+    uint32_t magnitude = h >> 31 ? 0u - h : h;
+    int64_t index = out->n_numbers + (int64_t)(magnitude & out->mask);
+    double value = h >> 31 ? -1.0 : 1.0;
+    Py_ssize_t i = out->n_hashed;
+    while (i > 0 && out->hash_index[i - 1] > index)
+        i--;
+    if (i > 0 && out->hash_index[i - 1] == index) {
+        out->hash_value[i - 1] += value;
+        return;
+    }
+    size_t moved = (size_t)(out->n_hashed - i);
+    memmove(out->hash_index + i + 1, out->hash_index + i, moved * sizeof *out->hash_index);
+    memmove(out->hash_value + i + 1, out->hash_value + i, moved * sizeof *out->hash_value);
+    out->hash_index[i] = index;
+    out->hash_value[i] = value;
+    out->n_hashed++;
+}
+
+/* Reads field `column`, [start, stop), into the row: the label in *label, a nonzero
+ * number as the entry (*numbers, value) at rows.pairs + *pairs (then counted), a
+ * category into the hashed entries. 1: read; 0: not plain; -1: a Python error. */
+static int hashed_field(Hashed *out, Py_ssize_t column, const char *start, const char *stop,
+                        double *label, Py_ssize_t *numbers, Py_ssize_t *pairs)
+{
+    start = skip_blanks(start, stop);
+    stop = trim_blanks(start, stop);
+    char kind = out->kinds[column];
+    if (kind == FIELD_LABEL)
+        return number_field(start, stop, label);
+    if (kind == FIELD_CATEGORY) {
+        uint32_t h;
+        if (start == stop)
+            return 1;
+        if (!is_utf8((const unsigned char *)start, (const unsigned char *)stop))
+            return 0;
+        if (!token_hash(out, column, start, stop, &h))
+            return -1;
+        add_hashed(out, h);
+        return 1;
+    }
+    double value = 0.0;
+    Py_ssize_t at = out->rows.pairs + *pairs;
+    int ok = start == stop ? 1 : number_field(start, stop, &value);
+    if (ok > 0 && value != 0.0) {
+        out->rows.indices[at] = *numbers;
+        out->rows.values[at] = value;
+        (*pairs)++;
+    }
+    (*numbers)++;
+    return ok;
+}
+
+/* One CSV line with categorical columns hashed, from p, as csv_line. A plain line is:
+ * exactly `width` fields separated by the delimiter, without '"' or '\r' (but in a
+ * final "\r\n"), the label and each nonblank numeric field a number token with blanks
+ * around it, each categorical field UTF-8; then the line's end. A line of blanks only is
+ * blank. A row takes at most `width` pairs: room for them is asked before it is read. */
+static int hashed_line(const char *p, const char *end, Hashed *out, int64_t number,
+                       const char **next)
+{
+    Sparse *rows = &out->rows;
+    if ((*next = line_end_at(skip_blanks(p, end), end, 0)))
+        return LINE_BLANK;
+    if (rows->rows >= rows->row_cap || rows->pair_cap - rows->pairs < out->width)
+        return LINE_FULL;
+    double label = 0.0;
+    Py_ssize_t numbers = 0, pairs = 0;
+    out->n_hashed = 0;
+    for (Py_ssize_t column = 0;; column++) {
+        const char *stop = field_end(p, end, out->delimiter);
+        if (!stop)
+            return LINE_NOT_PLAIN;
+        int ok = hashed_field(out, column, p, stop, &label, &numbers, &pairs);
+        if (ok <= 0)
+            return ok < 0 ? LINE_ERROR : LINE_NOT_PLAIN;
+        if (column + 1 == out->width) {
+            if (!(*next = line_end_at(stop, end, 0)))
+                return LINE_NOT_PLAIN;
+            break;
+        }
+        if (!(stop < end && *stop == out->delimiter))
+            return LINE_NOT_PLAIN;
+        p = stop + 1;
+    }
+    Py_ssize_t at = rows->pairs + pairs;
+    memcpy(rows->indices + at, out->hash_index, (size_t)out->n_hashed * sizeof(int64_t));
+    memcpy(rows->values + at, out->hash_value, (size_t)out->n_hashed * sizeof(double));
+    rows->pairs = at + out->n_hashed;
+    rows->labels[rows->rows] = label;
+    rows->numbers[rows->rows] = number;
+    rows->indptr[rows->rows] = rows->pair_base + (int64_t)rows->pairs;
+    rows->rows++;
+    return LINE_ROW;
+}
+
 /* How far a parse got: bytes and lines consumed, and why it stopped (AT_END, NOT_PLAIN
  * or FULL), or -1 with a Python error set. */
 typedef struct {
@@ -303,6 +536,11 @@ static int libsvm_adapter(const char *p, const char *end, void *out, int64_t n, 
 static int csv_adapter(const char *p, const char *end, void *out, int64_t n, const char **next)
 {
     return csv_line(p, end, out, n, next);
+}
+
+static int hashed_adapter(const char *p, const char *end, void *out, int64_t n, const char **next)
+{
+    return hashed_line(p, end, out, n, next);
 }
 
 /* Parses the lines of text[0, len), numbered from `first`, with `line` into `out` until
@@ -465,37 +703,64 @@ static PyObject *progress_tuple(Progress done, Py_ssize_t rows, Py_ssize_t pairs
  *   and values float64 (or None: values checked, not converted) of one length (the pairs
  *   that fit); all writable. Row k written is labels[k], numbers[k] (first_line + its
  *   line's offset) and indptr[k] = pair_base + the pairs written up to its end. */
-static PyObject *py_libsvm_plain(PyObject *self, PyObject *args)
+/* Takes the text and out = (labels, indptr, indices, values, numbers) of libsvm_plain
+ * into views[0..6), in the order of SPARSE_NAMES; values may be None where `optional`.
+ * Else a TypeError or ValueError, every view released. */
+static const char *const SPARSE_NAMES[] = {"text", "labels", "indptr", "numbers", "indices",
+                                           "values"};
+
+static int take_sparse(PyObject *text, PyObject *out, int optional, long long first,
+                       long long base, Py_buffer *views)
 {
-    static const char *const names[] = {"text", "labels", "indptr", "numbers", "indices",
-                                        "values"};
-    PyObject *obj[6];
-    Py_buffer views[6];
-    long long first, base;
-    (void)self;
-    memset(views, 0, sizeof views);
-    if (!PyArg_ParseTuple(args, "O(OOOOO)LL:libsvm_plain", &obj[0], &obj[1], &obj[2], &obj[4],
-                          &obj[5], &obj[3], &first, &base))
-        return NULL;
+    PyObject *obj[6] = {text};
+    const char *const *names = SPARSE_NAMES;
+    memset(views, 0, 6 * sizeof *views);
+    if (!PyArg_ParseTuple(out, "OOOOO:out", &obj[1], &obj[2], &obj[4], &obj[5], &obj[3]))
+        return 0;
     int ok = take_text(obj[0], &views[0]) && take_out(obj[1], &views[1], 'd', names[1], 0) &&
              take_out(obj[2], &views[2], 'l', names[2], 0) &&
              take_out(obj[3], &views[3], 'l', names[3], 0) &&
              take_out(obj[4], &views[4], 'l', names[4], 0) &&
-             take_out(obj[5], &views[5], 'd', names[5], 1) && same_items(views, names, 1, 4) &&
+             take_out(obj[5], &views[5], 'd', names[5], optional) &&
+             same_items(views, names, 1, 4) &&
              (!views[5].obj || same_items(views, names, 4, 6)) && apart(views, 6) &&
              numbers_fit(first, views[0].len, base, items(&views[4]));
-    PyObject *result = NULL;
-    if (ok) {
-        Sparse out = {
-            .labels = views[1].buf, .values = views[5].obj ? views[5].buf : NULL,
-            .indptr = views[2].buf, .numbers = views[3].buf, .indices = views[4].buf,
-            .row_cap = items(&views[1]), .pair_cap = items(&views[4]), .pair_base = base,
-        };
-        Progress done = parse_lines(views[0].buf, views[0].len, first, libsvm_adapter, &out);
-        result = progress_tuple(done, out.rows, out.pairs, 1);
-    }
+    if (!ok)
+        release_all(views, 6);
+    return ok;
+}
+
+/* The CSR rows in the buffers that take_sparse took. */
+static Sparse sparse_rows(Py_buffer *views, long long base)
+{
+    Sparse out = {
+        .labels = views[1].buf, .values = views[5].obj ? views[5].buf : NULL,
+        .indptr = views[2].buf, .numbers = views[3].buf, .indices = views[4].buf,
+        .row_cap = items(&views[1]), .pair_cap = items(&views[4]), .pair_base = base,
+    };
+    return out;
+}
+
+/* libsvm_plain(text, out, first_line, pair_base) -> (consumed, rows, pairs, lines, status)
+ *   text: bytes-like; out = (labels, indptr, indices, values, numbers): labels float64,
+ *   indptr and numbers int64, all three of one length (the rows that fit); indices int64
+ *   and values float64 (or None: values checked, not converted) of one length (the pairs
+ *   that fit); all writable. Row k written is labels[k], numbers[k] (first_line + its
+ *   line's offset) and indptr[k] = pair_base + the pairs written up to its end. */
+static PyObject *py_libsvm_plain(PyObject *self, PyObject *args)
+{
+    PyObject *text, *out_obj;
+    Py_buffer views[6];
+    long long first, base;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO!LL:libsvm_plain", &text, &PyTuple_Type, &out_obj, &first,
+                          &base) ||
+        !take_sparse(text, out_obj, 1, first, base, views))
+        return NULL;
+    Sparse out = sparse_rows(views, base);
+    Progress done = parse_lines(views[0].buf, views[0].len, first, libsvm_adapter, &out);
     release_all(views, 6);
-    return result;
+    return progress_tuple(done, out.rows, out.pairs, 1);
 }
 
 /* Whether the CSV parse can take this delimiter: a blank (space or tab), or ASCII
@@ -550,6 +815,98 @@ static PyObject *py_numeric_plain(PyObject *self, PyObject *args)
     return result;
 }
 
+/* Sets out's layout from kinds (one byte a field: FIELD_LABEL at most once,
+ * FIELD_NUMBER, FIELD_CATEGORY) and prefixes (a tuple of bytes, one for each
+ * FIELD_CATEGORY in order) and allocates its scratch; else a TypeError, a ValueError or a
+ * MemoryError. The prefixes are borrowed from the tuple. Release with free_layout. */
+static int take_layout(const char *kinds, Py_ssize_t width, PyObject *prefixes, int hash_bits,
+                       Hashed *out)
+{
+    Py_ssize_t labels = 0, categories = 0;
+    for (Py_ssize_t c = 0; c < width; c++) {
+        labels += kinds[c] == FIELD_LABEL;
+        categories += kinds[c] == FIELD_CATEGORY;
+        out->n_numbers += kinds[c] == FIELD_NUMBER;
+    }
+    if (width < 1 || labels > 1 || labels + categories + out->n_numbers != width ||
+        hash_bits < 1 || hash_bits > 31 || PyTuple_GET_SIZE(prefixes) != categories) {
+        PyErr_SetString(PyExc_ValueError, "kinds: one of y (at most once), x or c a field, "
+                        "at least one; prefixes: one for each c; 1 <= hash_bits <= 31");
+        return 0;
+    }
+    out->kinds = kinds;
+    out->width = width;
+    out->mask = (UINT32_C(1) << hash_bits) - 1;
+    out->prefix = PyMem_Calloc((size_t)width, sizeof *out->prefix);
+    out->prefix_len = PyMem_Calloc((size_t)width, sizeof *out->prefix_len);
+    out->hash_index = PyMem_Calloc((size_t)categories + 1, sizeof *out->hash_index);
+    out->hash_value = PyMem_Calloc((size_t)categories + 1, sizeof *out->hash_value);
+    if (!out->prefix || !out->prefix_len || !out->hash_index || !out->hash_value) {
+        PyErr_NoMemory();
+        return 0;
+    }
+    for (Py_ssize_t c = 0, k = 0; c < width; c++) {
+        if (kinds[c] != FIELD_CATEGORY)
+            continue;
+        PyObject *prefix = PyTuple_GET_ITEM(prefixes, k++);
+        if (!PyBytes_Check(prefix)) {
+            PyErr_SetString(PyExc_TypeError, "prefixes must hold bytes");
+            return 0;
+        }
+        out->prefix[c] = PyBytes_AS_STRING(prefix);
+        out->prefix_len[c] = PyBytes_GET_SIZE(prefix);
+    }
+    return 1;
+}
+
+static void free_layout(Hashed *out)
+{
+    PyMem_Free(out->prefix);
+    PyMem_Free(out->prefix_len);
+    PyMem_Free(out->hash_index);
+    PyMem_Free(out->hash_value);
+    PyMem_Free(out->token);
+}
+
+/* hashed_plain(text, out, first_line, pair_base, delimiter, kinds, prefixes, hash_bits)
+ *     -> (consumed, rows, pairs, lines, status)
+ *   text, out, first_line and pair_base as libsvm_plain, values required. kinds: bytes,
+ *   one a field: b'y' the label (at most one), b'x' a numeric feature, b'c' a categorical
+ *   one; prefixes: a tuple of bytes, for each b'c' in order the bytes its tokens start
+ *   with ("NAME="); delimiter as numeric_plain; 1 <= hash_bits <= 31. A row's numeric
+ *   features (nonzero, not empty) are columns 0, 1, ... in file order, its categories'
+ *   hashed columns (see add_hashed) come after them; a row takes at most len(kinds)
+ *   pairs. */
+static PyObject *py_hashed_plain(PyObject *self, PyObject *args)
+{
+    PyObject *text, *out_obj, *prefixes, *result = NULL;
+    Py_buffer views[6];
+    long long first, base;
+    int delimiter, hash_bits;
+    const char *kinds;
+    Py_ssize_t width;
+    Hashed out = {0};
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO!LLCy#O!i:hashed_plain", &text, &PyTuple_Type, &out_obj,
+                          &first, &base, &delimiter, &kinds, &width, &PyTuple_Type, &prefixes,
+                          &hash_bits))
+        return NULL;
+    if (!plain_delimiter(delimiter))
+        return PyErr_Format(PyExc_ValueError, "delimiter %R: choose a space, a tab or ASCII "
+                            "punctuation other than + - . \"", PyTuple_GET_ITEM(args, 4));
+    if (!take_sparse(text, out_obj, 0, first, base, views))
+        return NULL;
+    if (take_layout(kinds, width, prefixes, hash_bits, &out)) {
+        out.rows = sparse_rows(views, base);
+        out.delimiter = (char)delimiter;
+        Progress done = parse_lines(views[0].buf, views[0].len, first, hashed_adapter, &out);
+        result = progress_tuple(done, out.rows.rows, out.rows.pairs, 1);
+    }
+    free_layout(&out);
+    release_all(views, 6);
+    return result;
+}
+
 /* line_end(text, start) -> int: where the line that starts at `start` ends, past its "\n"
  * (len(text) for a last line without one); 0 <= start <= len(text). */
 static PyObject *py_line_end(PyObject *self, PyObject *args)
@@ -582,13 +939,19 @@ static PyMethodDef methods[] = {
      "numeric_plain(text, out, first_line, delimiter, width) -> (consumed, rows, lines, "
      "status)\n\nPlain numeric CSV lines into out = (values, numbers); status as "
      "libsvm_plain."},
+    {"hashed_plain", py_hashed_plain, METH_VARARGS,
+     "hashed_plain(text, out, first_line, pair_base, delimiter, kinds, prefixes, hash_bits) "
+     "-> (consumed, rows, pairs, lines, status)\n\nPlain CSV lines with categorical "
+     "columns hashed into out = (labels, indptr, indices, values, numbers); status as "
+     "libsvm_plain."},
     {"line_end", py_line_end, METH_VARARGS,
      "line_end(text, start) -> int\n\nThe offset past the end of the line at start."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_text", "Plain LIBSVM and numeric CSV lines, parsed fast.", -1,
+    PyModuleDef_HEAD_INIT, "_text",
+    "Plain LIBSVM, numeric CSV and hashed CSV lines, parsed fast.", -1,
     methods, NULL, NULL, NULL, NULL,
 };
 

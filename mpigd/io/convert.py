@@ -139,6 +139,8 @@ def convert(
         raise MpigdError(f"input file not found: {input_path}")
     check_outputs({"the output": output}, {"the input": input_path})
     try:
+        if fmt == "tsv":
+            fmt, delimiter = "csv", delimiter or "\t"
         if fmt == "csv":
             source = read_csv(input_path, label=label, header=header, delimiter=delimiter)
         elif fmt == "libsvm":

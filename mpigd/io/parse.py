@@ -1,14 +1,17 @@
 """Whole lines of LIBSVM or numeric CSV text held in memory, parsed into arrays.
 
 The caller hands over a buffer of whole lines (a block of a file, an mmap slice) and the
-number of its first line; :func:`libsvm_lines` returns CSR rows and :func:`numeric_lines`
-dense rows, each with the line number of every row. Lines end in ``"\\n"`` or
+number of its first line; :func:`libsvm_lines` returns CSR rows, :func:`numeric_lines`
+dense rows and :func:`hashed_lines` CSR rows of delimited text whose categorical columns
+are hashed as scikit-learn's ``FeatureHasher`` hashes them, each with the line number of
+every row. Lines end in ``"\\n"`` or
 ``"\\r\\n"``; blank lines are skipped but counted. Text is UTF-8 (a byte that is not
 reaches the error messages as U+FFFD).
 
 Two parsers share the work. The compiled one (``_text.c``) reads "plain" lines, those
 whose meaning is beyond doubt, and stops before the first line that is not plain; that
-line goes to the reference, the per-line readers of :mod:`mpigd.io.text`, which accept it
+line goes to the reference, the per-line readers of :mod:`mpigd.io.text` (and of this
+module for hashed lines), which accept it
 (``qid:`` tokens, unsorted indices, quoted fields) or raise the error that names its file,
 line and column; then the compiled parser goes on. The reference is the one place errors
 are worded. Without the extension, or with ``MPIGD_KERNELS=numpy`` in the environment, the
@@ -31,7 +34,7 @@ from ..errors import InvalidInputError, MpigdError
 from ..kernels.compiled import KernelsUnavailable
 from .text import _csv_problem, _libsvm_rows, _Sparse
 
-ABI = 1  # must match TEXT_ABI in _text.c: a stale build is never called
+ABI = 2  # must match TEXT_ABI in _text.c: a stale build is never called
 #: Delimiters the compiled CSV parser takes: a blank, or ASCII punctuation that cannot be
 #: part of a number or a quote. With any other, the reference reads every line.
 PLAIN_DELIMITERS = frozenset(" \t" + string.punctuation) - set('+-."')
@@ -66,7 +69,7 @@ def kernels_choice() -> str:
     return choice
 
 
-def _parser():
+def compiled_parser():
     """The compiled parser, or None where the reference reads everything."""
     choice = kernels_choice()
     if choice == "compiled" and _text is None:
@@ -77,7 +80,7 @@ def _parser():
 def name() -> str:
     """Which parser reads the plain lines now: ``"compiled"`` or ``"numpy"`` (the
     reference). Collective: no."""
-    return "numpy" if _parser() is None else "compiled"
+    return "numpy" if compiled_parser() is None else "compiled"
 
 
 # -- the results --------------------------------------------------------------------------
@@ -85,11 +88,13 @@ def name() -> str:
 
 @dataclass
 class SparseLines:
-    """The data lines of a buffer of LIBSVM text, as CSR rows."""
+    """The data lines of a buffer of LIBSVM text (or of hashed CSV text), as CSR rows."""
 
     labels: np.ndarray  # (rows,) float64
     indptr: np.ndarray  # (rows + 1,) int64, indptr[0] == 0
-    indices: np.ndarray  # (nnz,) int64 as the file spells them, increasing within a row
+    # (nnz,) int64 as the file spells them (LIBSVM) or 0-based output columns (hashed
+    # CSV), strictly increasing within a row
+    indices: np.ndarray
     values: np.ndarray | None  # (nnz,) float64; None when not asked for
     numbers: np.ndarray  # (rows,) int64: the line number of each row
     n_lines: int  # the lines in the buffer, blank ones included
@@ -107,7 +112,7 @@ def _trimmed(a: np.ndarray, size: int) -> np.ndarray:
     return a[:size] if 2 * size >= len(a) else a[:size].copy()
 
 
-class _SparseRows:
+class SparseRows:
     """CSR rows being filled: by the compiled parser in place (:meth:`room`), and by the
     reference one row at a time (:meth:`append`)."""
 
@@ -179,7 +184,7 @@ class _SparseRows:
 
 
 class _DenseRows:
-    """Dense rows of ``width`` values being filled, as :class:`_SparseRows`."""
+    """Dense rows of ``width`` values being filled, as :class:`SparseRows`."""
 
     def __init__(self, n_bytes: int, width: int):
         rows = n_bytes // (BYTES_PER_FIELD * width) + 16
@@ -211,7 +216,7 @@ class _DenseRows:
 # -- the lines ----------------------------------------------------------------------------
 
 
-def _bytes_of(buf) -> memoryview:
+def bytes_of(buf) -> memoryview:
     """``buf`` (bytes, bytearray, mmap, memoryview, ...) as a view of its bytes."""
     return memoryview(buf).cast("B")
 
@@ -230,7 +235,7 @@ def _lines(text: memoryview, first: int) -> Iterator[tuple[int, str]]:
         start, number = end, number + 1
 
 
-def _reference(text: memoryview, first_line: int, out, row_of: Callable) -> int:
+def read_reference(text: memoryview, first_line: int, out, row_of: Callable) -> int:
     """Fills ``out`` with ``row_of(number, line)`` of every line; the lines read."""
     number = first_line - 1
     for number, line in _lines(text, first_line):
@@ -238,7 +243,7 @@ def _reference(text: memoryview, first_line: int, out, row_of: Callable) -> int:
     return number - first_line + 1
 
 
-def _compiled(text: memoryview, first_line: int, out, plain: Callable, row_of: Callable) -> int:
+def read_compiled(text: memoryview, first_line: int, out, plain: Callable, row_of: Callable) -> int:
     """Fills ``out`` with the rows of ``text``'s lines: ``plain(rest, number)`` parses plain
     lines into ``out.room()`` and returns ``(bytes, lines, status)``; each line it stops
     before goes to ``row_of`` (the reference). The lines read."""
@@ -287,9 +292,9 @@ def libsvm_lines(buf, *, path, first_line: int, values: bool = True) -> SparseLi
     ``path``, the line and the column). ``values=False``, the counting pass of a two-pass
     reader, leaves the values out (``values`` is None) but still checks them, finite
     included. Collective: no."""
-    text, first_line = _bytes_of(buf), operator.index(first_line)
-    out = _SparseRows(len(text), values)
-    parser = _parser()
+    text, first_line = bytes_of(buf), operator.index(first_line)
+    out = SparseRows(len(text), values)
+    parser = compiled_parser()
 
     def row_of(number: int, line: str):
         return _libsvm_row(path, number, line)
@@ -302,8 +307,8 @@ def libsvm_lines(buf, *, path, first_line: int, values: bool = True) -> SparseLi
         return consumed, lines, status
 
     if parser is None:
-        return out.result(_reference(text, first_line, out, row_of))
-    return out.result(_compiled(text, first_line, out, plain, row_of))
+        return out.result(read_reference(text, first_line, out, row_of))
+    return out.result(read_compiled(text, first_line, out, plain, row_of))
 
 
 # -- CSV ----------------------------------------------------------------------------------
@@ -328,6 +333,13 @@ def _csv_row(path, number: int, line: str, delimiter: str, width: int, names):
     raise MpigdError(problem)
 
 
+def check_delimiter(delimiter) -> None:
+    """An :class:`~mpigd.errors.InvalidInputError` for a delimiter that is not one
+    character, or is a quote or a line end. Collective: no."""
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '\r\n"':
+        raise InvalidInputError(f"delimiter {delimiter!r}: need one character, not a quote")
+
+
 def numeric_lines(
     buf, *, path, first_line: int, delimiter: str, width: int, names=None
 ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -338,13 +350,12 @@ def numeric_lines(
     too); one that is not ``width`` finite numbers is an
     :class:`~mpigd.errors.MpigdError` naming ``path``, the line and, where it can, the
     column (by its name in ``names``, if given). Collective: no."""
-    text, first_line = _bytes_of(buf), operator.index(first_line)
-    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '\r\n"':
-        raise InvalidInputError(f"delimiter {delimiter!r}: need one character, not a quote")
+    text, first_line = bytes_of(buf), operator.index(first_line)
+    check_delimiter(delimiter)
     if operator.index(width) < 1:
         raise InvalidInputError(f"width {width}: need at least one field")
     out = _DenseRows(len(text), width)
-    parser = _parser()
+    parser = compiled_parser()
     parser = parser if delimiter in PLAIN_DELIMITERS else None
 
     def row_of(number: int, line: str):
@@ -358,5 +369,5 @@ def numeric_lines(
         return consumed, lines, status
 
     if parser is None:
-        return out.result(_reference(text, first_line, out, row_of))
-    return out.result(_compiled(text, first_line, out, plain, row_of))
+        return out.result(read_reference(text, first_line, out, row_of))
+    return out.result(read_compiled(text, first_line, out, plain, row_of))

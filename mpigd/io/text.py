@@ -23,8 +23,13 @@ from .source import Progress, Source, block_rows, label_column
 # ----------------------------------------------------------------------------- CSV
 
 
-def _looks_like_header(fields: list[str]) -> bool:
-    for value in fields:
+def _looks_like_header(fields: list[str], text_columns=None) -> bool:
+    """Whether a first line is a header: a field that is not a number; with
+    ``text_columns`` (columns of text values, read by the hashing trick), a field of
+    another column that is neither a number nor empty (a missing value)."""
+    for column, value in enumerate(fields):
+        if text_columns is not None and (column in text_columns or not value.strip()):
+            continue
         try:
             float(value)
         except ValueError:
@@ -69,11 +74,17 @@ class CsvHead:
 
 
 def csv_head(
-    path, *, label: str | None = None, header: bool | None = None, delimiter: str | None = None
+    path,
+    *,
+    label: str | None = None,
+    header: bool | None = None,
+    delimiter: str | None = None,
+    text_columns=None,
 ) -> CsvHead:
     """The :class:`CsvHead` of ``path`` from its first line that is not blank; ``header``
-    None detects one (a field that is not a number), ``delimiter`` None is a tab for
-    ``.tsv`` files and a comma otherwise. Collective: no."""
+    None detects one (a field that is not a number, :func:`_looks_like_header`, outside
+    ``text_columns``), ``delimiter`` None is a tab for ``.tsv`` files and a comma
+    otherwise. Collective: no."""
     if delimiter is None:
         delimiter = "\t" if Path(path).suffix.lower() == ".tsv" else ","
     with open(path, newline="", encoding="utf-8-sig") as f:
@@ -81,7 +92,7 @@ def csv_head(
     if first is None:
         raise MpigdError(f"{path} holds no data")
     fields = next(csv.reader([first], delimiter=delimiter))
-    header = _looks_like_header(fields) if header is None else header
+    header = _looks_like_header(fields, text_columns) if header is None else header
     names = [name.strip() for name in fields] if header else None
     y_column = label_column(label, names, len(fields))
     keep = [c for c in range(len(fields)) if c != y_column]

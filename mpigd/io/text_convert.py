@@ -29,7 +29,7 @@ from .ingest import (
     shared_output,
 )
 from .text import csv_head
-from .text_formats import Counts, Csr, Csv, Format, Libsvm, Plan
+from .text_formats import Counts, Csr, Csv, Format, Hashed, Libsvm, Plan, indices_of
 
 
 class _Sink:
@@ -89,22 +89,37 @@ class TextInput:
     n_features: int | None = None
     zero_based: bool | None = None
     cache: str | None = None  # training from text: also write the rows to this HDF5 file
+    categorical: str | None = None  # CSV columns read by the hashing trick (io.hashing)
+    hash_bits: int | None = None  # into 2**hash_bits columns
 
 
 def text_reader(comm, inputs: Inputs, source: TextInput, dtype, layout) -> Format:
-    """The reader of ``source``'s format (the CSV header read on rank 0). Collective: yes."""
+    """The reader of ``source``'s format (the CSV header read on rank 0); "tsv" is CSV
+    with tabs. Collective: yes."""
     fmt = source.fmt or on_root(comm, lambda: guess_format(inputs.paths[0]), share=True)
-    if fmt == "libsvm":
+    if (source.categorical is None) != (source.hash_bits is None):
+        raise MpigdError("--categorical and --hash-bits go together: the columns, and 2^B")
+    if fmt == "libsvm" and source.categorical is None:
         return Libsvm(inputs, dtype, layout, source.n_features, source.zero_based)
-    if fmt != "csv":
-        raise MpigdError(f"{inputs.paths[0]}: format {fmt!r} is not text (libsvm or csv)")
+    if fmt not in ("csv", "tsv"):
+        raise MpigdError(f"{inputs.paths[0]}: the hashing trick reads CSV or TSV, not {fmt}")
+    delimiter = source.delimiter or ("\t" if fmt == "tsv" else None)
+    header, text_columns = source.header, None
+    if header is None and source.categorical is not None:  # hex tokens are no header
+        text_columns = indices_of(source.categorical)
+        header = True if text_columns is None else None  # names need a header
     head = on_root(
         comm,
         lambda: csv_head(
-            inputs.paths[0], label=source.label, header=source.header, delimiter=source.delimiter
+            inputs.paths[0], label=source.label, header=header, delimiter=delimiter,
+            text_columns=text_columns,
         ),
         share=True,
-    )
+    )  # fmt: skip
+    if source.categorical is not None:
+        if layout == "dense":
+            raise MpigdError("hashed columns are stored sparse (CSR), not --dense")
+        return Hashed(inputs, dtype, head, source.categorical, source.hash_bits)
     return Csv(inputs, dtype, layout, head)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import MpigdError
-from . import parse
+from . import hashing, parse
 from .ingest import Inputs, RankText
 from .text import CsvHead, libsvm_shape
 
@@ -309,3 +309,86 @@ class Csv(Format):
         values, _, _ = parsed
         y = None if self.head.y_column is None else values[:, self.head.y_column]
         return values[:, self.head.keep], y
+
+
+def indices_of(spec: str) -> set[int] | None:
+    """The columns of a ``--categorical`` spec of indices and ranges only, or None
+    when it names columns. Collective: no."""
+    found = set()
+    for item in (part.strip() for part in spec.split(",")):
+        low, dash, high = item.partition("-")
+        if not (low.isdigit() and (not dash or high.isdigit())):
+            return None
+        found.update(range(int(low), int(high if dash else low) + 1))
+    return found
+
+
+def columns_of(spec: str, names: list[str] | None, width: int) -> list[int]:
+    """The columns of ``spec``: comma-separated 0-based indices, ranges ``a-b`` (both
+    included) and, with a header, column names; sorted, each once. Collective: no."""
+    found = set()
+    for item in (part.strip() for part in spec.split(",")):
+        if names is not None and item in names:
+            found.add(names.index(item))
+            continue
+        low, dash, high = item.partition("-")
+        try:
+            first, last = int(low), int(high) if dash else int(low)
+        except ValueError:
+            known = f"; the columns are {', '.join(names)}" if names else " (no header names)"
+            raise MpigdError(
+                f"--categorical {item!r} is not a column, range or name{known}"
+            ) from None
+        if not 0 <= first <= last < width:
+            raise MpigdError(f"--categorical {item!r}: the file has columns 0 to {width - 1}")
+        found.update(range(first, last + 1))
+    if not found:
+        raise MpigdError("--categorical names no column")
+    return sorted(found)
+
+
+class Hashed(Csv):
+    """Delimited text whose categorical columns are hashed (:mod:`~mpigd.io.hashing`):
+    the numeric feature columns first, then ``2**hash_bits`` hashed columns; always
+    CSR (an empty numeric field is a missing value, not stored)."""
+
+    def __init__(self, inputs, dtype, head: CsvHead, categorical: str, hash_bits: int):
+        super().__init__(inputs, dtype, "sparse", head)
+        if not 1 <= hash_bits <= 31:
+            raise MpigdError(f"--hash-bits {hash_bits}: give 1 to 31")
+        self.categorical = columns_of(categorical, head.names, head.width)
+        if head.y_column in self.categorical:
+            raise MpigdError(f"--categorical includes the label column, {head.y_column}")
+        self.hash_bits = hash_bits
+        self.numeric = [c for c in head.keep if c not in self.categorical]
+
+    def rows(self, path, block, first, *, values=True):
+        head = self.head
+        return hashing.hashed_lines(
+            block, path=path, first_line=first, delimiter=head.delimiter, width=head.width,
+            label=head.y_column, categorical=frozenset(self.categorical), names=head.names,
+            hash_bits=self.hash_bits,
+        )  # fmt: skip
+
+    def count(self, counts, file, lines) -> None:
+        counts.rows += len(lines.labels)
+        counts.values += len(lines.indices)
+
+    def plan(self, counts):
+        plan = super().plan(counts)
+        names = self.head.names
+        which = ", ".join(names[c] for c in self.categorical) if names else None
+        plan.notes.append(
+            f"{len(self.numeric)} numeric columns and 2^{self.hash_bits} hashed columns from "
+            f"{len(self.categorical)} categorical ones"
+            + (f" ({which})" if which and len(which) < 200 else "")
+        )
+        plan.n_features = len(self.numeric) + 2**self.hash_bits
+        plan.nnz = sum(c.values for c in counts)
+        plan.feature_names = None  # 2^B names: too many for an attribute
+        return plan
+
+    def matrix(self, lines):
+        width = len(self.numeric) + 2**self.hash_bits
+        y = lines.labels if self.head.y_column is not None else None
+        return Csr(lines.values, lines.indices, lines.indptr, width), y

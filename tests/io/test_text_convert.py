@@ -65,6 +65,9 @@ def inputs(tmp_path_factory):
     (d / "bad.svm").write_text("\n".join(lines))
     (d / "wide.svm").write_text("1 1:1\n" * 500 + "1 70:1\n")
     (d / "other.csv").write_text("a,b,c,z\n1,2,3,4\n")
+    from mpigd.io.criteo import write_criteo
+
+    write_criteo(d / "day_0.tsv", 401, seed=3)
     return d
 
 
@@ -80,6 +83,11 @@ COMMANDS = {  # name: (arguments after "data convert", expected status)
     "bad": (["{d}/bad.svm"], EXIT_INPUT),
     "wide": (["{d}/wide.svm", "--features", "50"], EXIT_INPUT),
     "headers": (["{d}/a.csv", "{d}/other.csv"], EXIT_INPUT),
+    "criteo": (["{d}/day_0.tsv", "--label", "0", "--categorical", "14-39", "--hash-bits", "10"], 0),
+    "hash-label": (
+        ["{d}/day_0.tsv", "--label", "0", "--categorical", "0-39", "--hash-bits", "4"],
+        EXIT_INPUT,
+    ),
 }
 
 
@@ -163,9 +171,27 @@ def test_csv_files_with_headers_equal_numpys_reading(inputs, converted):
     np.testing.assert_array_equal(y, t[:, 0])
 
 
+def test_hashed_criteo_rows_are_their_counts_then_feature_hashers_columns(inputs, converted):
+    import scipy.sparse as sp
+    from sklearn.feature_extraction import FeatureHasher
+
+    rows = [line.split("\t") for line in (inputs / "day_0.tsv").read_text().splitlines()]
+    counts = np.array([[float(v) if v else 0.0 for v in row[1:14]] for row in rows])
+    tokens = [{str(c): row[c] for c in range(14, 40) if row[c]} for row in rows]
+    hashed = FeatureHasher(n_features=2**10, input_type="dict", alternate_sign=True)
+    expected = sp.hstack([sp.csr_matrix(counts), hashed.transform(tokens)]).tocsr()
+    expected.sort_indices()
+    (data, indices, indptr), y = read(converted[3][0] / "criteo.h5")
+    np.testing.assert_array_equal(y, [float(row[0]) for row in rows])
+    np.testing.assert_array_equal(indptr, expected.indptr)
+    np.testing.assert_array_equal(indices, expected.indices)
+    np.testing.assert_array_equal(data, expected.data)
+
+
 @pytest.mark.parametrize(
     "name, message",
     [
+        ("hash-label", "--categorical includes the label column, 0"),
         ("bad", "bad.svm: line 777, column 3: '4:oops' is not index:value"),
         ("wide", "wide.svm: line 501: index 70 exceeds the given number of features, 50"),
         ("headers", "other.csv: line 1: a header that is not"),
