@@ -98,6 +98,7 @@ class SparseLines:
     values: np.ndarray | None  # (nnz,) float64; None when not asked for
     numbers: np.ndarray  # (rows,) int64: the line number of each row
     n_lines: int  # the lines in the buffer, blank ones included
+    query_lines: int = 0  # lines with a qid: token (skipped: for ranking, not mpigd's losses)
 
 
 def _resized(a: np.ndarray, size: int) -> np.ndarray:
@@ -296,7 +297,11 @@ def libsvm_lines(buf, *, path, first_line: int, values: bool = True) -> SparseLi
     out = SparseRows(len(text), values)
     parser = compiled_parser()
 
+    queries = []
+
     def row_of(number: int, line: str):
+        if "qid:" in line.split("#", 1)[0]:
+            queries.append(number)
         return _libsvm_row(path, number, line)
 
     def plain(rest, number: int):
@@ -307,8 +312,11 @@ def libsvm_lines(buf, *, path, first_line: int, values: bool = True) -> SparseLi
         return consumed, lines, status
 
     if parser is None:
-        return out.result(read_reference(text, first_line, out, row_of))
-    return out.result(read_compiled(text, first_line, out, plain, row_of))
+        lines = out.result(read_reference(text, first_line, out, row_of))
+    else:
+        lines = out.result(read_compiled(text, first_line, out, plain, row_of))
+    lines.query_lines = len(queries)
+    return lines
 
 
 # -- CSV ----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -118,6 +119,7 @@ class Counts:
     lowest: tuple | None = None
     highest: tuple | None = None
     labels: set = field(default_factory=set)
+    queries: int = 0  # LIBSVM lines with a qid: token
 
     def renumber(self, before: np.ndarray) -> None:
         """Lines numbered in their files (:meth:`RankText.renumber`)."""
@@ -169,6 +171,7 @@ class Libsvm(Format):
     def count(self, counts, file, lines) -> None:
         counts.rows += len(lines.labels)
         counts.values += len(lines.indices)
+        counts.queries += lines.query_lines
         if len(lines.indices):
 
             def line_of(entry: int) -> int:
@@ -205,6 +208,13 @@ class Libsvm(Format):
             raise MpigdError(
                 f"{self.name} holds no feature columns: its rows list no index:value pairs; "
                 "give --features N for rows of N zeros"
+            )
+        queries = sum(c.queries for c in counts)
+        if queries:
+            warnings.warn(
+                f"{self.name}: the qid: tokens of {queries:,} lines are ignored (query ids "
+                "group rows for ranking; mpigd's losses are per row)",
+                stacklevel=2,
             )
         sparse = self.layout != "dense"
         nnz = sum(c.values for c in counts) if sparse else 0

@@ -218,3 +218,10 @@ def test_an_input_that_changes_while_read_is_named(tmp_path):
         f.write("0 2:1\n")
     with pytest.raises(MpigdError, match=r"growing\.svm changed while it was read"):
         inputs.check_unchanged()
+
+
+def test_qid_tokens_are_ignored_with_one_warning(converted):
+    for ranks, (_, outcomes) in converted.items():
+        stderr = "".join(outcomes["edge"]["stderr"])
+        warned = [line for line in stderr.splitlines() if "qid: tokens of" in line]
+        assert len(warned) == 1 and "of 54 lines are ignored" in warned[0], (ranks, stderr)
