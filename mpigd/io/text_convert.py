@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -149,7 +149,7 @@ def write_rows(comm, output, plan: Plan, attrs: dict, dtype, rows) -> None:
 #: Bytes of parsed rows a rank keeps from its counting pass, so that the writing pass
 #: need not parse them again; the blocks after them are parsed twice, so that memory
 #: stays bounded whatever the input's size.
-KEEP_BYTES = 160 * 2**20
+KEEP_BYTES = 128 * 2**20
 
 
 def convert_text(comm, source: TextInput, output, *, dtype="float64", layout=None) -> Plan:
@@ -192,8 +192,10 @@ def counting_pass(comm, reader: Format, text: RankText, keep_bytes: float):
                 failed = piece, bytes(block), first
                 continue
             reader.count(counts, piece.file, parsed)
-            size = _nbytes(parsed)
-            room = room - size if room >= size else 0  # the kept blocks: a prefix
+            if room > 0:
+                parsed = compact(parsed)
+                size = _nbytes(parsed)
+                room = room - size if room >= size else 0  # the kept blocks: a prefix
             if room > 0:
                 kept.append(parsed)
     before = sums_before(comm, newlines)
@@ -205,6 +207,23 @@ def counting_pass(comm, reader: Format, text: RankText, keep_bytes: float):
             reader.rows(piece.path, block, first + int(before[piece.file]))  # raises
             raise MpigdError(f"{piece.path}: a block failed once and then parsed")  # a bug
     return counts, kept
+
+
+def compact(parsed):
+    """A parsed block as it is kept: its own arrays, no larger than they need be (the
+    parser's may be views of larger ones), indices as int32 where they fit, without the
+    line numbers (the counts have used them)."""
+    if isinstance(parsed, tuple):  # CSV: (values, line numbers, lines)
+        return np.array(parsed[0]), np.zeros(0, np.int64), parsed[2]
+    fits = len(parsed.indices) == 0 or parsed.indices.max() <= np.iinfo(np.int32).max
+    return replace(
+        parsed,
+        labels=np.array(parsed.labels),
+        indptr=np.array(parsed.indptr),
+        indices=parsed.indices.astype(np.int32 if fits else np.int64),
+        values=None if parsed.values is None else np.array(parsed.values),
+        numbers=np.zeros(0, np.int64),
+    )
 
 
 def _nbytes(parsed) -> int:
