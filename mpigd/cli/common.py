@@ -184,26 +184,27 @@ def add_text_input(parser, *, cache: bool = True) -> None:
     text.add_argument(
         "--label", help="CSV label column: a name or 0-based index, or 'none' (default: the last)"
     )
-    text.add_argument(
-        "--header",
-        action=argparse.BooleanOptionalAction,
-        help="CSV: the first line names the columns (default: detected)",
-    )
-    text.add_argument("--delimiter", help="CSV field separator (default: comma; tab for .tsv)")
-    text.add_argument(
-        "--zero-based",
-        action=argparse.BooleanOptionalAction,
-        help="LIBSVM: indices start at 0 (default: yes if an index 0 occurs)",
-    )
-    add_hashing(text)
+    add_text_options(text)
     if cache:
         text.add_argument(
             "--cache", metavar="OUT.h5", help="also write the parsed rows here, for the next run"
         )
 
 
-def add_hashing(parser) -> None:
-    """--categorical and --hash-bits: CSV/TSV columns read by the hashing trick."""
+def add_text_options(parser) -> None:
+    """How text is read, for ``data convert`` and the commands that take text: --header,
+    --delimiter, --zero-based, and --categorical with --hash-bits (the hashing trick)."""
+    parser.add_argument(
+        "--header",
+        action=argparse.BooleanOptionalAction,
+        help="CSV: the first line names the columns (default: detected)",
+    )
+    parser.add_argument("--delimiter", help="CSV field separator (default: comma; tab for .tsv)")
+    parser.add_argument(
+        "--zero-based",
+        action=argparse.BooleanOptionalAction,
+        help="LIBSVM: indices start at 0 (default: yes if an index 0 occurs)",
+    )
     parser.add_argument(
         "--categorical",
         metavar="COLS",
@@ -225,7 +226,6 @@ def data_source(args):
     """DATA as the readers take it: a path, or a :class:`~mpigd.io.text_convert.TextInput`
     for text (by ``--format`` or the name); the text options given with an HDF5 file are
     an error. Collective: no (the same on every rank)."""
-    from ..io.text_convert import TextInput
     from ..io.text_rows import is_text
 
     given = [name for name in TEXT_OPTIONS if getattr(args, name, None) is not None]
@@ -234,12 +234,21 @@ def data_source(args):
             flag = "--" + given[0].replace("_", "-")
             raise MpigdError(f"{flag} is for text data, and {args.data} is not text (--format)")
         return args.data
+    return text_input(args, (args.data,), args.format)
+
+
+def text_input(args, patterns: tuple[str, ...], fmt: str | None):
+    """The :class:`~mpigd.io.text_convert.TextInput` of ``patterns`` with the options in
+    ``args``. Collective: no."""
+    from ..io.text_convert import TextInput
+
     return TextInput(
-        (args.data,),
-        args.format,
+        patterns,
+        fmt,
         label=args.label,
         header=args.header,
         delimiter=args.delimiter,
+        n_features=getattr(args, "features", None),
         zero_based=args.zero_based,
         cache=getattr(args, "cache", None),
         categorical=args.categorical,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 
 from ..errors import MpigdError
@@ -11,13 +10,14 @@ from ..parallel import on_root
 from .common import (
     add_command,
     add_command_group,
-    add_hashing,
+    add_text_options,
     add_x_key,
     check_outputs_on_root,
     on_root_with_bars,
     positive_int,
     reporter,
     tenths,
+    text_input,
     write_json_on_root,
 )
 
@@ -87,20 +87,9 @@ def _register_convert(data, run_options) -> None:
         "last column; LIBSVM: the first field; .npz: array y)",
     )
     convert.add_argument(
-        "--header",
-        action=argparse.BooleanOptionalAction,
-        help="CSV: the first line names the columns (default: detected)",
-    )
-    convert.add_argument("--delimiter", help="CSV field separator (default: comma; tab for .tsv)")
-    convert.add_argument(
         "--features", type=positive_int, help="LIBSVM: number of features (default: largest index)"
     )
-    convert.add_argument(
-        "--zero-based",
-        action=argparse.BooleanOptionalAction,
-        help="LIBSVM: indices start at 0 (default: yes if an index 0 occurs)",
-    )
-    add_hashing(convert)
+    add_text_options(convert)
     _add_dtype(convert)
     convert.add_argument(
         "--contiguous", action="store_true", help="no chunks (default: chunks of ~1 MiB of rows)"
@@ -221,24 +210,14 @@ def run_convert(args, comm) -> int:
     files and compressed outputs on rank 0; returns the exit status. Collective: yes."""
     from ..io.convert import convert, guess_format
     from ..io.ranges import expand_inputs
-    from ..io.text_convert import TextInput, convert_text
+    from ..io.text_convert import convert_text
 
     say = reporter(comm, args.quiet)
     fmt = args.format or on_root(
         comm, lambda: guess_format(expand_inputs(args.inputs)[0]), share=True
     )
     if fmt in ("libsvm", "csv", "tsv") and args.compression is None:
-        source = TextInput(
-            tuple(args.inputs),
-            fmt,
-            label=args.label,
-            header=args.header,
-            delimiter=args.delimiter,
-            n_features=args.features,
-            zero_based=args.zero_based,
-            categorical=args.categorical,
-            hash_bits=args.hash_bits,
-        )
+        source = text_input(args, tuple(args.inputs), fmt)
         done = convert_text(comm, source, args.out, dtype=args.dtype, layout=args.layout)
     else:
         done = _convert_on_root(comm, args, fmt, convert)
