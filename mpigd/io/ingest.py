@@ -1,24 +1,22 @@
-"""Text inputs (LIBSVM/svmlight, CSV/TSV) converted to mpigd's HDF5 layout on every rank.
+"""Text inputs (LIBSVM/svmlight, CSV/TSV) read on every rank, and the output they are
+converted to written by every rank.
 
-Each rank parses the lines that start in its byte range of the inputs
-(:mod:`~mpigd.io.ranges`) with the compiled parser (:mod:`~mpigd.io.parse`), in three
-steps that read only that range:
+Each rank reads the lines that start in its byte range of the inputs
+(:mod:`~mpigd.io.ranges`):
 
-1. **Lines**: it counts its lines of each file; an exclusive scan gives every rank the
-   file's number of its first line, so an error names the file and line wherever it
-   was parsed.
-2. **Counts**: it counts its rows and, for LIBSVM, its values and smallest and largest
-   index, checking every token. The counts are gathered, so every rank makes the same
-   decisions (0- or 1-based indices, the feature count), and an exclusive scan gives each
-   rank where its rows and values go.
-3. **Rows**: rank 0 creates the output under a temporary name with every dataset
-   contiguous and allocated at its full size, and closes it; each rank then writes its
-   rows' bytes at their offsets in the datasets (``pwrite``), in parallel and without
-   HDF5 holding the file open. Rank 0 renames the file into place once every rank has
-   synced its writes.
+1. **Lines**: it numbers its lines from the start of each of its pieces while it parses
+   them, and counts each file's newlines; an exclusive scan of those counts then numbers
+   them in their files (:meth:`RankText.renumber`), so that an error names the file and
+   line whichever rank read it.
+2. **Output**: rank 0 creates the output under a temporary name, every chunk of every
+   dataset allocated now and never filled, and closes it (:func:`create_datasets`); each
+   rank then writes its rows' bytes at their offsets (:class:`Datasets`, ``pwrite``), in
+   parallel and without HDF5 holding the file open, and syncs them. Rank 0 renames the
+   file into place once every rank is done (:func:`shared_output`).
 
-The output's bytes do not depend on the number of ranks. Memory holds one block of text
-and its parsed rows a rank, whatever the input's size.
+The output's bytes do not depend on the number of ranks. What a format counts and
+decides is in :mod:`~mpigd.io.text_formats`, the steps in order in
+:mod:`~mpigd.io.text_convert`.
 """
 
 from __future__ import annotations
@@ -76,7 +74,7 @@ def list_inputs(patterns, output) -> Inputs:
     named = {"the input": paths[0]} if len(paths) == 1 else {f"input {p}": p for p in paths}
     if output is not None:
         check_outputs({"the output": output}, named)
-    stamps = [(os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]
+    stamps = [(info.st_size, info.st_mtime_ns) for info in map(os.stat, paths)]
     if sum(n_bytes for n_bytes, _ in stamps) == 0:
         raise MpigdError(f"{paths[0]} holds no data" if len(paths) == 1 else "no input holds data")
     return Inputs(paths, stamps)

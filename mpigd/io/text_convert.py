@@ -41,11 +41,7 @@ class _Sink:
 
     def add(self, X: np.ndarray | Csr, y: np.ndarray | None) -> None:
         """Rows ``X`` (dense, or CSR) with labels ``y``, after the rows added so far."""
-        rows = (
-            len(y)
-            if y is not None
-            else (X.shape[0] if isinstance(X, np.ndarray) else len(X.indptr) - 1)
-        )
+        rows = X.shape[0] if isinstance(X, np.ndarray) else X.n_rows
         if self.plan.sparse:
             X = X if isinstance(X, Csr) else Csr.of(X)
             self.out.put("X/data", self.value, X.data)
@@ -102,7 +98,8 @@ def text_reader(comm, inputs: Inputs, source: TextInput, dtype, layout) -> Forma
     if fmt == "libsvm" and source.categorical is None:
         return Libsvm(inputs, dtype, layout, source.n_features, source.zero_based)
     if fmt not in ("csv", "tsv"):
-        raise MpigdError(f"{inputs.paths[0]}: the hashing trick reads CSV or TSV, not {fmt}")
+        reads = "CSV or TSV (the hashing trick)" if source.categorical else "LIBSVM, CSV or TSV"
+        raise MpigdError(f"{inputs.paths[0]}: format {fmt}; text here is {reads}")
     delimiter = source.delimiter or ("\t" if fmt == "tsv" else None)
     header, text_columns = source.header, None
     if header is None and source.categorical is not None:  # hex tokens are no header

@@ -11,6 +11,7 @@ file, the file ``data convert`` would write, so that the next run reads binary.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import numpy as np
 
@@ -50,9 +51,9 @@ def read_text_rows(
     Collective: yes."""
     source = data if isinstance(data, TextInput) else TextInput((os.fspath(data),))
     if n_features is not None and source.n_features is None:
-        source = TextInput(**{**source.__dict__, "n_features": n_features})
+        source = replace(source, n_features=n_features)
     if not labelled and source.label is None:
-        source = TextInput(**{**source.__dict__, "label": "none"})
+        source = replace(source, label="none")
     inputs = on_root(comm, lambda: list_inputs(source.patterns, source.cache), share=True)
     reader = text_reader(comm, inputs, source, np.float64, None)
     counts, parsed = counting_pass(comm, reader, rank_text(comm, inputs), float("inf"))
@@ -81,23 +82,18 @@ def _assembled(plan: Plan, blocks: list) -> tuple[np.ndarray | Csr, np.ndarray |
     ys = [y for _, y in blocks if y is not None]
     y = np.concatenate(ys) if ys else np.zeros(0)
     if not plan.sparse:
-        dense = [
-            X if isinstance(X, np.ndarray) else X.dense(0, len(X.indptr) - 1) for X, _ in blocks
-        ]
-        return (np.vstack(dense) if dense else np.zeros((0, plan.n_features))), y
+        dense = [X if isinstance(X, np.ndarray) else X.dense(0, X.n_rows) for X, _ in blocks]
+        return np.vstack([np.zeros((0, plan.n_features)), *dense]), y
     parts = [X if isinstance(X, Csr) else Csr.of(X) for X, _ in blocks]
     index = np.int32 if plan.n_features <= np.iinfo(np.int32).max else np.int64
-    indptr = np.zeros(1 + sum(len(p.indptr) - 1 for p in parts), dtype=np.int64)
+    indptr = np.zeros(1 + sum(p.n_rows for p in parts), dtype=np.int64)
     row = value = 0
     for part in parts:
-        rows = len(part.indptr) - 1
-        indptr[row + 1 : row + rows + 1] = part.indptr[1:] + value
-        row, value = row + rows, value + len(part.data)
-    data = np.concatenate([p.data for p in parts]) if parts else np.zeros(0)
-    indices = (
-        np.concatenate([p.indices for p in parts]).astype(index) if parts else np.zeros(0, index)
-    )
-    return Csr(data.astype(np.float64, copy=False), indices, indptr, plan.n_features), y
+        indptr[row + 1 : row + part.n_rows + 1] = part.indptr[1:] + value
+        row, value = row + part.n_rows, value + len(part.data)
+    data = np.concatenate([np.zeros(0), *(p.data for p in parts)])
+    indices = np.concatenate([np.zeros(0, index), *(p.indices for p in parts)]).astype(index)
+    return Csr(data, indices, indptr, plan.n_features), y
 
 
 def _scipy(X, plan: Plan):
