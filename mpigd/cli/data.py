@@ -61,6 +61,13 @@ def _register_make(data, run_options) -> None:
         help="store X sparse (CSR) with this share of values per row, in columns of skewed "
         "popularity (default: dense)",
     )
+    make.add_argument(
+        "--popularity",
+        choices=["zipf", "flat"],
+        default="zipf",
+        help="with --density: columns drawn with Zipf-like popularity (column j about 1/(j+1) "
+        "as often as column 0, as in click logs and text) or all alike (as after hashing)",
+    )
 
 
 def _register_convert(data, run_options) -> None:
@@ -181,6 +188,7 @@ def run_make(args, comm) -> int:
             noise=args.noise,
             dtype=args.dtype,
             density=args.density,
+            popularity=args.popularity,
             progress=tenths(say),
         ),
     )
@@ -188,6 +196,7 @@ def run_make(args, comm) -> int:
         f"wrote {args.out}: {args.rows:,} x {args.features} {args.dtype}, "
         f"{args.model}, seed {args.seed}"
         + ("" if args.density is None else f", sparse at density {args.density:g}")
+        + ("" if args.density is None else f", {args.popularity} column popularity")
     )
     return 0
 

@@ -32,6 +32,17 @@ def _interrupted(comm, exc: BaseException) -> int:
     return status  # not reached
 
 
+def _output_closed(comm) -> int:
+    """Standard output's reader went away (``mpigd data info X | head``): end as a Unix
+    filter does, quietly with 128 + SIGPIPE. Only rank 0 writes there, and the others may
+    be waiting for it in a collective, so with several ranks the job is ended."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit flush
+    status = 128 + signal.SIGPIPE
+    if comm.size > 1:
+        abort_job(comm, "mpigd: output closed (broken pipe); ending all ranks", status)
+    return status
+
+
 def run_guarded(main: Callable[[], int], comm, *, debug: bool = False) -> int:
     """Run ``main`` so that no failure can leave ranks hanging.
 
@@ -41,7 +52,8 @@ def run_guarded(main: Callable[[], int], comm, *, debug: bool = False) -> int:
     environment failure that may have hit this rank only: it is reported with the rank
     and the whole job is aborted with ``MPI_Abort`` instead of waiting in a collective.
     ``SystemExit`` passes through: it is raised deliberately, and identically on every
-    rank (argument parsing). ``debug`` (or ``MPIGD_DEBUG=1``) adds tracebacks.
+    rank (argument parsing). A closed standard output (a pipe into ``head``) ends the
+    job quietly with 128 + SIGPIPE. ``debug`` (or ``MPIGD_DEBUG=1``) adds tracebacks.
     Collective: no.
     """
     debug = debug or os.environ.get("MPIGD_DEBUG", "") not in ("", "0")
@@ -58,6 +70,8 @@ def run_guarded(main: Callable[[], int], comm, *, debug: bool = False) -> int:
         if debug:
             traceback.print_exc()
         return _interrupted(comm, exc)
+    except BrokenPipeError:
+        return _output_closed(comm)
     except Exception as exc:
         if debug:
             traceback.print_exc()

@@ -28,6 +28,7 @@ def make_dataset(
     noise: float = 0.1,
     dtype: str = "float64",
     density: float | None = None,
+    popularity: str = "zipf",
     progress=None,
 ) -> None:
     """Write a random linear or logistic regression problem to ``path``, atomically.
@@ -35,7 +36,8 @@ def make_dataset(
     Dense by default: ``X`` has independent standard normal features. With ``density``,
     X is a CSR group (:mod:`mpigd.io.sparse`) with about ``density * n_features`` values
     a row, standard normal, in columns drawn with Zipf-like popularity (column j about
-    ``1 / (j + 1)`` as often as column 0), as in click logs and text. The true weights
+    ``1 / (j + 1)`` as often as column 0), as in click logs and text, or with
+    ``popularity="flat"`` all columns alike, as after the hashing trick. The true weights
     are drawn so that ``z = X w + b`` has a standard deviation of about 2, the intercept
     ``N(0, 1)``. Linear: ``y = z + noise * N(0, 1)``. Logistic: ``y ~ Bernoulli(expit(z))``
     (``noise`` is not used). The true parameters are stored as ``coef_true`` and
@@ -52,6 +54,8 @@ def make_dataset(
         raise MpigdError(f"noise must be a finite number >= 0, got {noise}")
     if density is not None and not 0 < density <= 1:
         raise MpigdError(f"density must be in (0, 1], got {density}")
+    if popularity not in POPULARITY:
+        raise MpigdError(f"popularity must be one of {', '.join(POPULARITY)}, got {popularity!r}")
     dtype = np.dtype(dtype)
     check_outputs({"the output": path})
     per_row = n_features * (dtype.itemsize if density is None else density * (dtype.itemsize + 4))
@@ -62,12 +66,12 @@ def make_dataset(
     stored = n_features if density is None else max(density * n_features, 1.0)
     coef = rng.normal(0.0, 2.0 / np.sqrt(stored), n_features)
     intercept = rng.normal()
-    popularity = None
+    shares = None
     if density is not None:
-        popularity = zipf_popularity(n_features)
+        shares = POPULARITY[popularity](n_features)
         # column j is in a row with probability about density * n * p_j: scaling its
         # weight by 1 / sqrt(n p_j) keeps the spread of z at about 2 for every column
-        coef /= np.sqrt(n_features * popularity)
+        coef /= np.sqrt(n_features * shares)
 
     with writing(path) as tmp, h5py.File(tmp, "w") as f:
         if density is None:
@@ -88,7 +92,7 @@ def make_dataset(
             if density is None:
                 X_b = block_rng.standard_normal((stop - start, n_features)).astype(dtype)
             else:
-                X_b = sparse_rows(block_rng, stop - start, n_features, density, popularity, dtype)
+                X_b = sparse_rows(block_rng, stop - start, n_features, density, shares, dtype)
             z = X_b.astype(np.float64) @ coef + intercept
             if kind == "linear":
                 y_b = z + noise * block_rng.standard_normal(stop - start)
@@ -110,6 +114,15 @@ def zipf_popularity(n_features: int) -> np.ndarray:
     text. Collective: no."""
     popularity = 1.0 / np.arange(1, n_features + 1)
     return popularity / popularity.sum()
+
+
+def flat_popularity(n_features: int) -> np.ndarray:
+    """Every column's share alike, as after the hashing trick. Collective: no."""
+    return np.full(n_features, 1.0 / n_features)
+
+
+#: The column popularities :func:`make_dataset` can draw from.
+POPULARITY = {"zipf": zipf_popularity, "flat": flat_popularity}
 
 
 def sparse_rows(rng, rows, n_features, density, popularity, dtype) -> sp.csr_matrix:

@@ -183,3 +183,25 @@ def test_libsvm_says_which_index_base_it_assumed(tmp_path, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # 0-based for sure: nothing to say
         assert main(["data", "convert", str(source), str(tmp_path / "e.h5")]) == 0
+
+
+def test_a_closed_output_pipe_ends_quietly_with_sigpipe_status(data):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line: `mpigd ... | head -0`
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mpigd", "data", "info", str(data)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 128 + signal.SIGPIPE, proc.stderr
+    assert proc.stderr == "", proc.stderr

@@ -2,6 +2,7 @@ import h5py
 import numpy as np
 import pytest
 
+from mpigd.errors import MpigdError
 from mpigd.io.synthetic import GENERATION_ROWS, make_dataset
 
 
@@ -69,3 +70,15 @@ def test_sparse_synthetic_data_has_skewed_columns_and_trains(tmp_path):
     accuracy = np.mean(load_model(model).predict(X) == y)
     assert accuracy > 0.75, accuracy
     assert np.corrcoef(z, load_model(model).decision_function(X))[0, 1] > 0.8
+
+
+def test_flat_popularity_spreads_values_evenly_over_the_columns(tmp_path):
+    from mpigd.io.dataset import inspect_dataset, read_block
+
+    out = tmp_path / "flat.h5"
+    make_dataset(out, 20_000, 200, seed=5, density=0.05, popularity="flat")
+    X = read_block(inspect_dataset(out), 0, 1).X
+    columns = X.getnnz(axis=0)
+    assert columns.min() > 0.8 * columns.mean() and columns.max() < 1.2 * columns.mean()
+    with pytest.raises(MpigdError, match="popularity must be one of zipf, flat"):
+        make_dataset(tmp_path / "x.h5", 10, 3, density=0.5, popularity="hashed")
