@@ -88,6 +88,7 @@ def main() -> None:
         np.zeros(info.n_features + 1),
         hess_fun=reference.hessian,
         hessp=reference.hessp,
+        hess_diag=reference.hess_diagonal,
         tol=1e-10,
         ftol=0.0,
     ).fun

@@ -72,6 +72,10 @@ class Kernels:
         ``sum_i d_i ((x_i, 1) . v)^2 / 2``, one sweep. Collective: no."""
         return self.local_sums(X, np.zeros(len(d)), v, SquaredLoss(), weights=d, need_loss=False)[1]
 
+    def curvature_diagonal(self, X, d) -> np.ndarray:
+        """``sum_i d_i x_ij^2`` and ``sum_i d_i x_ij`` per column, (2, n). Collective: no."""
+        return self.layout.curvature_diagonal(X, d)
+
     def local_hessp(self, X, y, theta, v, loss: PointwiseLoss, *, weights=None) -> np.ndarray:
         """Unscaled curvature sum times ``v``; single-output losses. Collective: no."""
         d = self.local_curvature(X, y, theta, loss, weights=weights)

@@ -125,6 +125,17 @@ def curvature_product(X, d, v) -> np.ndarray:
     return local_sums(X, np.zeros(len(d)), v, SquaredLoss(), weights=d, need_loss=False)[1]
 
 
+def curvature_diagonal(X, d, block_bytes=BLOCK_BYTES) -> np.ndarray:
+    """``sum_i d_i x_ij^2`` and ``sum_i d_i x_ij`` for every column j, shape (2, n): with
+    ``sum_i d_i``, what the diagonal of the curvature sum (raw or standardised) needs.
+    In blocks of rows, no copy of X. Collective: no."""
+    sums = np.zeros((2, X.shape[1]))
+    for rows, X_b in row_blocks(X, block_bytes):
+        sums[0] += np.einsum("ij,ij,i->j", X_b, X_b, d[rows], optimize=True)
+        sums[1] += d[rows] @ X_b
+    return sums
+
+
 def local_hessp(X, y, theta, v, loss, *, weights=None) -> np.ndarray:
     """Unscaled curvature sum times ``v``: ``sum_i s_i l''(z_i) (x_i, 1) ((x_i, 1) . v)``.
 

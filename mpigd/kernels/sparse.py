@@ -80,6 +80,21 @@ def curvature_product(X, d, v) -> np.ndarray:
     return local_sums(X, np.zeros(len(d)), v, SquaredLoss(), weights=d, need_loss=False)[1]
 
 
+#: Rows of CSR X squared at a time by :func:`curvature_diagonal` (a copy of their values).
+DIAGONAL_BLOCK_ROWS = 1 << 16
+
+
+def curvature_diagonal(X, d) -> np.ndarray:
+    """``sum_i d_i x_ij^2`` and ``sum_i d_i x_ij`` per column over CSR rows, shape (2, n),
+    as :func:`mpigd.kernels.dense.curvature_diagonal`. Collective: no."""
+    sums = np.zeros((2, X.shape[1]))
+    sums[1] = X.T @ d
+    for start in range(0, X.shape[0], DIAGONAL_BLOCK_ROWS):
+        block = X[start : start + DIAGONAL_BLOCK_ROWS]
+        sums[0] += block.multiply(block).T @ d[start : start + DIAGONAL_BLOCK_ROWS]
+    return sums
+
+
 def local_hessp(X, y, theta, v, loss, *, weights=None) -> np.ndarray:
     """Unscaled curvature sum times ``v``; single-output losses. Collective: no."""
     return curvature_product(X, local_curvature(X, y, theta, loss, weights=weights), v)

@@ -26,7 +26,8 @@ class Optimizer:
     """An optimiser and what it needs from the objective.
 
     ``needs`` names the extra keyword arguments beyond ``fun`` and the stopping options:
-    ``lr``, ``penalty`` (an :class:`L1Penalty`), ``hess_fun``, ``hessp``, ``batch_fun``,
+    ``lr``, ``penalty`` (an :class:`L1Penalty`), ``hess_fun``, ``hessp``, ``hess_diag``,
+    ``batch_fun``,
     ``n_rows``, ``batch_size``, ``seed``.
     """
 
@@ -41,7 +42,7 @@ OPTIMIZERS: dict[str, Optimizer] = {
     "gd": Optimizer(gradient_descent, ("lr",)),
     "nesterov": Optimizer(accelerated_gradient, ("lr", "penalty"), l1=True),
     "lbfgs": Optimizer(lbfgs),
-    "newton": Optimizer(newton, ("hess_fun", "hessp"), single_output=True),
+    "newton": Optimizer(newton, ("hess_fun", "hessp", "hess_diag"), single_output=True),
     "normal": Optimizer(normal_equations, ("hess_fun",), single_output=True, least_squares=True),
     "sgd": Optimizer(sgd, ("lr", "batch_fun", "n_rows", "batch_size", "seed")),
 }

@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import Diverged, Interrupted, MpigdError
 from ..host import process_age
 from ..io.dataset import LocalData, fingerprint
+from ..kernels import is_sparse
 from ..model import LinearModel
 from ..objective import Objective
 from ..optimize import OPTIMIZERS, OptimizeResult, Progress, SingularSystem
@@ -159,7 +160,10 @@ def _optimizer(comm, options: TrainOptions, problem: Problem) -> str:
     problem; the normal equations only where their matrix fits. Collective: yes."""
     optimizer = options.optimizer
     if optimizer == "auto":
-        optimizer = choose_optimizer(options.model, options.l1, problem.info.n_features)
+        sparse = max_over_ranks(comm, [float(is_sparse(problem.local.X))])[0] > 0
+        optimizer = choose_optimizer(
+            options.model, options.l1, problem.info.n_features, bool(sparse)
+        )
     size = (problem.info.n_features + 1) * problem.loss.n_outputs
     with rank_local(comm):
         too_big = hessian_problem(optimizer, size, problem.budget)

@@ -133,6 +133,28 @@ def test_newton_cg_agrees_with_full_newton():
     np.testing.assert_allclose(cg.x, full.x, rtol=1e-8)
 
 
+def test_preconditioned_newton_cg_takes_fewer_products_on_badly_scaled_features():
+    X, y = random_problem("logistic", 400, 8, seed=2)
+    X = X * np.logspace(-2, 2, 8)  # columns four orders of magnitude apart
+    f = Objective(MPI.COMM_SELF, X, y, make_loss("logistic"), l2=1e-4)
+    runs = {}
+    for name, diagonal in (("plain", None), ("jacobi", f.hess_diagonal)):
+        start = f.n_evals
+        runs[name] = OPTIMIZERS["newton"].run(
+            f,
+            np.zeros(9),
+            hess_fun=f.hessian,
+            hessp=f.hessp,
+            hess_diag=diagonal,
+            tol=1e-9,
+            full_hessian_max=0,
+        )
+        runs[name].reductions = f.n_evals - start
+    assert runs["plain"].converged and runs["jacobi"].converged
+    np.testing.assert_allclose(runs["jacobi"].x, runs["plain"].x, rtol=1e-6)
+    assert runs["jacobi"].reductions < runs["plain"].reductions / 2, runs
+
+
 def test_lbfgs_evaluates_no_point_twice():
     f = logistic_objective()
     seen = []
