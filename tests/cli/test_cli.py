@@ -5,7 +5,7 @@ import warnings
 import h5py
 import numpy as np
 import pytest
-from conftest import random_problem, write_h5
+from conftest import random_problem, sparse_problem, write_csr, write_h5
 
 from mpigd import load_model
 from mpigd.cli import main
@@ -205,3 +205,26 @@ def test_a_closed_output_pipe_ends_quietly_with_sigpipe_status(data):
         os.close(write_end)
     assert proc.returncode == 128 + signal.SIGPIPE, proc.stderr
     assert proc.stderr == "", proc.stderr
+
+
+@pytest.mark.parametrize(
+    "model, features, layout, chosen",
+    [
+        ("logistic", 2500, "csr", "newton"),  # wide sparse: preconditioned Newton-CG
+        ("logistic", 2500, "dense", "lbfgs"),
+        ("logistic", 30, "csr", "lbfgs"),  # narrow: Newton would form the Hessian
+        ("linear", 5000, "csr", "newton"),  # beyond the normal equations' width
+        ("linear", 30, "csr", "normal"),
+    ],
+)
+def test_auto_picks_the_optimizer_by_layout_and_width(tmp_path, model, features, layout, chosen):
+    X, y = sparse_problem(model, 300, features, seed=1)
+    path = tmp_path / "d.h5"
+    if layout == "csr":
+        write_csr(path, X, y)
+    else:
+        write_h5(path, X.toarray(), y)
+    out = tmp_path / "m.h5"
+    argv = ["train", str(path), "--model", model, "--l2", "1e-3", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    assert load_model(out).info["optimizer"] == chosen
