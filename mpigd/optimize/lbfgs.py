@@ -66,10 +66,11 @@ def lbfgs(
     )
     if stop := run.begin(*memo(run.theta)):
         return stop
+    work = np.empty((2, len(run.theta)))  # the two-loop's vectors, allocated once
 
     while not (stop := run.stop_before_step()):
         theta, f, g = run.theta, run.f, run.g
-        direction = -_two_loop(g, pairs_s, pairs_y)
+        direction = -_two_loop(g, pairs_s, pairs_y, work)
         if not g @ direction < 0:  # not a descent direction: forget the curvature pairs
             pairs_s, pairs_y, direction = [], [], -g
         alpha = search(theta, f, g, direction, f_before)
@@ -154,16 +155,19 @@ def _along(memo: Memoized, theta: np.ndarray, direction: np.ndarray, t: float):
     return f, float(g @ direction)
 
 
-def _two_loop(g: np.ndarray, pairs_s: list, pairs_y: list) -> np.ndarray:
-    """The L-BFGS inverse-Hessian approximation times ``g``."""
-    q = g.copy()
+def _two_loop(g: np.ndarray, pairs_s: list, pairs_y: list, work: np.ndarray) -> np.ndarray:
+    """The L-BFGS inverse-Hessian approximation times ``g`` (Nocedal & Wright, algorithm
+    7.4), in ``work`` (two vectors of g's length: the result and a scratch one, so that
+    no vector is allocated); each pair's ``y.s`` is computed once. Returns ``work[0]``."""
+    q, scratch = work
+    np.copyto(q, g)
+    curvatures = [y @ s for s, y in zip(pairs_s, pairs_y, strict=True)]
     alphas = []
-    for s, y in zip(reversed(pairs_s), reversed(pairs_y), strict=True):
-        alpha = (s @ q) / (y @ s)
-        q -= alpha * y
-        alphas.append(alpha)
+    for s, y, ys in zip(reversed(pairs_s), reversed(pairs_y), reversed(curvatures), strict=True):
+        alphas.append((s @ q) / ys)
+        q -= np.multiply(y, alphas[-1], out=scratch)
     if pairs_s:
-        q *= (pairs_s[-1] @ pairs_y[-1]) / (pairs_y[-1] @ pairs_y[-1])
-    for (s, y), alpha in zip(zip(pairs_s, pairs_y, strict=True), reversed(alphas), strict=True):
-        q += s * (alpha - (y @ q) / (y @ s))
+        q *= curvatures[-1] / (pairs_y[-1] @ pairs_y[-1])
+    for s, y, ys, alpha in zip(pairs_s, pairs_y, curvatures, reversed(alphas), strict=True):
+        q += np.multiply(s, alpha - (y @ q) / ys, out=scratch)
     return q
