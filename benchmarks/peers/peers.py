@@ -11,12 +11,12 @@ column popularity, K values a row), finds its optimum f* with scikit-learn at a 
 tolerance, then times whole processes, start-up and reading included:
 ``mpiexec -n P mpigd train`` for each P, and a Python process that reads the same arrays
 and fits ``LogisticRegression(solver="lbfgs", C=1/(l2 m))`` (the same objective), and
-the same with scikit-learn-intelex's patch when it is installed. Each runs at the
-loosest tolerance whose objective is within 1e-6 (relative) of f*, chosen in an untimed
-run. One BLAS thread everywhere. The commands run in turn, R rounds; the record keeps
-every time, each tool's own training time (scikit-learn's ``fit``; mpigd's evaluations
-and Allreduce, its start-up and read apart) and the medians. Writes PREFIX.json,
-PREFIX.md and PREFIX.png.
+the same with scikit-learn-intelex's patch (oneDAL) when it is installed, with one thread
+and with as many as the most ranks. Each runs at the loosest tolerance whose objective is
+within 1e-6 (relative) of f*, chosen in an untimed run. One BLAS thread everywhere (oneDAL
+its own count). The commands run in turn, R rounds; the record keeps every time, each
+tool's own training time (scikit-learn's ``fit``; mpigd's evaluations and Allreduce, its
+start-up and read apart) and the medians. Writes PREFIX.json, PREFIX.md and PREFIX.png.
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MPIGD
 SKLEARN = """
 import sys, time, h5py, numpy as np, scipy.sparse as sp
 if sys.argv[5] == "intelex":
+    import daal4py
     from sklearnex import patch_sklearn
     patch_sklearn()
+    daal4py.daalinit(int(sys.argv[6]))  # oneDAL's threads
 from sklearn.linear_model import LogisticRegression
 path, C, tol, out = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 with h5py.File(path) as f:
@@ -138,13 +140,17 @@ def mpigd_peer(ranks, data, l2, out, optimizer="auto"):
     return Peer(name, command, theta, training)
 
 
-def sklearn_peer(flavour, data, C, out):
+def sklearn_peer(flavour, data, C, out, threads=1):
     def command(tol):
-        return [sys.executable, "-c", SKLEARN, str(data), repr(C), repr(tol), str(out), flavour]
+        return [
+            *(sys.executable, "-c", SKLEARN, str(data), repr(C), repr(tol), str(out)),
+            *(flavour, str(threads)),
+        ]
 
-    name = "scikit-learn lbfgs, 1 thread"
+    many = "thread" if threads == 1 else "threads"
+    name = f"scikit-learn lbfgs, {threads} {many}"
     if flavour == "intelex":
-        name = "scikit-learn-intelex lbfgs, 1 thread"
+        name = f"scikit-learn-intelex lbfgs, {threads} {many}"
     return Peer(name, command, lambda: np.load(out), lambda stdout: (float(stdout.split()[-1]), {}))
 
 
@@ -255,7 +261,9 @@ def main() -> None:
     ]
     peers.append(sklearn_peer("plain", data, C, folder / "mpigd-peers-sk.npy"))
     if importlib.util.find_spec("sklearnex"):
-        peers.append(sklearn_peer("intelex", data, C, folder / "mpigd-peers-skx.npy"))
+        for threads in sorted({1, max(args.ranks)}):  # oneDAL alone, and on the cores mpigd has
+            out = folder / f"mpigd-peers-skx{threads}.npy"
+            peers.append(sklearn_peer("intelex", data, C, out, threads))
     for peer in peers:
         peer.tune(X, y, args.l2, f_star)
     for _ in range(args.repeats):
