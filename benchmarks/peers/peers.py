@@ -262,8 +262,8 @@ def main() -> None:
     peers.append(sklearn_peer("plain", data, C, folder / "mpigd-peers-sk.npy"))
     if importlib.util.find_spec("sklearnex"):
         for threads in sorted({1, max(args.ranks)}):  # oneDAL alone, and on the cores mpigd has
-            out = folder / f"mpigd-peers-skx{threads}.npy"
-            peers.append(sklearn_peer("intelex", data, C, out, threads))
+            saved = folder / f"mpigd-peers-skx{threads}.npy"
+            peers.append(sklearn_peer("intelex", data, C, saved, threads))
     for peer in peers:
         peer.tune(X, y, args.l2, f_star)
     for _ in range(args.repeats):
