@@ -458,4 +458,6 @@ def on_root(comm: MPI.Comm, work: Callable[[], T], *, share: bool = False) -> T 
 #: Seconds a rank other than 0 waits, after an interrupt, for rank 0 to report it and end
 #: the job, before it reports it itself; rank r waits (r - 1) more staggers (at most 16),
 #: so that when rank 0 is stuck in a collective one rank reports and its abort ends the rest.
-INTERRUPT_GRACE, INTERRUPT_STAGGER = 3.0, 0.5
+#: The stagger is more than :data:`ABORT_FLUSH`, the time a reporting rank waits before
+#: its abort: the next rank's line would come in that window.
+INTERRUPT_GRACE, INTERRUPT_STAGGER = 3.0, 2.0

@@ -228,3 +228,11 @@ def test_auto_picks_the_optimizer_by_layout_and_width(tmp_path, model, features,
     argv = ["train", str(path), "--model", model, "--l2", "1e-3", "--out", str(out), "--quiet"]
     assert main(argv) == 0
     assert load_model(out).info["optimizer"] == chosen
+
+
+def test_a_rank_reports_a_stop_only_after_the_one_before_could_end_the_job():
+    """A rank that reports an interrupt or a missed deadline waits ABORT_FLUSH before its
+    abort; the next rank in line must not report inside that window (two lines)."""
+    from mpigd.parallel import ABORT_FLUSH, INTERRUPT_STAGGER, _Deadline
+
+    assert INTERRUPT_STAGGER > ABORT_FLUSH and _Deadline.STAGGER > ABORT_FLUSH
