@@ -147,11 +147,15 @@ def test_preconditioned_newton_cg_takes_fewer_products_on_badly_scaled_features(
             hessp=f.hessp,
             hess_diag=diagonal,
             tol=1e-9,
+            ftol=0.0,
             full_hessian_max=0,
         )
         runs[name].reductions = f.n_evals - start
     assert runs["plain"].converged and runs["jacobi"].converged
-    np.testing.assert_allclose(runs["jacobi"].x, runs["plain"].x, rtol=1e-6)
+    # the same minimum: the losses to rounding (the weight of the column scaled by 1e-2 is
+    # determined only to about 1e-5 by a gradient norm of 1e-9)
+    assert runs["jacobi"].fun == pytest.approx(runs["plain"].fun, rel=1e-12)
+    np.testing.assert_allclose(runs["jacobi"].x, runs["plain"].x, rtol=1e-4, atol=1e-6)
     assert runs["jacobi"].reductions < runs["plain"].reductions / 2, runs
 
 
