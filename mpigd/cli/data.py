@@ -195,8 +195,11 @@ def run_make(args, comm) -> int:
     say(
         f"wrote {args.out}: {args.rows:,} x {args.features} {args.dtype}, "
         f"{args.model}, seed {args.seed}"
-        + ("" if args.density is None else f", sparse at density {args.density:g}")
-        + ("" if args.density is None else f", {args.popularity} column popularity")
+        + (
+            ""
+            if args.density is None
+            else f", sparse at density {args.density:g}, {args.popularity} column popularity"
+        )
     )
     return 0
 

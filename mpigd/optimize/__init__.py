@@ -27,8 +27,7 @@ class Optimizer:
 
     ``needs`` names the extra keyword arguments beyond ``fun`` and the stopping options:
     ``lr``, ``penalty`` (an :class:`L1Penalty`), ``hess_fun``, ``hessp``, ``hess_diag``,
-    ``batch_fun``,
-    ``n_rows``, ``batch_size``, ``seed``.
+    ``batch_fun``, ``n_rows``, ``batch_size``, ``seed``.
     """
 
     run: Callable[..., OptimizeResult]

@@ -96,7 +96,7 @@ def newton(
     (sparse data) takes a fraction of the products. Stopping rules as in
     :func:`gradient_descent`.
 
-    Collective: as ``fun``, ``hess_fun`` and ``hessp`` are.
+    Collective: as ``fun``, ``hess_fun``, ``hessp`` and ``hess_diag`` are.
     """
     check_stopping(max_iter=max_iter, tol=tol, ftol=ftol, lr=None)
     run = Iterations(theta0, resume, max_iter=max_iter, tol=tol, ftol=ftol, callback=callback)
@@ -155,10 +155,10 @@ def _conjugate_gradients(hessp, theta, b: np.ndarray, tol: float, diagonal=None)
     """Approximately solve ``H(theta) x = b`` to a residual norm of ``tol``, by conjugate
     gradients preconditioned with ``diagonal`` (Jacobi; positive entries only, the others
     taken as 1), or plain; stops at negative curvature (truncated CG)."""
-    inverse = np.ones_like(b) if diagonal is None else 1.0 / np.where(diagonal > 0, diagonal, 1.0)
+    inverse = None if diagonal is None else 1.0 / np.where(diagonal > 0, diagonal, 1.0)
     x = np.zeros_like(b)
     r = b.copy()
-    z = inverse * r
+    z = r if inverse is None else inverse * r
     d = z.copy()
     rz = float(r @ z)
     for _ in range(len(b)):
@@ -171,7 +171,7 @@ def _conjugate_gradients(hessp, theta, b: np.ndarray, tol: float, diagonal=None)
         r -= alpha * Hd
         if np.linalg.norm(r) <= tol:
             break
-        z = inverse * r
+        z = r if inverse is None else inverse * r
         rz_new = float(r @ z)
         d = z + (rz_new / rz) * d
         rz = rz_new

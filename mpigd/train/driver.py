@@ -160,9 +160,9 @@ def _optimizer(comm, options: TrainOptions, problem: Problem) -> str:
     problem; the normal equations only where their matrix fits. Collective: yes."""
     optimizer = options.optimizer
     if optimizer == "auto":
-        sparse = max_over_ranks(comm, [float(is_sparse(problem.local.X))])[0] > 0
+        sparse = bool(max_over_ranks(comm, [float(is_sparse(problem.local.X))])[0])
         optimizer = choose_optimizer(
-            options.model, options.l1, problem.info.n_features, bool(sparse)
+            options.model, options.l1, problem.info.n_features, sparse=sparse
         )
     size = (problem.info.n_features + 1) * problem.loss.n_outputs
     with rank_local(comm):

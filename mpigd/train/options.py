@@ -182,7 +182,7 @@ def check_fold_options(folds, fold_key, exclude_fold) -> None:
         )
 
 
-def choose_optimizer(model: str, l1: float, n_features: int, sparse: bool = False) -> str:
+def choose_optimizer(model: str, l1: float, n_features: int, *, sparse: bool) -> str:
     """What ``optimizer="auto"`` means: FISTA for L1; the normal equations for linear
     regression of moderate width; Newton-CG, preconditioned by the Hessian's diagonal, for
     a single output on sparse rows wider than Newton's full Hessian; L-BFGS otherwise.
