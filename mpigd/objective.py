@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import MpigdError
+from .io.stream import chunks, like
 from .kernels import select
 from .kernels.losses import PointwiseLoss
 from .kernels.theta import unpack_theta
-from .parallel import allreduce_sum, rows_before, wtime
+from .parallel import agree, allreduce_sum, rows_before, wtime
 from .scaling import Scaling
 
 
@@ -41,16 +43,22 @@ class PackedReduction:
         self.n_evals = 0
         self.stop_requested = False
 
-    def __call__(self, buffer: np.ndarray, started: float) -> np.ndarray:
+    def __call__(
+        self, buffer: np.ndarray, started: float, failed: MpigdError | None = None
+    ) -> np.ndarray:
         """Add ``buffer`` over all ranks, in place, after its last slot is set to this
         rank's stop request; ``started`` is when the local computation began. Returns
-        ``buffer``."""
-        buffer[-1] = bool(self.stop_flag and self.stop_flag())
+        ``buffer``. ``failed`` is this rank's error in its pass (a streamed read that
+        failed): it makes the slot NaN, so every rank learns of it from the sum, and the
+        error is then raised on every rank (:func:`~mpigd.parallel.agree`)."""
+        buffer[-1] = np.nan if failed else bool(self.stop_flag and self.stop_flag())
         reduce_start = wtime()
         allreduce_sum(self.comm, buffer)
         done = wtime()
         self.timings.compute += reduce_start - started
         self.timings.allreduce += done - reduce_start
+        if np.isnan(buffer[-1]):
+            agree(self.comm, failed)
         self.n_evals += 1
         self.stop_requested = bool(buffer[-1])
         return buffer
@@ -152,7 +160,8 @@ class Objective(Reduced):
         self.X_local = X_local
         self.y_local = y_local
         self.loss = loss
-        self.kernels = select(X_local, loss)  # compiled or NumPy, dense or CSR: chosen once
+        # compiled or NumPy, dense or CSR, chosen once; X_local may be rows on disk
+        self.kernels = select(like(X_local), loss)
         self.l2 = float(l2)
         self.weights = weights
         self.scaling = scaling
@@ -170,12 +179,25 @@ class Objective(Reduced):
         self._curvature_at: tuple[np.ndarray, np.ndarray] | None = None  # (theta, d)
 
     # -- the reduction ---------------------------------------------------------------
-    def _reduce(self, buffer: np.ndarray, local_weight: float, started: float) -> float:
+    def _reduce(self, buffer, local_weight: float, started: float, failed=None) -> float:
         """Put this rank's row weight in the slot before the last, add ``buffer`` over all
-        ranks (:class:`PackedReduction`), return the total weight. ``started`` is when the
-        local computation began (for the timings)."""
+        ranks (:class:`PackedReduction`; ``failed``, this rank's error in its pass, is
+        raised on every rank), return the total weight. ``started`` is when the local
+        computation began (for the timings)."""
         buffer[-2] = local_weight
-        return self.reduction(buffer, started)[-2]
+        return self.reduction(buffer, started, failed)[-2]
+
+    @staticmethod
+    def _local(buffer: np.ndarray, work: Callable[[], None]) -> MpigdError | None:
+        """Run this rank's pass ``work()``, which fills ``buffer``; a failure of the pass
+        (rows streamed from a file that became unreadable) is returned, with ``buffer``
+        zeroed, for the reduction to raise on every rank."""
+        try:
+            work()
+        except MpigdError as exc:
+            buffer[:] = 0.0
+            return exc
+        return None
 
     @staticmethod
     def _weight(y: np.ndarray, weights: np.ndarray | None) -> float:
@@ -199,6 +221,34 @@ class Objective(Reduced):
             n_outputs=self.n_outputs,
         )
 
+    # -- local passes: one kernel call a chunk of rows (all of them, when in memory) ------
+    def _sums(self, X, y, weights, raw, out) -> float:
+        """Loss and gradient sums over rows ``X`` into ``out`` (the loss sum returned):
+        the first chunk's sums straight into ``out``, each later one's added to it."""
+        loss_sum, scratch = 0.0, None
+        for rows, X_b in chunks(X):
+            target = out if scratch is None else scratch
+            part, _ = self.kernels.local_sums(
+                X_b, y[rows], raw, self.loss, out=target, weights=_rows_of(weights, rows)
+            )
+            loss_sum += part
+            if scratch is None:
+                scratch = np.empty_like(out)
+            else:
+                out += scratch
+        if scratch is None:  # no rows at all
+            out[:] = 0.0
+        return loss_sum
+
+    def _added(self, shape, part: Callable) -> np.ndarray:
+        """``sum`` of ``part(rows, X_b)`` over the chunks of this rank's rows (zeros of
+        ``shape`` for none), added in chunk order."""
+        total = None
+        for rows, X_b in chunks(self.X_local):
+            value = part(rows, X_b)
+            total = value if total is None else np.add(total, value, out=total)
+        return np.zeros(shape) if total is None else total
+
     # -- evaluations ----------------------------------------------------------------------
     # Overflow only happens on a diverging run; the optimiser sees the non-finite result
     # and reports the divergence once, instead of a NumPy warning on every rank.
@@ -211,7 +261,8 @@ class Objective(Reduced):
 
     @np.errstate(over="ignore", invalid="ignore")
     def batch(self, theta: np.ndarray, rows: np.ndarray) -> tuple[float, np.ndarray]:
-        """Loss and gradient over the global rows ``rows`` only (a mini-batch).
+        """Loss and gradient over the global rows ``rows`` only (a mini-batch); rows in
+        memory only (a streamed run reads whole passes).
 
         Each rank sums the rows of the batch that it holds; the weights of the batch are
         reduced with them, so the batch mean does not depend on the rank count.
@@ -229,10 +280,13 @@ class Objective(Reduced):
         """One packed reduction of the loss and gradient sums over rows ``X``, ``y``."""
         p = self.size
         buffer = self._buffer
-        buffer[0], _ = self.kernels.local_sums(
-            X, y, self.raw(theta), self.loss, out=buffer[1 : p + 1], weights=weights
-        )
-        total = self._reduce(buffer, local_weight, start)
+        raw = self.raw(theta)
+
+        def work():
+            buffer[0] = self._sums(X, y, weights, raw, buffer[1 : p + 1])
+
+        failed = self._local(buffer, work)
+        total = self._reduce(buffer, local_weight, start, failed)
         return self._finish(theta, buffer[0], buffer[1 : p + 1], total)
 
     @np.errstate(over="ignore", invalid="ignore")
@@ -240,19 +294,26 @@ class Objective(Reduced):
         """Loss, gradient and Hessian (p, p) at ``theta`` in one ``Allreduce``.
 
         Single-output models only; the buffer holds ``(n + 1)^2`` numbers, so this is for
-        ``n`` up to a few thousand (use :meth:`hessp` beyond).
+        ``n`` up to a few thousand (use :meth:`hessp` beyond). One pass over the rows for
+        the sums, another for the curvature (the same pass when in memory).
         """
         start = wtime()
         p = self.size
         raw = self.raw(theta)
         buffer = np.empty(1 + p + p * p + 2)
-        buffer[0], _ = self.kernels.local_sums(
-            self.X_local, self.y_local, raw, self.loss, out=buffer[1 : p + 1], weights=self.weights
-        )
-        buffer[p + 1 : p + 1 + p * p] = self.kernels.local_hessian(
-            self.X_local, self.y_local, raw, self.loss, weights=self.weights
-        ).ravel()
-        total = self._reduce(buffer, self.local_weight, start)
+        y, weights = self.y_local, self.weights
+
+        def work():
+            buffer[0] = self._sums(self.X_local, y, weights, raw, buffer[1 : p + 1])
+            buffer[p + 1 : p + 1 + p * p] = self._added(
+                (p, p),
+                lambda rows, X_b: self.kernels.local_hessian(
+                    X_b, y[rows], raw, self.loss, weights=_rows_of(weights, rows)
+                ),
+            ).ravel()
+
+        failed = self._local(buffer, work)
+        total = self._reduce(buffer, self.local_weight, start, failed)
         f, g = self._finish(theta, buffer[0], buffer[1 : p + 1], total)
         H = buffer[p + 1 : p + 1 + p * p].reshape(p, p) / total
         if self.scaling is not None:
@@ -262,12 +323,17 @@ class Objective(Reduced):
         return f, g, H
 
     def _curvature(self, theta: np.ndarray) -> np.ndarray:
-        """This rank's row curvatures at ``theta``, kept for the products that follow:
-        Newton-CG asks for many at one ``theta``, each then one sweep over X."""
+        """This rank's row curvatures at ``theta`` (one number a row, the only per-row
+        state Newton-CG keeps), kept for the products that follow: Newton-CG asks for many
+        at one ``theta``, each then one sweep over X."""
         if self._curvature_at is None or not np.array_equal(self._curvature_at[0], theta):
-            d = self.kernels.local_curvature(
-                self.X_local, self.y_local, self.raw(theta), self.loss, weights=self.weights
-            )
+            raw, y, weights = self.raw(theta), self.y_local, self.weights
+            self._curvature_at = None  # a pass that fails leaves nothing half-made
+            d = np.empty(len(y))
+            for rows, X_b in chunks(self.X_local):
+                d[rows] = self.kernels.local_curvature(
+                    X_b, y[rows], raw, self.loss, weights=_rows_of(weights, rows)
+                )
             self._curvature_at = (np.array(theta, copy=True), d)
         return self._curvature_at[1]
 
@@ -278,8 +344,15 @@ class Objective(Reduced):
         p = self.size
         raw_v = v if self.scaling is None else self.scaling.to_raw(v)
         buffer = self._buffer[: p + 2]
-        buffer[:p] = self.kernels.curvature_product(self.X_local, self._curvature(theta), raw_v)
-        total = self._reduce(buffer, self.local_weight, start)
+
+        def work():
+            d = self._curvature(theta)
+            buffer[:p] = self._added(
+                p, lambda rows, X_b: self.kernels.curvature_product(X_b, d[rows], raw_v)
+            )
+
+        failed = self._local(buffer, work)
+        total = self._reduce(buffer, self.local_weight, start, failed)
         Hv = buffer[:p] / total
         if self.scaling is not None:
             Hv = self.scaling.to_scaled_gradient(Hv)
@@ -294,13 +367,23 @@ class Objective(Reduced):
         H_nn) / std_j^2``. Single-output models."""
         start = wtime()
         n = self.n_features
-        d = self._curvature(theta)
         buffer = np.empty(2 * n + 3)
-        buffer[: 2 * n] = self.kernels.curvature_diagonal(self.X_local, d).ravel()
-        buffer[2 * n] = d.sum()
-        total = self._reduce(buffer, self.local_weight, start)
+
+        def work():
+            d = self._curvature(theta)
+            buffer[: 2 * n] = self._added(
+                (2, n), lambda rows, X_b: self.kernels.curvature_diagonal(X_b, d[rows])
+            ).ravel()
+            buffer[2 * n] = d.sum()
+
+        failed = self._local(buffer, work)
+        total = self._reduce(buffer, self.local_weight, start, failed)
         squares, linear, h_nn = buffer[:n] / total, buffer[n : 2 * n] / total, buffer[2 * n] / total
         if self.scaling is not None:
             mean = self.scaling.mean
             squares = (squares - 2 * mean * linear + mean * mean * h_nn) * self.scaling.inv_std**2
         return np.append(squares + self.l2, h_nn)
+
+
+def _rows_of(weights: np.ndarray | None, rows: slice) -> np.ndarray | None:
+    return None if weights is None else weights[rows]

@@ -1,0 +1,294 @@
+"""A rank's rows of X left on disk and read again, block by block, on every pass.
+
+When a rank's slice of X does not fit its memory budget (or ``--memory`` asks for less),
+the objective does not hold X: it holds a :class:`StreamedRows`, and each evaluation
+iterates :func:`chunks` over it. A reader thread fills block ``k + 1`` while the caller's
+kernel (compiled, with the GIL released) sums block ``k``: two buffers, reused on every
+pass, so a pass costs the larger of reading and computing, and memory stays two blocks
+however large the slice is. The blocks come in the same order on every pass, so a run is
+repeatable bit for bit.
+
+A dense dataset that HDF5 stores contiguously, uncompressed and in the dtype the kernels
+take is read with ``os.preadv`` at its offset in the file (no HDF5 lock, no copy);
+anything else (chunked, compressed, integer or big-endian values) through h5py's
+``read_direct``, which converts as it reads. CSR rows keep their ``indptr`` in memory
+(one integer a row) and read ``data`` and ``indices`` a block at a time. Rows in memory
+(an ndarray or a CSR matrix) are one chunk, so every caller is written once. Pure, no
+MPI.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Iterator
+
+import h5py
+import numpy as np
+
+from ..errors import MpigdError
+from ..partition import rows_per_block
+from . import sparse
+from .dataset import DatasetInfo
+from .hdf5 import READ_ERRORS
+
+#: The largest block a pass reads at a time (each of the two buffers): large enough that
+#: a read is one long sequential request, small enough to stay far below a rank's budget.
+MAX_BLOCK_BYTES = 64 << 20
+
+
+class StreamedRows:
+    """Rows ``start:stop`` of ``info``'s X, read from the file on every pass in blocks of
+    at most ``block_bytes`` (at least one row). ``shape`` and ``dtype`` are those of the
+    rows as they would be in memory; :attr:`passes` and :attr:`bytes_read` count the
+    passes made and the bytes of X read by them. Collective: no."""
+
+    def __init__(self, info: DatasetInfo, start: int, stop: int, block_bytes: int):
+        self.info, self.start, self.stop = info, start, stop
+        self.dtype = sparse.memory_dtype(info.x_dtype)
+        self.shape = (stop - start, info.n_features)
+        self.passes = 0
+        self.bytes_read = 0
+        self.indptr = None
+        if info.csr:
+            self.indptr = _read_indptr(info, start, stop)
+            # int32 column indices where the width allows (scipy keeps them uncopied)
+            self.index_dtype = np.dtype(np.int32 if info.n_features < 2**31 else np.int64)
+            self.value_bytes = self.dtype.itemsize + self.index_dtype.itemsize
+            width = max(int(np.diff(self.indptr).max(initial=0)), 1)
+            self.block_values = max(block_bytes // self.value_bytes, width)
+            self.bounds = _csr_bounds(self.indptr, self.block_values)
+        else:
+            rows = rows_per_block(self.dtype.itemsize * max(info.n_features, 1), block_bytes)
+            k = stop - start
+            self.bounds = [(lo, min(lo + rows, k)) for lo in range(0, k, rows)]
+
+    @property
+    def csr(self) -> bool:
+        return self.indptr is not None
+
+    @property
+    def buffer_bytes(self) -> int:
+        """Bytes of the two read buffers."""
+        if self.csr:
+            return 2 * self.block_values * self.value_bytes
+        rows = max((hi - lo for lo, hi in self.bounds), default=0)
+        return 2 * rows * self.shape[1] * self.dtype.itemsize
+
+    @property
+    def pass_bytes(self) -> int:
+        """Bytes of X one pass reads."""
+        if self.csr:
+            return int(self.indptr[-1] - self.indptr[0]) * self.value_bytes
+        return self.shape[0] * self.shape[1] * self.dtype.itemsize
+
+    def like(self):
+        """Zero rows of the layout and dtype of these rows: what kernels are chosen by."""
+        if self.csr:
+            import scipy.sparse as sp
+
+            empty = (np.zeros(0, self.dtype), np.zeros(0, self.index_dtype), np.zeros(1, np.int32))
+            return sp.csr_matrix(empty, shape=(0, self.shape[1]))
+        return np.empty((0, self.shape[1]), dtype=self.dtype)
+
+    def head(self, rows: int):
+        """The first ``rows`` rows, read into memory (a sample)."""
+        for chunk, X in self.blocks(limit=rows):
+            return X[: rows - chunk.start].copy()
+        return self.like()
+
+    def blocks(self, limit: int | None = None) -> Iterator[tuple[slice, object]]:
+        """``(rows, X_b)`` for each block of rows in order, ``rows`` a slice of this
+        rank's rows and ``X_b`` the block (a view of a reused buffer: valid until the
+        next block is asked for). Only blocks before row ``limit`` with one. Raises
+        :class:`~mpigd.errors.MpigdError` when a read fails (the file truncated, removed
+        or unreadable)."""
+        bounds = [b for b in self.bounds if limit is None or b[0] < limit]
+        if not bounds:
+            return
+        self.passes += limit is None
+        reader = _Pass(self, bounds)
+        try:
+            for lo, hi, X in reader:
+                yield slice(lo, hi), X
+        finally:
+            reader.close()
+
+
+def chunks(X) -> Iterator[tuple[slice, object]]:
+    """``(rows, X_b)`` over X's rows: a :class:`StreamedRows`' blocks, or all rows in
+    memory as one chunk. Collective: no."""
+    if isinstance(X, StreamedRows):
+        yield from X.blocks()
+    else:
+        yield slice(0, X.shape[0]), X
+
+
+def like(X):
+    """Rows of X's layout and dtype to choose kernels by: X itself if in memory."""
+    return X.like() if isinstance(X, StreamedRows) else X
+
+
+def head(X, rows: int):
+    """X's first ``rows`` rows, in memory."""
+    return X.head(rows) if isinstance(X, StreamedRows) else X[:rows]
+
+
+class _Pass:
+    """One pass over a :class:`StreamedRows`: a reader thread fills a free buffer with the
+    next block and hands it over; the caller gives a buffer back when it asks for the
+    next block. Two buffers: the read of block k + 1 overlaps the work on block k."""
+
+    def __init__(self, rows: StreamedRows, bounds: list[tuple[int, int]]):
+        self.rows, self.bounds = rows, bounds
+        self.free: queue.Queue = queue.Queue()
+        self.full: queue.Queue = queue.Queue()
+        self.stopping = threading.Event()
+        for _ in range(2):
+            self.free.put(_buffers(rows))
+        self.thread = threading.Thread(target=self._read, name="mpigd-stream", daemon=True)
+        self.thread.start()
+
+    def __iter__(self):
+        held = None
+        for lo, hi in self.bounds:
+            item = self.full.get()
+            if held is not None:
+                self.free.put(held)
+            if isinstance(item, BaseException):
+                raise _read_error(self.rows, lo, hi, item)
+            held = item
+            yield lo, hi, _view(self.rows, held, lo, hi)
+        if held is not None:
+            self.free.put(held)
+
+    def _read(self) -> None:
+        rows = self.rows
+        try:
+            with _Source(rows) as source:
+                for lo, hi in self.bounds:
+                    buffers = self.free.get()
+                    if self.stopping.is_set():
+                        return
+                    rows.bytes_read += source.fill(rows, buffers, lo, hi)
+                    self.full.put(buffers)
+        except Exception as exc:  # handed to the caller, who names the rows
+            self.full.put(exc)
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.free.put(None)  # wakes a reader waiting for a buffer
+        self.thread.join()
+
+
+def _buffers(rows: StreamedRows):
+    if rows.csr:
+        values = rows.block_values
+        return np.empty(values, rows.dtype), np.empty(values, rows.index_dtype)
+    most = max(hi - lo for lo, hi in rows.bounds)
+    return np.empty((most, rows.shape[1]), dtype=rows.dtype)
+
+
+def _view(rows: StreamedRows, buffers, lo: int, hi: int):
+    """Block ``lo:hi`` as the kernels take it: a C-ordered slice of the dense buffer, or
+    a CSR matrix over the buffers' first values (no copy)."""
+    if not rows.csr:
+        return buffers[: hi - lo]
+    import scipy.sparse as sp
+
+    indptr = (rows.indptr[lo : hi + 1] - rows.indptr[lo]).astype(rows.index_dtype)
+    used = int(indptr[-1])
+    data, indices = buffers[0][:used], buffers[1][:used]
+    return sp.csr_matrix((data, indices, indptr), shape=(hi - lo, rows.shape[1]), copy=False)
+
+
+def _read_error(rows: StreamedRows, lo: int, hi: int, exc: BaseException) -> MpigdError:
+    if isinstance(exc, MpigdError):
+        return exc
+    first, last = rows.start + lo, rows.start + hi
+    return MpigdError(f"reading rows {first}:{last} of {rows.info.path} failed: {exc}")
+
+
+class _Source:
+    """The file of some :class:`StreamedRows`, open for one pass, reading a block's
+    bytes into a buffer."""
+
+    def __init__(self, rows: StreamedRows):
+        info = rows.info
+        self.file = h5py.File(info.path, "r")
+        self.fd = os.open(info.path, os.O_RDONLY)
+        x = self.file[info.x_key]
+        if rows.csr:
+            pairs = ((x["data"], rows.dtype), (x["indices"], rows.index_dtype))
+        else:
+            pairs = ((x, rows.dtype),)
+        self.datasets = [dataset for dataset, _ in pairs]
+        self.offsets = [_raw_offset(dataset, want) for dataset, want in pairs]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)
+        self.file.close()
+
+    def fill(self, rows: StreamedRows, buffers, lo: int, hi: int) -> int:
+        """Read block ``lo:hi`` into ``buffers``; the bytes read."""
+        if not rows.csr:
+            first = rows.start + lo
+            return self._read(0, buffers[: hi - lo], first, first + hi - lo)
+        first, last = int(rows.indptr[lo]), int(rows.indptr[hi])
+        n = last - first
+        return self._read(0, buffers[0][:n], first, last) + self._read(
+            1, buffers[1][:n], first, last
+        )
+
+    def _read(self, which: int, out: np.ndarray, first: int, last: int) -> int:
+        if last <= first:
+            return 0
+        offset = self.offsets[which]
+        if offset is None:
+            self.datasets[which].read_direct(out, np.s_[first:last])
+            return out.nbytes
+        row_bytes = out.nbytes // (last - first)
+        view, at, done = memoryview(out).cast("B"), offset + first * row_bytes, 0
+        while done < out.nbytes:
+            got = os.preadv(self.fd, [view[done:]], at + done)
+            if got == 0:
+                raise OSError(f"the file ends {out.nbytes - done:,} bytes early")
+            done += got
+        return done
+
+
+def _raw_offset(dataset: h5py.Dataset, want: np.dtype) -> int | None:
+    """Where ``dataset``'s values start in the file, when they can be read as bytes: a
+    contiguous, unfiltered layout in the native dtype ``want``; else None."""
+    if dataset.chunks is not None or dataset.dtype != want or not want.isnative:
+        return None
+    return dataset.id.get_offset()
+
+
+def _read_indptr(info: DatasetInfo, start: int, stop: int) -> np.ndarray:
+    try:
+        with h5py.File(info.path, "r") as f:
+            indptr = np.asarray(f[info.x_key]["indptr"][start : stop + 1], dtype=np.int64)
+    except READ_ERRORS as exc:
+        raise MpigdError(f"reading {info.path} (rows {start}:{stop}) failed: {exc}") from exc
+    bad = sparse.first_decrease(indptr)
+    if bad is not None:
+        raise MpigdError(
+            f"{info.path}: '{info.x_key}'/indptr decreases at row {start + bad}; it must not"
+        )
+    return indptr
+
+
+def _csr_bounds(indptr: np.ndarray, values: int) -> list[tuple[int, int]]:
+    """Consecutive row ranges of at most ``values`` stored values (at least one row)."""
+    bounds, first, m = [], 0, len(indptr) - 1
+    while first < m:
+        last = int(np.searchsorted(indptr, indptr[first] + values, side="right")) - 1
+        last = min(max(last, first + 1), m)
+        bounds.append((first, last))
+        first = last
+    return bounds
