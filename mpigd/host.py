@@ -34,6 +34,15 @@ def parse_bytes(text: str) -> float:
     return size
 
 
+def resident_bytes() -> float:
+    """Bytes of memory this process holds now (its resident set), 0 where unknown."""
+    try:
+        with open("/proc/self/statm") as f:
+            return float(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def available_memory() -> float:
     """Bytes this node can still give: MemAvailable, capped by a cgroup limit (SLURM)."""
     available = float("inf")

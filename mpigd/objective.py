@@ -222,11 +222,15 @@ class Objective(Reduced):
         )
 
     # -- local passes: one kernel call a chunk of rows (all of them, when in memory) ------
-    def _sums(self, X, y, weights, raw, out) -> float:
+    def _sums(self, X, y, weights, raw, out, also: Callable | None = None) -> float:
         """Loss and gradient sums over rows ``X`` into ``out`` (the loss sum returned):
-        the first chunk's sums straight into ``out``, each later one's added to it."""
+        the first chunk's sums straight into ``out``, each later one's added to it.
+        ``also(rows, X_b)`` is called on each chunk too (in the same pass over the disk,
+        for rows streamed from it)."""
         loss_sum, scratch = 0.0, None
         for rows, X_b in chunks(X):
+            if also is not None:
+                also(rows, X_b)
             target = out if scratch is None else scratch
             part, _ = self.kernels.local_sums(
                 X_b, y[rows], raw, self.loss, out=target, weights=_rows_of(weights, rows)
@@ -294,23 +298,23 @@ class Objective(Reduced):
         """Loss, gradient and Hessian (p, p) at ``theta`` in one ``Allreduce``.
 
         Single-output models only; the buffer holds ``(n + 1)^2`` numbers, so this is for
-        ``n`` up to a few thousand (use :meth:`hessp` beyond). One pass over the rows for
-        the sums, another for the curvature (the same pass when in memory).
+        ``n`` up to a few thousand (use :meth:`hessp` beyond).
         """
         start = wtime()
         p = self.size
         raw = self.raw(theta)
         buffer = np.empty(1 + p + p * p + 2)
         y, weights = self.y_local, self.weights
+        H = buffer[p + 1 : p + 1 + p * p].reshape(p, p)
+        H[...] = 0.0
+
+        def curvature(rows, X_b):
+            H[...] += self.kernels.local_hessian(
+                X_b, y[rows], raw, self.loss, weights=_rows_of(weights, rows)
+            )
 
         def work():
-            buffer[0] = self._sums(self.X_local, y, weights, raw, buffer[1 : p + 1])
-            buffer[p + 1 : p + 1 + p * p] = self._added(
-                (p, p),
-                lambda rows, X_b: self.kernels.local_hessian(
-                    X_b, y[rows], raw, self.loss, weights=_rows_of(weights, rows)
-                ),
-            ).ravel()
+            buffer[0] = self._sums(self.X_local, y, weights, raw, buffer[1 : p + 1], curvature)
 
         failed = self._local(buffer, work)
         total = self._reduce(buffer, self.local_weight, start, failed)
@@ -322,20 +326,27 @@ class Objective(Reduced):
         H[np.arange(p - 1), np.arange(p - 1)] += self.l2
         return f, g, H
 
-    def _curvature(self, theta: np.ndarray) -> np.ndarray:
-        """This rank's row curvatures at ``theta`` (one number a row, the only per-row
-        state Newton-CG keeps), kept for the products that follow: Newton-CG asks for many
-        at one ``theta``, each then one sweep over X."""
-        if self._curvature_at is None or not np.array_equal(self._curvature_at[0], theta):
-            raw, y, weights = self.raw(theta), self.y_local, self.weights
-            self._curvature_at = None  # a pass that fails leaves nothing half-made
-            d = np.empty(len(y))
-            for rows, X_b in chunks(self.X_local):
-                d[rows] = self.kernels.local_curvature(
-                    X_b, y[rows], raw, self.loss, weights=_rows_of(weights, rows)
-                )
-            self._curvature_at = (np.array(theta, copy=True), d)
-        return self._curvature_at[1]
+    def _curvature_sum(self, theta, shape, part: Callable) -> tuple[np.ndarray, np.ndarray]:
+        """``sum`` over the chunks of ``part(X_b, d_b)`` (:meth:`_added`), ``d`` the rows'
+        curvatures at ``theta``, and ``d``. ``d`` (one number a row, the only per-row state
+        Newton-CG keeps) is kept for the products that follow at the same ``theta``, and
+        computed in the same pass as the first of them."""
+        if self._curvature_at is not None and np.array_equal(self._curvature_at[0], theta):
+            d = self._curvature_at[1]
+            return self._added(shape, lambda rows, X_b: part(X_b, d[rows])), d
+        raw, y, weights = self.raw(theta), self.y_local, self.weights
+        self._curvature_at = None  # a pass that fails leaves nothing half-made
+        d = np.empty(len(y))
+
+        def each(rows, X_b):
+            d[rows] = self.kernels.local_curvature(
+                X_b, y[rows], raw, self.loss, weights=_rows_of(weights, rows)
+            )
+            return part(X_b, d[rows])
+
+        total = self._added(shape, each)
+        self._curvature_at = (np.array(theta, copy=True), d)
+        return total, d
 
     @np.errstate(over="ignore", invalid="ignore")
     def hessp(self, theta: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -346,9 +357,8 @@ class Objective(Reduced):
         buffer = self._buffer[: p + 2]
 
         def work():
-            d = self._curvature(theta)
-            buffer[:p] = self._added(
-                p, lambda rows, X_b: self.kernels.curvature_product(X_b, d[rows], raw_v)
+            buffer[:p], _ = self._curvature_sum(
+                theta, p, lambda X_b, d_b: self.kernels.curvature_product(X_b, d_b, raw_v)
             )
 
         failed = self._local(buffer, work)
@@ -370,10 +380,8 @@ class Objective(Reduced):
         buffer = np.empty(2 * n + 3)
 
         def work():
-            d = self._curvature(theta)
-            buffer[: 2 * n] = self._added(
-                (2, n), lambda rows, X_b: self.kernels.curvature_diagonal(X_b, d[rows])
-            ).ravel()
+            diagonal, d = self._curvature_sum(theta, (2, n), self.kernels.curvature_diagonal)
+            buffer[: 2 * n] = diagonal.ravel()
             buffer[2 * n] = d.sum()
 
         failed = self._local(buffer, work)

@@ -340,12 +340,12 @@ MEMORY_SHARE = 0.8
 
 
 @collective
-def memory_per_rank(comm: MPI.Comm) -> float:
-    """Bytes of data one rank may hold: ``MPIGD_MEMORY_PER_RANK`` (a size > 0, like
-    ``4G``) if set, else ``MEMORY_SHARE`` of the node's available memory split over its
-    ranks, the same on every rank of a node (the least any of them found, so that a
-    message quoting it is one message). Collective: yes (finds the ranks sharing this
-    node)."""
+def memory_per_rank(comm: MPI.Comm, memory: float | None = None) -> float:
+    """Bytes of data one rank may hold: ``memory`` if given (``--memory``), else
+    ``MPIGD_MEMORY_PER_RANK`` (a size > 0, like ``4G``) if set, else ``MEMORY_SHARE`` of
+    the node's available memory split over its ranks, the same on every rank of a node
+    (the least any of them found, so that a message quoting it is one message).
+    Collective: yes (finds the ranks sharing this node)."""
     text = os.environ.get("MPIGD_MEMORY_PER_RANK", "")
     node = comm.Split_type(MPI.COMM_TYPE_SHARED)
     try:
@@ -353,6 +353,8 @@ def memory_per_rank(comm: MPI.Comm) -> float:
         budget = node.allreduce(budget, op=MPI.MIN)
     finally:
         node.Free()
+    if memory is not None:
+        return float(memory)
     if text:
         try:
             return parse_bytes(text)

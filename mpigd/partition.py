@@ -13,6 +13,10 @@ from .errors import MpigdError
 #: (``X_b^T r``) reads it from cache rather than memory.
 BLOCK_BYTES = 2**21
 
+#: Parameter vectors an optimiser may hold at once (L-BFGS: 10 curvature pairs, plus the
+#: iterate, gradient, direction and line-search points), for the memory estimates.
+OPTIMIZER_VECTORS = 32
+
 #: Bytes of one HDF5 chunk of an output dataset, and of one block of a conversion:
 #: about 1 MiB of whole rows, the unit in which ranks later read them.
 CHUNK_BYTES = 2**20

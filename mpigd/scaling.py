@@ -10,7 +10,7 @@ import numpy as np
 from .kernels import is_sparse
 from .kernels.dense import row_blocks
 from .kernels.theta import unpack_theta
-from .parallel import allreduce_sum
+from .parallel import allreduce_sum, rank_local
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,13 @@ def standardization(comm, X_local: np.ndarray, shift: np.ndarray) -> Scaling:
     """
     n = X_local.shape[1]
     sums = np.zeros(2 * n + 1)
-    sums[:n], sums[n : 2 * n] = moment_sums(X_local, shift)
+    # rows on disk (mpigd.io.stream.StreamedRows) are summed a block at a time; a read
+    # that fails there is raised on every rank
+    with rank_local(comm):
+        for _, X_b in X_local.blocks() if hasattr(X_local, "blocks") else [(None, X_local)]:
+            total, squares = moment_sums(X_b, shift)
+            sums[:n] += total
+            sums[n : 2 * n] += squares
     sums[2 * n] = X_local.shape[0]
     allreduce_sum(comm, sums)
     return scaling_from_sums(sums[:n], sums[n : 2 * n], sums[2 * n], shift)

@@ -9,6 +9,7 @@ import sys
 from contextlib import contextmanager
 
 from ..errors import EXIT_INPUT, MpigdError
+from ..host import parse_bytes
 from ..io.outputs import check_outputs, write_json
 from ..parallel import on_root, print0
 
@@ -100,6 +101,27 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def memory_size(text: str) -> float:
+    """A size in bytes: ``2GiB``, ``512M``, ``1000000``."""
+    try:
+        return parse_bytes(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a size > 0 such as 2GiB, 512MiB or 1000000, got {text!r}"
+        ) from None
+
+
+def add_memory(parser) -> None:
+    parser.add_argument(
+        "--memory",
+        type=memory_size,
+        metavar="SIZE",
+        help="memory a rank may use, e.g. 2GiB; rows that do not fit are streamed from the "
+        "HDF5 file on every pass (default: $MPIGD_MEMORY_PER_RANK, else a share of the "
+        "node's available memory)",
+    )
 
 
 #: The most BLAS threads a rank may ask for (BLAS libraries take a C int, and no node has

@@ -12,6 +12,7 @@ from ..train.options import TrainOptions
 from .common import (
     add_checkpointing,
     add_command,
+    add_memory,
     add_out,
     add_text_input,
     add_x_key,
@@ -76,6 +77,7 @@ def register(commands, run_options) -> None:
     )
     add_x_key(train)
     add_y_key(train)
+    add_memory(train)
     train.add_argument(
         "--print-every", type=positive_int, default=10, help="progress line every N iterations"
     )

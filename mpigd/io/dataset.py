@@ -355,19 +355,59 @@ def read_block(info: DatasetInfo, rank: int, size: int) -> LocalData:
     else:
         start, stop = block_range(info.n_rows, size, rank)
         X = np.empty((stop - start, info.n_features), dtype=sparse.memory_dtype(info.x_dtype))
+        if stop > start:
+            try:
+                with h5py.File(info.path, "r") as f:
+                    bad_x = _read_finite(f[info.x_key], X, start)
+            except READ_ERRORS as exc:
+                raise MpigdError(
+                    f"reading rows {start}:{stop} of {info.path} failed: {exc}"
+                ) from exc
+            check_finite(info, bad_x, start, stop)
+    y, weights = read_columns(info, start, stop)
+    return LocalData(info, start, stop, X, y, weights)
+
+
+def rank_range(info: DatasetInfo, rank: int, size: int) -> tuple[int, int]:
+    """Rank ``rank``'s rows ``start, stop`` of ``size`` ranks: equal counts of dense rows,
+    CSR rows balanced by non-zeros (:func:`mpigd.io.sparse.rank_rows`). Collective: no."""
+    if not info.csr:
+        return block_range(info.n_rows, size, rank)
+    try:
+        with h5py.File(info.path, "r") as f:
+            return sparse.rank_rows(f[info.x_key], info.n_rows, info.csr.nnz, size, rank)
+    except READ_ERRORS as exc:
+        raise MpigdError(f"reading {info.path} (rank {rank}'s rows) failed: {exc}") from exc
+
+
+def check_finite(info: DatasetInfo, bad: int, start: int, stop: int) -> None:
+    """Raise the error for ``bad`` NaN or infinite values of X in rows ``start:stop``
+    (nothing when there are none). Collective: no."""
+    if bad:
+        raise MpigdError.in_rows(
+            f"{literal(info.path)}: '{literal(info.x_key)}' holds {{count}} NaN or infinite "
+            "values in rows {rows}",
+            bad,
+            start,
+            stop,
+        )
+
+
+def read_columns(
+    info: DatasetInfo, start: int, stop: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Labels and weights of rows ``start:stop`` as float64 (None for those the dataset
+    has not), checked: finite, class codes in range, weights >= 0. Collective: no."""
     columns = {key: np.empty(stop - start) for key in (info.y_key, info.weight_key) if key}
-    bad_x = 0
     if stop > start:
         try:
             with h5py.File(info.path, "r") as f:
-                if not info.csr:
-                    bad_x = _read_finite(f[info.x_key], X, start)
                 for key, values in columns.items():
                     values[:] = f[key].astype(np.float64)[start:stop].reshape(-1)
         except READ_ERRORS as exc:
             raise MpigdError(f"reading rows {start}:{stop} of {info.path} failed: {exc}") from exc
-    checked = [(key, _non_finite(values)) for key, values in columns.items()]
-    for key, bad in checked if info.csr else [(info.x_key, bad_x), *checked]:
+    for key, values in columns.items():
+        bad = _non_finite(values)
         if bad:
             raise MpigdError.in_rows(
                 f"{literal(info.path)}: '{literal(key)}' holds {{count}} NaN or infinite "
@@ -387,4 +427,4 @@ def read_block(info: DatasetInfo, rank: int, size: int) -> LocalData:
             start,
             stop,
         )
-    return LocalData(info, start, stop, X, columns.get(info.y_key), weights)
+    return columns.get(info.y_key), weights

@@ -3,29 +3,47 @@ failure on any rank is one error on all of them."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 
 from ..errors import InvalidInputError, MpigdError, literal
+from ..host import resident_bytes
 from ..kernels.losses import LabelProblem, class_label_problem, make_loss
-from ..parallel import gather_all, memory_per_rank, rank_local
+from ..parallel import gather_all, max_over_ranks, memory_per_rank, print0, rank_local
+from ..partition import OPTIMIZER_VECTORS
 from .dataset import (
     DatasetInfo,
     LocalData,
     check_codes,
     inspect_dataset,
     memory_problem,
+    rank_range,
     read_block,
 )
 from .memory import checked_rows
+from .outputs import human_bytes
+from .stream import ROW_STATE_BYTES, block_bytes, read_streamed, settle_libraries
 from .text_rows import is_text, read_text_rows
 
 
 def read_rows(
-    comm, data, x_key, y_key, weight_key, model, n_features: int | None = None
+    comm,
+    data,
+    x_key,
+    y_key,
+    weight_key,
+    model,
+    n_features: int | None = None,
+    memory: float | None = None,
+    stream: bool = False,
 ) -> tuple[DatasetInfo, LocalData]:
     """Check the file, this rank's memory and its rows, agreeing on every failure: the
     labels must suit ``model`` (unless ``y_key`` or ``model`` is None) and, when given, X must have
     ``n_features`` columns. What training, evaluation, prediction and the benchmark read.
+    Where a rank's rows of an HDF5 file do not fit its budget (``memory`` bytes, else
+    :func:`~mpigd.parallel.memory_per_rank`), every rank leaves X on disk and streams it
+    (:class:`~mpigd.io.stream.StreamedRows`) if the caller can ``stream``, else that is
+    an error; text is always read into memory.
 
     Collective: yes. Each check is rank-local work agreed across ranks before the next
     collective step, so a failure on one rank ends every rank with the same error.
@@ -35,7 +53,9 @@ def read_rows(
             raise MpigdError(f"row weights ('{weight_key}') need an HDF5 file; {data} is text")
         info, local = read_text_rows(comm, data, labelled=y_key is not None, n_features=n_features)
     else:
-        info, local = _read_hdf5_rows(comm, data, x_key, y_key, weight_key, n_features)
+        info, local = _read_hdf5_rows(
+            comm, data, x_key, y_key, weight_key, n_features, memory, stream
+        )
     with rank_local(comm):
         if y_key is None or model is None:
             return info, local
@@ -47,9 +67,10 @@ def read_rows(
     return info, local
 
 
-def _read_hdf5_rows(comm, data, x_key, y_key, weight_key, n_features):
-    """This rank's rows of an HDF5 file, once its layout and this rank's memory are
-    checked. Collective: yes."""
+def _read_hdf5_rows(comm, data, x_key, y_key, weight_key, n_features, memory, stream):
+    """This rank's rows of an HDF5 file, once its layout is checked: in memory where
+    every rank's fit its budget, else streamed by every rank (or, without ``stream``,
+    refused). Collective: yes."""
     with rank_local(comm):
         info = inspect_dataset(data, x_key, y_key, weight_key)
         if n_features is not None and info.n_features != n_features:
@@ -57,13 +78,35 @@ def _read_hdf5_rows(comm, data, x_key, y_key, weight_key, n_features):
                 f"{info.path}: '{x_key}' has {info.n_features} features but the model has "
                 f"{n_features}"
             )
-    budget = memory_per_rank(comm)
+    budget = memory_per_rank(comm, memory)
+    # --memory bounds the whole process, and what it holds already is not for the data
+    # (the default budget is a share of the memory still available: it is not)
+    taken = 0.0
+    if memory is not None:
+        settle_libraries(info.csr)
+        taken = float(max_over_ranks(comm, [resident_bytes()])[0])
     with rank_local(comm):
-        problem = memory_problem(info, comm.rank, comm.size, budget)
-        if problem:
-            raise MpigdError(problem)
+        too_big = memory_problem(info, comm.rank, comm.size, budget - taken)
+        if too_big and not stream:
+            raise MpigdError(too_big)
+    if not max_over_ranks(comm, [float(too_big is not None)])[0]:
+        with rank_local(comm):
+            local = read_block(info, comm.rank, comm.size)
+        return info, local
     with rank_local(comm):
-        local = read_block(info, comm.rank, comm.size)
+        start, stop = rank_range(info, comm.rank, comm.size)
+    optimizer = 8.0 * OPTIMIZER_VECTORS * (info.n_features + 1)
+    fixed = max_over_ranks(comm, [taken + optimizer + (stop - start) * ROW_STATE_BYTES])
+    with rank_local(comm):
+        block = block_bytes(info, budget, float(fixed[0]))
+        local = read_streamed(info, comm.rank, comm.size, block)
+    print0(
+        comm,
+        f"mpigd: note: {info.path}: the ranks' rows do not fit a budget of "
+        f"{human_bytes(budget)} a rank, so every pass streams them from disk, in blocks "
+        f"of {human_bytes(block)}: {human_bytes(local.X.pass_bytes)} a pass on rank 0",
+        file=sys.stderr,
+    )
     return info, local
 
 

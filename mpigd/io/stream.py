@@ -28,10 +28,11 @@ import h5py
 import numpy as np
 
 from ..errors import MpigdError
-from ..partition import rows_per_block
+from ..partition import BLOCK_BYTES, rows_per_block
 from . import sparse
-from .dataset import DatasetInfo
+from .dataset import DatasetInfo, LocalData, check_finite, rank_range, read_columns
 from .hdf5 import READ_ERRORS
+from .outputs import human_bytes
 
 #: The largest block a pass reads at a time (each of the two buffers): large enough that
 #: a read is one long sequential request, small enough to stay far below a rank's budget.
@@ -133,6 +134,76 @@ def like(X):
 def head(X, rows: int):
     """X's first ``rows`` rows, in memory."""
     return X.head(rows) if isinstance(X, StreamedRows) else X[:rows]
+
+
+#: Bytes a rank keeps for each of its rows while streaming: its label, weight (a class
+#: weight or the file's), Newton-CG's curvature, for CSR its ``indptr`` entry, and two
+#: more for a pass's per-row temporaries.
+ROW_STATE_BYTES = 6 * 8
+
+
+#: What the NumPy kernels and the optimisers' linear algebra allocate beside the blocks
+#: (their own row blocks of :data:`~mpigd.partition.BLOCK_BYTES`, widened and stacked).
+KERNEL_WORK_BYTES = 4 * BLOCK_BYTES
+
+
+def block_bytes(info: DatasetInfo, budget: float, fixed: float) -> int:
+    """Bytes of each of a pass's two read buffers for a rank that may use ``budget``
+    bytes in all, ``fixed`` of them taken already (the process as it is, the optimiser's
+    vectors, :data:`ROW_STATE_BYTES` a row) and :data:`KERNEL_WORK_BYTES` kept for the
+    kernels: a fifth of what is left for dense rows
+    (the two buffers, and the NumPy kernels' float64 copy of a block and its
+    temporaries), an eighth for CSR (whose NumPy kernels copy a block's values and
+    indices twice), at most :data:`MAX_BLOCK_BYTES`. Raises
+    :class:`~mpigd.errors.MpigdError` when that is not one row (the widest, for CSR) or
+    64 KiB. Collective: no."""
+    left = budget - fixed - KERNEL_WORK_BYTES
+    size = int(min(left // (8 if info.csr else 5), MAX_BLOCK_BYTES))
+    itemsize = sparse.memory_dtype(info.x_dtype).itemsize
+    row = (itemsize + 8) * info.n_features if info.csr else itemsize * info.n_features
+    least = max(row, 1 << 16)
+    if size >= least:
+        return size
+    return _too_little(info, budget, budget - left + (8 if info.csr else 5) * least)
+
+
+def _too_little(info: DatasetInfo, budget: float, need: float):
+    raise MpigdError(
+        f"a memory budget of {human_bytes(budget)} a rank is too little to stream "
+        f"{info.path}: a rank needs about {human_bytes(need)} (the process, the optimiser, "
+        f"{ROW_STATE_BYTES} bytes a row and two blocks of at least one row); give more "
+        "(--memory) or use more ranks"
+    )
+
+
+def settle_libraries(csr: bool) -> None:
+    """Load what a pass will use before the process is measured for a budget: the CSR
+    kernels' scipy.sparse, scipy.linalg for the normal equations and Newton's systems,
+    and BLAS's work buffers (touched by one 512 x 512 product), which a pass would
+    otherwise add to the process after it was measured. Collective: no."""
+    import scipy.linalg
+
+    if csr:
+        import scipy.sparse  # noqa: F401
+    square = np.ones((512, 512))
+    square @ square
+
+
+def read_streamed(info: DatasetInfo, rank: int, size: int, block: int) -> LocalData:
+    """Rank ``rank``'s rows (of ``size`` ranks), X left on disk as :class:`StreamedRows`
+    of ``block``-byte blocks, its labels and weights read; one pass checks X as
+    :func:`~mpigd.io.dataset.read_block` does (finite values; CSR indices in range, none
+    twice in a row). Collective: no."""
+    start, stop = rank_range(info, rank, size)
+    X = StreamedRows(info, start, stop, block)
+    for rows, X_b in X.blocks():
+        first, last = start + rows.start, start + rows.stop
+        if info.csr:
+            sparse.check_rows(X_b, info.x_key, info.path, first, last)
+        else:
+            check_finite(info, X_b.size - int(np.count_nonzero(np.isfinite(X_b))), first, last)
+    y, weights = read_columns(info, start, stop)
+    return LocalData(info, start, stop, X, y, weights)
 
 
 class _Pass:

@@ -20,12 +20,21 @@ import numpy as np
 from ..errors import Diverged, Interrupted, MpigdError
 from ..host import process_age
 from ..io.dataset import LocalData, fingerprint
+from ..io.stream import head, like
 from ..kernels import is_sparse
 from ..model import LinearModel
 from ..objective import Objective
 from ..optimize import OPTIMIZERS, OptimizeResult, Progress, SingularSystem
 from ..optimize.newton import SINGULAR_MESSAGE
-from ..parallel import default_comm, max_over_ranks, on_root, rank_local, warn0, wtime
+from ..parallel import (
+    default_comm,
+    gather_all,
+    max_over_ranks,
+    on_root,
+    rank_local,
+    warn0,
+    wtime,
+)
 from ..scaling import Scaling, standardization
 from .checkpoint import checkpointing, resume_state
 from .labels import row_weights
@@ -127,6 +136,8 @@ def fit(
         result = _optimize(objective, optimizer, theta0, callback, state, options, problem)
     timings = _timings(comm, [startup, read_seconds], objective, start)
     record = run_record(comm, optimizer, settings, options, result, objective, problem, resume)
+    if problem.streamed:
+        record.update(_stream_record(comm, problem.local.X))
     fitted = fitted_model(objective, result, norms, problem, {**record, **timed(timings)})
     return FitResult(fitted, result, timings)
 
@@ -160,9 +171,14 @@ def _optimizer(comm, options: TrainOptions, problem: Problem) -> str:
     problem; the normal equations only where their matrix fits. Collective: yes."""
     optimizer = options.optimizer
     if optimizer == "auto":
-        sparse = bool(max_over_ranks(comm, [float(is_sparse(problem.local.X))])[0])
+        sparse = bool(max_over_ranks(comm, [float(is_sparse(like(problem.local.X)))])[0])
         optimizer = choose_optimizer(
             options.model, options.l1, problem.info.n_features, sparse=sparse
+        )
+    if optimizer == "sgd" and problem.streamed:  # the same on every rank: all stream or none
+        raise MpigdError(
+            "--optimizer sgd reads rows at random, which rows streamed from disk cannot "
+            "give; use lbfgs, newton or gd (or more memory: --memory)"
         )
     size = (problem.info.n_features + 1) * problem.loss.n_outputs
     with rank_local(comm):
@@ -186,6 +202,13 @@ def _timings(comm, before: list[float], objective, start: float) -> dict[str, fl
     t = objective.timings
     elapsed = max_over_ranks(comm, [*before, t.compute, t.allreduce, wtime() - start])
     return dict(zip(TIMING_KEYS, elapsed.tolist(), strict=True))
+
+
+def _stream_record(comm, X) -> dict:
+    """What the record says of rows streamed from disk: the passes over them (the
+    checking pass at load time included) and the bytes each rank read. Collective: yes."""
+    read = gather_all(comm, float(X.bytes_read))
+    return {"streamed": True, "passes": X.passes, "bytes_read_per_rank": np.array(read)}
 
 
 def _recording(norms: list, callback, objective=None):
@@ -214,7 +237,8 @@ def _scale_hint(comm, X_local) -> str:
     """What the message on running out of iterations adds where the features' standard
     deviations (over the first :data:`SCALE_SAMPLE_ROWS` rows of every rank) differ by
     more than :data:`SCALE_SPREAD`: that standardising them helps. Collective: yes."""
-    sample = X_local[:SCALE_SAMPLE_ROWS]
+    with rank_local(comm):
+        sample = head(X_local, SCALE_SAMPLE_ROWS)
     std = standardization(comm, sample, np.zeros(X_local.shape[1])).std
     spread = std[std > 0]
     if len(spread) < 2 or spread.max() <= SCALE_SPREAD * spread.min():

@@ -15,12 +15,8 @@ from ..objective import Objective
 from ..optimize import OPTIMIZERS, L1Penalty, Optimizer
 from ..optimize import check_stopping as check_stopping_options
 from ..optimize.newton import FULL_HESSIAN_MAX
-from ..partition import check_folds, rows_per_block
+from ..partition import OPTIMIZER_VECTORS, check_folds, rows_per_block
 from .labels import check_labels
-
-#: Parameter vectors an optimiser may hold at once (L-BFGS: 10 curvature pairs, plus the
-#: iterate, gradient, direction and line-search points), for the memory estimate.
-OPTIMIZER_VECTORS = 32
 
 #: ``optimizer="auto"`` solves linear regression with up to this many parameters by the
 #: normal equations (an (n+1)^2 Hessian per rank), beyond that by L-BFGS.
@@ -81,6 +77,10 @@ class TrainOptions:
         assigns them: ``folds`` hashed with ``seed``, or read from dataset ``fold_key``
         (:mod:`mpigd.io.folds`), so one cell of a cross-validation can be reproduced on
         its own.
+    memory : float, optional
+        Bytes a rank may use (``--memory 2GiB``); where its rows do not fit, every rank
+        streams them from disk on every pass (:mod:`mpigd.io.stream`). Default: a share
+        of the node's available memory (:func:`mpigd.parallel.memory_per_rank`).
     """
 
     model: str = "logistic"
@@ -103,6 +103,7 @@ class TrainOptions:
     folds: int | None = None
     fold_key: str | None = None
     exclude_fold: int | None = None
+    memory: float | None = None
 
     def __post_init__(self):
         check_options(
@@ -120,6 +121,8 @@ class TrainOptions:
         )
         check_labels(self.labels, self.model)
         check_fold_options(self.folds, self.fold_key, self.exclude_fold)
+        if self.memory is not None and not (0 < self.memory < np.inf):
+            raise MpigdError(f"memory must be a number of bytes > 0, not {self.memory!r}")
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

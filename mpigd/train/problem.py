@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import MpigdError
 from ..io.dataset import DatasetInfo, LocalData, first_row
 from ..io.rows import local_rows, read_rows
+from ..io.stream import StreamedRows
 from ..kernels.losses import PointwiseLoss, make_loss
 from ..parallel import allreduce_sum, memory_per_rank, on_root, rank_local
 from ..partition import check_folds
@@ -33,6 +34,11 @@ class Problem:
     shift: np.ndarray | None  # the row that centres standardisation (row 0), or None
     classes: np.ndarray | None = None  # the label values, with labels="auto"
 
+    @property
+    def streamed(self) -> bool:
+        """Whether this rank's X stays on disk, read on every pass."""
+        return isinstance(self.local.X, StreamedRows)
+
 
 def load_problem(
     comm, data: str | os.PathLike | LocalData, options: TrainOptions, *, models: int = 1
@@ -44,12 +50,12 @@ def load_problem(
     without training rows. ``data`` is a path, or this rank's rows read already (the
     estimators' arrays, or the rows of a cross-validation for its final model).
     Collective: yes."""
-    info, local, classes = _rows(comm, data, options)
+    info, local, classes = _rows(comm, data, options, models)
     count = n_classes(comm, local) if options.model == "softmax" else 2
     folds = models if models > 1 else options.folds
     if folds is not None:
         check_folds(folds, info.n_rows)  # a count that cannot be is no memory problem
-    budget = memory_per_rank(comm)
+    budget = memory_per_rank(comm, options.memory)
     with rank_local(comm):
         n_outputs = count if options.model == "softmax" else 1
         problem = parameters_problem(
@@ -78,14 +84,20 @@ def load_problem(
     return Problem(info, local, loss, count, budget, n_rows, shift, classes)
 
 
-def _rows(comm, data, options: TrainOptions):
+def _rows(comm, data, options: TrainOptions, models: int):
     """This rank's rows, checked for the model, and the label values with
     ``labels="auto"`` (None for class indices). Collective: yes."""
     if isinstance(data, LocalData):  # rows read already (mpigd.cv, in-memory estimators)
         return data.info, local_rows(comm, data, options.model), None
     auto = options.labels == "auto"
     checked = None if auto else options.model  # any values: checked by encode
-    info, local = read_rows(comm, data, options.x_key, options.y_key, options.weight_key, checked)
+    # Rows that a fold splits, or fold models share, are held in memory; a plain fit
+    # streams them when they do not fit.
+    stream = options.exclude_fold is None and models == 1
+    info, local = read_rows(
+        comm, data, options.x_key, options.y_key, options.weight_key, checked,
+        memory=options.memory, stream=stream,
+    )  # fmt: skip
     classes = None
     if auto:
         local, classes = encode(comm, local, options.model)
