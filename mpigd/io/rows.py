@@ -22,7 +22,14 @@ from .dataset import (
 )
 from .memory import checked_rows
 from .outputs import human_bytes
-from .stream import ROW_STATE_BYTES, block_bytes, read_streamed, settle_libraries
+from .stream import (
+    ROW_STATE_BYTES,
+    STREAM_ENV,
+    block_bytes,
+    forced_block_bytes,
+    read_streamed,
+    settle_libraries,
+)
 from .text_rows import is_text, read_text_rows
 
 
@@ -78,6 +85,7 @@ def _read_hdf5_rows(comm, data, x_key, y_key, weight_key, n_features, memory, st
                 f"{info.path}: '{x_key}' has {info.n_features} features but the model has "
                 f"{n_features}"
             )
+    forced = forced_block_bytes() if stream else None
     budget = memory_per_rank(comm, memory)
     # --memory bounds the whole process, and what it holds already is not for the data
     # (the default budget is a share of the memory still available: it is not)
@@ -89,7 +97,7 @@ def _read_hdf5_rows(comm, data, x_key, y_key, weight_key, n_features, memory, st
         too_big = memory_problem(info, comm.rank, comm.size, budget - taken)
         if too_big and not stream:
             raise MpigdError(too_big)
-    if not max_over_ranks(comm, [float(too_big is not None)])[0]:
+    if not forced and not max_over_ranks(comm, [float(too_big is not None)])[0]:
         with rank_local(comm):
             local = read_block(info, comm.rank, comm.size)
         return info, local
@@ -98,13 +106,14 @@ def _read_hdf5_rows(comm, data, x_key, y_key, weight_key, n_features, memory, st
     optimizer = 8.0 * OPTIMIZER_VECTORS * (info.n_features + 1)
     fixed = max_over_ranks(comm, [taken + optimizer + (stop - start) * ROW_STATE_BYTES])
     with rank_local(comm):
-        block = block_bytes(info, budget, float(fixed[0]))
+        block = forced or block_bytes(info, budget, float(fixed[0]))
         local = read_streamed(info, comm.rank, comm.size, block)
+    why = f"the ranks' rows do not fit a budget of {human_bytes(budget)} a rank"
     print0(
         comm,
-        f"mpigd: note: {info.path}: the ranks' rows do not fit a budget of "
-        f"{human_bytes(budget)} a rank, so every pass streams them from disk, in blocks "
-        f"of {human_bytes(block)}: {human_bytes(local.X.pass_bytes)} a pass on rank 0",
+        f"mpigd: note: {info.path}: {f'{STREAM_ENV} is set' if forced else why}, so every "
+        f"pass streams them from disk, in blocks of {human_bytes(block)}: "
+        f"{human_bytes(local.X.pass_bytes)} a pass on rank 0",
         file=sys.stderr,
     )
     return info, local

@@ -28,6 +28,7 @@ import h5py
 import numpy as np
 
 from ..errors import MpigdError
+from ..host import parse_bytes
 from ..partition import BLOCK_BYTES, rows_per_block
 from . import sparse
 from .dataset import DatasetInfo, LocalData, check_finite, rank_range, read_columns
@@ -140,6 +141,23 @@ def head(X, rows: int):
 #: weight or the file's), Newton-CG's curvature, for CSR its ``indptr`` entry, and two
 #: more for a pass's per-row temporaries.
 ROW_STATE_BYTES = 6 * 8
+
+
+#: Set to a size (``1M``), every HDF5 input that can be streamed is, in blocks of that
+#: many bytes, whatever the budget: to measure streaming against the same run in memory,
+#: and to test it on small files.
+STREAM_ENV = "MPIGD_STREAM_BLOCK_BYTES"
+
+
+def forced_block_bytes() -> int | None:
+    """The block size that :data:`STREAM_ENV` forces, or None. Collective: no."""
+    text = os.environ.get(STREAM_ENV, "")
+    if not text:
+        return None
+    try:
+        return int(parse_bytes(text))
+    except ValueError:
+        raise MpigdError(f"{STREAM_ENV}={text!r} is not a size > 0 such as 1M") from None
 
 
 #: What the NumPy kernels and the optimisers' linear algebra allocate beside the blocks
@@ -287,7 +305,10 @@ class _Source:
 
     def __init__(self, rows: StreamedRows):
         info = rows.info
-        self.file = h5py.File(info.path, "r")
+        try:
+            self.file = h5py.File(info.path, "r")
+        except READ_ERRORS as exc:
+            raise MpigdError(f"opening {info.path} for a pass over its rows failed: {exc}") from exc
         self.fd = os.open(info.path, os.O_RDONLY)
         x = self.file[info.x_key]
         if rows.csr:

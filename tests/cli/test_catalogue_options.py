@@ -188,6 +188,19 @@ CASES = {
         NEW,
     ),
     # 2. memory budgets
+    "train --memory 1MiB": Case(
+        f"{TRAIN} --memory 1MiB",
+        EXIT_INPUT,
+        "a memory budget of 1.0 MiB a rank is too little to stream",
+        outputs=NEW,
+        mpi=True,
+    ),
+    "train --memory lots": Case(
+        f"{TRAIN} --memory lots",
+        EXIT_INPUT,
+        "--memory: must be a size > 0 such as 2GiB",
+        outputs=NEW,
+    ),
     "MPIGD_MEMORY_PER_RANK=0 on CSR": Case(
         "train {tmp}/s.h5 --model logistic --out {tmp}/n.h5",
         EXIT_INPUT,

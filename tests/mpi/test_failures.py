@@ -151,12 +151,12 @@ CASES = {
         EXIT_INPUT,
         "--optimizer 'adam': choose one of auto",
     ),
-    "slice too big for memory": (
+    "budget too small to stream the slice": (
         good,
         [],
         {"MPIGD_MEMORY_PER_RANK": "512"},
         EXIT_INPUT,
-        "use at least",
+        "a memory budget of 512.0 B a rank is too little to stream",
     ),
     "output folder missing": (
         good,

@@ -1,0 +1,152 @@
+"""Rows streamed from disk (mpigd.io.stream): the blocks are the file's rows, every
+evaluation over them equals the one over the same rows in memory, and a read that fails
+mid-pass or a budget too small for one block is one clear error. In-process (one rank);
+tests/mpi/test_mpi.py runs streaming under mpiexec."""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from conftest import random_problem, sparse_problem, write_csr, write_h5
+from mpi4py import MPI
+
+from mpigd.errors import MpigdError
+from mpigd.io.dataset import inspect_dataset, read_block
+from mpigd.io.stream import StreamedRows, block_bytes, chunks, read_streamed
+from mpigd.kernels.losses import make_loss
+from mpigd.objective import Objective
+from mpigd.scaling import standardization
+
+
+def _files(tmp_path):
+    """Dense float64 (contiguous: read with preadv), float32 chunked (through h5py),
+    integer (converted by HDF5) and CSR files of the same rows, with weights."""
+    X, y = random_problem("logistic", 1001, 9, seed=3)
+    w = np.random.default_rng(4).random(len(y))
+    paths = {"f64": write_h5(tmp_path / "f64.h5", X, y, w=w)}
+    with h5py.File(tmp_path / "f32.h5", "w") as f:
+        f.create_dataset("X", data=X.astype(np.float32), chunks=(37, 9))
+        f["y"], f["w"] = y, w
+    paths["f32"] = tmp_path / "f32.h5"
+    paths["int"] = write_h5(tmp_path / "int.h5", np.round(4 * X).astype(np.int16), y, w=w)
+    Xs, ys = sparse_problem("logistic", 1001, 40, seed=5)
+    paths["csr"] = write_csr(tmp_path / "csr.h5", Xs, ys)
+    with h5py.File(paths["csr"], "a") as f:
+        f["w"] = w
+    return paths
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    return _files(tmp_path_factory.mktemp("stream"))
+
+
+def _dense(X):
+    return X.toarray() if sp.issparse(X) else np.asarray(X)
+
+
+@pytest.mark.parametrize("kind", ["f64", "f32", "int", "csr"])
+@pytest.mark.parametrize("rank", [0, 2])
+def test_blocks_are_the_rows_read_in_memory(files, kind, rank):
+    info = inspect_dataset(files[kind], weight_key="w")
+    held = read_block(info, rank, 3)
+    streamed = read_streamed(info, rank, 3, block=700)  # a few rows a block
+    assert (streamed.start, streamed.stop) == (held.start, held.stop)
+    np.testing.assert_array_equal(streamed.y, held.y)
+    np.testing.assert_array_equal(streamed.weights, held.weights)
+    blocks = [(rows, _dense(X_b).copy()) for rows, X_b in chunks(streamed.X)]
+    assert len(blocks) > 3
+    assert [rows.start for rows, _ in blocks] == sorted({rows.start for rows, _ in blocks})
+    for rows, X_b in blocks:
+        assert X_b.dtype == _dense(held.X).dtype
+        np.testing.assert_array_equal(X_b, _dense(held.X)[rows])
+    assert streamed.X.passes == 2  # the checking pass, and this one
+    assert streamed.X.bytes_read == 2 * streamed.X.pass_bytes
+
+
+def _objectives(info, loss, block, *, weighted, standardize):
+    """The same rows, in memory and streamed in blocks of ``block`` bytes."""
+    comm = MPI.COMM_SELF
+    out = []
+    for local in (read_block(info, 0, 1), read_streamed(info, 0, 1, block)):
+        weights = local.weights if weighted else None
+        scaling = None
+        if standardize:
+            scaling = standardization(comm, local.X, np.zeros(info.n_features))
+        objective = Objective(
+            comm, local.X, local.y, loss, l2=0.1, weights=weights, scaling=scaling
+        )
+        out.append(objective)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["f64", "f32", "csr"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_every_evaluation_equals_the_in_memory_one(files, kind, weighted):
+    info = inspect_dataset(files[kind], weight_key="w")
+    held, streamed = _objectives(
+        info, make_loss("logistic"), 900, weighted=weighted, standardize=kind != "csr"
+    )
+    theta = np.random.default_rng(0).standard_normal(held.size) * 0.3
+    v = np.random.default_rng(1).standard_normal(held.size)
+    f0, g0 = held(theta)
+    f1, g1 = streamed(theta)
+    assert f1 == pytest.approx(f0, rel=1e-13)
+    close = {"rtol": 1e-12, "atol": 1e-14}
+    np.testing.assert_allclose(g1, g0, **close)
+    np.testing.assert_allclose(streamed.hessp(theta, v), held.hessp(theta, v), **close)
+    np.testing.assert_allclose(streamed.hess_diagonal(theta), held.hess_diagonal(theta), **close)
+    np.testing.assert_allclose(streamed.hessian(theta)[2], held.hessian(theta)[2], **close)
+    assert streamed.X_local.passes > 1 and held.n_evals == streamed.n_evals
+
+
+def test_softmax_streamed_equals_in_memory(tmp_path):
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((500, 6))
+    y = rng.integers(0, 4, 500).astype(np.float64)
+    info = inspect_dataset(write_h5(tmp_path / "k.h5", X, y))
+    loss = make_loss("softmax", 4)
+    held, streamed = _objectives(info, loss, 300, weighted=False, standardize=True)
+    theta = rng.standard_normal(held.size)
+    f0, g0 = held(theta)
+    f1, g1 = streamed(theta)
+    assert f1 == pytest.approx(f0, rel=1e-13)
+    np.testing.assert_allclose(g1, g0, rtol=1e-12, atol=1e-14)
+
+
+def test_a_read_that_fails_mid_pass_names_the_rows(files, tmp_path):
+    path = tmp_path / "cut.h5"
+    path.write_bytes(files["f64"].read_bytes())
+    info = inspect_dataset(path)
+    X = StreamedRows(info, 0, info.n_rows, 8 * 9 * 50)
+    blocks = X.blocks()
+    assert next(blocks)[1].shape == (50, 9)  # a pass that starts well
+    os.truncate(path, os.path.getsize(path) // 2)  # the file cut under the running pass
+    with pytest.raises(MpigdError, match=r"reading rows \d+:\d+ of .*cut\.h5 failed: .*early"):
+        for _ in blocks:
+            pass
+    with pytest.raises(MpigdError, match=r"opening .*cut\.h5 for a pass over its rows failed"):
+        next(X.blocks())  # the next pass
+
+
+def test_an_objective_pass_that_fails_is_an_error_not_a_hang(files, tmp_path):
+    path = tmp_path / "gone.h5"
+    path.write_bytes(files["csr"].read_bytes())
+    info = inspect_dataset(path)
+    local = read_streamed(info, 0, 1, 400)
+    objective = Objective(MPI.COMM_SELF, local.X, local.y, make_loss("logistic"))
+    objective(np.zeros(objective.size))
+    os.remove(path)
+    with pytest.raises(MpigdError, match=r"gone\.h5"):
+        objective(np.ones(objective.size))
+
+
+def test_a_budget_below_one_block_is_refused(files):
+    info = inspect_dataset(files["f64"])
+    assert block_bytes(info, 64 << 20, 10 << 20) > 1 << 16
+    with pytest.raises(MpigdError, match=r"too little to stream .*f64\.h5.*--memory"):
+        block_bytes(info, 20 << 20, 19 << 20)
