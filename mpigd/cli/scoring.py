@@ -9,6 +9,7 @@ from ..errors import plural
 from ..parallel import on_root
 from .common import (
     add_command,
+    add_memory,
     add_out,
     add_text_input,
     add_x_key,
@@ -49,6 +50,7 @@ def register(commands, run_options) -> None:
     add_x_key(evaluate_parser)
     add_text_input(evaluate_parser, cache=False)
     add_y_key(evaluate_parser)
+    add_memory(evaluate_parser)
 
     predict_parser = add_command(
         commands,
@@ -65,6 +67,7 @@ def register(commands, run_options) -> None:
     add_out(predict_parser, "HDF5 file to write")
     add_x_key(predict_parser)
     add_text_input(predict_parser, cache=False)
+    add_memory(predict_parser)
 
     plot_parser = add_command(
         commands,
@@ -114,7 +117,14 @@ def run_evaluate(args, comm) -> int:
     say = reporter(comm, args.quiet)
     if args.json:
         check_outputs_on_root(comm, {"--json": args.json}, _inputs(args))
-    scores = evaluate(data_source(args), args.model, comm=comm, x_key=args.x_key, y_key=args.y_key)
+    scores = evaluate(
+        data_source(args),
+        args.model,
+        comm=comm,
+        x_key=args.x_key,
+        y_key=args.y_key,
+        memory=args.memory,
+    )
     say(f"{scores['model']} model {args.model} on {args.data} ({plural(comm.size, 'rank')}):")
     for line in metric_lines(scores):
         say(line)
@@ -141,6 +151,8 @@ def run_predict(args, comm) -> int:
     from ..evaluation.scoring import predict
 
     check_outputs_on_root(comm, {"--out": args.out}, _inputs(args))
-    rows = predict(data_source(args), args.model, args.out, comm=comm, x_key=args.x_key)
+    rows = predict(
+        data_source(args), args.model, args.out, comm=comm, x_key=args.x_key, memory=args.memory
+    )
     reporter(comm, args.quiet)(f"{rows:,} predictions written to {args.out}")
     return 0

@@ -18,6 +18,7 @@ from .._version import __version__
 from ..io.dataset import data_path
 from ..io.outputs import create_rows_dataset, write_errors, writing
 from ..io.rows import label_error, read_rows
+from ..io.stream import chunks, like
 from ..kernels.losses import LabelProblem, class_label_problem
 from ..model import LinearModel, load_model
 from ..parallel import default_comm, in_rank_order, on_root, rank_local
@@ -38,18 +39,22 @@ def evaluate(
     comm=None,
     x_key: str = "X",
     y_key: str = "y",
+    memory: float | None = None,
 ) -> dict:
     """Metrics of ``model`` (or a model file) on the labelled ``data``, all ranks' rows.
 
     Linear: RMSE, MAE, R². Logistic: log-loss, accuracy, precision, recall, F1, ROC AUC
     and the confusion matrix. Softmax: log-loss, accuracy and the confusion matrix.
-    The same dict on every rank. Collective: yes.
+    The same dict on every rank. Rows that do not fit a rank's budget (``memory`` bytes,
+    else a share of the node's) are streamed from the file. Collective: yes.
     """
     comm = default_comm(comm)
     model = _load(comm, model)
     classes = model.arrays.get("classes")  # a model trained on label values
     checked = model.kind if classes is None else None
-    info, local = read_rows(comm, data, x_key, y_key, None, checked, len(model.coef))
+    info, local = read_rows(
+        comm, data, x_key, y_key, None, checked, len(model.coef), memory=memory, stream=True
+    )
     if classes is not None:
         with rank_local(comm):
             local = _encode(info, local, classes)
@@ -58,7 +63,7 @@ def evaluate(
             problem = class_label_problem(local.y, model.coef.shape[1])
             if problem:
                 raise label_error(info, local, problem, " (the model's classes)")
-    z = model.decision_function(local.X)
+    z = _decision_values(comm, model, local.X)
     if model.kind == "linear":
         scores = metrics.regression(comm, local.y, z)
     elif model.kind == "logistic":
@@ -69,6 +74,15 @@ def evaluate(
         K = 2 if model.kind == "logistic" else model.coef.shape[1]
         scores["classes"] = (np.arange(K) if classes is None else classes).tolist()
     return {"model": model.kind, "data": data_path(info), "ranks": comm.size, **scores}
+
+
+def _decision_values(comm, model: LinearModel, X) -> np.ndarray:
+    """``model``'s decision values for this rank's rows, a block at a time where they are
+    streamed (each row's value does not depend on the rows beside it); a read that fails
+    is raised on every rank. Collective: yes."""
+    with rank_local(comm):
+        parts = [model.decision_function(X_b) for _, X_b in chunks(X)]
+    return np.concatenate(parts) if parts else model.decision_function(like(X))
 
 
 def _encode(info, local, classes):
@@ -90,17 +104,20 @@ def predict(
     *,
     comm=None,
     x_key: str = "X",
+    memory: float | None = None,
 ) -> int:
     """Write ``model``'s predictions for every row of ``data`` to the HDF5 file ``out``:
     ``prediction`` (values, or class labels) and, for classifiers, ``probability``
     (P(y = 1), or one column per class). Rank 0 creates the file under a temporary name,
     each rank writes its rows in turn, and the finished file is renamed into place.
-    Returns the number of rows. Collective: yes.
+    Returns the number of rows. Rows are streamed as by :func:`evaluate`. Collective: yes.
     """
     comm = default_comm(comm)
     model = _load(comm, model)
-    info, local = read_rows(comm, data, x_key, None, None, model.kind, len(model.coef))
-    prediction, probability = model.outputs(model.decision_function(local.X))
+    info, local = read_rows(
+        comm, data, x_key, None, None, model.kind, len(model.coef), memory=memory, stream=True
+    )
+    prediction, probability = model.outputs(_decision_values(comm, model, local.X))
     columns = {"prediction": prediction}
     if probability is not None:
         columns["probability"] = probability

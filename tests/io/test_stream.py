@@ -16,7 +16,7 @@ from mpi4py import MPI
 
 from mpigd.errors import MpigdError
 from mpigd.io.dataset import inspect_dataset, read_block
-from mpigd.io.stream import StreamedRows, block_bytes, chunks, read_streamed
+from mpigd.io.stream import STREAM_ENV, StreamedRows, block_bytes, chunks, read_streamed
 from mpigd.kernels.losses import make_loss
 from mpigd.objective import Objective
 from mpigd.scaling import standardization
@@ -150,3 +150,21 @@ def test_a_budget_below_one_block_is_refused(files):
     assert block_bytes(info, 64 << 20, 10 << 20) > 1 << 16
     with pytest.raises(MpigdError, match=r"too little to stream .*f64\.h5.*--memory"):
         block_bytes(info, 20 << 20, 19 << 20)
+
+
+@pytest.mark.parametrize("kind", ["f64", "csr"])
+def test_evaluate_and_predict_stream_to_the_same_bits(files, kind, tmp_path, monkeypatch):
+    from mpigd import fit
+    from mpigd.evaluation.scoring import evaluate, predict
+
+    model = fit(files[kind], "logistic", l2=0.1).model
+    outputs = {}
+    for how in ("memory", "streamed"):
+        if how == "streamed":
+            monkeypatch.setenv(STREAM_ENV, "5K")
+        scores = evaluate(files[kind], model)
+        predict(files[kind], model, tmp_path / f"{how}.h5")
+        with h5py.File(tmp_path / f"{how}.h5") as f:
+            outputs[how] = (scores, f["probability"][:])
+    assert outputs["streamed"][0] == outputs["memory"][0]
+    np.testing.assert_array_equal(outputs["streamed"][1], outputs["memory"][1])
