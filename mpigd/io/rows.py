@@ -25,6 +25,7 @@ from .outputs import human_bytes
 from .stream import (
     ROW_STATE_BYTES,
     STREAM_ENV,
+    StreamedRows,
     block_bytes,
     forced_block_bytes,
     read_streamed,
@@ -128,7 +129,12 @@ def local_rows(comm, local: LocalData, model: str) -> LocalData:
     info = local.info
     with rank_local(comm):
         try:
-            X, y, weights = checked_rows(local.X, local.y, local.weights, info.n_features, model)
+            if isinstance(local.X, StreamedRows):  # read from a file, and checked then
+                X, y, weights = local.X, local.y, local.weights
+            else:
+                X, y, weights = checked_rows(
+                    local.X, local.y, local.weights, info.n_features, model
+                )
         except MpigdError:
             raise
         except (TypeError, ValueError, IndexError, AttributeError) as exc:

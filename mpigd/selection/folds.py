@@ -10,7 +10,8 @@ import numpy as np
 
 from ..errors import MpigdError
 from ..io.dataset import LocalData
-from ..parallel import allreduce_sum
+from ..io.stream import chunks
+from ..parallel import allreduce_sum, rank_local
 from ..scaling import Scaling, moment_sums, scaling_from_sums
 from ..train.labels import balanced
 
@@ -41,8 +42,12 @@ def per_fold(
         counts = np.bincount(index, weights=local.weights, minlength=folds * classes)
         blocks.append(counts.astype(np.float64))
     if shift is not None:
-        for j in range(folds):
-            blocks.extend(moment_sums(local.X[fold == j], shift))
+        moments = np.zeros((folds, 2, n))
+        with rank_local(comm):  # rows streamed from disk: a read that fails, on every rank
+            for rows, X_b in chunks(local.X):
+                for j in range(folds):
+                    moments[j] += moment_sums(X_b[fold[rows] == j], shift)
+        blocks.append(moments.ravel())
     sums = np.concatenate(blocks)
     allreduce_sum(comm, sums)
     rows, at = sums[:folds], folds

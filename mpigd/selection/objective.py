@@ -14,12 +14,13 @@ from functools import partial
 
 import numpy as np
 
-from ..errors import Interrupted
+from ..errors import Interrupted, MpigdError
 from ..evaluation import metrics
+from ..io.stream import chunks, like
 from ..kernels.folds import fold_scores, select_fold_sums
 from ..kernels.losses import PointwiseLoss
 from ..objective import PackedReduction, Reduced, penalized
-from ..parallel import allreduce_sum, wtime
+from ..parallel import allreduce_sum, rank_local, wtime
 from ..scaling import Scaling
 
 
@@ -67,7 +68,8 @@ class FoldObjectives(Reduced):
         stop_flag: Callable[[], bool] | None = None,
     ):
         self.comm, self.X_local, self.y_local, self.loss = comm, X_local, y_local, loss
-        self.fold_sums = select_fold_sums(X_local, loss)  # compiled or NumPy: chosen once
+        # compiled or NumPy, chosen once; X_local may be rows on disk (mpigd.io.stream)
+        self.fold_sums = select_fold_sums(like(X_local), loss)
         self.fold, self.folds = fold, folds
         self.weights, self.class_weights, self.scalings = weights, class_weights, scalings
         self.reduction = PackedReduction(comm, stop_flag)  # training evaluations
@@ -118,20 +120,14 @@ class FoldObjectives(Reduced):
         start = wtime()
         models = np.fromiter(points, dtype=np.int64)
         p, F = self.size, len(models)
-        loss_sums, held_out, grads = self.fold_sums(
-            self.X_local,
-            self.y_local,
-            self._raw_matrix(points),
-            self.loss,
-            self.fold,
-            models,
-            weights=self.weights,
-            class_weights=None if self.class_weights is None else self.class_weights[models],
-        )
-        buffer = np.empty(2 * F + p * F + 1)  # [losses, held-out losses, gradients, stop]
-        buffer[:F], buffer[F : 2 * F] = loss_sums, held_out
-        buffer[2 * F : -1] = grads.ravel()
-        self.reduction(buffer, start)
+        buffer = np.zeros(2 * F + p * F + 1)  # [losses, held-out losses, gradients, stop]
+        failed = None
+        try:
+            self._sweep(buffer, self._raw_matrix(points), models)
+        except MpigdError as exc:  # rows streamed from a file that became unreadable
+            buffer[:] = 0.0
+            failed = exc
+        self.reduction(buffer, start, failed)
         if self.stop_requested:  # a signal on some rank: every rank stops here alike
             raise Interrupted.agreed()
         grads = buffer[2 * F : -1].reshape(p, F)
@@ -150,6 +146,27 @@ class FoldObjectives(Reduced):
             for a, j in enumerate(models)
         }
 
+    def _sweep(self, buffer: np.ndarray, Theta: np.ndarray, models: np.ndarray) -> None:
+        """Add the sums of the models ``models`` at ``Theta`` over this rank's rows into
+        ``buffer``, a chunk of rows at a time (all rows at once when in memory)."""
+        F = len(models)
+        weights = self.weights
+        class_weights = None if self.class_weights is None else self.class_weights[models]
+        for rows, X_b in chunks(self.X_local):
+            loss_sums, held_out, grads = self.fold_sums(
+                X_b,
+                self.y_local[rows],
+                Theta,
+                self.loss,
+                self.fold[rows],
+                models,
+                weights=None if weights is None else weights[rows],
+                class_weights=class_weights,
+            )
+            buffer[:F] += loss_sums
+            buffer[F : 2 * F] += held_out
+            buffer[2 * F : -1] += grads.ravel()
+
     def validation(self, thetas: list[np.ndarray], model: str, metric: str) -> list[float]:
         """``metric`` of each model j on fold j's rows (unweighted, as
         :func:`mpigd.evaluation.scoring.evaluate` computes it). Log-loss and RMSE come
@@ -164,7 +181,15 @@ class FoldObjectives(Reduced):
             mean = np.array([loss for _, loss in losses]) / self.fold_rows
             return (mean if metric == "log_loss" else np.sqrt(2.0 * mean)).tolist()
         Theta = self._raw_matrix(dict(enumerate(thetas)))
-        z = fold_scores(self.X_local, Theta, self.n_outputs, self.fold, np.arange(self.folds))
+        every = np.arange(self.folds)
+        with rank_local(self.comm):  # a streamed read that fails, on every rank
+            z = np.concatenate(
+                [
+                    fold_scores(X_b, Theta, self.n_outputs, self.fold[rows], every)
+                    for rows, X_b in chunks(self.X_local)
+                ]
+                or [fold_scores(like(self.X_local), Theta, self.n_outputs, self.fold[:0], every)]
+            )
         self.score_passes += 1
         if model == "logistic":
             score = partial(metrics.binary, auc=metric == "roc_auc")

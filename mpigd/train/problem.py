@@ -91,9 +91,9 @@ def _rows(comm, data, options: TrainOptions, models: int):
         return data.info, local_rows(comm, data, options.model), None
     auto = options.labels == "auto"
     checked = None if auto else options.model  # any values: checked by encode
-    # Rows that a fold splits, or fold models share, are held in memory; a plain fit
-    # streams them when they do not fit.
-    stream = options.exclude_fold is None and models == 1
+    # Rows that a held-out fold splits are held in memory; others are streamed from the
+    # file when they do not fit.
+    stream = options.exclude_fold is None
     info, local = read_rows(
         comm, data, options.x_key, options.y_key, options.weight_key, checked,
         memory=options.memory, stream=stream,

@@ -105,3 +105,22 @@ def test_a_file_cut_between_passes_ends_every_rank_with_one_error(tmp_path):
     (message,) = messages
     assert message.startswith("MpigdError: ") and "cut.h5" in message, message
     assert "failed" in message, message
+
+
+def test_cross_validation_streams_to_the_in_memory_result(tmp_path):
+    X, y = random_problem("logistic", 2000, 8, seed=41)
+    write_h5(tmp_path / "d.h5", X, y)
+    scores = {}
+    for how, env in (("memory", {}), ("streamed", {STREAM_ENV: "8K"})):
+        argv = ["-m", "mpigd", "cv", tmp_path / "d.h5", "--model", "logistic", "--folds", "3"]
+        argv += ["--l2-path", "1:0.01:3", "--standardize", "--metric", "roc_auc"]
+        argv += ["--out", tmp_path / f"{how}.h5", "--json", tmp_path / f"{how}.json"]
+        proc = run_mpi(3, *argv, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert ("streams them from disk" in proc.stderr) == (how == "streamed"), proc.stderr
+        scores[how] = json.loads((tmp_path / f"{how}.json").read_text())
+    held, streamed = scores["memory"], scores["streamed"]
+    assert streamed["chosen"] == held["chosen"]
+    np.testing.assert_allclose(streamed["val"], held["val"], rtol=1e-9)
+    with h5py.File(tmp_path / "memory.h5") as a, h5py.File(tmp_path / "streamed.h5") as b:
+        np.testing.assert_allclose(b["coef"][:], a["coef"][:], rtol=1e-7, atol=1e-12)
