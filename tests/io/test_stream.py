@@ -168,3 +168,19 @@ def test_evaluate_and_predict_stream_to_the_same_bits(files, kind, tmp_path, mon
             outputs[how] = (scores, f["probability"][:])
     assert outputs["streamed"][0] == outputs["memory"][0]
     np.testing.assert_array_equal(outputs["streamed"][1], outputs["memory"][1])
+
+
+@pytest.mark.filterwarnings("ignore:not converged")  # stopped by max_iter, as meant
+def test_a_streamed_run_resumes_from_its_checkpoint_bit_for_bit(files, tmp_path, monkeypatch):
+    from mpigd import fit
+
+    monkeypatch.setenv(STREAM_ENV, "3K")
+    options = {"optimizer": "lbfgs", "l2": 1e-3, "tol": 1e-10, "ftol": 0.0, "max_iter": 12}
+    whole = fit(files["csr"], "logistic", **options)
+    assert whole.model.info["streamed"] and whole.model.info["passes"] > 12
+    first = dict(options, max_iter=5)
+    checkpoint = tmp_path / "ck.h5"
+    fit(files["csr"], "logistic", checkpoint=checkpoint, checkpoint_every=1, **first)
+    resumed = fit(files["csr"], "logistic", resume=checkpoint, **options)
+    np.testing.assert_array_equal(resumed.model.coef, whole.model.coef)
+    assert resumed.result.nit == whole.result.nit
