@@ -53,10 +53,9 @@ class StreamedRows:
         self.passes = 0
         self.bytes_read = 0
         self.indptr = None
+        self.index_dtype = np.dtype(np.int32 if info.n_features < 2**31 else np.int64)
         if info.csr:
             self.indptr = _read_indptr(info, start, stop)
-            # int32 column indices where the width allows (scipy keeps them uncopied)
-            self.index_dtype = np.dtype(np.int32 if info.n_features < 2**31 else np.int64)
             self.value_bytes = self.dtype.itemsize + self.index_dtype.itemsize
             width = max(int(np.diff(self.indptr).max(initial=0)), 1)
             self.block_values = max(block_bytes // self.value_bytes, width)
@@ -65,6 +64,8 @@ class StreamedRows:
             rows = rows_per_block(self.dtype.itemsize * max(info.n_features, 1), block_bytes)
             k = stop - start
             self.bounds = [(lo, min(lo + rows, k)) for lo in range(0, k, rows)]
+        # where the bytes can be read straight from the file (found once, here)
+        self.raw_offsets = _raw_offsets(self)
 
     @property
     def csr(self) -> bool:
@@ -310,13 +311,8 @@ class _Source:
         except READ_ERRORS as exc:
             raise MpigdError(f"opening {info.path} for a pass over its rows failed: {exc}") from exc
         self.fd = os.open(info.path, os.O_RDONLY)
-        x = self.file[info.x_key]
-        if rows.csr:
-            pairs = ((x["data"], rows.dtype), (x["indices"], rows.index_dtype))
-        else:
-            pairs = ((x, rows.dtype),)
-        self.datasets = [dataset for dataset, _ in pairs]
-        self.offsets = [_raw_offset(dataset, want) for dataset, want in pairs]
+        self.datasets = _datasets(self.file, rows)
+        self.offsets = rows.raw_offsets
 
     def __enter__(self):
         return self
@@ -353,12 +349,44 @@ class _Source:
         return done
 
 
+def _datasets(f: h5py.File, rows: StreamedRows) -> list[h5py.Dataset]:
+    """The datasets a pass reads: X, or a CSR group's values and column indices."""
+    x = f[rows.info.x_key]
+    return [x["data"], x["indices"]] if rows.csr else [x]
+
+
+def _raw_offsets(rows: StreamedRows) -> list[int | None]:
+    """:func:`_raw_offset` of each dataset a pass reads. Collective: no."""
+    wants = (rows.dtype, rows.index_dtype) if rows.csr else (rows.dtype,)
+    try:
+        with h5py.File(rows.info.path, "r") as f:
+            return [_raw_offset(d, want) for d, want in zip(_datasets(f, rows), wants, strict=True)]
+    except READ_ERRORS as exc:
+        raise MpigdError(f"reading {rows.info.path} failed: {exc}") from exc
+
+
 def _raw_offset(dataset: h5py.Dataset, want: np.dtype) -> int | None:
-    """Where ``dataset``'s values start in the file, when they can be read as bytes: a
-    contiguous, unfiltered layout in the native dtype ``want``; else None."""
-    if dataset.chunks is not None or dataset.dtype != want or not want.isnative:
+    """Where ``dataset``'s values start in the file, when they can be read as bytes, row
+    ``r`` at ``r`` rows' bytes beyond: values of the native dtype ``want``, unfiltered,
+    stored contiguously, or in chunks of whole rows that lie one after the other in row
+    order (as mpigd writes them); else None (read through h5py)."""
+    if dataset.dtype != want or not want.isnative:
         return None
-    return dataset.id.get_offset()
+    if dataset.chunks is None:
+        return dataset.id.get_offset()
+    if dataset.id.get_create_plist().get_nfilters() or dataset.chunks[1:] != dataset.shape[1:]:
+        return None
+    rows = dataset.chunks[0]
+    chunk_bytes = rows * want.itemsize * int(np.prod(dataset.shape[1:], dtype=np.int64))
+    count = -(-dataset.shape[0] // rows)
+    if count == 0 or dataset.id.get_num_chunks() != count:
+        return None  # chunks never written are read as fill values, by h5py
+    first = dataset.id.get_chunk_info(0).byte_offset
+    for i in range(count):
+        chunk = dataset.id.get_chunk_info(i)
+        if chunk.chunk_offset[0] != i * rows or chunk.byte_offset != first + i * chunk_bytes:
+            return None
+    return first
 
 
 def _read_indptr(info: DatasetInfo, start: int, stop: int) -> np.ndarray:
