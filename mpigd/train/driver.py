@@ -207,7 +207,7 @@ def _timings(comm, before: list[float], objective, start: float) -> dict[str, fl
 def _stream_record(comm, X) -> dict:
     """What the record says of rows streamed from disk: the passes over them (the
     checking pass at load time included) and the bytes each rank read. Collective: yes."""
-    read = gather_all(comm, float(X.bytes_read))
+    read = gather_all(comm, int(X.bytes_read))
     return {"streamed": True, "passes": X.passes, "bytes_read_per_rank": np.array(read)}
 
 
