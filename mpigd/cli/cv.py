@@ -9,6 +9,7 @@ from ..parallel import library_version, on_root
 from .common import (
     add_checkpointing,
     add_command,
+    add_memory,
     add_out,
     add_text_input,
     add_x_key,
@@ -73,6 +74,7 @@ def register(commands, run_options) -> None:
     add_x_key(cv)
     add_text_input(cv)
     add_y_key(cv)
+    add_memory(cv)
 
 
 def _add_path_options(parser) -> None:

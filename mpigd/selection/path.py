@@ -58,7 +58,7 @@ class CVResult:
 #: itself, and the penalty of the path is its own.
 CV_OPTIONS = (
     "l2", "standardize", "weight_key", "class_weight", "labels", "max_iter", "tol", "ftol",
-    "x_key", "y_key", "checkpoint_every",
+    "x_key", "y_key", "checkpoint_every", "memory",
 )  # fmt: skip
 
 
