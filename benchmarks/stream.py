@@ -60,17 +60,17 @@ def plain_reader(X: StreamedRows):
         spans = [(int(X.indptr[lo]), int(X.indptr[hi])) for lo, hi in X.bounds]
     else:
         spans = [(X.start + lo, X.start + hi) for lo, hi in X.bounds]
-    row = [itemsize * (1 if X.csr else X.shape[1]) for itemsize in itemsizes]
-    buffer = np.empty(max(1, max((b - a) * max(row) for a, b in spans)), dtype=np.uint8)
+    most = max(b - a for a, b in spans) * max(itemsizes) * (1 if X.csr else X.shape[1])
+    buffer = np.empty(max(1, most), dtype=np.uint8)
 
     def read() -> int:
         done = 0
         fd = os.open(X.info.path, os.O_RDONLY)
         try:
             for first, last in spans:
-                for offset, size in zip(offsets, row, strict=True):
-                    view = memoryview(buffer)[: (last - first) * size]
-                    done += os.preadv(fd, [view], offset + first * size)
+                for layout in offsets:
+                    for at, size in layout.spans(first, last):
+                        done += os.preadv(fd, [memoryview(buffer)[:size]], at)
         finally:
             os.close(fd)
         return done
@@ -92,18 +92,19 @@ def main() -> None:
     parser.add_argument("data")
     parser.add_argument("--memory", type=parse_bytes, default=512 * 2**20)
     parser.add_argument("--evals", type=int, default=7)
+    parser.add_argument("--block", type=parse_bytes, help="block bytes (default: --memory's)")
     parser.add_argument("--json")
     args = parser.parse_args()
     comm = MPI.COMM_WORLD
     info = inspect_dataset(args.data, "X", "y", None)
-    held = read_block(info, comm.rank, comm.size)
     settle_libraries(info.csr)
     budget = memory_per_rank(comm, args.memory)
-    rows = held.stop - held.start
-    fixed = comm.allreduce(
+    rows = -(-info.n_rows // comm.size)  # the most a rank holds (dense)
+    fixed = comm.allreduce(  # as training finds it, before any rows are read
         resident_bytes() + 8.0 * OPTIMIZER_VECTORS * (info.n_features + 1) + rows * 48, op=MPI.MAX
     )
-    block = block_bytes(info, budget, fixed)
+    block = int(args.block) if args.block else block_bytes(info, budget, fixed)
+    held = read_block(info, comm.rank, comm.size)
     X = StreamedRows(info, held.start, held.stop, block)
     loss = make_loss("logistic")
     in_memory = Objective(comm, held.X, held.y, loss)

@@ -35,9 +35,12 @@ from .dataset import DatasetInfo, LocalData, check_finite, rank_range, read_colu
 from .hdf5 import READ_ERRORS
 from .outputs import human_bytes
 
-#: The largest block a pass reads at a time (each of the two buffers): large enough that
-#: a read is one long sequential request, small enough to stay far below a rank's budget.
-MAX_BLOCK_BYTES = 64 << 20
+#: The largest block a pass reads at a time (each of the two buffers): a long sequential
+#: request, and small enough that the block the kernel sums and the one being read stay
+#: in the last-level cache, so X crosses memory once more than in memory, not twice.
+#: Measured (benchmarks/stream.py, 1M x 256 float64, one rank): 4-8 MiB blocks overlap
+#: reading and summing fully (streamed 0.97-1.15x the larger of the two); 16-64 MiB 1.2-1.5x.
+MAX_BLOCK_BYTES = 8 << 20
 
 
 class StreamedRows:
@@ -64,7 +67,7 @@ class StreamedRows:
             rows = rows_per_block(self.dtype.itemsize * max(info.n_features, 1), block_bytes)
             k = stop - start
             self.bounds = [(lo, min(lo + rows, k)) for lo in range(0, k, rows)]
-        # where the bytes can be read straight from the file (found once, here)
+        # where the bytes lie in the file, to read them straight from it (found once)
         self.raw_offsets = _raw_offsets(self)
 
     @property
@@ -335,17 +338,18 @@ class _Source:
     def _read(self, which: int, out: np.ndarray, first: int, last: int) -> int:
         if last <= first:
             return 0
-        offset = self.offsets[which]
-        if offset is None:
+        layout = self.offsets[which]
+        if layout is None:
             self.datasets[which].read_direct(out, np.s_[first:last])
             return out.nbytes
-        row_bytes = out.nbytes // (last - first)
-        view, at, done = memoryview(out).cast("B"), offset + first * row_bytes, 0
-        while done < out.nbytes:
-            got = os.preadv(self.fd, [view[done:]], at + done)
-            if got == 0:
-                raise OSError(f"the file ends {out.nbytes - done:,} bytes early")
-            done += got
+        view, done = memoryview(out).cast("B"), 0
+        for at, size in layout.spans(first, last):
+            end = done + size
+            while done < end:
+                got = os.preadv(self.fd, [view[done:end]], at + done - (end - size))
+                if got == 0:
+                    raise OSError(f"the file ends {end - done:,} bytes early")
+                done += got
         return done
 
 
@@ -355,38 +359,74 @@ def _datasets(f: h5py.File, rows: StreamedRows) -> list[h5py.Dataset]:
     return [x["data"], x["indices"]] if rows.csr else [x]
 
 
-def _raw_offsets(rows: StreamedRows) -> list[int | None]:
-    """:func:`_raw_offset` of each dataset a pass reads. Collective: no."""
-    wants = (rows.dtype, rows.index_dtype) if rows.csr else (rows.dtype,)
+def _raw_offsets(rows: StreamedRows) -> list[RawLayout | None]:
+    """:func:`raw_layout` of each dataset a pass reads, for the rows (or, for CSR, the
+    values) of this rank. Collective: no."""
+    if rows.csr:
+        wants = (rows.dtype, rows.index_dtype)
+        span = (int(rows.indptr[0]), int(rows.indptr[-1]))
+    else:
+        wants, span = (rows.dtype,), (rows.start, rows.stop)
     try:
         with h5py.File(rows.info.path, "r") as f:
-            return [_raw_offset(d, want) for d, want in zip(_datasets(f, rows), wants, strict=True)]
+            return [
+                raw_layout(d, want, *span)
+                for d, want in zip(_datasets(f, rows), wants, strict=True)
+            ]
     except READ_ERRORS as exc:
         raise MpigdError(f"reading {rows.info.path} failed: {exc}") from exc
 
 
-def _raw_offset(dataset: h5py.Dataset, want: np.dtype) -> int | None:
-    """Where ``dataset``'s values start in the file, when they can be read as bytes, row
-    ``r`` at ``r`` rows' bytes beyond: values of the native dtype ``want``, unfiltered,
-    stored contiguously, or in chunks of whole rows that lie one after the other in row
-    order (as mpigd writes them); else None (read through h5py)."""
+class RawLayout:
+    """Where rows ``first:last`` of a dataset lie in its file: each chunk of
+    ``chunk_rows`` rows (one chunk of all rows when contiguous) at ``offsets[c]``, rows
+    of ``row_bytes`` one after the other within it."""
+
+    def __init__(self, offsets: np.ndarray, chunk_rows: int, row_bytes: int, first_chunk: int):
+        self.offsets, self.chunk_rows, self.row_bytes = offsets, chunk_rows, row_bytes
+        self.first_chunk = first_chunk
+
+    def spans(self, first: int, last: int) -> list[tuple[int, int]]:
+        """``(file offset, bytes)`` of rows ``first:last`` in order, runs of chunks that
+        lie one after the other in the file merged into one span."""
+        spans: list[list[int]] = []
+        rows = self.chunk_rows
+        for chunk in range(first // rows, (last - 1) // rows + 1):
+            lo, hi = max(first, chunk * rows), min(last, (chunk + 1) * rows)
+            at = int(self.offsets[chunk - self.first_chunk]) + (lo - chunk * rows) * self.row_bytes
+            size = (hi - lo) * self.row_bytes
+            if spans and spans[-1][0] + spans[-1][1] == at:
+                spans[-1][1] += size
+            else:
+                spans.append([at, size])
+        return [(at, size) for at, size in spans]
+
+
+def raw_layout(dataset: h5py.Dataset, want: np.dtype, first: int, last: int) -> RawLayout | None:
+    """Where ``dataset``'s rows ``first:last`` lie in the file, when they can be read as
+    bytes: values of the native dtype ``want``, unfiltered, stored contiguously or in
+    chunks of whole rows, every chunk of these rows written; else None (read through
+    h5py, which converts and fills). Collective: no."""
     if dataset.dtype != want or not want.isnative:
         return None
+    row_bytes = want.itemsize * int(np.prod(dataset.shape[1:], dtype=np.int64))
     if dataset.chunks is None:
-        return dataset.id.get_offset()
+        offset = dataset.id.get_offset()
+        if offset is None:  # never written
+            return None
+        return RawLayout(np.array([offset]), max(dataset.shape[0], 1), row_bytes, 0)
     if dataset.id.get_create_plist().get_nfilters() or dataset.chunks[1:] != dataset.shape[1:]:
         return None
     rows = dataset.chunks[0]
-    chunk_bytes = rows * want.itemsize * int(np.prod(dataset.shape[1:], dtype=np.int64))
-    count = -(-dataset.shape[0] // rows)
-    if count == 0 or dataset.id.get_num_chunks() != count:
-        return None  # chunks never written are read as fill values, by h5py
-    first = dataset.id.get_chunk_info(0).byte_offset
-    for i in range(count):
-        chunk = dataset.id.get_chunk_info(i)
-        if chunk.chunk_offset[0] != i * rows or chunk.byte_offset != first + i * chunk_bytes:
+    chunks = range(first // rows, max(first // rows, (last - 1) // rows + 1))
+    offsets = np.empty(len(chunks), dtype=np.int64)
+    tail = (0,) * (len(dataset.shape) - 1)
+    for i, chunk in enumerate(chunks):
+        info = dataset.id.get_chunk_info_by_coord((chunk * rows, *tail))
+        if info.byte_offset is None or info.filter_mask:
             return None
-    return first
+        offsets[i] = info.byte_offset
+    return RawLayout(offsets, rows, row_bytes, chunks.start)
 
 
 def _read_indptr(info: DatasetInfo, start: int, stop: int) -> np.ndarray:
