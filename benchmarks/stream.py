@@ -30,8 +30,9 @@ import numpy as np
 from mpi4py import MPI
 
 from mpigd.host import parse_bytes, resident_bytes
+from mpigd.io.budget import block_bytes, settle_libraries
 from mpigd.io.dataset import inspect_dataset, read_block
-from mpigd.io.stream import StreamedRows, block_bytes, settle_libraries
+from mpigd.io.stream import StreamedRows
 from mpigd.kernels.losses import make_loss
 from mpigd.objective import Objective
 from mpigd.parallel import memory_per_rank

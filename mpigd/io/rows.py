@@ -11,6 +11,13 @@ from ..host import resident_bytes
 from ..kernels.losses import LabelProblem, class_label_problem, make_loss
 from ..parallel import gather_all, max_over_ranks, memory_per_rank, print0, rank_local
 from ..partition import OPTIMIZER_VECTORS
+from .budget import (
+    ROW_STATE_BYTES,
+    STREAM_ENV,
+    block_bytes,
+    forced_block_bytes,
+    settle_libraries,
+)
 from .dataset import (
     DatasetInfo,
     LocalData,
@@ -22,15 +29,7 @@ from .dataset import (
 )
 from .memory import checked_rows
 from .outputs import human_bytes
-from .stream import (
-    ROW_STATE_BYTES,
-    STREAM_ENV,
-    StreamedRows,
-    block_bytes,
-    forced_block_bytes,
-    read_streamed,
-    settle_libraries,
-)
+from .stream import StreamedRows, read_streamed
 from .text_rows import is_text, read_text_rows
 
 

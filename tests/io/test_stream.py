@@ -15,8 +15,9 @@ from conftest import random_problem, sparse_problem, write_csr, write_h5
 from mpi4py import MPI
 
 from mpigd.errors import MpigdError
+from mpigd.io.budget import STREAM_ENV, block_bytes
 from mpigd.io.dataset import inspect_dataset, read_block
-from mpigd.io.stream import STREAM_ENV, StreamedRows, block_bytes, chunks, read_streamed
+from mpigd.io.stream import StreamedRows, chunks, read_streamed
 from mpigd.kernels.losses import make_loss
 from mpigd.objective import Objective
 from mpigd.scaling import standardization

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import random_problem, run_mpi, sparse_problem, write_csr, write_h5
 
-from mpigd.io.stream import STREAM_ENV
+from mpigd.io.budget import STREAM_ENV
 
 
 def _datasets(folder):
