@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_info
 from .._version import __version__
 from ..io.dataset import data_path
 from ..io.rows import read_rows
+from ..io.stream import StreamedRows
 from ..kernels.losses import make_loss
 from ..objective import Objective
 from ..parallel import (
@@ -81,6 +82,7 @@ def measure(
     repeats: int = 5,
     x_key: str = "X",
     y_key: str = "y",
+    memory: float | None = None,
 ) -> dict | None:
     """Measure one run; the record on rank 0, None elsewhere. Collective: yes.
 
@@ -88,16 +90,27 @@ def measure(
     waiting for slower ranks); the record keeps, per evaluation, the maximum over ranks of
     each and the spread of the local pass (load imbalance). The rows are read and checked
     as training reads them (:func:`~mpigd.io.rows.read_rows`): bad data on one rank is
-    one error on every rank.
+    one error on every rank; rows that do not fit (``memory`` bytes a rank) are streamed
+    from the file by every evaluation, as in training (the record says ``streamed``).
     """
     barrier(comm)
     start = wtime()
-    info, local = read_rows(comm, data, x_key, y_key, None, None)  # any labels will do
+    # any labels will do
+    info, local = read_rows(comm, data, x_key, y_key, None, None, memory=memory, stream=True)
     read = [wtime() - start]
     compute, allreduce = _time_evaluations(comm, local, model, evals, warmup)
     X = local.X
-    x_bytes = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes if sp.issparse(X) else X.nbytes
-    stream = _median_time(comm, np.ones(max(1, x_bytes // 8)).sum, repeats)
+    streamed = isinstance(X, StreamedRows)
+    if streamed:
+        x_bytes = X.pass_bytes
+    elif sp.issparse(X):
+        x_bytes = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+    else:
+        x_bytes = X.nbytes
+    # memory bandwidth over an array as large as the slice (streamed: 64 MiB of it, more
+    # than a cache holds, for a moment)
+    swept = min(x_bytes, 64 << 20) if streamed else x_bytes
+    stream = _median_time(comm, np.ones(max(1, swept // 8)).sum, repeats) * x_bytes / swept
     latency, sweep = _time_allreduce(comm)
     per_rank = gather_to_root(
         comm,
@@ -119,6 +132,7 @@ def measure(
         "dtype": str(info.x_dtype),
         "model": model,
         "evals": evals,
+        "streamed": streamed,
         **_aggregate(per_rank, info.n_rows, stream),
         "allreduce_latency": latency,
         "allreduce_sweep": {str(k): v for k, v in sweep.items()},

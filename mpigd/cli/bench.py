@@ -9,6 +9,7 @@ from ..parallel import on_root
 from .common import (
     add_command,
     add_command_group,
+    add_memory,
     add_out,
     add_x_key,
     add_y_key,
@@ -36,6 +37,7 @@ def register(commands, run_options) -> None:
     run.add_argument("--warmup", type=int, default=3, help="untimed evaluations first")
     add_x_key(run)
     add_y_key(run)
+    add_memory(run)
     report = add_command(
         bench,
         "report",
@@ -63,6 +65,7 @@ def run_measure(args, comm) -> int:
         warmup=args.warmup,
         x_key=args.x_key,
         y_key=args.y_key,
+        memory=args.memory,
     )
     write_json_on_root(comm, args.out, record)
     if comm.rank == 0:

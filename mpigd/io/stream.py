@@ -67,14 +67,6 @@ class StreamedRows:
         return self.indptr is not None
 
     @property
-    def buffer_bytes(self) -> int:
-        """Bytes of the two read buffers."""
-        if self.csr:
-            return 2 * self.block_values * self.value_bytes
-        rows = max((hi - lo for lo, hi in self.bounds), default=0)
-        return 2 * rows * self.shape[1] * self.dtype.itemsize
-
-    @property
     def pass_bytes(self) -> int:
         """Bytes of X one pass reads."""
         if self.csr:

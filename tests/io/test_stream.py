@@ -204,3 +204,13 @@ def test_chunks_of_whole_rows_are_read_straight_from_the_file(tmp_path):
     assert 1 < len(layout.spans(11, 4990)) <= len(layout.offsets)
     got = np.vstack([X_b.copy() for _, X_b in chunks(rows)])
     np.testing.assert_array_equal(got, X[11:4990])
+
+
+def test_bench_run_times_streamed_evaluations(files, monkeypatch):
+    from mpigd.bench.measure import measure
+
+    held = measure(MPI.COMM_WORLD, files["csr"], evals=2, warmup=1, repeats=1)
+    monkeypatch.setenv(STREAM_ENV, "4K")
+    streamed = measure(MPI.COMM_WORLD, files["csr"], evals=2, warmup=1, repeats=1)
+    assert (held["streamed"], streamed["streamed"]) == (False, True)
+    assert streamed["x_bytes"] > 0 and streamed["eval_median"] > 0
