@@ -14,5 +14,5 @@ ruff check .
 python -m pytest "$@"
 MPIGD_KERNELS=numpy python -m pytest -q "$@" \
     tests/kernels/test_kernels.py tests/kernels/test_objective.py tests/optimize \
-    tests/io/test_sparse.py tests/mpi/test_mpi.py tests/selection
+    tests/io/test_sparse.py tests/io/test_stream.py tests/mpi/test_mpi.py tests/selection
 bash tests/sanitize.sh "$@"
