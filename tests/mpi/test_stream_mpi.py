@@ -1,7 +1,8 @@
 """Streaming under real mpiexec: a streamed run trains the model the in-memory run trains
-(dense, float32, CSR, weights, standardisation, softmax, Newton-CG and L-BFGS) with every
-rank bit-identical, stays within its memory budget on a file three times the ranks'
-total budget, and a file cut between passes ends every rank with one error."""
+(dense, float32, CSR, weights, standardisation, softmax, Newton-CG and L-BFGS, fewer rows
+than ranks) with every rank bit-identical, stays within its memory budget on a file
+three times the ranks' total budget, and a file cut between passes ends every rank with
+one error."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ def _datasets(folder):
     write_csr(folder / "csr.h5", Xs, ys)
     classes = np.random.default_rng(14).integers(0, 3, len(y)).astype(np.float64)
     write_h5(folder / "three.h5", X, classes)
+    write_h5(folder / "two.h5", X[:2], y[:2])  # fewer rows than ranks at P = 3
     common = {"l2": 1e-2, "tol": 1e-9, "ftol": 0.0}
     return [
         {"name": "dense", "data": "dense.h5", "model": "logistic", "weight_key": "w",
@@ -36,6 +38,8 @@ def _datasets(folder):
         {"name": "csr", "data": "csr.h5", "model": "logistic", "optimizer": "newton", **common},
         {"name": "softmax", "data": "three.h5", "model": "softmax", "optimizer": "lbfgs",
          "standardize": True, **common},
+        {"name": "two", "data": "two.h5", "model": "logistic", "optimizer": "newton",
+         "l2": 1.0, "tol": 1e-9},
     ]  # fmt: skip
 
 
