@@ -30,13 +30,12 @@ import numpy as np
 from mpi4py import MPI
 
 from mpigd.host import parse_bytes, resident_bytes
-from mpigd.io.budget import block_bytes, settle_libraries
+from mpigd.io.budget import block_bytes, held_bytes, settle_libraries
 from mpigd.io.dataset import inspect_dataset, read_block
 from mpigd.io.stream import StreamedRows
 from mpigd.kernels.losses import make_loss
 from mpigd.objective import Objective
 from mpigd.parallel import memory_per_rank
-from mpigd.partition import OPTIMIZER_VECTORS
 
 
 def timed(comm, fn, repeats: int) -> float:
@@ -101,9 +100,8 @@ def main() -> None:
     settle_libraries(info.csr)
     budget = memory_per_rank(comm, args.memory)
     rows = -(-info.n_rows // comm.size)  # the most a rank holds (dense)
-    fixed = comm.allreduce(  # as training finds it, before any rows are read
-        resident_bytes() + 8.0 * OPTIMIZER_VECTORS * (info.n_features + 1) + rows * 48, op=MPI.MAX
-    )
+    # as training finds it, before any rows are read
+    fixed = comm.allreduce(held_bytes(resident_bytes(), info, rows), op=MPI.MAX)
     block = int(args.block) if args.block else block_bytes(info, budget, fixed)
     held = read_block(info, comm.rank, comm.size)
     X = StreamedRows(info, held.start, held.stop, block)

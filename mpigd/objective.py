@@ -72,6 +72,18 @@ class PackedReduction:
         self.n_evals = n_evals
 
 
+def local_pass(buffer: np.ndarray, work: Callable[[], None]) -> MpigdError | None:
+    """Run this rank's pass ``work()``, which fills ``buffer``; a failure of the pass
+    (rows streamed from a file that became unreadable) is returned, with ``buffer``
+    zeroed, for the :class:`PackedReduction` to raise on every rank. Collective: no."""
+    try:
+        work()
+    except MpigdError as exc:
+        buffer[:] = 0.0
+        return exc
+    return None
+
+
 def penalized(theta, loss_sum, grad_sum, total, *, l2, scaling, n_features, n_outputs):
     """The mean loss and gradient at ``theta`` from reduced sums over rows of weight
     ``total``, mapped to the scaled parameters and with the ridge penalty
@@ -188,18 +200,6 @@ class Objective(Reduced):
         return self.reduction(buffer, started, failed)[-2]
 
     @staticmethod
-    def _local(buffer: np.ndarray, work: Callable[[], None]) -> MpigdError | None:
-        """Run this rank's pass ``work()``, which fills ``buffer``; a failure of the pass
-        (rows streamed from a file that became unreadable) is returned, with ``buffer``
-        zeroed, for the reduction to raise on every rank."""
-        try:
-            work()
-        except MpigdError as exc:
-            buffer[:] = 0.0
-            return exc
-        return None
-
-    @staticmethod
     def _weight(y: np.ndarray, weights: np.ndarray | None) -> float:
         """The weight of some rows: their count, or the sum of their weights."""
         return float(len(y)) if weights is None else float(weights.sum())
@@ -289,7 +289,7 @@ class Objective(Reduced):
         def work():
             buffer[0] = self._sums(X, y, weights, raw, buffer[1 : p + 1])
 
-        failed = self._local(buffer, work)
+        failed = local_pass(buffer, work)
         total = self._reduce(buffer, local_weight, start, failed)
         return self._finish(theta, buffer[0], buffer[1 : p + 1], total)
 
@@ -316,7 +316,7 @@ class Objective(Reduced):
         def work():
             buffer[0] = self._sums(self.X_local, y, weights, raw, buffer[1 : p + 1], curvature)
 
-        failed = self._local(buffer, work)
+        failed = local_pass(buffer, work)
         total = self._reduce(buffer, self.local_weight, start, failed)
         f, g = self._finish(theta, buffer[0], buffer[1 : p + 1], total)
         H = buffer[p + 1 : p + 1 + p * p].reshape(p, p) / total
@@ -361,7 +361,7 @@ class Objective(Reduced):
                 theta, p, lambda X_b, d_b: self.kernels.curvature_product(X_b, d_b, raw_v)
             )
 
-        failed = self._local(buffer, work)
+        failed = local_pass(buffer, work)
         total = self._reduce(buffer, self.local_weight, start, failed)
         Hv = buffer[:p] / total
         if self.scaling is not None:
@@ -384,7 +384,7 @@ class Objective(Reduced):
             buffer[: 2 * n] = diagonal.ravel()
             buffer[2 * n] = d.sum()
 
-        failed = self._local(buffer, work)
+        failed = local_pass(buffer, work)
         total = self._reduce(buffer, self.local_weight, start, failed)
         squares, linear, h_nn = buffer[:n] / total, buffer[n : 2 * n] / total, buffer[2 * n] / total
         if self.scaling is not None:

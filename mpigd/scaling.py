@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .io.stream import chunks
 from .kernels import is_sparse
 from .kernels.dense import row_blocks
 from .kernels.theta import unpack_theta
@@ -117,7 +118,7 @@ def standardization(comm, X_local: np.ndarray, shift: np.ndarray) -> Scaling:
     # rows on disk (mpigd.io.stream.StreamedRows) are summed a block at a time; a read
     # that fails there is raised on every rank
     with rank_local(comm):
-        for _, X_b in X_local.blocks() if hasattr(X_local, "blocks") else [(None, X_local)]:
+        for _, X_b in chunks(X_local):
             total, squares = moment_sums(X_b, shift)
             sums[:n] += total
             sums[n : 2 * n] += squares

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import MpigdError
 from ..host import parse_bytes
-from ..partition import BLOCK_BYTES
+from ..partition import BLOCK_BYTES, OPTIMIZER_VECTORS
 from . import sparse
 from .dataset import DatasetInfo
 from .outputs import human_bytes
@@ -51,6 +51,13 @@ def forced_block_bytes() -> int | None:
 KERNEL_WORK_BYTES = 4 * BLOCK_BYTES
 
 
+def held_bytes(process: float, info: DatasetInfo, rows: int) -> float:
+    """What a rank of ``rows`` rows holds before its blocks: ``process`` (the process as
+    measured), the optimiser's vectors and :data:`ROW_STATE_BYTES` a row: ``fixed`` of
+    :func:`block_bytes`. Collective: no."""
+    return process + 8.0 * OPTIMIZER_VECTORS * (info.n_features + 1) + rows * ROW_STATE_BYTES
+
+
 def block_bytes(info: DatasetInfo, budget: float, fixed: float) -> int:
     """Bytes of each of a pass's two read buffers for a rank that may use ``budget``
     bytes in all, ``fixed`` of them taken already (the process as it is, the optimiser's
@@ -68,11 +75,11 @@ def block_bytes(info: DatasetInfo, budget: float, fixed: float) -> int:
     least = max(row, 1 << 16)
     if size >= least:
         return size
-    return _too_little(info, budget, budget - left + (8 if info.csr else 5) * least)
+    raise _too_little(info, budget, budget - left + (8 if info.csr else 5) * least)
 
 
-def _too_little(info: DatasetInfo, budget: float, need: float):
-    raise MpigdError(
+def _too_little(info: DatasetInfo, budget: float, need: float) -> MpigdError:
+    return MpigdError(
         f"a memory budget of {human_bytes(budget)} a rank is too little to stream "
         f"{info.path}: a rank needs about {human_bytes(need)} (the process, the optimiser, "
         f"{ROW_STATE_BYTES} bytes a row and two blocks of at least one row); give more "

@@ -303,12 +303,11 @@ def read_csr_rows(
 ) -> tuple[sp.csr_matrix, int, int]:
     """Rank ``rank``'s rows of a CSR group (balanced by non-zeros, checked; NaN and
     infinite values only with ``finite``) and where they are. Collective: no."""
+    start, stop = rank_range(info, rank, size)
     try:
         with h5py.File(info.path, "r") as f:
-            group = f[info.x_key]
-            start, stop = sparse.rank_rows(group, info.n_rows, info.csr.nnz, size, rank)
             X = sparse.read_rows(
-                group, info.x_key, info.path, info.n_features, start, stop, finite=finite
+                f[info.x_key], info.x_key, info.path, info.n_features, start, stop, finite=finite
             )
     except READ_ERRORS as exc:
         raise MpigdError(f"reading {info.path} (rank {rank}'s rows) failed: {exc}") from exc

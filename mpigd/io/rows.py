@@ -10,14 +10,7 @@ from ..errors import InvalidInputError, MpigdError, literal
 from ..host import resident_bytes
 from ..kernels.losses import LabelProblem, class_label_problem, make_loss
 from ..parallel import gather_all, max_over_ranks, memory_per_rank, print0, rank_local
-from ..partition import OPTIMIZER_VECTORS
-from .budget import (
-    ROW_STATE_BYTES,
-    STREAM_ENV,
-    block_bytes,
-    forced_block_bytes,
-    settle_libraries,
-)
+from .budget import STREAM_ENV, block_bytes, forced_block_bytes, held_bytes, settle_libraries
 from .dataset import (
     DatasetInfo,
     LocalData,
@@ -103,11 +96,10 @@ def _read_hdf5_rows(comm, data, x_key, y_key, weight_key, n_features, memory, st
         return info, local
     with rank_local(comm):
         start, stop = rank_range(info, comm.rank, comm.size)
-    optimizer = 8.0 * OPTIMIZER_VECTORS * (info.n_features + 1)
-    fixed = max_over_ranks(comm, [taken + optimizer + (stop - start) * ROW_STATE_BYTES])
+    fixed = max_over_ranks(comm, [held_bytes(taken, info, stop - start)])
     with rank_local(comm):
         block = forced or block_bytes(info, budget, float(fixed[0]))
-        local = read_streamed(info, comm.rank, comm.size, block)
+        local = read_streamed(info, start, stop, block)
     why = f"the ranks' rows do not fit a budget of {human_bytes(budget)} a rank"
     print0(
         comm,

@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import MpigdError
 from ..partition import rows_per_block
 from . import sparse
-from .dataset import DatasetInfo, LocalData, check_finite, rank_range, read_columns
+from .dataset import DatasetInfo, LocalData, check_finite, read_columns
 from .hdf5 import READ_ERRORS
 
 
@@ -125,12 +125,11 @@ def head(X, rows: int):
     return X.head(rows) if isinstance(X, StreamedRows) else X[:rows]
 
 
-def read_streamed(info: DatasetInfo, rank: int, size: int, block: int) -> LocalData:
-    """Rank ``rank``'s rows (of ``size`` ranks), X left on disk as :class:`StreamedRows`
-    of ``block``-byte blocks, its labels and weights read; one pass checks X as
-    :func:`~mpigd.io.dataset.read_block` does (finite values; CSR indices in range, none
-    twice in a row). Collective: no."""
-    start, stop = rank_range(info, rank, size)
+def read_streamed(info: DatasetInfo, start: int, stop: int, block: int) -> LocalData:
+    """Rows ``start:stop`` (a rank's: :func:`~mpigd.io.dataset.rank_range`), X left on
+    disk as :class:`StreamedRows` of ``block``-byte blocks, their labels and weights read;
+    one pass checks X as :func:`~mpigd.io.dataset.read_block` does (finite values; CSR
+    indices in range, none twice in a row). Collective: no."""
     X = StreamedRows(info, start, stop, block)
     for rows, X_b in X.blocks():
         first, last = start + rows.start, start + rows.stop

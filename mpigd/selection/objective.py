@@ -14,12 +14,12 @@ from functools import partial
 
 import numpy as np
 
-from ..errors import Interrupted, MpigdError
+from ..errors import Interrupted
 from ..evaluation import metrics
 from ..io.stream import chunks, like
 from ..kernels.folds import fold_scores, select_fold_sums
 from ..kernels.losses import PointwiseLoss
-from ..objective import PackedReduction, Reduced, penalized
+from ..objective import PackedReduction, Reduced, local_pass, penalized
 from ..parallel import allreduce_sum, rank_local, wtime
 from ..scaling import Scaling
 
@@ -121,12 +121,8 @@ class FoldObjectives(Reduced):
         models = np.fromiter(points, dtype=np.int64)
         p, F = self.size, len(models)
         buffer = np.zeros(2 * F + p * F + 1)  # [losses, held-out losses, gradients, stop]
-        failed = None
-        try:
-            self._sweep(buffer, self._raw_matrix(points), models)
-        except MpigdError as exc:  # rows streamed from a file that became unreadable
-            buffer[:] = 0.0
-            failed = exc
+        Theta = self._raw_matrix(points)
+        failed = local_pass(buffer, lambda: self._sweep(buffer, Theta, models))
         self.reduction(buffer, start, failed)
         if self.stop_requested:  # a signal on some rank: every rank stops here alike
             raise Interrupted.agreed()

@@ -50,7 +50,7 @@ def load_problem(
     without training rows. ``data`` is a path, or this rank's rows read already (the
     estimators' arrays, or the rows of a cross-validation for its final model).
     Collective: yes."""
-    info, local, classes = _rows(comm, data, options, models)
+    info, local, classes = _rows(comm, data, options)
     count = n_classes(comm, local) if options.model == "softmax" else 2
     folds = models if models > 1 else options.folds
     if folds is not None:
@@ -84,7 +84,7 @@ def load_problem(
     return Problem(info, local, loss, count, budget, n_rows, shift, classes)
 
 
-def _rows(comm, data, options: TrainOptions, models: int):
+def _rows(comm, data, options: TrainOptions):
     """This rank's rows, checked for the model, and the label values with
     ``labels="auto"`` (None for class indices). Collective: yes."""
     if isinstance(data, LocalData):  # rows read already (mpigd.cv, in-memory estimators)

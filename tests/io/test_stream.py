@@ -16,7 +16,7 @@ from mpi4py import MPI
 
 from mpigd.errors import MpigdError
 from mpigd.io.budget import STREAM_ENV, block_bytes
-from mpigd.io.dataset import inspect_dataset, read_block
+from mpigd.io.dataset import inspect_dataset, rank_range, read_block
 from mpigd.io.stream import StreamedRows, chunks, read_streamed
 from mpigd.kernels.losses import make_loss
 from mpigd.objective import Objective
@@ -55,7 +55,7 @@ def _dense(X):
 def test_blocks_are_the_rows_read_in_memory(files, kind, rank):
     info = inspect_dataset(files[kind], weight_key="w")
     held = read_block(info, rank, 3)
-    streamed = read_streamed(info, rank, 3, block=700)  # a few rows a block
+    streamed = read_streamed(info, *rank_range(info, rank, 3), block=700)  # a few rows a block
     assert (streamed.start, streamed.stop) == (held.start, held.stop)
     np.testing.assert_array_equal(streamed.y, held.y)
     np.testing.assert_array_equal(streamed.weights, held.weights)
@@ -73,7 +73,7 @@ def _objectives(info, loss, block, *, weighted, standardize):
     """The same rows, in memory and streamed in blocks of ``block`` bytes."""
     comm = MPI.COMM_SELF
     out = []
-    for local in (read_block(info, 0, 1), read_streamed(info, 0, 1, block)):
+    for local in (read_block(info, 0, 1), read_streamed(info, 0, info.n_rows, block)):
         weights = local.weights if weighted else None
         scaling = None
         if standardize:
@@ -138,7 +138,7 @@ def test_an_objective_pass_that_fails_is_an_error_not_a_hang(files, tmp_path):
     path = tmp_path / "gone.h5"
     path.write_bytes(files["csr"].read_bytes())
     info = inspect_dataset(path)
-    local = read_streamed(info, 0, 1, 400)
+    local = read_streamed(info, 0, info.n_rows, 400)
     objective = Objective(MPI.COMM_SELF, local.X, local.y, make_loss("logistic"))
     objective(np.zeros(objective.size))
     os.remove(path)
