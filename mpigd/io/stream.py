@@ -209,8 +209,10 @@ def _view(rows: StreamedRows, buffers, lo: int, hi: int):
     return sp.csr_matrix((data, indices, indptr), shape=(hi - lo, rows.shape[1]), copy=False)
 
 
-def _read_error(rows: StreamedRows, lo: int, hi: int, exc: BaseException) -> MpigdError:
-    if isinstance(exc, MpigdError):
+def _read_error(rows: StreamedRows, lo: int, hi: int, exc: BaseException) -> BaseException:
+    """What the caller raises for the reader's exception ``exc``: a failed read as one
+    :class:`~mpigd.errors.MpigdError` naming the rows; anything else (a bug) as it is."""
+    if isinstance(exc, MpigdError) or not isinstance(exc, READ_ERRORS):
         return exc
     first, last = rows.start + lo, rows.start + hi
     return MpigdError(f"reading rows {first}:{last} of {rows.info.path} failed: {exc}")
