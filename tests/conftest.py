@@ -28,30 +28,69 @@ def write_h5(path, X, y, **datasets) -> Path:
     return Path(path)
 
 
+#: The test parameters of the losses that have one.
+POWER, EPSILON = 1.4, 1.0
+
+
+def targets(kind: str, z: np.ndarray, rng) -> np.ndarray:
+    """Targets of ``kind`` drawn around the predictors ``z`` (any shape for softmax:
+    classes 0 .. 2)."""
+    m = len(z)
+    if kind in ("linear", "huber"):
+        noise = rng.standard_normal(m)
+        if kind == "huber":  # a few gross outliers
+            noise[rng.random(m) < 0.1] *= 20
+        return z + 0.1 * noise if kind == "linear" else z + noise
+    if kind == "softmax":
+        return rng.integers(0, 3, m).astype(np.float64)
+    if kind == "poisson":
+        return rng.poisson(np.exp(z)).astype(np.float64)
+    if kind == "gamma":
+        return rng.gamma(2.0, np.exp(z) / 2.0)
+    if kind == "tweedie":  # compound Poisson-Gamma: exact zeros and positive amounts
+        counts = rng.poisson(0.8 * np.exp(z))
+        return np.where(counts > 0, rng.gamma(np.maximum(counts, 1) * 2.0, 0.6), 0.0)
+    return (rng.random(m) < 1 / (1 + np.exp(-z))).astype(np.float64)  # logistic, svm
+
+
 def random_problem(kind: str, m: int, n: int, seed: int = 0):
     """A well-conditioned random problem: X (m, n), y (m,)."""
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((m, n))
     w = rng.standard_normal(n) / np.sqrt(n)
-    z = X @ w + 0.3
+    return X, targets(kind, X @ w + 0.3, rng)
+
+
+def reference_loss(kind: str, z: np.ndarray, y: np.ndarray):
+    """Each row's loss and its derivative in z, written out from the README's table."""
     if kind == "linear":
-        return X, z + 0.1 * rng.standard_normal(m)
-    return X, (rng.random(m) < 1 / (1 + np.exp(-z))).astype(np.float64)
+        return (z - y) ** 2 / 2, z - y
+    if kind == "logistic":
+        return np.logaddexp(0.0, z) - y * z, 1 / (1 + np.exp(-z)) - y
+    if kind == "poisson":
+        return np.exp(z) - y * z, np.exp(z) - y
+    if kind == "gamma":
+        return z + y * np.exp(-z), 1 - y * np.exp(-z)
+    if kind == "tweedie":
+        p = POWER
+        a, b = np.exp((2 - p) * z), y * np.exp((1 - p) * z)
+        return a / (2 - p) - b / (1 - p), a - b
+    if kind == "huber":
+        r, e = y - z, EPSILON
+        inside = np.abs(r) <= e
+        return np.where(inside, r**2 / 2, e * np.abs(r) - e**2 / 2), -np.clip(r, -e, e)
+    t = 2 * y - 1  # svm
+    h = np.maximum(0.0, 1 - t * z)
+    return h**2, -2 * t * h
 
 
 def reference_objective(kind: str, X, y, theta, l2: float = 0.0):
     """The objective exactly as the README states it, in plain NumPy on the full data."""
     w, b = theta[:-1], theta[-1]
-    z = X @ w + b
+    values, derivative = reference_loss(kind, X @ w + b, y)
     m = len(y)
-    if kind == "linear":
-        r = z - y
-        loss = r @ r / (2 * m)
-        dz = r / m
-    else:
-        loss = np.mean(np.logaddexp(0.0, z) - y * z)
-        dz = (1 / (1 + np.exp(-z)) - y) / m
-    loss += 0.5 * l2 * w @ w
+    loss = values.mean() + 0.5 * l2 * w @ w
+    dz = derivative / m
     grad = np.append(X.T @ dz + l2 * w, dz.sum())
     return loss, grad
 

@@ -2,8 +2,9 @@
  * Fused local sums for mpigd: one sweep over this rank's rows computes z = x W + b, the
  * pointwise loss and its derivative r, and accumulates X^T r, so each row of X is read
  * from memory once while it is in cache. Dense rows (float32 or float64, row-major) and
- * CSR rows (float32 or float64 values; int32 or int64 indices and indptr); linear,
- * logistic and softmax losses; optional row weights. Sums are float64.
+ * CSR rows (float32 or float64 values; int32 or int64 indices and indptr); the losses of
+ * _losses.h (least squares, logistic, softmax, Poisson, Gamma, Tweedie, Huber and the
+ * squared hinge); optional row weights. Sums are float64.
  *
  * The sweeps are written once, in _fused_dense.inc and _fused_csr.inc, and included here
  * once per element type. They take their arguments in four structs: the rows (Rows), the
@@ -30,9 +31,18 @@
 #include <stdint.h>
 #include <string.h>
 
-#define KERNEL_ABI 5 /* bumped with the calling convention: a stale build is never used */
+#define KERNEL_ABI 6 /* bumped with the calling convention: a stale build is never used */
 
-enum { LOSS_LINEAR = 0, LOSS_LOGISTIC = 1, LOSS_SOFTMAX = 2 };
+enum {
+    LOSS_LINEAR = 0,
+    LOSS_LOGISTIC = 1,
+    LOSS_SOFTMAX = 2,
+    LOSS_POISSON = 3,
+    LOSS_GAMMA = 4,
+    LOSS_TWEEDIE = 5,
+    LOSS_HUBER = 6,
+    LOSS_SVM = 7,
+};
 
 /* Rows whose predictors are computed before their losses (their exp/log1p latencies
  * overlap), at most BLOCK_BYTES of dense rows: in cache (L2) for the gradient sweep. */
@@ -63,12 +73,13 @@ typedef struct {
 } Rows;
 
 /* The model the sums are taken at: K outputs, each of n weights W and an intercept b;
- * the loss (LOSS_*); need_loss 0 skips the loss sum (it is then 0), not the gradient.
+ * the loss (its LOSS_* code and parameter); need_loss 0 skips the loss sum (it is then 0), not the gradient.
  * W is laid out as the sweep reads it: (K, n) for dense rows, (n, K) as in theta for CSR. */
 typedef struct {
     const double *W, *b;
     Py_ssize_t K;
-    int loss, need_loss;
+    Loss loss;
+    int need_loss;
 } Model;
 
 /* Cross-validation: the K outputs are K single-output models, each leaving out the rows
@@ -190,6 +201,7 @@ typedef struct {
     struct {
         Py_buffer theta;
         int loss, need_loss;
+        double param;
         Py_ssize_t K;
     } model;
     Py_buffer grad;
@@ -375,10 +387,16 @@ static int check_call(const Call *c, int csr)
                      "K >= 1", m, n, K);
         return 0;
     }
-    if (loss < LOSS_LINEAR || loss > LOSS_SOFTMAX ||
+    if (loss < LOSS_LINEAR || loss > LOSS_SVM ||
         (folds ? loss == LOSS_SOFTMAX : (loss == LOSS_SOFTMAX) != (K > 1))) {
         PyErr_Format(PyExc_ValueError, "loss code %d does not go with K = %zd outputs%s", loss,
                      K, folds ? " of fold models" : "");
+        return 0;
+    }
+    const double a = c->model.param;
+    if ((loss == LOSS_TWEEDIE && !(a > 1.0 && a < 2.0)) || (loss == LOSS_HUBER && !(a > 0.0))) {
+        PyErr_Format(PyExc_ValueError, "loss code %d cannot take the parameter %g (tweedie: "
+                     "1 < power < 2; huber: epsilon > 0)", loss, a);
         return 0;
     }
     Py_ssize_t params = times(n + 1, K);
@@ -464,7 +482,8 @@ static int run_dense(const Call *c, double *total)
     const double *theta = c->model.theta.buf;
     double *grad = c->grad.buf;
     size_t grad_bytes = (size_t)c->grad.len;
-    Model model = {theta, theta + n * K, K, c->model.loss, c->model.need_loss};
+    Model model = {theta, theta + n * K, K, {c->model.loss, c->model.param},
+                   c->model.need_loss};
     Out out = {grad, grad + n * K, z, z + BLOCK * K, NULL, -1};
     Py_BEGIN_ALLOW_THREADS
     memset(grad, 0, grad_bytes);
@@ -500,7 +519,8 @@ static int run_csr(const Call *c, double *total, Out *out)
     const double *theta = c->model.theta.buf;
     double *grad = c->grad.buf;
     size_t grad_bytes = (size_t)c->grad.len;
-    Model model = {theta, theta + n * K, K, c->model.loss, c->model.need_loss};
+    Model model = {theta, theta + n * K, K, {c->model.loss, c->model.param},
+                   c->model.need_loss};
     *out = (Out){grad, grad + n * K, z, z + BLOCK * K, NULL, -1};
     Py_BEGIN_ALLOW_THREADS
     memset(grad, 0, grad_bytes);
@@ -513,8 +533,9 @@ static int run_csr(const Call *c, double *total, Out *out)
 /* dense_sums(rows, model, grad[, folds]) -> float: the loss sum; grad is overwritten.
  *   rows = (X, m, n, y, weights): X float32 or float64, m x n, row-major; y float64 (m);
  *          weights float64, m, or empty for none
- *   model = (theta, loss, K, need_loss): theta float64 ((n + 1) K, as mpigd lays it
- *          out), loss the code (0 linear, 1 logistic, 2 softmax), K its outputs
+ *   model = (theta, loss, param, K, need_loss): theta float64 ((n + 1) K, as mpigd lays
+ *          it out), loss the code (LOSS_*) and param its parameter (tweedie's power,
+ *          huber's epsilon; else ignored), K its outputs
  *   grad: float64, (n + 1) K, written
  *   folds = (fold, labels, class_weights, loss_sums): the K outputs are K fold models
  *          (Folds); loss_sums (float64, 2K) is added to. */
@@ -525,8 +546,9 @@ static PyObject *py_dense_sums(PyObject *self, PyObject *args)
     double total = 0.0;
     (void)self;
     memset(&c, 0, sizeof c);
-    if (!PyArg_ParseTuple(args, "(OnnOO)(Oinp)O|(OOOO):dense_sums", &o.X, &c.rows.m,
-                          &c.rows.n, &o.y, &o.s, &o.theta, &c.model.loss, &c.model.K,
+    if (!PyArg_ParseTuple(args, "(OnnOO)(Oidnp)O|(OOOO):dense_sums", &o.X, &c.rows.m,
+                          &c.rows.n, &o.y, &o.s, &o.theta, &c.model.loss,
+                          &c.model.param, &c.model.K,
                           &c.model.need_loss, &o.grad, &o.fold, &o.labels, &o.cw,
                           &o.loss_sums))
         return NULL;
@@ -553,9 +575,9 @@ static PyObject *py_csr_sums(PyObject *self, PyObject *args)
     double total = 0.0;
     (void)self;
     memset(&c, 0, sizeof c);
-    if (!PyArg_ParseTuple(args, "(OOOnnOO)(Oinp)O|(OOOO):csr_sums", &o.X, &o.indices,
+    if (!PyArg_ParseTuple(args, "(OOOnnOO)(Oidnp)O|(OOOO):csr_sums", &o.X, &o.indices,
                           &o.indptr, &c.rows.m, &c.rows.n, &o.y, &o.s, &o.theta,
-                          &c.model.loss, &c.model.K, &c.model.need_loss, &o.grad, &o.fold,
+                          &c.model.loss, &c.model.param, &c.model.K, &c.model.need_loss, &o.grad, &o.fold,
                           &o.labels, &o.cw, &o.loss_sums))
         return NULL;
     c.folds.given = o.fold != NULL;
@@ -576,7 +598,7 @@ static PyObject *py_csr_sums(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"dense_sums", py_dense_sums, METH_VARARGS,
      "dense_sums(rows, model, grad[, folds]) -> float\n\nFused loss and gradient sums, dense "
-     "rows: rows = (X, m, n, y, weights), model = (theta, loss, K, need_loss), folds = "
+     "rows: rows = (X, m, n, y, weights), model = (theta, loss, param, K, need_loss), folds = "
      "(fold, labels, class_weights, loss_sums)."},
     {"csr_sums", py_csr_sums, METH_VARARGS,
      "csr_sums(rows, model, grad[, folds]) -> float\n\nFused loss and gradient sums, CSR "

@@ -65,22 +65,55 @@ static INLINE double log1p_unit(double e)
     return 2.0 * s * p + (big ? ln2 : 0.0);
 }
 
-/* Losses of `rows` (<= BLOCK) single-output rows: z (predictors) in, r = s dl/dz out;
- * returns the weighted loss sum and adds sum(r) to *r_sum. y and s (NULL: unweighted)
- * point at the block's first row. Each loop is branch-free, so it vectorises. */
-static INLINE double block_losses(int loss, Py_ssize_t rows, const double *z, const double *y,
-                                  const double *s, double *r, double *r_sum, int need_loss,
-                                  double *unweighted)
+/* exp(x) for any x: exp_nonpos's reduction and polynomial, scaled by 2^(k - 1) * 2 so
+ * that k up to 1024 stays a normal number; 0 below -708, inf above 709.78 (NaN stays
+ * NaN). Branch-free, for the log-link losses, whose predictors may have either sign. */
+static INLINE double exp_real(double x)
 {
-    double v[BLOCK], total = 0.0, rs = 0.0;
-    if (loss == LOSS_LINEAR) {
+    const double log2e = 1.4426950408889634, ln2_hi = 6.93147180369123816490e-01,
+                 ln2_lo = 1.90821492927058770002e-10, shifter = 0x1.8p52;
+    double xc = x < -708.0 ? -708.0 : x > 709.78 ? 709.78 : x;
+    union { double d; int64_t i; } k = {xc * log2e + shifter}; /* round(x / ln 2) */
+    double kd = k.d - shifter;
+    double r = xc - kd * ln2_hi - kd * ln2_lo;  /* |r| <= ln(2) / 2 */
+    double p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0; p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;   p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;     p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;       p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;        p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;               p = p * r + 1.0;
+    p = p * r + 1.0;
+    union { int64_t i; double d; } half = {(int64_t)((uint64_t)(k.i + 1022) << 52)}; /* 2^(k-1) */
+    double result = p * half.d * 2.0;
+    return x < -708.0 ? 0.0 : x > 709.78 ? HUGE_VAL : result;
+}
+
+/* A pointwise loss: its code (LOSS_*) and parameter (tweedie's power, huber's epsilon;
+ * unused by the others, and checked by the entry points where it is used). */
+typedef struct {
+    int code;
+    double param;
+} Loss;
+
+/* Each row's loss v and derivative r = dl/dz for `rows` (<= BLOCK) single-output rows;
+ * v is left unset when !need_loss (logistic skips its log1p). One branch-free loop per
+ * loss, so each vectorises; the formulas are those of losses.py, which the tests compare
+ * against. */
+static INLINE void pointwise(Loss loss, Py_ssize_t rows, const double *z, const double *y,
+                             double *r, double *v, int need_loss)
+{
+    const double a = loss.param;
+    switch (loss.code) {
+    case LOSS_LINEAR:
 #pragma omp simd
         for (Py_ssize_t i = 0; i < rows; i++) {
             r[i] = z[i] - y[i];
             v[i] = 0.5 * r[i] * r[i];
         }
-    } else {
-        /* logistic: log(1 + exp(z)) - y z and sigmoid(z) - y, from one e = exp(-|z|) */
+        break;
+    case LOSS_LOGISTIC:
+        /* log(1 + exp(z)) - y z and sigmoid(z) - y, from one e = exp(-|z|) */
 #pragma omp simd
         for (Py_ssize_t i = 0; i < rows; i++) {
             double zi = z[i], e = exp_nonpos(-fabs(zi)), inv = 1.0 / (1.0 + e);
@@ -92,7 +125,60 @@ static INLINE double block_losses(int loss, Py_ssize_t rows, const double *z, co
             for (Py_ssize_t i = 0; i < rows; i++)
                 v[i] = (z[i] > 0.0 ? z[i] : 0.0) + log1p_unit(v[i]) - y[i] * z[i];
         }
+        break;
+    case LOSS_POISSON: /* exp(z) - y z */
+#pragma omp simd
+        for (Py_ssize_t i = 0; i < rows; i++) {
+            double mu = exp_real(z[i]);
+            r[i] = mu - y[i];
+            v[i] = mu - y[i] * z[i];
+        }
+        break;
+    case LOSS_GAMMA: /* z + y exp(-z) */
+#pragma omp simd
+        for (Py_ssize_t i = 0; i < rows; i++) {
+            double ye = y[i] * exp_real(-z[i]);
+            r[i] = 1.0 - ye;
+            v[i] = z[i] + ye;
+        }
+        break;
+    case LOSS_TWEEDIE: /* exp((2 - p) z) / (2 - p) - y exp((1 - p) z) / (1 - p) */
+#pragma omp simd
+        for (Py_ssize_t i = 0; i < rows; i++) {
+            double e2 = exp_real((2.0 - a) * z[i]), ye1 = y[i] * exp_real((1.0 - a) * z[i]);
+            r[i] = e2 - ye1;
+            v[i] = e2 / (2.0 - a) - ye1 / (1.0 - a);
+        }
+        break;
+    case LOSS_HUBER: /* rho(y - z): quadratic within epsilon, linear beyond */
+#pragma omp simd
+        for (Py_ssize_t i = 0; i < rows; i++) {
+            double d = z[i] - y[i], ad = fabs(d);
+            r[i] = d > a ? a : d < -a ? -a : d;
+            v[i] = ad <= a ? 0.5 * d * d : a * ad - 0.5 * a * a;
+        }
+        break;
+    default: /* LOSS_SVM: max(0, 1 - t z)^2 with t = 2y - 1 */
+#pragma omp simd
+        for (Py_ssize_t i = 0; i < rows; i++) {
+            double t = 2.0 * y[i] - 1.0, h = 1.0 - t * z[i];
+            h = h > 0.0 ? h : 0.0;
+            r[i] = -2.0 * t * h;
+            v[i] = h * h;
+        }
+        break;
     }
+}
+
+/* Losses of `rows` (<= BLOCK) single-output rows: z (predictors) in, r = s dl/dz out;
+ * returns the weighted loss sum and adds sum(r) to *r_sum. y and s (NULL: unweighted)
+ * point at the block's first row. Each loop is branch-free, so it vectorises. */
+static INLINE double block_losses(Loss loss, Py_ssize_t rows, const double *z, const double *y,
+                                  const double *s, double *r, double *r_sum, int need_loss,
+                                  double *unweighted)
+{
+    double v[BLOCK], total = 0.0, rs = 0.0;
+    pointwise(loss, rows, z, y, r, v, need_loss);
     if (unweighted) /* each row's loss before the weights (cross-validation) */
         memcpy(unweighted, v, (size_t)rows * sizeof(double));
     if (s) {
@@ -127,7 +213,7 @@ static INLINE double log_ge1(double x)
  * overwritten. One output: block_losses. Softmax: each row's exponentials (shifted by
  * the row's largest predictor, so none overflows) are vectorised over the outputs, and
  * the normalisers' logarithms over the rows. */
-static INLINE double losses(int loss, Py_ssize_t rows, Py_ssize_t K, double *z,
+static INLINE double losses(Loss loss, Py_ssize_t rows, Py_ssize_t K, double *z,
                             const double *y, const double *s, double *r, double *r_sum,
                             int need_loss)
 {
@@ -166,12 +252,12 @@ static INLINE double losses(int loss, Py_ssize_t rows, Py_ssize_t K, double *z,
     return total;
 }
 
-/* Losses of F single-output models (linear or logistic) at once, for cross-validation:
+/* Losses of F single-output models (any loss but softmax) at once, for cross-validation:
  * z and r are rows x F, row-major; model k weighs row i by s_i cw[k][y_i] if the row is
  * outside fold labels[k], else 0 (cw: NULL, or F x 2 class weights). Adds each model's
  * weighted training loss to sums[k], its unweighted loss on the rows of its own fold
  * (the validation loss) to sums[F + k], and its sum of r to r_sum[k]. */
-static INLINE void fold_losses(int loss, Py_ssize_t rows, Py_ssize_t F, const double *z,
+static INLINE void fold_losses(Loss loss, Py_ssize_t rows, Py_ssize_t F, const double *z,
                                const double *y, const double *s, const int64_t *fold,
                                const int64_t *labels, const double *cw, double *r,
                                double *r_sum, double *sums)

@@ -26,7 +26,7 @@ from ..errors import InvalidInputError, MpigdError
 from . import is_sparse
 from .losses import PointwiseLoss
 
-ABI = 5  # must match KERNEL_ABI in _fused.c: a stale build is never called
+ABI = 6  # must match KERNEL_ABI in _fused.c: a stale build is never called
 #: Where BLAS is faster than the fused sweep (benchmarks/local_pass.py and the README's
 #: kernel table, this project's 2-core machine): dense rows wider than this many
 #: features (gemv streams a wide row at memory speed; at 16,384 the fused sweep is 0.7x),
@@ -34,7 +34,16 @@ ABI = 5  # must match KERNEL_ABI in _fused.c: a stale build is never called
 #: 0.65x at 32, against 2x at 4).
 DENSE_MAX_FEATURES = 2048
 DENSE_MAX_CLASSES = 8
-_LOSS_CODES = {"linear": 0, "logistic": 1, "softmax": 2}
+_LOSS_CODES = {
+    "linear": 0,
+    "logistic": 1,
+    "softmax": 2,
+    "poisson": 3,
+    "gamma": 4,
+    "tweedie": 5,
+    "huber": 6,
+    "svm": 7,
+}
 _NO_WEIGHTS = np.empty(0)
 
 
@@ -123,7 +132,7 @@ def dense_sweep(X, y, theta, loss: PointwiseLoss, out=None, *, weights=None, nee
     m, n = X.shape
     grad = np.empty(np.shape(theta)) if out is None else out
     rows = (X, m, n, _float64(y), _weights(weights))
-    model = (_float64(theta), _LOSS_CODES[loss.name], loss.n_outputs, need_loss)
+    model = (_float64(theta), *_code(loss), loss.n_outputs, need_loss)
     return _fused.dense_sums(rows, model, grad), grad
 
 
@@ -133,7 +142,7 @@ def csr_sweep(X, y, theta, loss: PointwiseLoss, out=None, *, weights=None, need_
     m, n = X.shape
     grad = np.empty(np.shape(theta)) if out is None else out
     rows = (*_csr_arrays(X), m, n, _float64(y), _weights(weights))
-    model = (_float64(theta), _LOSS_CODES[loss.name], loss.n_outputs, need_loss)
+    model = (_float64(theta), *_code(loss), loss.n_outputs, need_loss)
     return _fused.csr_sums(rows, model, grad), grad
 
 
@@ -152,7 +161,7 @@ def fold_sweep(X, y, Theta, loss: PointwiseLoss, fold, labels, *, weights=None, 
     )
     theta = _float64(Theta).ravel()  # (n + 1, F) in C order: F outputs of one model
     grad = np.empty(theta.shape)
-    model = (theta, _LOSS_CODES[loss.name], F, True)
+    model = (theta, *_code(loss), F, True)
     tail = (m, n, _float64(y), _weights(weights))
     if getattr(X, "format", None) == "csr":
         _fused.csr_sums((*_csr_arrays(X), *tail), model, grad, folds)
@@ -171,6 +180,11 @@ def _csr_arrays(X) -> tuple:
     if indptr.dtype != np.int32 or indices.dtype == np.int64:
         indptr = indptr.astype(np.int64, copy=False)
     return data, np.ascontiguousarray(indices), np.ascontiguousarray(indptr)
+
+
+def _code(loss: PointwiseLoss) -> tuple[int, float]:
+    """The C code's loss code and parameter (tweedie's power, huber's epsilon, else 0)."""
+    return _LOSS_CODES[loss.name], float(getattr(loss, "parameter", 0.0))
 
 
 def _float64(a):

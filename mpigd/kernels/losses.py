@@ -40,10 +40,12 @@ class LabelProblem(NamedTuple):
 
 
 class PointwiseLoss(Protocol):
-    """A loss ``l(z, y)`` of the linear predictors ``z`` (``n_outputs`` per row)."""
+    """A loss ``l(z, y)`` of the linear predictors ``z`` (``n_outputs`` per row), with
+    its one ``parameter`` (tweedie's power, huber's epsilon; 0 for the others)."""
 
     name: str
     n_outputs: int
+    parameter: float
 
     def values_and_derivative(self, z: np.ndarray, y: np.ndarray):
         """``l(z_i, y_i)`` (k,) and ``dl/dz`` (the shape of ``z``)."""
@@ -63,6 +65,7 @@ class SquaredLoss:
 
     name = "linear"
     n_outputs = 1
+    parameter = 0.0
 
     def values_and_derivative(self, z, y):
         residual = z - y
@@ -80,6 +83,7 @@ class LogisticLoss:
 
     name = "logistic"
     n_outputs = 1
+    parameter = 0.0
 
     def values_and_derivative(self, z, y):
         softplus, sigmoid = log1pexp_and_expit(z)
@@ -101,6 +105,7 @@ class SoftmaxLoss:
     """
 
     name = "softmax"
+    parameter = 0.0
 
     def __init__(self, n_outputs: int):
         self.n_outputs = n_outputs
@@ -123,6 +128,124 @@ class SoftmaxLoss:
         return class_label_problem(y, self.n_outputs)
 
 
+def _exp(z: np.ndarray) -> np.ndarray:
+    """``exp(z)``, inf where it overflows (a loss there is inf: the line search steps
+    back, and training that cannot start says so), without NumPy's warning."""
+    with np.errstate(over="ignore"):
+        return np.exp(z)
+
+
+class PoissonLoss:
+    """``l(z, y) = exp(z) - y z``: Poisson deviance with the log link (up to a term in y
+    alone), ``y >= 0``: counts, or rates with the exposure as the row weight."""
+
+    name = "poisson"
+    n_outputs = 1
+    parameter = 0.0
+
+    def values_and_derivative(self, z, y):
+        mu = _exp(z)
+        return mu - y * z, mu - y
+
+    def curvature(self, z, y):
+        return _exp(z)
+
+    def label_problem(self, y):
+        return LabelProblem.of("poisson targets must be >= 0 (counts or rates)", y, y < 0)
+
+
+class GammaLoss:
+    """``l(z, y) = z + y exp(-z)``: Gamma deviance with the log link (up to a term in y
+    alone), ``y > 0``."""
+
+    name = "gamma"
+    n_outputs = 1
+    parameter = 0.0
+
+    def values_and_derivative(self, z, y):
+        ye = y * _exp(-z)
+        return z + ye, 1.0 - ye
+
+    def curvature(self, z, y):
+        return y * _exp(-z)
+
+    def label_problem(self, y):
+        return LabelProblem.of("gamma targets must be > 0", y, ~(y > 0))
+
+
+class TweedieLoss:
+    """``l(z, y) = exp((2-p) z) / (2-p) - y exp((1-p) z) / (1-p)``: Tweedie deviance of
+    power ``1 < p < 2`` (compound Poisson-Gamma) with the log link, up to a term in y
+    alone; ``y >= 0``."""
+
+    name = "tweedie"
+    n_outputs = 1
+
+    def __init__(self, power: float = 1.5):
+        if not 1.0 < power < 2.0:
+            raise ValueError(f"tweedie power must lie strictly between 1 and 2, got {power}")
+        self.parameter = float(power)
+
+    def values_and_derivative(self, z, y):
+        p = self.parameter
+        e2, ye1 = _exp((2.0 - p) * z), y * _exp((1.0 - p) * z)
+        return e2 / (2.0 - p) - ye1 / (1.0 - p), e2 - ye1
+
+    def curvature(self, z, y):
+        p = self.parameter
+        return (2.0 - p) * _exp((2.0 - p) * z) - (1.0 - p) * y * _exp((1.0 - p) * z)
+
+    def label_problem(self, y):
+        return LabelProblem.of("tweedie targets must be >= 0", y, y < 0)
+
+
+class HuberLoss:
+    """``l(z, y) = rho(y - z)``, ``rho(r) = r^2 / 2`` for ``|r| <= epsilon`` and
+    ``epsilon |r| - epsilon^2 / 2`` beyond: robust regression at a fixed scale, any real
+    ``y``. The curvature is the generalised one (1 inside, 0 outside)."""
+
+    name = "huber"
+    n_outputs = 1
+
+    def __init__(self, epsilon: float = 1.35):
+        if not epsilon > 0:
+            raise ValueError(f"huber epsilon must be > 0, got {epsilon}")
+        self.parameter = float(epsilon)
+
+    def values_and_derivative(self, z, y):
+        e = self.parameter
+        d = z - y
+        a = np.abs(d)
+        return np.where(a <= e, 0.5 * d * d, e * a - 0.5 * e * e), np.clip(d, -e, e)
+
+    def curvature(self, z, y):
+        return (np.abs(z - y) <= self.parameter).astype(np.float64)
+
+    def label_problem(self, y):
+        return None
+
+
+class SquaredHingeLoss:
+    """``l(z, y) = max(0, 1 - t z)^2`` with ``t = 2y - 1``: the L2-loss linear SVM,
+    ``y`` in {0, 1}. The curvature is the generalised one (2 inside the margin, else 0)."""
+
+    name = "svm"
+    n_outputs = 1
+    parameter = 0.0
+
+    def values_and_derivative(self, z, y):
+        t = 2.0 * y - 1.0
+        h = np.maximum(1.0 - t * z, 0.0)
+        return h * h, -2.0 * t * h
+
+    def curvature(self, z, y):
+        return np.where(1.0 - (2.0 * y - 1.0) * z > 0.0, 2.0, 0.0)
+
+    def label_problem(self, y):
+        rule = "svm labels must be 0 or 1 (any two values: --labels auto)"
+        return LabelProblem.of(rule, y, (y != 0) & (y != 1))
+
+
 def class_label_problem(y: np.ndarray, n_classes: int | None = None) -> LabelProblem | None:
     """Why ``y`` are not class labels ``0 .. n_classes - 1``, or None. Collective: no."""
     bad = (y != np.round(y)) | (y < 0)
@@ -132,15 +255,35 @@ def class_label_problem(y: np.ndarray, n_classes: int | None = None) -> LabelPro
     return LabelProblem.of(f"class labels must be integers {allowed}", y, bad)
 
 
-MODELS = ("linear", "logistic", "softmax")
+#: Every model, and those that classify (their labels are classes: ``--labels auto``,
+#: class weights, accuracy), those with two classes, and those with the log link (their
+#: prediction is ``exp(z)``, their targets are scored by deviance).
+MODELS = ("linear", "logistic", "softmax", "poisson", "gamma", "tweedie", "huber", "svm")
+CLASSIFIERS = ("logistic", "softmax", "svm")
+BINARY = ("logistic", "svm")
+LOG_LINK = ("poisson", "gamma", "tweedie")
+#: The deviance power of each log-link model without a power of its own.
+POWERS = {"poisson": 1.0, "gamma": 2.0}
 
 
-def make_loss(model: str, n_classes: int = 2) -> PointwiseLoss:
-    """The pointwise loss of ``model``; softmax needs the class count. Collective: no."""
-    if model == "linear":
-        return SquaredLoss()
-    if model == "logistic":
-        return LogisticLoss()
+def make_loss(
+    model: str, n_classes: int = 2, *, power: float = 1.5, epsilon: float = 1.35
+) -> PointwiseLoss:
+    """The pointwise loss of ``model``; softmax needs the class count, tweedie its
+    ``power``, huber its ``epsilon``. Collective: no."""
+    simple = {
+        "linear": SquaredLoss,
+        "logistic": LogisticLoss,
+        "poisson": PoissonLoss,
+        "gamma": GammaLoss,
+        "svm": SquaredHingeLoss,
+    }
+    if model in simple:
+        return simple[model]()
     if model == "softmax":
         return SoftmaxLoss(n_classes)
+    if model == "tweedie":
+        return TweedieLoss(power)
+    if model == "huber":
+        return HuberLoss(epsilon)
     raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")

@@ -48,7 +48,7 @@ def grouped(call: dict) -> tuple:
     ``(rows, model, grad[, folds])``."""
     values = ("data", "indices", "indptr") if "data" in call else ("X",)
     rows = tuple(call[k] for k in (*values, "m", "n", "y", "weights"))
-    model = tuple(call[k] for k in ("theta", "loss", "K", "need_loss"))
+    model = (call["theta"], call["loss"], call.get("param", 0.0), call["K"], call["need_loss"])
     if "fold" not in call:
         return rows, model, call["grad"]
     return rows, model, call["grad"], tuple(call[k] for k in ("fold", "labels", "cw", "loss_sums"))

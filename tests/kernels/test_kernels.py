@@ -15,12 +15,12 @@ import sys
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import ROOT
+from conftest import EPSILON, POWER, ROOT, targets
 
 from mpigd.kernels import compiled, dense, folds, for_rows, select, sparse
-from mpigd.kernels.losses import make_loss
+from mpigd.kernels.losses import MODELS, make_loss
 
-KINDS = ["linear", "logistic", "softmax"]
+KINDS = list(MODELS)
 needs_compiled = pytest.mark.skipif(
     compiled.name() != "compiled", reason=f"compiled kernels off: {compiled.why_not}"
 )
@@ -36,11 +36,9 @@ def test_the_compiled_kernels_are_built_unless_turned_off():
 
 def problem(kind, m, n, dtype, seed=0):
     rng = np.random.default_rng(seed)
-    loss = make_loss(kind, 3)
+    loss = make_loss(kind, 3, power=POWER, epsilon=EPSILON)
     X = rng.standard_normal((m, n)).astype(dtype)
-    y = rng.integers(0, 3 if kind == "softmax" else 2, m).astype(np.float64)
-    if kind == "linear":
-        y = rng.standard_normal(m)
+    y = targets(kind, rng.standard_normal(m), rng)
     theta = rng.standard_normal((n + 1) * loss.n_outputs) / np.sqrt(n + 1)
     return X, y, theta, loss, rng.random(m) + 0.5
 

@@ -43,7 +43,7 @@ def call(args: dict) -> tuple:
     ``args``: ``(rows, model, grad[, folds])``, folds when ``args["fold"]`` is given."""
     values = ("data", "indices", "indptr") if "data" in args else ("X",)
     rows = tuple(args[k] for k in (*values, "m", "n", "y", "weights"))
-    model = tuple(args[k] for k in ("theta", "loss", "K", "need_loss"))
+    model = (args["theta"], args["loss"], args.get("param", 0.0), args["K"], args["need_loss"])
     if args["fold"] is None:
         return rows, model, args["grad"]
     return rows, model, args["grad"], tuple(args[k] for k in ("fold", "labels", "cw", "loss_sums"))
@@ -149,7 +149,10 @@ BAD_CSR = {
     "weights of the wrong length": ({"weights": np.ones(4)}, "weights holds"),
     "a negative row count": ({"m": -1}, "need m, n >= 0"),
     "no outputs": ({"K": 0}, "K >= 1"),
-    "an unknown loss": ({"loss": 7}, "loss code 7"),
+    "an unknown loss": ({"loss": 8}, "loss code 8"),
+    "a tweedie power of 2": ({"loss": 5, "param": 2.0}, "1 < power < 2"),
+    "a NaN tweedie power": ({"loss": 5, "param": np.nan}, "1 < power < 2"),
+    "a huber epsilon of 0": ({"loss": 6, "param": 0.0}, "epsilon > 0"),
     "folds without their labels": (
         {"fold": np.zeros(M, np.int64), "labels": np.empty(0, np.int64)},
         "labels holds",
