@@ -14,17 +14,18 @@ from .io.hdf5 import get_dataset, open_input
 from .io.outputs import read_attrs, writing
 from .kernels import is_sparse
 from .kernels.dense import row_blocks
-from .kernels.losses import MODELS
+from .kernels.losses import BINARY, LOG_LINK, MODELS, POWERS
 from .kernels.theta import unpack_theta
 
 
 @dataclass(frozen=True)
 class LinearModel:
-    """Coefficients of a linear, logistic or softmax regression, and how they were trained.
+    """Coefficients of a linear model of any kind, and how it was trained.
 
     Parameters
     ----------
-    kind : {"linear", "logistic", "softmax"}
+    kind : str
+        One of :data:`mpigd.kernels.losses.MODELS`.
     coef : ndarray, shape (n,), or (n, K) for softmax
         On the raw feature scale, also after training with standardisation.
     intercept : float, or ndarray (K,) for softmax
@@ -51,6 +52,14 @@ class LinearModel:
         W, b = unpack_theta(theta, n_features, n_outputs)
         intercept = float(b) if n_outputs == 1 else np.array(b)
         return cls(kind, np.array(W), intercept, info or {}, arrays or {})
+
+    @property
+    def power(self) -> float | None:
+        """The deviance power of a log-link model (poisson 1, gamma 2, tweedie its own, as
+        trained), None for the others."""
+        if self.kind == "tweedie":
+            return float(self.info.get("power", 1.5))
+        return POWERS.get(self.kind)
 
     @property
     def history(self) -> np.ndarray | None:
@@ -82,29 +91,35 @@ class LinearModel:
         return out.reshape(X.shape[0], *self.coef.shape[1:])
 
     def outputs(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Predictions from decision values ``z``: values (linear) or class labels
-        (class 1 where z > 0; softmax's largest; the label values where the model keeps
-        ``arrays["classes"]``), and the probabilities of :meth:`predict_proba` (None for
-        linear)."""
+        """Predictions from decision values ``z``: values (linear, huber), means
+        ``exp(z)`` (the log-link models: poisson, gamma, tweedie) or class labels (class 1
+        where z > 0; softmax's largest; the label values where the model keeps
+        ``arrays["classes"]``), and the probabilities of :meth:`predict_proba` (logistic
+        and softmax; None for the others)."""
         from scipy.special import expit, softmax  # prediction only: not on training's path
 
         classes = self.arrays.get("classes")  # label values, from labels="auto"
-        if self.kind == "logistic":
+        if self.kind in BINARY:
             index = (z > 0).astype(np.int64)
-            return (index if classes is None else classes[index]), expit(z)
+            labels = index if classes is None else classes[index]
+            return labels, (expit(z) if self.kind == "logistic" else None)
         if self.kind == "softmax":
             index = z.argmax(axis=1)
             return (index if classes is None else classes[index]), softmax(z, axis=1)
+        if self.kind in LOG_LINK:
+            with np.errstate(over="ignore"):  # beyond float64: inf
+                return np.exp(z), None
         return z, None
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """P(y = 1 | x), shape (k,), for logistic; class probabilities (k, K) for softmax."""
-        if self.kind == "linear":
-            raise ValueError("predict_proba needs a logistic or softmax model")
+        if self.kind not in ("logistic", "softmax"):
+            raise ValueError(f"predict_proba needs a logistic or softmax model, not {self.kind}")
         return self.outputs(self.decision_function(X))[1]
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """Predicted values (linear) or class labels (logistic, softmax), shape (k,)."""
+        """Predicted values (linear, huber), means (poisson, gamma, tweedie) or class
+        labels (logistic, softmax, svm), shape (k,)."""
         return self.outputs(self.decision_function(X))[0]
 
     def save(self, path: str | os.PathLike) -> None:

@@ -124,6 +124,31 @@ def add_memory(parser) -> None:
     )
 
 
+def add_model(parser, models) -> None:
+    """``--model`` and the parameters of the losses that have one."""
+    parser.add_argument(
+        "--model",
+        required=True,
+        choices=list(models),
+        help="linear (least squares), logistic (labels 0/1), softmax (labels 0..K-1), "
+        "poisson (counts, log link), gamma (y > 0, log link), tweedie (y >= 0, log link), "
+        "huber (robust regression) or svm (squared hinge, labels 0/1); classifiers take any "
+        "label values with --labels auto",
+    )
+    parser.add_argument(
+        "--power",
+        type=float,
+        metavar="P",
+        help="tweedie's power, 1 < P < 2 (default: 1.5)",
+    )
+    parser.add_argument(
+        "--epsilon",
+        type=float,
+        metavar="E",
+        help="huber's threshold: residuals beyond E cost linearly (default: 1.35)",
+    )
+
+
 #: The most BLAS threads a rank may ask for (BLAS libraries take a C int, and no node has
 #: more cores than this).
 MAX_THREADS = 4096

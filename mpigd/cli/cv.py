@@ -10,6 +10,7 @@ from .common import (
     add_checkpointing,
     add_command,
     add_memory,
+    add_model,
     add_out,
     add_text_input,
     add_x_key,
@@ -22,7 +23,10 @@ from .common import (
     write_json_on_root,
 )
 
-METRIC_CHOICES = ("log_loss", "accuracy", "roc_auc", "rmse", "r2", "mae")
+#: selection.penalties.METRICS, without importing it at start-up (a test holds them equal).
+METRIC_CHOICES = (
+    "log_loss", "accuracy", "roc_auc", "rmse", "r2", "mae", "deviance", "d2", "hinge_loss",
+)  # fmt: skip
 
 
 def register(commands, run_options) -> None:
@@ -32,12 +36,12 @@ def register(commands, run_options) -> None:
         run_options,
         run,
         help="cross-validate along a penalty path",
-        description="K-fold cross-validation of a linear, logistic or softmax regression "
+        description="K-fold cross-validation of a linear model of any kind "
         "along a path of penalties, all folds in one pass over the data per evaluation; "
         "chooses the penalty and trains the final model on all rows.",
     )
     cv.add_argument("data", help="HDF5 file with datasets X and y, or LIBSVM/CSV text")
-    cv.add_argument("--model", required=True, choices=list(MODELS))
+    add_model(cv, MODELS)
     add_out(cv, "final model file to write (HDF5), trained on all rows at the chosen penalty")
     cv.add_argument("--folds", type=int, default=5, help="number of folds K (default: 5)")
     cv.add_argument(
@@ -104,7 +108,9 @@ def _add_path_options(parser) -> None:
     parser.add_argument(
         "--metric",
         choices=METRIC_CHOICES,
-        help="validation metric (default: log_loss for classifiers, rmse for linear)",
+        help="validation metric (default: the model's first: rmse for linear, log_loss for "
+        "logistic and softmax, deviance for poisson, gamma and tweedie, mae for huber, "
+        "hinge_loss for svm)",
     )
     parser.add_argument(
         "--rule",

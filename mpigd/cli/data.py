@@ -50,7 +50,10 @@ def _register_make(data, run_options) -> None:
     make.add_argument("--rows", type=positive_int, required=True, help="rows to write")
     make.add_argument("--features", type=positive_int, help="features per row (HDF5)")
     make.add_argument(
-        "--model", choices=["linear", "logistic"], default="logistic", help="kind of labels"
+        "--model",
+        choices=["linear", "logistic", "poisson"],
+        default="logistic",
+        help="kind of labels: values, 0/1, or counts",
     )
     make.add_argument("--seed", type=int, default=0, help="random seed")
     make.add_argument("--noise", type=float, default=0.1, help="label noise (linear only)")

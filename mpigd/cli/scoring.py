@@ -23,10 +23,13 @@ from .common import (
 #: The metrics in the order printed, with their printed names.
 METRIC_NAMES = {
     "rows": "rows",
+    "deviance": "deviance",
+    "d2": "D^2",
     "rmse": "RMSE",
     "mae": "MAE",
     "r2": "R^2",
     "log_loss": "log-loss",
+    "hinge_loss": "hinge loss",
     "accuracy": "accuracy",
     "precision": "precision",
     "recall": "recall",

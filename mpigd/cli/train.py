@@ -13,6 +13,7 @@ from .common import (
     add_checkpointing,
     add_command,
     add_memory,
+    add_model,
     add_out,
     add_text_input,
     add_x_key,
@@ -33,20 +34,15 @@ def register(commands, run_options) -> None:
         run_options,
         run,
         help="train a model",
-        description="Train a linear, logistic or softmax regression: each rank reads its own "
-        "rows, one Allreduce per evaluation.",
+        description="Train a linear model (least squares, logistic, softmax, Poisson, Gamma, "
+        "Tweedie, Huber or a linear SVM): each rank reads its own rows, one Allreduce per "
+        "evaluation.",
     )
     train.add_argument(
         "data",
         help="HDF5 file with datasets X (rows, features) and y (rows,), or LIBSVM/CSV text",
     )
-    train.add_argument(
-        "--model",
-        required=True,
-        choices=list(MODELS),
-        help="linear (least squares), logistic (labels 0/1) or softmax (labels 0..K-1); "
-        "with --labels auto any label values",
-    )
+    add_model(train, MODELS)
     add_out(train, "model file to write (HDF5)")
     train.add_argument(
         "--optimizer",
@@ -166,7 +162,7 @@ def run(args, comm) -> int:
     )
     announce = once(
         say,
-        f"mpigd {__version__}: {args.model} regression on {args.data}, "
+        f"mpigd {__version__}: {_what(args.model)} on {args.data}, "
         f"{plural(comm.size, 'rank')} ({library_version()})",
     )
     start = wtime()
@@ -185,6 +181,11 @@ def run(args, comm) -> int:
         say(line)
     say(f"model written to {args.out}")
     return 0
+
+
+def _what(model: str) -> str:
+    """How the first line names the model."""
+    return "linear SVM" if model == "svm" else f"{model} regression"
 
 
 def _summary_lines(fitted, ranks: int) -> list[str]:

@@ -10,7 +10,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels.losses import BINARY, LOG_LINK
 from ..parallel import allreduce_sum, min_max_over_ranks
+
+
+def of_model(comm, kind: str, y, z, *, power: float | None = None, auc: bool = True) -> dict:
+    """The metrics of a ``kind`` model with decision values ``z`` on targets ``y``:
+    :func:`regression` (linear, huber), :func:`deviance` of ``power`` (the log-link
+    models), :func:`binary` (logistic; svm with its hinge loss) or :func:`multiclass`
+    (softmax). Collective: yes."""
+    if kind in LOG_LINK:
+        return deviance(comm, y, z, power)
+    if kind in BINARY:
+        return binary(comm, y, z, auc=auc, margin=kind == "svm")
+    if kind == "softmax":
+        return multiclass(comm, y, z)
+    return regression(comm, y, z)
 
 
 def _sums(comm, *values) -> np.ndarray:
@@ -34,36 +49,83 @@ def regression(comm, y: np.ndarray, predicted: np.ndarray) -> dict:
     return {"rows": int(n), "rmse": float(np.sqrt(sse / n)), "mae": float(sae / n), "r2": r2}
 
 
+def unit_deviance(y: np.ndarray, log_mu, power: float) -> np.ndarray:
+    """Each row's Tweedie deviance of the mean ``exp(log_mu)`` from ``y``, as
+    scikit-learn's ``mean_tweedie_deviance`` (power 1: Poisson, 2: Gamma), from the log of
+    the mean, so a log-link model's predictor is used as it is. Collective: no."""
+    from scipy.special import xlogy  # evaluation only: not on training's path
+
+    with np.errstate(over="ignore"):  # a mean beyond float64: inf deviance
+        if power == 1.0:
+            return 2.0 * (xlogy(y, y) - y * log_mu - y + np.exp(log_mu))
+        if power == 2.0:
+            return 2.0 * (log_mu - np.log(y) + y * np.exp(-log_mu) - 1.0)
+        p = power
+        return 2.0 * (
+            np.maximum(y, 0.0) ** (2 - p) / ((1 - p) * (2 - p))
+            - y * np.exp((1 - p) * log_mu) / (1 - p)
+            + np.exp((2 - p) * log_mu) / (2 - p)
+        )
+
+
+def deviance(comm, y: np.ndarray, z: np.ndarray, power: float) -> dict:
+    """Mean Tweedie deviance and D² (scikit-learn's ``d2_tweedie_score``: the share of
+    the deviance of the constant mean of y that the model explains) of a log-link model
+    with predictors ``z``, and the MAE and RMSE of its mean ``exp(z)``. The mean of y
+    takes a second reduction, as R² does. Collective: yes."""
+    with np.errstate(over="ignore"):
+        r = np.exp(z) - y
+    n, y_sum, dev, sse, sae = _sums(
+        comm, len(y), y.sum(), unit_deviance(y, z, power).sum(), r @ r, np.abs(r).sum()
+    )
+    mean = y_sum / n
+    null = unit_deviance(y, np.log(mean), power).sum() if mean > 0 else np.nan
+    (null,) = _sums(comm, null)
+    d2 = 1.0 - dev / null if null > 0 else (1.0 if dev == 0 else 0.0)
+    return {
+        "rows": int(n),
+        "deviance": float(dev / n),
+        "d2": float(d2),
+        "mae": float(sae / n),
+        "rmse": float(np.sqrt(sse / n)),
+    }
+
+
 def _divide(a: float, b: float) -> float:
     """a / b, or 0 when b is 0 (scikit-learn's ``zero_division=0``)."""
     return float(a / b) if b else 0.0
 
 
-def binary(comm, y: np.ndarray, z: np.ndarray, *, auc: bool = True) -> dict:
-    """Metrics of a logistic model with decision values ``z`` (log-odds) on labels 0/1.
+def binary(comm, y: np.ndarray, z: np.ndarray, *, auc: bool = True, margin: bool = False) -> dict:
+    """Metrics of a logistic model with decision values ``z`` (log-odds) on labels 0/1,
+    or with ``margin=True`` of a linear SVM (``z`` its margins).
 
     The predicted class is 1 where z > 0 (probability above 1/2). Log-loss is computed
-    from z directly, exactly, with no clipping of probabilities. ROC AUC is exact
+    from z directly, exactly, with no clipping of probabilities; an SVM has the hinge
+    loss ``max(0, 1 - t z)`` (t = 2y - 1, scikit-learn's ``hinge_loss``) instead. ROC AUC is exact
     (:func:`roc_auc`); ``roc_auc_bound`` is its remaining uncertainty, 0 unless the scores
     could not be separated; ``auc=False`` leaves it out (its rounds cost the most).
     Collective: yes.
     """
     positive = y == 1
     predicted = z > 0
-    log_loss = np.logaddexp(0.0, z) - y * z
+    if margin:
+        loss_name, losses = "hinge_loss", np.maximum(0.0, 1.0 - (2.0 * y - 1.0) * z)
+    else:
+        loss_name, losses = "log_loss", np.logaddexp(0.0, z) - y * z
     tp, fp, fn, tn, loss_sum = _sums(
         comm,
         np.count_nonzero(positive & predicted),
         np.count_nonzero(~positive & predicted),
         np.count_nonzero(positive & ~predicted),
         np.count_nonzero(~positive & ~predicted),
-        log_loss.sum(),
+        losses.sum(),
     )
     n = tp + fp + fn + tn
     auc, bound = roc_auc(comm, z, positive) if auc else (float("nan"), float("nan"))
     return {
         "rows": int(n),
-        "log_loss": float(loss_sum / n),
+        loss_name: float(loss_sum / n),
         "accuracy": float((tp + tn) / n),
         "precision": _divide(tp, tp + fp),
         "recall": _divide(tp, tp + fn),

@@ -19,7 +19,7 @@ from ..io.dataset import data_path
 from ..io.outputs import create_rows_dataset, write_errors, writing
 from ..io.rows import label_error, read_rows
 from ..io.stream import chunks, like
-from ..kernels.losses import LabelProblem, class_label_problem
+from ..kernels.losses import BINARY, CLASSIFIERS, LabelProblem, class_label_problem
 from ..model import LinearModel, load_model
 from ..parallel import default_comm, in_rank_order, on_root, rank_local
 from . import metrics
@@ -43,8 +43,10 @@ def evaluate(
 ) -> dict:
     """Metrics of ``model`` (or a model file) on the labelled ``data``, all ranks' rows.
 
-    Linear: RMSE, MAE, R². Logistic: log-loss, accuracy, precision, recall, F1, ROC AUC
-    and the confusion matrix. Softmax: log-loss, accuracy and the confusion matrix.
+    Linear and huber: RMSE, MAE, R². Poisson, gamma and tweedie: mean deviance, D² and
+    the MAE and RMSE of the mean. Logistic: log-loss, accuracy, precision, recall, F1,
+    ROC AUC and the confusion matrix; svm the same with the hinge loss for the log-loss.
+    Softmax: log-loss, accuracy and the confusion matrix.
     The same dict on every rank. Rows that do not fit a rank's budget (``memory`` bytes,
     else a share of the node's) are streamed from the file. Collective: yes.
     """
@@ -64,14 +66,9 @@ def evaluate(
             if problem:
                 raise label_error(info, local, problem, " (the model's classes)")
     z = _decision_values(comm, model, local.X)
-    if model.kind == "linear":
-        scores = metrics.regression(comm, local.y, z)
-    elif model.kind == "logistic":
-        scores = metrics.binary(comm, local.y, z)
-    else:
-        scores = metrics.multiclass(comm, local.y, z)
-    if model.kind != "linear":
-        K = 2 if model.kind == "logistic" else model.coef.shape[1]
+    scores = metrics.of_model(comm, model.kind, local.y, z, power=model.power)
+    if model.kind in CLASSIFIERS:
+        K = 2 if model.kind in BINARY else model.coef.shape[1]
         scores["classes"] = (np.arange(K) if classes is None else classes).tolist()
     return {"model": model.kind, "data": data_path(info), "ranks": comm.size, **scores}
 

@@ -31,7 +31,8 @@ def make_dataset(
     popularity: str = "zipf",
     progress=None,
 ) -> None:
-    """Write a random linear or logistic regression problem to ``path``, atomically.
+    """Write a random linear, logistic or Poisson regression problem to ``path``,
+    atomically.
 
     Dense by default: ``X`` has independent standard normal features. With ``density``,
     X is a CSR group (:mod:`mpigd.io.sparse`) with about ``density * n_features`` values
@@ -40,14 +41,16 @@ def make_dataset(
     ``popularity="flat"`` all columns alike, as after the hashing trick. The true weights
     are drawn so that ``z = X w + b`` has a standard deviation of about 2, the intercept
     ``N(0, 1)``. Linear: ``y = z + noise * N(0, 1)``. Logistic: ``y ~ Bernoulli(expit(z))``
-    (``noise`` is not used). The true parameters are stored as ``coef_true`` and
+    (``noise`` is not used). Poisson: counts ``y ~ Poisson(exp(z))``, with the weights a
+    quarter as large and the intercept a quarter of its draw plus 1 (mean counts mostly
+    from 1 to 5). The true parameters are stored as ``coef_true`` and
     ``intercept_true`` (attributes, or a dataset for more than ``ATTRIBUTE_COEF``
     features). Memory use is one generation block (65,536 rows), whatever ``n_rows`` is.
 
     Collective: no (call on one rank).
     """
-    if kind not in ("linear", "logistic"):
-        raise ValueError(f"kind must be 'linear' or 'logistic', got {kind!r}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if n_rows < 1 or n_features < 1:
         raise ValueError(f"need n_rows >= 1 and n_features >= 1, got {n_rows}, {n_features}")
     if not (noise >= 0 and np.isfinite(noise)):
@@ -72,6 +75,8 @@ def make_dataset(
         # column j is in a row with probability about density * n * p_j: scaling its
         # weight by 1 / sqrt(n p_j) keeps the spread of z at about 2 for every column
         coef /= np.sqrt(n_features * shares)
+    if kind == "poisson":
+        coef, intercept = coef / 4, intercept / 4 + 1.0
 
     with writing(path) as tmp, h5py.File(tmp, "w") as f:
         if density is None:
@@ -96,6 +101,8 @@ def make_dataset(
             z = X_b.astype(np.float64) @ coef + intercept
             if kind == "linear":
                 y_b = z + noise * block_rng.standard_normal(stop - start)
+            elif kind == "poisson":
+                y_b = block_rng.poisson(np.exp(z)).astype(np.float64)
             else:
                 y_b = (block_rng.random(stop - start) < expit(z)).astype(np.float64)
             X[start:stop] = X_b
@@ -103,6 +110,9 @@ def make_dataset(
             if progress is not None:
                 progress(stop, n_rows)
 
+
+#: The kinds of problem :func:`make_dataset` draws.
+KINDS = ("linear", "logistic", "poisson")
 
 #: The most features whose true weights are stored as an attribute (HDF5 keeps
 #: attributes in the object header, which holds 64 KiB).

@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import Diverged, Interrupted, MpigdError, Preempted, plural
 from ..io.dataset import data_path, fingerprint
 from ..io.folds import fold_ids
+from ..kernels.losses import CLASSIFIERS
 from ..model import LinearModel
 from ..optimize import OPTIMIZERS, L1Penalty
 from ..optimize.lockstep import run_lockstep
@@ -58,7 +59,7 @@ class CVResult:
 #: itself, and the penalty of the path is its own.
 CV_OPTIONS = (
     "l2", "standardize", "weight_key", "class_weight", "labels", "max_iter", "tol", "ftol",
-    "x_key", "y_key", "checkpoint_every", "memory",
+    "x_key", "y_key", "checkpoint_every", "memory", "power", "epsilon",
 )  # fmt: skip
 
 
@@ -96,16 +97,17 @@ def cv(
     resume: str | os.PathLike | None = None,
     **options,
 ) -> CVResult:
-    """Cross-validate a linear, logistic or softmax regression along a penalty path.
+    """Cross-validate a linear model of any kind along a penalty path.
 
     Rows belong to fold ``hash(seed, row index) mod folds`` or to the integer fold id
     in dataset ``fold_key``; model j trains on the rows outside fold j. ``l2_path``
     (L-BFGS) or ``l1_path`` (FISTA, with ``l2`` fixed) gives the penalties:
-    ``"HIGH:LOW:COUNT"`` or a sequence. ``metric`` (default: log-loss for classifiers,
-    RMSE for linear) is computed on each held-out fold, unweighted, as ``evaluate``
-    does; ``rule`` ``"min"`` picks the best mean, ``"1se"`` the largest penalty within
-    one standard error of it. ``options`` are those of :func:`mpigd.fit` named in
-    :data:`CV_OPTIONS`; ``callback`` gets each penalty's row of the table.
+    ``"HIGH:LOW:COUNT"`` or a sequence. ``metric`` (default: the model's first in
+    :data:`~mpigd.selection.penalties.MODEL_METRICS`) is computed on each held-out
+    fold, unweighted, as ``evaluate`` does; ``rule`` ``"min"`` picks the best mean,
+    ``"1se"`` the largest penalty within one standard error of it. ``options`` are
+    those of :func:`mpigd.fit` named in :data:`CV_OPTIONS`; ``callback`` gets each
+    penalty's row of the table.
 
     With ``checkpoint``, every fold model's progress is written there after each
     penalty, every ``checkpoint_every`` evaluations, and on SIGTERM or SIGUSR1, which
@@ -169,6 +171,7 @@ def _settings(options: TrainOptions, plan: _Plan) -> dict:
         "weight_key": options.weight_key or "", "class_weight": options.class_weight or "",
         "labels": options.labels, "tol": options.tol, "ftol": options.ftol,
         "max_iter": -1 if options.max_iter is None else options.max_iter,
+        "loss_parameter": options.loss().parameter,
     }  # fmt: skip
 
 
@@ -361,7 +364,7 @@ def _load(comm, data, options: TrainOptions, plan: _Plan):
     problem = load_problem(comm, data, options, models=folds)
     local = problem.local
     fold = fold_ids(comm, local, folds, seed=options.seed, key=plan.fold_key)
-    classes = 0 if options.model == "linear" else problem.n_classes
+    classes = problem.n_classes if options.model in CLASSIFIERS else 0
     setup = per_fold(
         comm, local, fold, folds, classes, class_weight=options.class_weight, shift=problem.shift
     )

@@ -20,11 +20,19 @@ METRICS = {
     "rmse": False,
     "mae": False,
     "r2": True,
+    "deviance": False,
+    "d2": True,
+    "hinge_loss": False,
 }
 MODEL_METRICS = {
     "linear": ("rmse", "r2", "mae"),
     "logistic": ("log_loss", "accuracy", "roc_auc"),
     "softmax": ("log_loss", "accuracy"),
+    "poisson": ("deviance", "d2", "mae", "rmse"),
+    "gamma": ("deviance", "d2", "mae", "rmse"),
+    "tweedie": ("deviance", "d2", "mae", "rmse"),
+    "huber": ("mae", "rmse", "r2"),
+    "svm": ("hinge_loss", "accuracy", "roc_auc"),
 }
 RULES = ("min", "1se")
 #: The most penalties a path may hold (each costs a pass or more per fold model).

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import MpigdError
 from ..io.dataset import LocalData
+from ..kernels.losses import BINARY, CLASSIFIERS
 from ..parallel import allreduce_sum, gather_all, max_over_ranks, warn0
 
 
@@ -79,9 +80,10 @@ def check_labels(labels: str, model: str) -> None:
     """Raise for a ``labels`` option that ``model`` cannot take. Collective: no."""
     if labels not in ("index", "auto"):
         raise MpigdError(f"labels must be 'index' or 'auto', got {labels!r}")
-    if labels == "auto" and model == "linear":
+    if labels == "auto" and model not in CLASSIFIERS:
         raise MpigdError(
-            "--labels auto is for classifiers: linear regression takes its labels as numbers"
+            f"--labels auto is for classifiers ({', '.join(CLASSIFIERS)}): {model} regression "
+            "takes its labels as numbers"
         )
 
 
@@ -97,14 +99,14 @@ def global_classes(comm, y: np.ndarray) -> np.ndarray:
 def encode(comm, local: LocalData, model: str) -> tuple[LocalData, np.ndarray]:
     """Map any label values to class indices 0 .. K-1 in sorted order (as scikit-learn's
     ``classes_``): this rank's rows with their indices, and the values. Logistic
-    regression needs exactly 2 values, softmax at least 2. Collective: yes."""
+    regression and the SVM need exactly 2 values, softmax at least 2. Collective: yes."""
     classes = global_classes(comm, local.y)
-    wanted = "exactly 2" if model == "logistic" else "at least 2"
-    if (model == "logistic" and len(classes) != 2) or len(classes) < 2:
+    wanted = "exactly 2" if model in BINARY else "at least 2"
+    if (model in BINARY and len(classes) != 2) or len(classes) < 2:
         shown = ", ".join(f"{c:g}" for c in classes[:10]) + (" ..." if len(classes) > 10 else "")
+        what = "the linear SVM" if model == "svm" else f"{model} regression"
         raise MpigdError(
-            f"{model} regression needs {wanted} label values; '{local.info.y_key}' has "
-            f"{len(classes)}: {shown}"
+            f"{what} needs {wanted} label values; '{local.info.y_key}' has {len(classes)}: {shown}"
         )
     y = np.searchsorted(classes, local.y).astype(np.float64)
     return replace(local, y=y), classes

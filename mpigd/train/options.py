@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import MpigdError
 from ..io.outputs import human_bytes
-from ..kernels.losses import MODELS
+from ..kernels.losses import CLASSIFIERS, MODELS, PointwiseLoss, make_loss
 from ..objective import Objective
 from ..optimize import OPTIMIZERS, L1Penalty, Optimizer
 from ..optimize import check_stopping as check_stopping_options
@@ -41,8 +41,14 @@ class TrainOptions:
 
     Parameters
     ----------
-    model : {"linear", "logistic", "softmax"}
-        Softmax labels are 0 .. K-1, with K found from the data.
+    model : str
+        One of :data:`mpigd.kernels.losses.MODELS`: ``linear``, ``logistic``,
+        ``softmax`` (labels 0 .. K-1, with K found from the data), ``poisson``,
+        ``gamma``, ``tweedie`` (log link), ``huber`` or ``svm`` (squared hinge).
+    power : float, optional
+        Tweedie's power, 1 < p < 2 (default 1.5); tweedie only.
+    epsilon : float, optional
+        Huber's threshold on the residual (default 1.35); huber only.
     optimizer : str
         A key of :data:`mpigd.optimize.OPTIMIZERS`, or ``"auto"`` (:func:`choose_optimizer`).
     l2, l1 : float
@@ -84,6 +90,8 @@ class TrainOptions:
     """
 
     model: str = "logistic"
+    power: float | None = None
+    epsilon: float | None = None
     optimizer: str = "auto"
     l2: float = 0.0
     l1: float = 0.0
@@ -119,6 +127,7 @@ class TrainOptions:
             ftol=self.ftol,
             lr=self.lr,
         )
+        check_loss_parameters(self.model, self.power, self.epsilon)
         check_labels(self.labels, self.model)
         check_fold_options(self.folds, self.fold_key, self.exclude_fold)
         if self.memory is not None and not (0 < self.memory < np.inf):
@@ -128,6 +137,12 @@ class TrainOptions:
     def names(cls) -> tuple[str, ...]:
         """The options' names, as keyword arguments and (with dashes) command-line flags."""
         return tuple(field.name for field in fields(cls))
+
+    def loss(self, n_classes: int = 2) -> PointwiseLoss:
+        """The pointwise loss of the model (softmax needs the class count)."""
+        power = 1.5 if self.power is None else self.power
+        epsilon = 1.35 if self.epsilon is None else self.epsilon
+        return make_loss(self.model, n_classes, power=power, epsilon=epsilon)
 
     @property
     def stopping(self) -> dict:
@@ -147,6 +162,8 @@ class TrainOptions:
             "class_weight": self.class_weight or "",
             "n_outputs": n_outputs,
         }
+        if self.model in ("tweedie", "huber"):
+            settings[LOSS_PARAMETERS[self.model]] = self.loss().parameter
         if optimizer == "sgd":
             settings.update(batch_size=self.batch_size, seed=self.seed)
         if self.labels == "auto":
@@ -159,6 +176,26 @@ class TrainOptions:
                 seed=self.seed,
             )
         return settings
+
+
+#: The option that sets each loss parameter.
+LOSS_PARAMETERS = {"tweedie": "power", "huber": "epsilon"}
+
+
+def check_loss_parameters(model: str, power, epsilon) -> None:
+    """Raise for a loss parameter out of range, or given to a model without it.
+    Collective: no."""
+    for name, value in (("power", power), ("epsilon", epsilon)):
+        owner = next(m for m, p in LOSS_PARAMETERS.items() if p == name)
+        if value is not None and model != owner:
+            raise MpigdError(f"{option(name)} is the {owner} model's; --model {model} has none")
+    if power is not None and not 1.0 < power < 2.0:
+        raise MpigdError(
+            f"{option('power')} must lie strictly between 1 and 2 (compound Poisson-Gamma), "
+            f"got {power}; for 1 use poisson, for 2 gamma"
+        )
+    if epsilon is not None and not (epsilon > 0 and np.isfinite(epsilon)):
+        raise MpigdError(f"{option('epsilon')} must be a finite number > 0, got {epsilon}")
 
 
 def check_fold_options(folds, fold_key, exclude_fold) -> None:
@@ -246,8 +283,8 @@ def check_options(
         raise MpigdError(
             f"{option('class_weight')} must be 'balanced' or None, got {class_weight!r}"
         )
-    if class_weight and model == "linear":
-        raise MpigdError("class weights need a classifier (logistic or softmax)")
+    if class_weight and model not in CLASSIFIERS:
+        raise MpigdError(f"class weights need a classifier ({', '.join(CLASSIFIERS)})")
     if batch_size < 1:
         raise MpigdError(f"{option('batch_size')} must be >= 1, got {batch_size}")
     try:

@@ -13,7 +13,7 @@ from ..errors import MpigdError
 from ..io.dataset import DatasetInfo, LocalData, first_row
 from ..io.rows import local_rows, read_rows
 from ..io.stream import StreamedRows
-from ..kernels.losses import PointwiseLoss, make_loss
+from ..kernels.losses import CLASSIFIERS, PointwiseLoss
 from ..parallel import allreduce_sum, memory_per_rank, on_root, rank_local
 from ..partition import check_folds
 from .labels import encode, n_classes, warn_about_empty_classes
@@ -71,7 +71,7 @@ def load_problem(
         kept = np.array([float(len(local.y))])
         allreduce_sum(comm, kept)
         n_rows = int(kept[0])
-    if options.model != "linear":
+    if options.model in CLASSIFIERS:
         warn_about_empty_classes(comm, local, count)
     shift = None
     if options.standardize:
@@ -80,7 +80,7 @@ def load_problem(
             lambda: first_row(info) if info.path and not info.text else first_local_row(local),
             share=True,
         )
-    loss = make_loss(options.model, count)
+    loss = options.loss(count)
     return Problem(info, local, loss, count, budget, n_rows, shift, classes)
 
 
