@@ -61,7 +61,7 @@ def random_problem(kind: str, m: int, n: int, seed: int = 0):
     return X, targets(kind, X @ w + 0.3, rng)
 
 
-def reference_loss(kind: str, z: np.ndarray, y: np.ndarray):
+def reference_loss(kind: str, z, y, power: float = POWER, epsilon: float = EPSILON):
     """Each row's loss and its derivative in z, written out from the README's table."""
     if kind == "linear":
         return (z - y) ** 2 / 2, z - y
@@ -72,11 +72,11 @@ def reference_loss(kind: str, z: np.ndarray, y: np.ndarray):
     if kind == "gamma":
         return z + y * np.exp(-z), 1 - y * np.exp(-z)
     if kind == "tweedie":
-        p = POWER
+        p = power
         a, b = np.exp((2 - p) * z), y * np.exp((1 - p) * z)
         return a / (2 - p) - b / (1 - p), a - b
     if kind == "huber":
-        r, e = y - z, EPSILON
+        r, e = y - z, epsilon
         inside = np.abs(r) <= e
         return np.where(inside, r**2 / 2, e * np.abs(r) - e**2 / 2), -np.clip(r, -e, e)
     t = 2 * y - 1  # svm
@@ -84,10 +84,11 @@ def reference_loss(kind: str, z: np.ndarray, y: np.ndarray):
     return h**2, -2 * t * h
 
 
-def reference_objective(kind: str, X, y, theta, l2: float = 0.0):
-    """The objective exactly as the README states it, in plain NumPy on the full data."""
+def reference_objective(kind: str, X, y, theta, l2: float = 0.0, **parameter):
+    """The objective exactly as the README states it, in plain NumPy on the full data
+    (``power`` or ``epsilon``: the loss's parameter, else the tests')."""
     w, b = theta[:-1], theta[-1]
-    values, derivative = reference_loss(kind, X @ w + b, y)
+    values, derivative = reference_loss(kind, X @ w + b, y, **parameter)
     m = len(y)
     loss = values.mean() + 0.5 * l2 * w @ w
     dz = derivative / m

@@ -65,7 +65,7 @@ def test_non_convergence_is_a_warning(data, tmp_path, capsys):
 
 def test_unknown_model_is_a_usage_error(data, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", str(data), "--model", "poisson", "--out", str(tmp_path / "m.h5")])
+        main(["train", str(data), "--model", "probit", "--out", str(tmp_path / "m.h5")])
     assert exit_info.value.code == 2
 
 
@@ -103,7 +103,9 @@ def test_train_help_names_every_model_and_default(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "linear, logistic or softmax regression" in text
+    assert "Poisson, Gamma, Tweedie, Huber or a linear SVM" in text
+    assert "--model {linear,logistic,softmax,poisson,gamma,tweedie,huber,svm}" in text
+    assert "--power P tweedie's power, 1 < P < 2 (default: 1.5)" in text
     for shown in (
         "(default: 0.0)",
         "(default: 1e-06)",

@@ -41,7 +41,7 @@ def test_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError):
         make_dataset(tmp_path / "x.h5", 0, 3)
     with pytest.raises(ValueError):
-        make_dataset(tmp_path / "x.h5", 10, 3, kind="poisson")
+        make_dataset(tmp_path / "x.h5", 10, 3, kind="gamma")
 
 
 def test_sparse_synthetic_data_has_skewed_columns_and_trains(tmp_path):

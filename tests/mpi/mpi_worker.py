@@ -2,7 +2,9 @@
 train, and have rank 0 save what every rank computed, for the test to compare.
 
 Usage: python tests/mpi/mpi_worker.py L2 TOL DATA.h5 OUT.npz MODEL [DATA.h5 OUT.npz MODEL ...]
-(each problem in turn, in one launch).
+(each problem in turn, in one launch). MODEL may carry its loss's parameter, as
+``tweedie:1.4`` or ``huber:1.0``. Linear and logistic train with gradient descent, the
+others with L-BFGS.
 """
 
 import sys
@@ -16,15 +18,21 @@ from mpigd.kernels.losses import make_loss
 from mpigd.objective import Objective
 
 
-def main(data, out, model, l2, tol):
+def main(data, out, spec, l2, tol):
     comm = MPI.COMM_WORLD
+    model, _, value = spec.partition(":")
+    parameter = {PARAMETERS[model]: float(value)} if value else {}
     info = inspect_dataset(data)
     local = read_block(info, comm.rank, comm.size)
-    objective = Objective(comm, local.X, local.y, make_loss(model), l2=l2)
+    objective = Objective(comm, local.X, local.y, make_loss(model, **parameter), l2=l2)
     theta = 0.3 * np.random.default_rng(7).standard_normal(info.n_features + 1)
     loss, grad = objective(theta)
 
-    fitted = fit(data, model, comm=comm, optimizer="gd", l2=l2, tol=tol, ftol=0.0, max_iter=5000)
+    optimizer = "gd" if model in ("linear", "logistic") else "lbfgs"
+    fitted = fit(
+        data, model, comm=comm, optimizer=optimizer, l2=l2, tol=tol, ftol=0.0, max_iter=5000,
+        **parameter,
+    )  # fmt: skip
     theta_fit = np.append(fitted.model.coef, fitted.model.intercept)
     mine = (
         local.stop - local.start,
@@ -47,6 +55,8 @@ def main(data, out, model, l2, tol):
             converged=converged,
         )
 
+
+PARAMETERS = {"tweedie": "power", "huber": "epsilon"}
 
 if __name__ == "__main__":
     l2, tol, problems = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3:]

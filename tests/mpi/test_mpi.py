@@ -4,13 +4,19 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, random_problem, reference_objective, run_mpi, write_h5
+from conftest import EPSILON, POWER, ROOT, random_problem, reference_objective, run_mpi, write_h5
 
 from mpigd import load_model
 
 M, N, L2, TOL = 1009, 7, 1e-2, 1e-10
 RANKS = [1, 2, 3, 4]
-KINDS = ["linear", "logistic"]
+KINDS = ["linear", "logistic", "poisson", "gamma", "tweedie", "huber", "svm"]
+#: How the worker is told each model (with its loss's parameter).
+SPECS = {
+    **{kind: kind for kind in KINDS},
+    "tweedie": f"tweedie:{POWER}",
+    "huber": f"huber:{EPSILON}",
+}
 WORKER = ROOT / "tests" / "mpi" / "mpi_worker.py"
 
 
@@ -36,7 +42,7 @@ def run(problems, folder):
     def get(kind, ranks):
         if (kind, ranks) not in cache:
             outs = {name: folder / f"{name}-{ranks}.npz" for name in KINDS}
-            args = [arg for name in KINDS for arg in (problems[name][0], outs[name], name)]
+            args = [arg for name in KINDS for arg in (problems[name][0], outs[name], SPECS[name])]
             proc = run_mpi(ranks, WORKER, L2, TOL, *args)
             assert proc.returncode == 0, proc.stderr
             cache.update({(name, ranks): dict(np.load(outs[name])) for name in KINDS})
@@ -96,6 +102,53 @@ def test_logistic_matches_scikit_learn(run, problems):
     reference = LogisticRegression(C=1 / (L2 * M), tol=1e-12, max_iter=10_000).fit(X, y)
     expected = np.append(reference.coef_[0], reference.intercept_)
     np.testing.assert_allclose(run("logistic", 3)["theta"][0], expected, rtol=1e-6, atol=1e-8)
+
+
+FAMILY = ["poisson", "gamma", "tweedie", "huber", "svm"]
+
+
+def reference_minimum(kind, X, y):
+    """The minimum of the README's objective by scipy's L-BFGS-B, from the same data."""
+    from scipy.optimize import minimize
+
+    def f(theta):
+        return reference_objective(kind, X, y, theta, L2)
+
+    found = minimize(f, np.zeros(N + 1), jac=True, method="L-BFGS-B",
+                     options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 10_000})  # fmt: skip
+    return found.fun
+
+
+@pytest.mark.parametrize("kind", FAMILY)
+def test_the_family_reaches_the_reference_solvers_minimum(run, problems, kind):
+    _, X, y = problems[kind]
+    best = reference_minimum(kind, X, y)
+    for ranks in (1, 2, 3):
+        theta = run(kind, ranks)["theta"][0]
+        reached, _ = reference_objective(kind, X, y, theta, L2)
+        assert reached - best <= 1e-6 * abs(best), ranks
+
+
+SCIKIT_LEARN = {"poisson": ("PoissonRegressor", {}), "gamma": ("GammaRegressor", {}),
+                "tweedie": ("TweedieRegressor", {"power": POWER, "link": "log"})}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", SCIKIT_LEARN)
+def test_log_link_models_equal_scikit_learns(run, problems, kind):
+    import sklearn.linear_model
+
+    # scikit-learn minimises half the mean deviance + (alpha / 2) ||w||^2: our objective
+    # up to a constant in y alone, with alpha = l2.
+    _, X, y = problems[kind]
+    name, extra = SCIKIT_LEARN[kind]
+    estimator = getattr(sklearn.linear_model, name)(alpha=L2, tol=1e-12, max_iter=10_000, **extra)
+    estimator.fit(X, y)
+    theirs = np.append(estimator.coef_, estimator.intercept_)
+    ours = run(kind, 2)["theta"][0]
+    f_ours, _ = reference_objective(kind, X, y, ours, L2)
+    f_theirs, _ = reference_objective(kind, X, y, theirs, L2)
+    assert abs(f_ours - f_theirs) <= 1e-6 * abs(f_theirs)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
 
 
 def test_more_ranks_than_rows(folder):
