@@ -123,6 +123,10 @@ def null_x(path, tmp):
         f["y"] = np.ones(M)
 
 
+#: Counts of M rows: -1 in the first and the last (ranks 0 and 2 of 3), and one 0.
+COUNTS = [-1, 0] + [3] * (M - 3) + [-1]
+
+
 def labels(y):
     def make(path, tmp):
         write_h5(path, random_problem("logistic", len(y), N)[0], np.asarray(y, dtype=float))
@@ -326,6 +330,23 @@ CASES = {
         EXIT_INPUT,
         "softmax with 1,000,000,001 classes",
         (files(cls__h5=labels([0, 1, 2] * 33 + [1, 1e9])),),
+        ("new.h5",),
+        mpi=True,
+    ),
+    # the family's targets: the bad rows lie on ranks 0 and 2 of 3
+    "train poisson on negative counts": Case(
+        "train {tmp}/t.h5 --model poisson --out {tmp}/new.h5",
+        EXIT_INPUT,
+        "'y': poisson targets must be >= 0 (counts or rates); found 2 other values (e.g. -1)",
+        (files(t__h5=labels(COUNTS)),),
+        ("new.h5",),
+        mpi=True,
+    ),
+    "cv gamma on a zero target": Case(
+        "cv {tmp}/t.h5 --model gamma --l2-path 1:0.1:2 --out {tmp}/new.h5",
+        EXIT_INPUT,
+        f"'y': gamma targets must be > 0; found 3 other values (e.g. {COUNTS[0]})",
+        (files(t__h5=labels(COUNTS)),),
         ("new.h5",),
         mpi=True,
     ),

@@ -73,6 +73,9 @@ def rows(count: int):
 #: memory estimate, and the ranks hold 4, 3 and 3 rows.
 TINY = h5(X=np.arange(10.0)[:, None], y=np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 1e9]))
 
+#: Ten targets of a regression.
+TARGETS = h5(X=np.arange(20.0).reshape(10, 2), y=np.arange(10.0))
+
 # ---------------------------------------------------------------------------- cases
 
 CASES = {
@@ -263,10 +266,11 @@ CASES = {
         outputs=NEW,
         mpi=True,
     ),
-    "train --model poisson": Case(
-        "train {tmp}/d.h5 --model poisson --out {tmp}/n.h5",
+    "train --model probit": Case(
+        "train {tmp}/d.h5 --model probit --out {tmp}/n.h5",
         EXIT_INPUT,
-        "--model 'poisson': choose one of linear, logistic, softmax",
+        "--model 'probit': choose one of linear, logistic, softmax, poisson, gamma, tweedie, "
+        "huber, svm",
         outputs=NEW,
     ),
     "an unknown command": Case(
@@ -416,6 +420,44 @@ CASES = {
         (files(big__h5=rows(14_800)), nearly_full("full", 240 * 1024)),
         ("full/p.h5",),
     ),
+    # 10. the family's parameters and classes
+    "tweedie --power 2": Case(
+        "train {tmp}/t.h5 --model tweedie --power 2 --out {tmp}/n.h5",
+        EXIT_INPUT,
+        "--power must lie strictly between 1 and 2 (compound Poisson-Gamma), got 2.0",
+        (files(t__h5=TARGETS),),
+        NEW,
+        mpi=True,
+    ),
+    "--power for poisson": Case(
+        "train {tmp}/t.h5 --model poisson --power 1.5 --out {tmp}/n.h5",
+        EXIT_INPUT,
+        "--power is the tweedie model's; --model poisson has none",
+        outputs=NEW,
+    ),
+    "huber --epsilon 0": Case(
+        "train {tmp}/t.h5 --model huber --epsilon 0 --out {tmp}/n.h5",
+        EXIT_INPUT,
+        "--epsilon must be a finite number > 0, got 0.0",
+        (files(t__h5=TARGETS),),
+        NEW,
+        mpi=True,
+    ),
+    "svm with three label values": Case(
+        "train {tmp}/c3.h5 --model svm --labels auto --out {tmp}/n.h5",
+        EXIT_INPUT,
+        "the linear SVM needs exactly 2 label values; 'y' has 3: 0, 1, 2",
+        (files(c3__h5=h5(X=np.ones((10, 1)), y=np.arange(10.0) % 3)),),
+        NEW,
+        mpi=True,
+    ),
+    "svm with class 2": Case(
+        "train {tmp}/c3.h5 --model svm --out {tmp}/n.h5",
+        EXIT_INPUT,
+        "'y': svm labels must be 0 or 1 (any two values: --labels auto); found 3 other values",
+        (files(c3__h5=h5(X=np.ones((10, 1)), y=np.arange(10.0) % 3)),),
+        NEW,
+    ),
 }
 
 
@@ -442,7 +484,7 @@ def test_option_case_under_mpiexec(case, ranks, tmp_path):
 
 
 def test_the_catalogue_covers_the_options():
-    assert len(CASES) >= 30 and len(MPI_CASES) >= 12
+    assert len(CASES) >= 35 and len(MPI_CASES) >= 15
     assert all(case.status == EXIT_INPUT for case in CASES.values())
 
 
