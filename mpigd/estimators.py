@@ -1,5 +1,7 @@
-"""scikit-learn estimators that train over MPI: :class:`LinearRegression` and
-:class:`LogisticRegression` (binary and multinomial).
+"""scikit-learn estimators that train over MPI: :class:`LinearRegression`,
+:class:`LogisticRegression` (binary and multinomial), :class:`PoissonRegressor`,
+:class:`GammaRegressor`, :class:`TweedieRegressor`, :class:`HuberRegressor` and
+:class:`LinearSVC`.
 
 Under ``mpiexec`` every rank builds the same estimator and calls ``fit`` with **its own
 rows** (a NumPy array or a scipy CSR matrix), or every rank with the same HDF5 path (each
@@ -10,289 +12,47 @@ attributes. ``predict``, ``predict_proba`` and ``decision_function`` are rank-lo
 they are ordinary scikit-learn estimators and pass its ``check_estimator``.
 
 The objective is mpigd's, ``mean_i s_i l_i / mean_i s_i + (l2 / 2) ||W||^2 + l1 ||W||_1``:
-scikit-learn's ``LogisticRegression(C=C)`` is ``l2 = 1 / (C S)`` with ``S`` the total row
-weight (m without weights), ``Ridge(alpha=a)`` is ``l2 = a / m``, ``Lasso(alpha=a)`` is
-``l1 = a`` (on ``(1/2) mean (y - z)^2``). The estimators hold no communicator once
-fitted (``comm=None`` means ``COMM_WORLD`` at each collective call), so ``clone``,
-``deepcopy`` and pickle work.
+scikit-learn's ``LogisticRegression(C=C)`` and ``LinearSVC(C=C)`` are ``l2 = 1 / (C S)``
+with ``S`` the total row weight (m without weights; liblinear also penalises the
+intercept, mpigd never does), ``Ridge(alpha=a)`` is ``l2 = a / m``, ``Lasso(alpha=a)`` is
+``l1 = a`` (on ``(1/2) mean (y - z)^2``). The log-link regressors take scikit-learn's
+``alpha``, which is their ``l2``: the objectives are the same. The estimators hold no
+communicator once fitted (``comm=None`` means ``COMM_WORLD`` at each collective call), so
+``clone``, ``deepcopy`` and pickle work.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import replace
 
 import numpy as np
-import scipy.sparse as sp
 
-try:
-    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-    from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
-    from sklearn.utils.multiclass import check_classification_targets
-    from sklearn.utils.validation import check_is_fitted, validate_data
-except ImportError as exc:  # the estimators only; training needs no scikit-learn
-    raise ImportError(
-        f"mpigd's estimators need scikit-learn >= 1.6 ({exc}): pip install 'mpigd[sklearn]'"
-    ) from exc
+from .errors import InvalidInputError, MpigdError
+from .estimator_base import (  # it says what to install where scikit-learn is missing
+    ClassifierMixin,
+    RegressorMixin,
+    _comm,
+    _Estimator,
+    _fit_regressor,
+    _local_rows,
+    _plain,
+    accuracy,
+    r2_score,
+    scored_rows,
+    summed,
+)
 
-from .errors import InvalidInputError, MpigdError, merge_reports, report_of
-from .io.dataset import DatasetInfo, LocalData
-from .io.memory import checked_sparse
-from .parallel import allreduce_sum, default_comm, gather_all, rows_before
-
-__all__ = ["InvalidInputError", "LinearRegression", "LogisticRegression"]
-
-
-def _comm(estimator):
-    """The estimator's communicator (:func:`~mpigd.parallel.default_comm`), a bad one as
-    :class:`InvalidInputError`. Collective: no."""
-    try:
-        return default_comm(estimator.comm)
-    except MpigdError as exc:
-        raise InvalidInputError(str(exc)) from exc
-
-
-def _input_of(X, weights) -> tuple:
-    """What the ranks must agree on about this rank's input: an HDF5 path, or arrays of a
-    width and dtype, and whether it has sample weights."""
-    if isinstance(X, str | os.PathLike):
-        return ("a path", os.fspath(X))
-    return ("arrays", X.shape[1], str(X.dtype), weights is not None)
-
-
-def _canonical(value) -> str:
-    """A parameter's value as the ranks compare it: numbers by value (``0`` equals
-    ``0.0`` and ``np.float64(0.0)``), a dict's items in a fixed order."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return repr(float(value))
-    if isinstance(value, dict):
-        return repr(sorted((_canonical(k), _canonical(v)) for k, v in value.items()))
-    return repr(value)
-
-
-def _agreed(comm, estimator, work, describe=None):
-    """Run rank-local ``work()`` (validation); then, under several ranks, agree in one
-    ``allgather`` on the estimator's parameters, on ``describe(work())`` (the input's kind,
-    width and dtype) and on whether any rank failed: any rank's exception, or a
-    disagreement, becomes one :class:`InvalidInputError` on every rank, before any
-    reduction could mismatch. A single process keeps the original exception (as
-    scikit-learn's checks expect). Collective: yes (with more than one rank)."""
-    if comm.size == 1:
-        return work()
-    error, result, seen = None, None, None
-    try:
-        result = work()
-        seen = describe(result) if describe else None
-    except Exception as exc:  # whatever it is, every rank must hear of it
-        text = str(exc) if isinstance(exc, ValueError | TypeError) else f"{exc!r}"
-        error = InvalidInputError(text)
-    params = {  # (how the ranks compare it, how a message shows it)
-        k: (_canonical(v), repr(v)) for k, v in estimator.get_params(deep=False).items()
-        if k != "comm"
-    }  # fmt: skip
-    views = gather_all(comm, (report_of(error), params, seen))
-    merged = merge_reports([view[0] for view in views], comm.size)
-    if merged is not None:
-        raise InvalidInputError(str(merged))
-    _same_everywhere([view[1] for view in views], [view[2] for view in views])
-    return result
-
-
-def _same_everywhere(params: list[dict], inputs: list) -> None:
-    """An :class:`InvalidInputError` naming what differs between the ranks' parameters or
-    inputs (rank 0 against the first rank that differs). Collective: no."""
-    differ = sorted(k for k in params[0] if len({p.get(k, (None,))[0] for p in params}) > 1)
-    if differ:
-        rank = next(
-            r for r, p in enumerate(params) if any(p[k][0] != params[0][k][0] for k in differ)
-        )
-        shown = ", ".join(
-            f"{k}={params[0][k][1]} on rank 0 but {params[rank][k][1]} on rank {rank}"
-            for k in differ[:3]
-        )
-        raise InvalidInputError(
-            f"the ranks built different estimators ({shown}): every rank must call fit on "
-            "an estimator with the same parameters"
-        )
-    if inputs[0] is None or all(seen == inputs[0] for seen in inputs):
-        return
-    rank, other = next((r, seen) for r, seen in enumerate(inputs) if seen != inputs[0])
-    first = inputs[0]
-    if first[0] != other[0]:
-        problem = f"rank 0 passed {first[0]} but rank {rank} {other[0]}"
-        advice = "every rank passes its own rows as arrays, or every rank the same HDF5 path"
-    elif first[0] == "a path":
-        problem = f"rank 0 passed {first[1]!r} but rank {rank} {other[1]!r}"
-        advice = "every rank must pass the same HDF5 path"
-    elif first[1] != other[1]:
-        problem = f"rank 0's X has {first[1]} features but rank {rank}'s {other[1]}"
-        advice = "every rank's rows must have the same columns"
-    elif first[2] != other[2]:
-        problem = f"rank 0's X holds {first[2]} but rank {rank}'s {other[2]}"
-        advice = "pass X of one dtype (float64 or float32) on every rank"
-    else:
-        given = {True: "given", False: "not given"}
-        problem = f"sample_weight {given[first[3]]} on rank 0 but {given[other[3]]} on rank {rank}"
-        advice = "pass sample_weight on every rank or on none"
-    raise InvalidInputError(f"the ranks' inputs differ: {problem}; {advice}")
-
-
-def _validate_data(estimator, *args, **kwargs):
-    """scikit-learn's ``validate_data``, its advice on NaN and infinite values (a
-    paragraph that points to other estimators) shortened to one line. Collective: no."""
-    try:
-        return validate_data(estimator, *args, **kwargs)
-    except ValueError as exc:
-        first = str(exc).split("\n", 1)[0]
-        if not first.startswith("Input ") or " contains " not in first:
-            raise
-        raise ValueError(
-            f"{first.rstrip('.')}: drop or fix those rows first (sklearn.impute.SimpleImputer "
-            "fills in NaN, in a pipeline)"
-        ) from exc
-
-
-def _plain(value):
-    """A NumPy scalar as the Python value it holds (``0``, not ``np.int64(0)``)."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _check_weights(sample_weight, n_rows: int) -> np.ndarray | None:
-    if sample_weight is None:
-        return None
-    weights = np.asarray(sample_weight, dtype=np.float64)
-    if weights.ndim == 0:
-        weights = np.full(n_rows, float(weights))
-    if weights.shape != (n_rows,):
-        raise ValueError(f"sample_weight.shape == {weights.shape}, expected ({n_rows},)")
-    if not np.isfinite(weights).all() or (weights < 0).any():
-        raise ValueError("sample_weight must be finite and non-negative")
-    return weights
-
-
-def _local_rows(comm, X, y, weights) -> LocalData:
-    """This rank's in-memory rows as the driver takes them (global row count and first
-    row index from the ranks' counts; a rank may hold none), once the ranks agreed on
-    their widths (:func:`_agreed`). Collective: yes."""
-    counts = np.array([float(X.shape[0])])
-    allreduce_sum(comm, counts)
-    if counts[0] == 0:
-        raise InvalidInputError("no rank passed any rows: found 0 samples in all")
-    start = rows_before(comm, X.shape[0])
-    info = DatasetInfo("", "X", "y", int(counts[0]), X.shape[1], X.dtype, np.dtype(np.float64))
-    return LocalData(info, start, start + X.shape[0], X, y, weights)
-
-
-class _Estimator(BaseEstimator):
-    """What both estimators share: the options, the fit through :func:`mpigd.fit`, and
-    the rank-local decision values."""
-
-    def __init__(
-        self,
-        *,
-        l2: float = 0.0,
-        l1: float = 0.0,
-        optimizer: str = "auto",
-        max_iter: int | None = None,
-        tol: float = 1e-6,
-        ftol: float = 1e-12,
-        standardize: bool = False,
-        comm=None,
-    ):
-        self.l2 = l2
-        self.l1 = l1
-        self.optimizer = optimizer
-        self.max_iter = max_iter
-        self.tol = tol
-        self.ftol = ftol
-        self.standardize = standardize
-        self.comm = comm
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        return tags
-
-    def _validate(self, comm, X, y, sample_weight, *, numeric: bool):
-        """This rank's rows checked (a CSR matrix's structure too: the kernels follow its
-        indices), agreed over the ranks with the parameters (:func:`_agreed`).
-        Collective: yes."""
-
-        def work():
-            if isinstance(X, str | os.PathLike):
-                for name, given in (("y", y), ("sample_weight", sample_weight)):
-                    if given is not None:  # the ranks read their rows from the file
-                        raise ValueError(
-                            f"{name} goes with rows in memory, not with an HDF5 path (each "
-                            "rank reads its rows, labels and all, from the file); pass arrays"
-                        )
-                return X, None, None
-            X_, y_ = _validate_data(
-                self, checked_sparse(X) if sp.issparse(X) else X, y, accept_sparse="csr",
-                dtype=[np.float64, np.float32], order="C", y_numeric=numeric,
-                ensure_min_samples=1 if comm.size == 1 else 0,
-            )  # fmt: skip
-            if not numeric:
-                check_classification_targets(y_)
-            return X_, y_, _check_weights(sample_weight, X_.shape[0])
-
-        return _agreed(comm, self, work, lambda result: _input_of(result[0], result[2]))
-
-    def _options(self) -> dict:
-        """The training options among this estimator's parameters (those of
-        :class:`~mpigd.train.options.TrainOptions` but ``class_weight``, which ``fit``
-        turns into row weights or passes itself)."""
-        from .train.options import TrainOptions
-
-        names = set(TrainOptions.names()) - {"class_weight"}
-        return {name: value for name, value in self.get_params().items() if name in names}
-
-    def _train(self, comm, data, model: str, **options):
-        """:func:`mpigd.fit`, with its errors as :class:`InvalidInputError` and its
-        convergence warning as scikit-learn's. Collective: yes."""
-        from .train.driver import ConvergenceWarning, fit
-
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            try:
-                fitted = fit(data, model, comm=comm, **self._options(), **options)
-            except MpigdError as exc:
-                if isinstance(exc, InvalidInputError):
-                    raise
-                raise InvalidInputError(str(exc)) from exc
-        for warning in caught:
-            category = warning.category
-            if issubclass(category, ConvergenceWarning):
-                category = SklearnConvergenceWarning
-            warnings.warn(str(warning.message), category, stacklevel=3)
-        self.n_iter_ = np.array([fitted.result.nit])
-        return fitted.model
-
-    def _scored(self, X, y, sample_weight, dtype):
-        """This rank's labels, weights and predictions for ``score`` (a rank may have no
-        rows). Collective: no."""
-        y = np.asarray(y, dtype=dtype).ravel()
-        w = np.ones(len(y)) if sample_weight is None else _check_weights(sample_weight, len(y))
-        if len(y) == 0 and np.shape(X)[0] == 0:
-            return y, w, y
-        predicted = self.predict(X)
-        if len(predicted) != len(y):
-            raise ValueError(f"X has {len(predicted)} rows but y has {len(y)}")
-        return y, w, predicted
-
-    def _decision(self, X) -> np.ndarray:
-        check_is_fitted(self)
-        X = _validate_data(
-            self, checked_sparse(X) if sp.issparse(X) else X, accept_sparse="csr",
-            dtype=[np.float64, np.float32], reset=False,
-            ensure_min_samples=1 if _comm(self).size == 1 else 0,  # a rank may have none
-        )  # fmt: skip
-        W = self.coef_.T if self.coef_.ndim == 2 else self.coef_
-        z = X @ W
-        return np.asarray(z) + self.intercept_
+__all__ = [
+    "GammaRegressor",
+    "HuberRegressor",
+    "InvalidInputError",
+    "LinearRegression",
+    "LinearSVC",
+    "LogisticRegression",
+    "PoissonRegressor",
+    "TweedieRegressor",
+]
 
 
 class LinearRegression(RegressorMixin, _Estimator):
@@ -304,18 +64,12 @@ class LinearRegression(RegressorMixin, _Estimator):
     ``intercept_``, ``n_iter_``, ``n_features_in_``.
     """
 
+    _model = "linear"
+
     def fit(self, X, y=None, sample_weight=None):
         """Train on this rank's rows ``X`` (k, n), ``y`` (k,) (or, for a path, the file's
         ``X`` and ``y``). Collective: yes."""
-        comm = _comm(self)
-        X, y, weights = self._validate(comm, X, y, sample_weight, numeric=True)
-        if isinstance(X, str | os.PathLike):
-            model = self._train(comm, X, "linear")
-            self.n_features_in_ = len(model.coef)
-        else:
-            model = self._train(comm, _local_rows(comm, X, y.astype(np.float64), weights), "linear")
-        self.coef_, self.intercept_ = model.coef, model.intercept
-        return self
+        return _fit_regressor(self, X, y, sample_weight, self._model)
 
     def predict(self, X) -> np.ndarray:
         """``X w + b`` for this rank's rows. Collective: no."""
@@ -323,103 +77,237 @@ class LinearRegression(RegressorMixin, _Estimator):
 
     def score(self, X, y, sample_weight=None) -> float:
         """R² over every rank's rows (each rank passes its own). Collective: yes."""
-        comm = _comm(self)
-        y, w, predicted = _agreed(comm, self, lambda: self._scored(X, y, sample_weight, float))
-        residual = y - predicted
-        sums = np.array([w.sum(), w @ y])
-        allreduce_sum(comm, sums)
-        mean = sums[1] / sums[0]
-        sums = np.array([w @ (residual * residual), w @ np.square(y - mean)])
-        allreduce_sum(comm, sums)
-        if sums[1] > 0:
-            return float(1.0 - sums[0] / sums[1])
-        return 1.0 if sums[0] == 0 else 0.0
+        return r2_score(self, X, y, sample_weight)
 
 
-class LogisticRegression(ClassifierMixin, _Estimator):
-    """Logistic regression, binary (two classes) or multinomial (softmax, more), on any
-    class labels (numbers or strings; ``classes_`` sorted as ``numpy.unique`` sorts them).
-
-    The default ``l2 = 1e-4`` (scikit-learn's ``C = 1 / (l2 S)``). ``class_weight``:
-    None, ``"balanced"`` or ``{label: weight}`` (classes not named weigh 1). Fitted:
-    ``classes_``, ``coef_`` (1, n) or (K, n), ``intercept_`` (1,) or (K,), ``n_iter_``,
-    ``n_features_in_``.
+class HuberRegressor(LinearRegression):
+    """Robust regression: ``mean_i s_i rho(y_i - x_i w - b) / mean s + (l2/2)||w||^2 +
+    l1 ||w||_1`` with ``rho(r) = r^2 / 2`` for ``|r| <= epsilon``, ``epsilon |r| -
+    epsilon^2 / 2`` beyond. The scale of the residuals is fixed (standardise y, or choose
+    ``epsilon`` in its units); scikit-learn's ``HuberRegressor`` fits a scale ``sigma``
+    beside ``w`` and penalises ``alpha ||w||^2`` on a sum, so the two agree where its
+    ``sigma`` comes out near 1. Fitted as :class:`LinearRegression`.
     """
 
+    _model = "huber"
+
     def __init__(
-        self,
-        *,
-        l2: float = 1e-4,
-        l1: float = 0.0,
-        optimizer: str = "auto",
-        max_iter: int | None = None,
-        tol: float = 1e-6,
-        ftol: float = 1e-12,
-        standardize: bool = False,
-        class_weight: str | None = None,
-        comm=None,
-    ):
+        self, *, epsilon: float = 1.35, l2: float = 0.0, l1: float = 0.0,
+        optimizer: str = "auto", max_iter: int | None = None, tol: float = 1e-6,
+        ftol: float = 1e-12, standardize: bool = False, comm=None,
+    ):  # fmt: skip
+        super().__init__(
+            l2=l2, l1=l1, optimizer=optimizer, max_iter=max_iter, tol=tol, ftol=ftol,
+            standardize=standardize, comm=comm,
+        )  # fmt: skip
+        self.epsilon = epsilon
+
+
+class _LogLinkRegressor(RegressorMixin, _Estimator):
+    """A regressor with the log link: the mean is ``exp(x w + b)``, the penalty
+    scikit-learn's ``alpha`` (mpigd's ``l2``), the score D² of the deviance."""
+
+    _model = ""
+    _power = 1.0
+
+    def __init__(
+        self, *, alpha: float = 1.0, l1: float = 0.0, optimizer: str = "auto",
+        max_iter: int | None = None, tol: float = 1e-6, ftol: float = 1e-12,
+        standardize: bool = False, comm=None,
+    ):  # fmt: skip
+        self.alpha = alpha
+        self.l1 = l1
+        self.optimizer = optimizer
+        self.max_iter = max_iter
+        self.tol = tol
+        self.ftol = ftol
+        self.standardize = standardize
+        self.comm = comm
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = True
+        return tags
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Train on this rank's rows ``X`` (k, n) and targets ``y`` (k,) (or, for a path,
+        the file's). Collective: yes."""
+        return _fit_regressor(self, X, y, sample_weight, self._model)
+
+    def predict(self, X) -> np.ndarray:
+        """The mean ``exp(x w + b)`` of each of this rank's rows. Collective: no."""
+        with np.errstate(over="ignore"):  # a mean beyond float64 is inf
+            return np.exp(self._decision(X))
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """D² over every rank's rows: the share of the deviance of the weighted mean of y
+        that the model explains, as scikit-learn's. Collective: yes."""
+        from .evaluation.metrics import unit_deviance
+
+        power = self._deviance_power()
+        comm, y, w, mean = scored_rows(self, X, y, sample_weight, float)
+        with np.errstate(divide="ignore"):
+            log_mean = np.log(mean)
+        total, y_sum, deviance = summed(comm, w.sum(), w @ y, w @ unit_deviance(y, log_mean, power))
+        (null,) = summed(comm, w @ unit_deviance(y, np.log(y_sum / total), power))
+        if null > 0:
+            return float(1.0 - deviance / null)
+        return 1.0 if deviance == 0 else 0.0
+
+    def _deviance_power(self) -> float:
+        return self._power
+
+
+class PoissonRegressor(_LogLinkRegressor):
+    """Poisson regression with the log link, ``y >= 0`` (counts, or rates with the
+    exposure as ``sample_weight``): ``mean_i s_i (exp(z_i) - y_i z_i) / mean s +
+    (alpha/2)||w||^2``, the minimiser of scikit-learn's ``PoissonRegressor(alpha)``.
+    Fitted: ``coef_`` (n,), ``intercept_``, ``n_iter_``, ``n_features_in_``."""
+
+    _model, _power = "poisson", 1.0
+
+
+class GammaRegressor(_LogLinkRegressor):
+    """Gamma regression with the log link, ``y > 0``: ``mean_i s_i (z_i + y_i exp(-z_i))
+    / mean s + (alpha/2)||w||^2``, the minimiser of scikit-learn's
+    ``GammaRegressor(alpha)``. Fitted as :class:`PoissonRegressor`."""
+
+    _model, _power = "gamma", 2.0
+
+
+class TweedieRegressor(_LogLinkRegressor):
+    """Tweedie regression of ``power`` 1 < p < 2 (compound Poisson-Gamma: exact zeros and
+    positive amounts) with the log link, ``y >= 0``, the minimiser of scikit-learn's
+    ``TweedieRegressor(power=p, link="log", alpha)``; other powers are
+    :class:`PoissonRegressor` (1), :class:`GammaRegressor` (2) or least squares (0).
+    Fitted as :class:`PoissonRegressor`."""
+
+    _model = "tweedie"
+
+    def __init__(
+        self, *, power: float = 1.5, alpha: float = 1.0, l1: float = 0.0,
+        optimizer: str = "auto", max_iter: int | None = None, tol: float = 1e-6,
+        ftol: float = 1e-12, standardize: bool = False, comm=None,
+    ):  # fmt: skip
+        super().__init__(
+            alpha=alpha, l1=l1, optimizer=optimizer, max_iter=max_iter, tol=tol, ftol=ftol,
+            standardize=standardize, comm=comm,
+        )  # fmt: skip
+        self.power = power
+
+    def _deviance_power(self) -> float:
+        return float(self.power)
+
+
+class _Classifier(ClassifierMixin, _Estimator):
+    """A classifier on any class labels (numbers or strings; ``classes_`` sorted as
+    ``numpy.unique`` sorts them): ``_binary`` trains two classes, ``_multi`` more (None:
+    two only). ``class_weight``: None, ``"balanced"`` or ``{label: weight}`` (classes
+    not named weigh 1)."""
+
+    _binary, _multi = "logistic", "softmax"
+
+    def __init__(
+        self, *, l2: float = 1e-4, l1: float = 0.0, optimizer: str = "auto",
+        max_iter: int | None = None, tol: float = 1e-6, ftol: float = 1e-12,
+        standardize: bool = False, class_weight: str | None = None, comm=None,
+    ):  # fmt: skip
         super().__init__(
             l2=l2, l1=l1, optimizer=optimizer, max_iter=max_iter, tol=tol, ftol=ftol,
             standardize=standardize, comm=comm,
         )  # fmt: skip
         self.class_weight = class_weight
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = self._multi is not None
+        return tags
+
     def fit(self, X, y=None, sample_weight=None):
         """Train on this rank's rows ``X`` (k, n) and labels ``y`` (k,) (or, for a path,
         the file's ``X`` and ``y``). Collective: yes."""
         comm = _comm(self)
         X, y, weights = self._validate(comm, X, y, sample_weight, numeric=False)
-        if isinstance(X, str | os.PathLike):
-            from .train.labels import file_classes
-
-            try:
-                self.classes_ = file_classes(comm, X)
-            except MpigdError as exc:
-                raise InvalidInputError(str(exc)) from exc
-            data = X
-        else:
-            from .train.labels import global_classes
-
-            try:
-                self.classes_ = global_classes(comm, y)
-            except MpigdError as exc:  # labels of several kinds, seen alike on every rank
-                raise InvalidInputError(str(exc)) from exc
-            y_index = np.searchsorted(self.classes_, y).astype(np.float64)
-            data = _local_rows(comm, X, y_index, weights)
-        if len(self.classes_) < 2:
+        data = self._classes(comm, X, y, weights)
+        kind = self._binary if len(self.classes_) == 2 else self._multi
+        if kind is None:
             raise InvalidInputError(
-                "this solver needs samples of at least 2 classes in the data, but the data "
-                f"contains only one class: {_plain(self.classes_[0])!r}"
+                "Only binary classification is supported. The type of the target is "
+                f"multiclass: {len(self.classes_)} classes (LogisticRegression takes more)"
             )
-        kind = "logistic" if len(self.classes_) == 2 else "softmax"
         options = {"labels": "auto"} if isinstance(data, str | os.PathLike) else {}
         class_weight = self.class_weight
         if isinstance(class_weight, dict):  # {label: weight}: into the row weights
-            if isinstance(data, str | os.PathLike):
-                raise InvalidInputError("a class_weight dict needs rows in memory")
-            unknown = set(class_weight) - set(self.classes_.tolist())
-            if unknown:
-                raise InvalidInputError(
-                    f"class_weight names labels that are not classes: {sorted(map(str, unknown))}"
-                )
-            per_class = np.array([class_weight.get(c, 1.0) for c in self.classes_], float)
-            by_row = per_class[data.y.astype(np.intp)]
-            data = replace(data, weights=by_row if data.weights is None else data.weights * by_row)
-            class_weight = None
+            data, class_weight = self._weighted(data, class_weight), None
         model = self._train(comm, data, kind, class_weight=class_weight, **options)
         if isinstance(data, str | os.PathLike):
             self.n_features_in_ = len(model.coef)
-        if kind == "logistic":
+        if kind == self._binary:
             self.coef_, self.intercept_ = model.coef[None, :], np.array([model.intercept])
         else:
             self.coef_, self.intercept_ = model.coef.T.copy(), np.array(model.intercept)
         return self
 
+    def _classes(self, comm, X, y, weights):
+        """Set ``classes_`` from every rank's labels; the data to train on (the path, or
+        this rank's rows with class indices for labels). Collective: yes."""
+        from .train.labels import file_classes, global_classes
+
+        try:  # labels of several kinds are seen alike on every rank
+            self.classes_ = file_classes(comm, X) if y is None else global_classes(comm, y)
+        except MpigdError as exc:
+            raise InvalidInputError(str(exc)) from exc
+        if len(self.classes_) < 2:
+            raise InvalidInputError(
+                "this solver needs samples of at least 2 classes in the data, but the data "
+                f"contains only one class: {_plain(self.classes_[0])!r}"
+            )
+        if isinstance(X, str | os.PathLike):
+            return X
+        y_index = np.searchsorted(self.classes_, y).astype(np.float64)
+        return _local_rows(comm, X, y_index, weights)
+
+    def _weighted(self, data, class_weight: dict):
+        """This rank's rows with a ``{label: weight}`` dict multiplied into their
+        weights. Collective: no."""
+        if isinstance(data, str | os.PathLike):
+            raise InvalidInputError("a class_weight dict needs rows in memory")
+        unknown = set(class_weight) - set(self.classes_.tolist())
+        if unknown:
+            raise InvalidInputError(
+                f"class_weight names labels that are not classes: {sorted(map(str, unknown))}"
+            )
+        per_class = np.array([class_weight.get(c, 1.0) for c in self.classes_], float)
+        by_row = per_class[data.y.astype(np.intp)]
+        return replace(data, weights=by_row if data.weights is None else data.weights * by_row)
+
     def decision_function(self, X) -> np.ndarray:
-        """Log-odds (k,) for two classes, scores (k, K) for more. Collective: no."""
+        """Scores (k,) for two classes (positive: ``classes_[1]``), (k, K) for more.
+        Collective: no."""
         z = self._decision(X)
         return z[:, 0] if len(self.classes_) == 2 else z
+
+    def predict(self, X) -> np.ndarray:
+        """The class of each of this rank's rows with the largest score. Collective: no."""
+        z = self.decision_function(X)
+        index = (z > 0).astype(np.intp) if z.ndim == 1 else z.argmax(axis=1)
+        return self.classes_[index]
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Accuracy over every rank's rows (each rank passes its own). Collective: yes."""
+        return accuracy(self, X, y, sample_weight)
+
+
+class LogisticRegression(_Classifier):
+    """Logistic regression, binary (two classes) or multinomial (softmax, more), on any
+    class labels. The default ``l2 = 1e-4`` (scikit-learn's ``C = 1 / (l2 S)``). Fitted:
+    ``classes_``, ``coef_`` (1, n) or (K, n), ``intercept_`` (1,) or (K,), ``n_iter_``,
+    ``n_features_in_``.
+    """
+
+    def decision_function(self, X) -> np.ndarray:
+        """Log-odds (k,) for two classes, scores (k, K) for more. Collective: no."""
+        return super().decision_function(X)
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities (k, K), columns in the order of ``classes_``. Collective: no."""
@@ -434,16 +322,14 @@ class LogisticRegression(ClassifierMixin, _Estimator):
     def predict_log_proba(self, X) -> np.ndarray:
         return np.log(self.predict_proba(X))
 
-    def predict(self, X) -> np.ndarray:
-        """The most probable class of each of this rank's rows. Collective: no."""
-        z = self.decision_function(X)
-        index = (z > 0).astype(np.intp) if z.ndim == 1 else z.argmax(axis=1)
-        return self.classes_[index]
 
-    def score(self, X, y, sample_weight=None) -> float:
-        """Accuracy over every rank's rows (each rank passes its own). Collective: yes."""
-        comm = _comm(self)
-        y, w, predicted = _agreed(comm, self, lambda: self._scored(X, y, sample_weight, None))
-        sums = np.array([w @ (predicted == y), w.sum()])
-        allreduce_sum(comm, sums)
-        return float(sums[0] / sums[1])
+class LinearSVC(_Classifier):
+    """The L2-loss linear SVM of two classes: ``mean_i s_i max(0, 1 - t_i z_i)^2 / mean s
+    + (l2/2)||w||^2`` with ``t_i = +-1``, scikit-learn's ``LinearSVC`` (its default
+    squared hinge) with ``C = 1 / (l2 S)``, except that liblinear also penalises the
+    intercept (compare with a large ``intercept_scaling``, or with the intercept fixed).
+    ``decision_function`` is the margin ``z``. Fitted as :class:`LogisticRegression`
+    for two classes; more is an error.
+    """
+
+    _binary, _multi = "svm", None

@@ -225,20 +225,24 @@ def check_fold_options(folds, fold_key, exclude_fold) -> None:
 def choose_optimizer(model: str, l1: float, n_features: int, *, sparse: bool) -> str:
     """What ``optimizer="auto"`` means: FISTA for L1; the normal equations for linear
     regression of moderate width; Newton-CG, preconditioned by the Hessian's diagonal, for
-    a single output on sparse rows wider than Newton's full Hessian; L-BFGS otherwise.
+    a single output on sparse rows wider than Newton's full Hessian, and for the linear
+    SVM on any rows; L-BFGS otherwise.
 
     Decided by measurement (docs/optimizers.md, ``benchmarks/run_auto.sh``): to 1e-6 of
     the optimum at P = 2, on 400,000 x 262,144 CSR rows with Zipf-like or flat column
     popularity and on a hashed click log, Newton-CG was as fast as L-BFGS (flat, l2 =
     1e-3) to 30x faster (L-BFGS did not reach the click log's optimum in 1,000
     iterations at l2 = 1e-5); on dense rows, 64 or 2,048 wide, and on the real flights
-    data, L-BFGS was 3.4x to 7x faster. Collective: no.
+    data, L-BFGS was 3.4x to 7x faster. The squared hinge's curvature jumps where a row
+    crosses its margin, which stalls L-BFGS short of the minimum (scikit-learn's sample
+    weight check found its coefficients 2e-4 off, at any tol), while Newton-CG on the generalised
+    Hessian, liblinear's method for this loss, reaches it. Collective: no.
     """
     if l1 > 0:
         return "nesterov"
     if model == "linear" and n_features + 1 <= NORMAL_MAX_PARAMETERS:
         return "normal"
-    if sparse and model != "softmax" and n_features + 1 > FULL_HESSIAN_MAX:
+    if model == "svm" or (sparse and model != "softmax" and n_features + 1 > FULL_HESSIAN_MAX):
         return "newton"
     return "lbfgs"
 

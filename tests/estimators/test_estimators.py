@@ -19,10 +19,24 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import mpigd
-from mpigd.estimators import InvalidInputError, LinearRegression, LogisticRegression
+from mpigd.estimators import (
+    GammaRegressor,
+    HuberRegressor,
+    InvalidInputError,
+    LinearRegression,
+    LinearSVC,
+    LogisticRegression,
+    PoissonRegressor,
+    TweedieRegressor,
+)
+
+ESTIMATORS = [
+    LinearRegression(), LogisticRegression(), PoissonRegressor(), GammaRegressor(),
+    TweedieRegressor(), HuberRegressor(), LinearSVC(),
+]  # fmt: skip
 
 
-@parametrize_with_checks([LinearRegression(), LogisticRegression()])
+@parametrize_with_checks(ESTIMATORS)
 def test_scikit_learn_check_estimator(estimator, check):
     check(estimator)
 
@@ -170,6 +184,62 @@ def test_lasso_and_elastic_net_alpha(l1_ratio):
     assert ours.intercept_ == pytest.approx(theirs.intercept_, abs=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("ours", "theirs", "kind"),
+    [
+        (PoissonRegressor(alpha=0.05, tol=1e-10), linear_model.PoissonRegressor, "poisson"),
+        (GammaRegressor(alpha=0.05, tol=1e-10), linear_model.GammaRegressor, "gamma"),
+        (TweedieRegressor(power=1.3, alpha=0.05, tol=1e-10), linear_model.TweedieRegressor,
+         "tweedie"),
+    ],
+    ids=["poisson", "gamma", "tweedie"],
+)  # fmt: skip
+def test_log_link_regressors_take_scikit_learns_alpha(ours, theirs, kind):
+    X, y, w = _sample(kind)
+    extra = {"power": 1.3, "link": "log"} if kind == "tweedie" else {}
+    reference = theirs(alpha=0.05, tol=1e-12, max_iter=10_000, **extra).fit(X, y, sample_weight=w)
+    ours.fit(X, y, sample_weight=w)
+    np.testing.assert_allclose(ours.coef_, reference.coef_, rtol=1e-6, atol=1e-8)
+    assert ours.intercept_ == pytest.approx(reference.intercept_, rel=1e-6, abs=1e-8)
+    np.testing.assert_allclose(ours.predict(X), reference.predict(X), rtol=1e-6)
+    # score is D^2 of the deviance, weighted, as scikit-learn's
+    assert ours.score(X, y, w) == pytest.approx(reference.score(X, y, w), rel=1e-6)
+
+
+def test_linear_svc_C_is_one_over_l2_times_the_total_weight():
+    # liblinear penalises the intercept as a weight on a constant column of
+    # intercept_scaling: a large one makes that penalty vanish.
+    from sklearn.svm import LinearSVC as Liblinear
+
+    X, y, w = _sample("svm")
+    labels = np.where(y > 0, "yes", "no")
+    C = 0.5
+    ours = LinearSVC(l2=1.0 / (C * w.sum()), tol=1e-10).fit(X, labels, sample_weight=w)
+    theirs = Liblinear(C=C, tol=1e-12, max_iter=100_000, intercept_scaling=1e3, dual=False)
+    theirs.fit(X, labels, sample_weight=w)
+    np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ours.intercept_, theirs.intercept_, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+    assert ours.decision_function(X).shape == (len(y),) and not hasattr(ours, "predict_proba")
+
+
+def test_linear_svc_refuses_three_classes():
+    X, y, _ = _sample("softmax")
+    with pytest.raises(InvalidInputError, match="Only binary classification is supported"):
+        LinearSVC().fit(X, y)
+
+
+def test_huber_regression_shrugs_off_gross_outliers():
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((500, 3))
+    truth = np.array([1.0, -2.0, 0.5])
+    y = X @ truth + 0.3 * rng.standard_normal(500)
+    y[:25] += 100.0  # five percent of the rows are gross outliers
+    robust = HuberRegressor(epsilon=1.0).fit(X, y)
+    plain = LinearRegression().fit(X, y)
+    assert np.abs(robust.coef_ - truth).max() < 0.1 < np.abs(plain.coef_ - truth).max()
+
+
 # ----------------------------------------------------------------------- under mpiexec
 
 
@@ -178,7 +248,7 @@ def test_lasso_and_elastic_net_alpha(l1_ratio):
 def test_estimators_under_mpiexec_equal_the_file_fit(ranks, tmp_path):
     proc = run_mpi(ranks, "tests/mpi/mpi_estimators.py", tmp_path)
     assert proc.returncode == 0, proc.stderr + proc.stdout
-    assert proc.stdout.strip().splitlines()[-1] == "8"
+    assert proc.stdout.strip().splitlines()[-1] == "18"
 
 
 @pytest.mark.parametrize("ranks", [2, 3])

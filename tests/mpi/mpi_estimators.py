@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 from mpi4py import MPI
 
-from mpigd import fit
+from mpigd import estimators, fit
 from mpigd.estimators import InvalidInputError, LinearRegression, LogisticRegression
 from mpigd.partition import block_range
 
@@ -35,7 +35,19 @@ def main(folder: Path) -> None:
         "linear": (z + 0.2 * rng.standard_normal(m), "linear"),
         "logistic": ((z + rng.standard_normal(m) > 0).astype(float), "logistic"),
         "softmax": (np.digitize(z, [-0.5, 0.5]).astype(float), "softmax"),
+        "poisson": (rng.poisson(np.exp(z / 3)).astype(float), "poisson"),
+        "gamma": (rng.gamma(2.0, np.exp(z / 3) / 2), "gamma"),
+        "tweedie": (rng.poisson(np.exp(z / 3)) * rng.gamma(2.0, 1.0, m), "tweedie"),
+        "huber": (z + rng.standard_t(1.5, m), "huber"),
+        "svm": ((z + rng.standard_normal(m) > 0).astype(float), "svm"),
     }
+    kinds = {
+        "linear": LinearRegression, "logistic": LogisticRegression,
+        "softmax": LogisticRegression, "poisson": estimators.PoissonRegressor,
+        "gamma": estimators.GammaRegressor, "tweedie": estimators.TweedieRegressor,
+        "huber": estimators.HuberRegressor, "svm": estimators.LinearSVC,
+    }  # fmt: skip
+    extra = {"tweedie": {"power": 1.3}, "huber": {"epsilon": 1.0}}
     start, stop = block_range(m, comm.size, comm.rank)
     checked = 0
     for name, (y, model) in cases.items():
@@ -46,11 +58,12 @@ def main(folder: Path) -> None:
         comm.Barrier()
         for standardize in (False, True):
             reference = fit(path, model, comm=comm, l2=1e-3, weight_key="w", tol=1e-9,
-                            standardize=standardize).model  # fmt: skip
-            kind = LinearRegression if model == "linear" else LogisticRegression
-            est = kind(l2=1e-3, tol=1e-9, standardize=standardize)
+                            standardize=standardize, **extra.get(model, {})).model  # fmt: skip
+            kind = kinds[model]
+            penalty = {"alpha" if model in ("poisson", "gamma", "tweedie") else "l2": 1e-3}
+            est = kind(**penalty, tol=1e-9, standardize=standardize, **extra.get(model, {}))
             est.fit(X[start:stop], y[start:stop], sample_weight=w[start:stop])
-            coef = est.coef_ if model != "logistic" else est.coef_[0]
+            coef = est.coef_[0] if model in ("logistic", "svm") else est.coef_
             expected = reference.coef.T if model == "softmax" else reference.coef
             np.testing.assert_allclose(coef, expected, rtol=1e-12, atol=1e-14)
             np.testing.assert_allclose(np.ravel(est.intercept_), np.ravel(reference.intercept),
@@ -58,8 +71,10 @@ def main(folder: Path) -> None:
             assert same_everywhere(comm, est.coef_) and same_everywhere(comm, est.intercept_)
             score = est.score(X[start:stop], y[start:stop])
             assert same_everywhere(comm, score)
-            if model != "linear":
+            if model in ("logistic", "softmax", "svm"):
                 assert score == np.mean(est.predict(X) == y)
+            else:  # every rank passing every row: the same ratio of sums
+                assert abs(est.score(X, y) - score) <= 1e-12 * max(1.0, abs(score))
             checked += 1
     # string labels: the classes of all ranks, whatever each rank holds
     names = np.array(["cat", "dog", "emu"])[cases["softmax"][0].astype(int)]
