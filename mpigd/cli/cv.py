@@ -17,6 +17,7 @@ from .common import (
     add_y_key,
     check_outputs_on_root,
     data_source,
+    model_name,
     once,
     refuses_negative,
     reporter,
@@ -145,7 +146,7 @@ def run(args, comm) -> int:
     kind = "l1" if args.l1_path else "l2"
     announce = once(
         say,
-        f"mpigd {__version__}: {args.folds}-fold cross-validation of {args.model} regression "
+        f"mpigd {__version__}: {args.folds}-fold cross-validation of {model_name(args.model)} "
         f"on {args.data}, {plural(comm.size, 'rank')} ({library_version()})",
     )
     header = []

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import MpigdError
 from ..io.outputs import writing
+from .common import model_name
 
 
 def check_plotting() -> None:
@@ -56,7 +57,7 @@ def plot_training(model, path: str | os.PathLike, name: str = "") -> None:
     right.set(xlabel="iteration", ylabel="gradient norm", title="gradient norm")
     info = model.info
     fig.suptitle(
-        f"{model.kind} regression, {info.get('optimizer', '?')}: {info.get('iterations', '?')} "
+        f"{model_name(model.kind)}, {info.get('optimizer', '?')}: {info.get('iterations', '?')} "
         f"iterations, {'converged' if info.get('converged') else 'not converged'}"
         + (f" ({os.path.basename(name)})" if name else "")
     )
@@ -84,7 +85,7 @@ def plot_cv(record: dict, path: str | os.PathLike) -> None:
     ax.set(
         xlabel=f"{kind} penalty",
         ylabel=f"validation {record['metric']}",
-        title=f"{record['folds']}-fold cross-validation, {record['model']} regression "
+        title=f"{record['folds']}-fold cross-validation, {model_name(record['model'])} "
         f"({os.path.basename(record['data'])})",
     )
     ax.legend()

@@ -20,6 +20,7 @@ from .common import (
     add_y_key,
     check_outputs_on_root,
     data_source,
+    model_name,
     once,
     positive_int,
     refuses_negative,
@@ -162,7 +163,7 @@ def run(args, comm) -> int:
     )
     announce = once(
         say,
-        f"mpigd {__version__}: {_what(args.model)} on {args.data}, "
+        f"mpigd {__version__}: {model_name(args.model)} on {args.data}, "
         f"{plural(comm.size, 'rank')} ({library_version()})",
     )
     start = wtime()
@@ -181,11 +182,6 @@ def run(args, comm) -> int:
         say(line)
     say(f"model written to {args.out}")
     return 0
-
-
-def _what(model: str) -> str:
-    """How the first line names the model."""
-    return "linear SVM" if model == "svm" else f"{model} regression"
 
 
 def _summary_lines(fitted, ranks: int) -> list[str]:

@@ -41,9 +41,9 @@ def make_dataset(
     ``popularity="flat"`` all columns alike, as after the hashing trick. The true weights
     are drawn so that ``z = X w + b`` has a standard deviation of about 2, the intercept
     ``N(0, 1)``. Linear: ``y = z + noise * N(0, 1)``. Logistic: ``y ~ Bernoulli(expit(z))``
-    (``noise`` is not used). Poisson: counts ``y ~ Poisson(exp(z))``, with the weights a
-    quarter as large and the intercept a quarter of its draw plus 1 (mean counts mostly
-    from 1 to 5). The true parameters are stored as ``coef_true`` and
+    (``noise`` is not used). Poisson: counts ``y ~ Poisson(exp(z))``, with the weights
+    half as large and the intercept a quarter of its draw plus 0.5 (mean counts
+    of about 0.2 to 5). The true parameters are stored as ``coef_true`` and
     ``intercept_true`` (attributes, or a dataset for more than ``ATTRIBUTE_COEF``
     features). Memory use is one generation block (65,536 rows), whatever ``n_rows`` is.
 
@@ -76,7 +76,7 @@ def make_dataset(
         # weight by 1 / sqrt(n p_j) keeps the spread of z at about 2 for every column
         coef /= np.sqrt(n_features * shares)
     if kind == "poisson":
-        coef, intercept = coef / 4, intercept / 4 + 1.0
+        coef, intercept = coef / 2, intercept / 4 + 0.5
 
     with writing(path) as tmp, h5py.File(tmp, "w") as f:
         if density is None:

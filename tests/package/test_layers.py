@@ -26,6 +26,7 @@ LAYERS = (
     ("model", "objective", "optimize"),
     ("evaluation", "train"),
     ("selection",),
+    ("estimator_base",),
     ("estimators", "bench"),
     ("cli",),
     ("__main__", "__init__"),
