@@ -9,7 +9,9 @@ compiled fused kernel, and the fused kernel without the loss (``need_loss=False`
 bandwidth is the best of several ``X.sum()`` runs over the same array (for CSR: over
 its float64 ``data``), measured beside the evaluations; "of bw" is the array's bytes
 (CSR: ``data`` and ``indices``) over a median evaluation's time, against that bandwidth.
-Medians; absolute times vary by machine, the ratios in one run are what to compare.
+Every loss on the same rows; "vs logistic" is a loss's fused time over logistic's on
+those rows. Medians; absolute times vary by machine, the ratios in one run are what to
+compare.
 
 Usage: python benchmarks/local_pass.py [--mb MB] [--repeats R] [--json OUT.json]
 """
@@ -48,6 +50,29 @@ def time_case(label, X, y, theta, loss, repeats, stored_bytes, bandwidth, refere
     return row
 
 
+#: The losses timed, and the parameters of those that have one (the defaults).
+LOSSES = ("linear", "logistic", "softmax", "poisson", "gamma", "tweedie", "huber", "svm")
+
+
+def targets(rng, rows: int) -> dict:
+    """Targets each loss accepts: 0/1, classes 0..3, counts and positive amounts."""
+    binary = (rng.random(rows) < 0.5).astype(np.float64)
+    counts = rng.poisson(1.0, rows).astype(np.float64)
+    amounts = rng.gamma(2.0, 0.5, rows)
+    return {
+        "linear": amounts, "logistic": binary, "svm": binary, "huber": amounts,
+        "softmax": rng.integers(0, 4, rows).astype(np.float64), "poisson": counts,
+        "tweedie": counts * amounts, "gamma": amounts,
+    }  # fmt: skip
+
+
+def relative_to_logistic(results: list[dict]) -> None:
+    """Each row's fused time over logistic's on the same rows, as ``vs_logistic``."""
+    logistic = {r["case"]: r["fused_s"] for r in results if r["loss"] == "logistic"}
+    for r in results:
+        r["vs_logistic"] = r["fused_s"] / logistic[r["case"]]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=512, help="size of dense float64 X in MB")
@@ -60,32 +85,32 @@ def main():
     results = []
     for n in (64, 256):
         rows = (args.mb << 20) // (8 * n)
-        y = (rng.random(rows) < 0.5).astype(np.float64)
-        y3 = rng.integers(0, 4, rows).astype(np.float64)
+        y = targets(rng, rows)
         for dtype in (np.float64, np.float32):
             X = rng.standard_normal((rows, n)).astype(dtype)
             read = seconds(args.repeats, X.sum, best=True)
-            for name in ("linear", "logistic", "softmax"):
+            for name in LOSSES:
                 loss = make_loss(name, 4)
                 theta = 0.1 * rng.standard_normal((n + 1) * loss.n_outputs)
                 label = f"dense {rows:,} x {n} {np.dtype(dtype).name}"
                 results.append(time_case(
-                    label, X, y3 if name == "softmax" else y, theta, loss, args.repeats,
+                    label, X, y[name], theta, loss, args.repeats,
                     X.nbytes, X.nbytes / read, dense.reference_sums, compiled.dense_sums,
                 ))  # fmt: skip
             del X
     rows, features = (args.mb << 20) // (12 * 40), 262_144
     X = sparse_rows(rng, rows, features, 40 / features, zipf_popularity(features), np.float64)
-    y = (rng.random(rows) < 0.5).astype(np.float64)
+    y = targets(rng, rows)
     stored = X.data.nbytes + X.indices.nbytes
     read = X.data.nbytes / seconds(args.repeats, X.data.sum, best=True)  # float64 values
-    loss = make_loss("logistic")
     theta = 0.1 * rng.standard_normal(features + 1)
     label = f"CSR {rows:,} x {features:,}, {X.nnz:,} values"
-    results.append(time_case(
-        label, X, y, theta, loss, args.repeats, stored, read, sparse.reference_sums,
-        compiled.csr_sums,
-    ))  # fmt: skip
+    for name in (name for name in LOSSES if name != "softmax"):  # single-output
+        results.append(time_case(
+            label, X, y[name], theta, make_loss(name), args.repeats, stored, read,
+            sparse.reference_sums, compiled.csr_sums,
+        ))  # fmt: skip
+    relative_to_logistic(results)
 
     print(
         f"# {platform.machine()}, numpy {np.__version__}, 1 BLAS thread, median of "
@@ -93,14 +118,16 @@ def main():
     )
     print(
         f"{'case':36} {'loss':9} {'read GB/s':>9} {'reference':>10} {'fused':>8} "
-        f"{'grad only':>9} {'speed-up':>8} {'ref of bw':>9} {'fused of bw':>11}"
+        f"{'grad only':>9} {'speed-up':>8} {'ref of bw':>9} {'fused of bw':>11} "
+        f"{'vs logistic':>11}"
     )
     for r in results:
         print(
             f"{r['case']:36} {r['loss']:9} {r['bandwidth'] / 1e9:9.1f} "
             f"{r['reference_s'] * 1e3:8.1f}ms "
             f"{r['fused_s'] * 1e3:6.1f}ms {r['gradient_only_s'] * 1e3:7.1f}ms "
-            f"{r['speedup']:8.2f} {r['reference_of_bw']:9.0%} {r['fused_of_bw']:11.0%}"
+            f"{r['speedup']:8.2f} {r['reference_of_bw']:9.0%} {r['fused_of_bw']:11.0%} "
+            f"{r['vs_logistic']:11.2f}"
         )
     if args.json:
         with open(args.json, "w") as f:

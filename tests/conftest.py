@@ -186,8 +186,6 @@ def sparse_problem(kind: str, m: int, n: int, density: float = 0.1, seed: int = 
     X.sort_indices()
     w = rng.standard_normal(n) / np.sqrt(n * density)
     z = X @ w + 0.3
-    if kind == "linear":
-        return X, z + 0.1 * rng.standard_normal(m)
     if kind == "softmax":
         return X, (np.digitize(z, [-0.5, 0.5])).astype(np.float64)
-    return X, (rng.random(m) < 1 / (1 + np.exp(-z))).astype(np.float64)
+    return X, targets(kind, z, rng)

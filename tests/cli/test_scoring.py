@@ -14,7 +14,8 @@ from sklearn import metrics as sk
 from mpigd.model import LinearModel
 
 M, N, K = 1009, 6, 4  # no rank count divides M
-KINDS = ["linear", "logistic", "softmax"]
+KINDS = ["linear", "logistic", "softmax", "poisson", "gamma", "tweedie", "huber", "svm"]
+POWER = 1.3  # the tweedie model's
 RANKS = [1, 2, 3, 4]
 
 
@@ -30,13 +31,22 @@ def problems(tmp_path_factory):
         ("linear", rng.standard_normal(N), 0.5),
         ("logistic", rng.standard_normal(N), -0.3),
         ("softmax", rng.standard_normal((N, K)), rng.standard_normal(K)),
+        *((kind, rng.standard_normal(N) / 4, 0.2) for kind in ("poisson", "gamma", "tweedie")),
+        ("huber", rng.standard_normal(N), 0.5),
+        ("svm", rng.standard_normal(N), -0.3),
     ]:
-        model = LinearModel(kind, coef, intercept)
+        model = LinearModel(kind, coef, intercept, {"power": POWER} if kind == "tweedie" else {})
         z = X @ coef + intercept
-        if kind == "linear":
-            y = z + rng.standard_normal(M)
-        elif kind == "logistic":
+        if kind in ("linear", "huber"):
+            y = z + rng.standard_normal(M) * (1 if kind == "linear" else 3)
+        elif kind in ("logistic", "svm"):
             y = (rng.random(M) < expit(z)).astype(float)
+        elif kind == "poisson":
+            y = rng.poisson(np.exp(z)).astype(float)
+        elif kind == "gamma":
+            y = rng.gamma(2.0, np.exp(z) / 2)
+        elif kind == "tweedie":
+            y = rng.poisson(np.exp(z)) * rng.gamma(2.0, 0.5, M)
         else:
             p = softmax(z, axis=1)
             y = np.array([rng.choice(K, p=row) for row in p], dtype=float)
@@ -124,6 +134,42 @@ def test_softmax_metrics_equal_sklearn(problems, outputs, ranks):
     assert ours["confusion_matrix"] == sk.confusion_matrix(y, z.argmax(1)).tolist()
 
 
+@pytest.mark.parametrize("ranks", [1, 3])
+@pytest.mark.parametrize(("kind", "power"), [("poisson", 1), ("gamma", 2), ("tweedie", POWER)])
+@pytest.mark.slow
+def test_deviance_metrics_equal_sklearn(problems, outputs, kind, power, ranks):
+    model_path, _, X, y = problems[kind]
+    ours = outputs(kind, ranks)[0]
+    mean = np.exp(scores_of(model_path, X))
+    assert ours["deviance"] == pytest.approx(
+        sk.mean_tweedie_deviance(y, mean, power=power), rel=1e-12
+    )
+    assert ours["d2"] == pytest.approx(sk.d2_tweedie_score(y, mean, power=power), rel=1e-12)
+    assert ours["mae"] == pytest.approx(sk.mean_absolute_error(y, mean), rel=1e-12)
+    assert ours["rmse"] == pytest.approx(np.sqrt(sk.mean_squared_error(y, mean)), rel=1e-12)
+    with h5py.File(outputs(kind, ranks)[1]) as f:
+        np.testing.assert_allclose(f["prediction"][()], mean, rtol=1e-13)
+        assert "probability" not in f
+
+
+@pytest.mark.parametrize("ranks", [1, 3])
+@pytest.mark.slow
+def test_huber_and_svm_metrics_equal_sklearn(problems, outputs, ranks):
+    model_path, _, X, y = problems["huber"]
+    ours, z = outputs("huber", ranks)[0], scores_of(model_path, X)
+    assert ours["mae"] == pytest.approx(sk.mean_absolute_error(y, z), rel=1e-12)
+    assert ours["r2"] == pytest.approx(sk.r2_score(y, z), rel=1e-12)
+    model_path, _, X, y = problems["svm"]
+    ours, z = outputs("svm", ranks)[0], scores_of(model_path, X)
+    assert ours["hinge_loss"] == pytest.approx(sk.hinge_loss(y, z), rel=1e-12)
+    assert "log_loss" not in ours
+    assert ours["accuracy"] == pytest.approx(sk.accuracy_score(y, z > 0), rel=1e-15)
+    assert ours["roc_auc"] == pytest.approx(sk.roc_auc_score(y, z), rel=1e-15)
+    with h5py.File(outputs("svm", ranks)[1]) as f:
+        np.testing.assert_array_equal(f["prediction"][()], (z > 0).astype(np.int64))
+        assert "probability" not in f
+
+
 def test_roc_auc_is_exact_on_many_ties_and_close_scores():
     """Scores that one cell cannot separate (1e-12 apart) and heavy ties, in one process."""
     from mpi4py import MPI
@@ -151,7 +197,7 @@ def test_prediction_files_are_identical_across_rank_counts(problems, outputs, ki
     model = load_model(model_path)
     with h5py.File(outputs(kind, 3)[1]) as f:
         np.testing.assert_array_equal(f["prediction"][:], model.predict(X))
-        if kind != "linear":
+        if kind in ("logistic", "softmax"):
             np.testing.assert_allclose(f["probability"][:], model.predict_proba(X), rtol=1e-15)
     np.testing.assert_allclose(model.decision_function(X), X @ model.coef + model.intercept)
 

@@ -11,14 +11,22 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import random_problem, run_mpi, run_mpi_commands, sparse_problem, write_h5
+from conftest import (
+    EPSILON,
+    POWER,
+    random_problem,
+    run_mpi,
+    run_mpi_commands,
+    sparse_problem,
+    write_h5,
+)
 from mpi4py import MPI
 
 from mpigd.errors import MpigdError
 from mpigd.kernels import compiled
 from mpigd.kernels.dense import reference_sums
 from mpigd.kernels.folds import fold_scores, fold_sums, reference_fold_sums
-from mpigd.kernels.losses import make_loss
+from mpigd.kernels.losses import MODELS, make_loss
 from mpigd.optimize import lbfgs
 from mpigd.optimize.lockstep import run_lockstep
 from mpigd.partition import hash_folds
@@ -76,7 +84,7 @@ def _one_model_sums(X, y, theta, loss, weights):
                           weights=weights)  # fmt: skip
 
 
-@pytest.mark.parametrize("model", ["linear", "logistic", "softmax"])
+@pytest.mark.parametrize("model", [*MODELS])
 @pytest.mark.parametrize("layout", ["dense", "csr", "float32"])
 @pytest.mark.parametrize("kernel", ["reference", "dispatch"])
 def test_fold_sums_equal_each_model_on_its_training_rows(model, layout, kernel):
@@ -85,17 +93,18 @@ def test_fold_sums_equal_each_model_on_its_training_rows(model, layout, kernel):
     if layout == "csr":
         X, y = sparse_problem(model, m, n, density=0.5, seed=2)
     else:
-        X, y = random_problem("linear" if model == "linear" else "logistic", m, n, seed=2)
+        X, y = random_problem(model, m, n, seed=2)
         X = X.astype(np.float32) if layout == "float32" else X
     n_classes = 3
     if model == "softmax":
         y = rng.integers(0, n_classes, m).astype(np.float64)
-    loss = make_loss(model, n_classes)
+    loss = make_loss(model, n_classes, power=POWER, epsilon=EPSILON)
     fold = hash_folds(0, 0, m, F)
     labels = np.array([3, 0, 2])  # three of the four fold models, in any order
     weights = rng.uniform(0.5, 2.0, m)
     classes = n_classes if model == "softmax" else 2
-    class_weights = None if model == "linear" else rng.uniform(0.5, 2.0, (3, classes))
+    classifier = model in ("logistic", "softmax", "svm")
+    class_weights = rng.uniform(0.5, 2.0, (3, classes)) if classifier else None
     p = (n + 1) * loss.n_outputs
     Theta = rng.standard_normal((p, 3)) * 0.3
     sums = reference_fold_sums if kernel == "reference" else fold_sums
@@ -116,7 +125,7 @@ def test_fold_sums_equal_each_model_on_its_training_rows(model, layout, kernel):
 @pytest.mark.skipif(
     compiled.name() != "compiled", reason=f"no compiled kernels: {compiled.why_not}"
 )
-@pytest.mark.parametrize("model", ["linear", "logistic"])
+@pytest.mark.parametrize("model", [m for m in MODELS if m != "softmax"])
 def test_the_compiled_fold_sweep_is_used_for_single_output_models(model):
     X, y = random_problem(model, 50, 3)
     fold = hash_folds(0, 0, 50, 3)
@@ -263,7 +272,8 @@ def test_each_cell_equals_training_without_the_fold_and_evaluating_on_it():
     proc = run_mpi(3, "tests/mpi/mpi_cv.py", timeout=300)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     checked = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert checked == {"linear": 12, "logistic": 12, "softmax": 12, "l1": 8}
+    models = ("linear", "logistic", "softmax", "poisson", "gamma", "tweedie", "huber", "svm")
+    assert checked == {**dict.fromkeys(models, 12), "l1": 8}
 
 
 def test_fold_models_agree_with_comm_self_objective():
@@ -325,3 +335,12 @@ def test_a_fold_that_holds_every_row_of_a_class_is_warned_about(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", EmptyClassWarning)
         mpigd.cv(path, "logistic", **{**options, "fold_key": None, "folds": 3})
+
+
+def test_every_model_has_metrics_and_the_command_line_offers_them_all():
+    from mpigd.cli.cv import METRIC_CHOICES
+    from mpigd.selection.penalties import METRICS, MODEL_METRICS
+
+    assert sorted(METRIC_CHOICES) == sorted(METRICS)
+    assert set(MODEL_METRICS) == set(MODELS)
+    assert all(set(names) <= set(METRICS) for names in MODEL_METRICS.values())
