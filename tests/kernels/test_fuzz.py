@@ -43,6 +43,24 @@ def _loss_of(K: int):
     return make_loss("softmax", K) if K > 1 else make_loss("logistic")
 
 
+#: The single-output loss codes of the C kernel, by name.
+CODES = {0: "linear", 1: "logistic", 3: "poisson", 4: "gamma", 5: "tweedie", 6: "huber", 7: "svm"}
+
+
+def _param_ok(code: int, param: float) -> bool:
+    """Whether the C kernel takes this parameter for this loss."""
+    if code == 5:
+        return 1.0 < param < 2.0
+    return param > 0.0 if code == 6 else True
+
+
+def _single_loss(call: dict):
+    """The reference loss of a drawn single-output call."""
+    name, param = CODES[call["loss"]], call.get("param", 0.0)
+    return make_loss(name, power=param if name == "tweedie" else 1.5,
+                     epsilon=param if name == "huber" else 1.35)  # fmt: skip
+
+
 def grouped(call: dict) -> tuple:
     """The arguments of ``_fused.dense_sums`` or ``_fused.csr_sums`` for a drawn call:
     ``(rows, model, grad[, folds])``."""
@@ -152,10 +170,11 @@ def dense_calls(draw):
     call = {
         "X": X, "m": m, "n": n, "y": _labels(draw, m, K), "theta": theta,
         "weights": rng.uniform(0, 2, m) if draw(st.booleans()) else np.empty(0),
-        "loss": 2 if K > 1 else draw(st.sampled_from([0, 1])), "K": K,
+        "loss": 2 if K > 1 else draw(st.sampled_from(sorted(CODES))), "K": K,
         "grad": np.empty_like(theta), "need_loss": True,
     }  # fmt: skip
-    lies = ["m", "n", "K", "y", "theta", "weights", "y type", "X type"]
+    call["param"] = {5: 1.5, 6: 1.0}.get(call["loss"], 0.0)
+    lies = ["m", "n", "K", "y", "theta", "weights", "y type", "X type", "param"]
     lie = draw(st.sampled_from([None] * 6 + lies))
     if lie in ("m", "n", "K"):
         call[lie] += draw(st.sampled_from([-1, 1, 2**40]))
@@ -163,6 +182,8 @@ def dense_calls(draw):
         call["y"] = np.zeros(2 * m, np.float32)
     elif lie == "X type":
         call["X"] = call["X"].astype(np.int64 if f32 else np.float16)
+    elif lie == "param":  # any parameter: out of range for tweedie or huber, unused by others
+        call["param"] = draw(st.sampled_from([0.0, -1.0, 1.0, 1.3, 2.0, np.nan, np.inf]))
     elif lie is not None:
         call[lie] = np.zeros(max(len(call[lie]) + draw(st.sampled_from([-1, 1])), 0))
     return call
@@ -178,6 +199,8 @@ def dense_is_safe(a) -> bool:
         return False
     if len(a["weights"]) not in (0, m) or (a["loss"] == 2) != (K > 1):
         return False
+    if not _param_ok(a["loss"], a["param"]):
+        return False
     y = a["y"]
     return K == 1 or bool(np.all((y >= 0) & (y < K)))
 
@@ -190,7 +213,7 @@ def test_dense_sums_follow_only_what_is_safe(fused, call):
             fused.dense_sums(*grouped(call))
         return
     total = fused.dense_sums(*grouped(call))
-    loss = make_loss("linear") if call["loss"] == 0 else _loss_of(call["K"])
+    loss = _loss_of(call["K"]) if call["K"] > 1 else _single_loss(call)
     weights = call["weights"] if len(call["weights"]) else None
     X = call["X"].astype(np.float64)
     want, grad = dense.reference_sums(X, call["y"], call["theta"], loss, weights=weights)
