@@ -24,17 +24,17 @@
 #define INLINE inline
 #endif
 
-/* exp(x) for x <= 0 (NaN stays NaN): Cody-Waite reduction by ln 2 and a degree-13
- * Taylor polynomial, within 2 ulp of libm's exp. Branch-free, so a loop over rows
- * vectorises, which libm's exp does not without fast-math. */
-static INLINE double exp_nonpos(double x)
+/* exp(x) / 2^s for x in [-708, 709.78] and s 0 or 1 (NaN stays NaN): Cody-Waite
+ * reduction by ln 2 and a degree-13 Taylor polynomial, within 2 ulp of libm's exp.
+ * Branch-free, so a loop over rows vectorises, which libm's exp does not without
+ * fast-math. s = 1 keeps 2^(k - s) a normal number up to k = 1024. */
+static INLINE double exp_halved(double x, int64_t s)
 {
     const double log2e = 1.4426950408889634, ln2_hi = 6.93147180369123816490e-01,
                  ln2_lo = 1.90821492927058770002e-10, shifter = 0x1.8p52;
-    double xc = x < -708.0 ? -708.0 : x;  /* below, exp(x) < 4e-308: returned as 0 */
-    union { double d; int64_t i; } k = {xc * log2e + shifter}; /* round(x / ln 2) */
+    union { double d; int64_t i; } k = {x * log2e + shifter}; /* round(x / ln 2) */
     double kd = k.d - shifter;
-    double r = xc - kd * ln2_hi - kd * ln2_lo;  /* |r| <= ln(2) / 2 */
+    double r = x - kd * ln2_hi - kd * ln2_lo;  /* |r| <= ln(2) / 2 */
     double p = 1.0 / 6227020800.0;
     p = p * r + 1.0 / 479001600.0; p = p * r + 1.0 / 39916800.0;
     p = p * r + 1.0 / 3628800.0;   p = p * r + 1.0 / 362880.0;
@@ -43,8 +43,14 @@ static INLINE double exp_nonpos(double x)
     p = p * r + 1.0 / 24.0;        p = p * r + 1.0 / 6.0;
     p = p * r + 0.5;               p = p * r + 1.0;
     p = p * r + 1.0;
-    union { int64_t i; double d; } scale = {(int64_t)((uint64_t)(k.i + 1023) << 52)}; /* 2^k */
-    return x < -708.0 ? 0.0 : p * scale.d;
+    union { int64_t i; double d; } scale = {(int64_t)((uint64_t)(k.i + 1023 - s) << 52)};
+    return p * scale.d; /* p 2^(k - s) */
+}
+
+/* exp(x) for x <= 0 (NaN stays NaN); 0 below -708, where exp(x) < 4e-308. */
+static INLINE double exp_nonpos(double x)
+{
+    return x < -708.0 ? 0.0 : exp_halved(x < -708.0 ? -708.0 : x, 0);
 }
 
 /* log(1 + e) for e in [0, 1] (NaN stays NaN), within 3 ulp of libm's log1p:
@@ -65,27 +71,12 @@ static INLINE double log1p_unit(double e)
     return 2.0 * s * p + (big ? ln2 : 0.0);
 }
 
-/* exp(x) for any x: exp_nonpos's reduction and polynomial, scaled by 2^(k - 1) * 2 so
- * that k up to 1024 stays a normal number; 0 below -708, inf above 709.78 (NaN stays
- * NaN). Branch-free, for the log-link losses, whose predictors may have either sign. */
+/* exp(x) for any x: 0 below -708, inf above 709.78 (NaN stays NaN). Branch-free, for
+ * the log-link losses, whose predictors may have either sign. */
 static INLINE double exp_real(double x)
 {
-    const double log2e = 1.4426950408889634, ln2_hi = 6.93147180369123816490e-01,
-                 ln2_lo = 1.90821492927058770002e-10, shifter = 0x1.8p52;
     double xc = x < -708.0 ? -708.0 : x > 709.78 ? 709.78 : x;
-    union { double d; int64_t i; } k = {xc * log2e + shifter}; /* round(x / ln 2) */
-    double kd = k.d - shifter;
-    double r = xc - kd * ln2_hi - kd * ln2_lo;  /* |r| <= ln(2) / 2 */
-    double p = 1.0 / 6227020800.0;
-    p = p * r + 1.0 / 479001600.0; p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;   p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;     p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;       p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;        p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;               p = p * r + 1.0;
-    p = p * r + 1.0;
-    union { int64_t i; double d; } half = {(int64_t)((uint64_t)(k.i + 1022) << 52)}; /* 2^(k-1) */
-    double result = p * half.d * 2.0;
+    double result = exp_halved(xc, 1) * 2.0;
     return x < -708.0 ? 0.0 : x > 709.78 ? HUGE_VAL : result;
 }
 
