@@ -265,10 +265,14 @@ class _Estimator(BaseEstimator):
         w = np.ones(len(y)) if sample_weight is None else _check_weights(sample_weight, len(y))
         if len(y) == 0 and np.shape(X)[0] == 0:
             return y, w, y
-        predicted = self.predict(X)
+        predicted = self._scored_values(X)
         if len(predicted) != len(y):
             raise ValueError(f"X has {len(predicted)} rows but y has {len(y)}")
         return y, w, predicted
+
+    def _scored_values(self, X) -> np.ndarray:
+        """What ``score`` compares with the labels: the predictions."""
+        return self.predict(X)
 
     def _decision(self, X) -> np.ndarray:
         check_is_fitted(self)

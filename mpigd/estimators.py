@@ -145,14 +145,17 @@ class _LogLinkRegressor(RegressorMixin, _Estimator):
         from .evaluation.metrics import unit_deviance
 
         power = self._deviance_power()
-        comm, y, w, mean = scored_rows(self, X, y, sample_weight, float)
-        with np.errstate(divide="ignore"):
-            log_mean = np.log(mean)
+        comm, y, w, log_mean = scored_rows(self, X, y, sample_weight, float)
         total, y_sum, deviance = summed(comm, w.sum(), w @ y, w @ unit_deviance(y, log_mean, power))
-        (null,) = summed(comm, w @ unit_deviance(y, np.log(y_sum / total), power))
+        with np.errstate(divide="ignore", invalid="ignore"):  # every y 0: no null deviance
+            (null,) = summed(comm, w @ unit_deviance(y, np.log(y_sum / total), power))
         if null > 0:
             return float(1.0 - deviance / null)
         return 1.0 if deviance == 0 else 0.0
+
+    def _scored_values(self, X) -> np.ndarray:
+        """The log of the mean (the decision values): no mean that underflows to 0."""
+        return self._decision(X)
 
     def _deviance_power(self) -> float:
         return self._power

@@ -1,16 +1,17 @@
 """mpigd against its single-node peers on the same problem, to the same optimum.
 
     python benchmarks/peers/peers.py --layout dense [--rows M] [--features N] [--l2 L2]
-        [--optimizers auto newton]
+        [--model {logistic,poisson}] [--optimizers auto newton]
         [--ranks 1 2] [--repeats R] [--out PREFIX]
     python benchmarks/peers/peers.py --layout sparse --rows 400000 --features 262144 \\
         --per-row 40 --l2 1e-5
 
-Makes a logistic problem with ``mpigd data make`` (``--density`` for CSR: Zipf-like
-column popularity, K values a row), finds its optimum f* with scikit-learn at a tight
-tolerance, then times whole processes, start-up and reading included:
+Makes a logistic (or Poisson: counts) problem with ``mpigd data make`` (``--density`` for
+CSR: Zipf-like column popularity, K values a row), finds its optimum f* with scikit-learn
+at a tight tolerance, then times whole processes, start-up and reading included:
 ``mpiexec -n P mpigd train`` for each P, and a Python process that reads the same arrays
-and fits ``LogisticRegression(solver="lbfgs", C=1/(l2 m))`` (the same objective), and
+and fits ``LogisticRegression(solver="lbfgs", C=1/(l2 m))`` (or
+``PoissonRegressor(alpha=l2)``: the same objective either way), and
 the same with scikit-learn-intelex's patch (oneDAL) when it is installed, with one thread
 and with as many as the most ranks. Each runs at the loosest tolerance whose objective is
 within 1e-6 (relative) of f*, chosen in an untimed run. One BLAS thread everywhere (oneDAL
@@ -48,8 +49,9 @@ if sys.argv[5] == "intelex":
     from sklearnex import patch_sklearn
     patch_sklearn()
     daal4py.daalinit(int(sys.argv[6]))  # oneDAL's threads
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, PoissonRegressor
 path, C, tol, out = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+poisson = sys.argv[7] == "poisson"  # C is then the alpha
 with h5py.File(path) as f:
     g = f["X"]
     if isinstance(g, h5py.Group):
@@ -59,7 +61,10 @@ with h5py.File(path) as f:
         X = g[:]
     y = f["y"][:]
 start = time.perf_counter()
-model = LogisticRegression(C=C, tol=tol, max_iter=100_000).fit(X, y)
+if poisson:
+    model = PoissonRegressor(alpha=C, tol=tol, max_iter=100_000).fit(X, y)
+else:
+    model = LogisticRegression(C=C, tol=tol, max_iter=100_000).fit(X, y)
 print(time.perf_counter() - start)
 np.save(out, np.append(model.coef_.ravel(), model.intercept_))
 """
@@ -76,10 +81,12 @@ def load(path: Path):
         return X, f["y"][:]
 
 
-def objective(X, y, theta, l2: float) -> float:
-    """mpigd's objective: mean log-loss + (l2/2)||w||^2 (scikit-learn's with C = 1/(l2 m))."""
+def objective(X, y, theta, l2: float, model: str = "logistic") -> float:
+    """mpigd's objective: mean log-loss (or Poisson loss) + (l2/2)||w||^2, scikit-learn's
+    with C = 1/(l2 m) (or alpha = l2)."""
     z = X @ theta[:-1] + theta[-1]
-    return float(np.mean(np.logaddexp(0.0, z) - y * z) + 0.5 * l2 * theta[:-1] @ theta[:-1])
+    losses = np.exp(z) - y * z if model == "poisson" else np.logaddexp(0.0, z) - y * z
+    return float(np.mean(losses) + 0.5 * l2 * theta[:-1] @ theta[:-1])
 
 
 class Peer:
@@ -95,11 +102,11 @@ class Peer:
         done = subprocess.run(self.command(tol), check=True, env=ENV, capture_output=True)
         return time.perf_counter() - start, done.stdout.decode()
 
-    def tune(self, X, y, l2, f_star):
+    def tune(self, X, y, l2, f_star, model):
         """The loosest tolerance that reaches f* within GAP (untimed)."""
         for tol in TOLERANCES:
             self.run(tol)
-            gap = (objective(X, y, self.theta(), l2) - f_star) / abs(f_star)
+            gap = (objective(X, y, self.theta(), l2, model) - f_star) / abs(f_star)
             if gap <= GAP:
                 self.tol, self.gap = tol, gap
                 return
@@ -113,13 +120,13 @@ class Peer:
         self.parts.append(parts)
 
 
-def mpigd_peer(ranks, data, l2, out, optimizer="auto"):
+def mpigd_peer(ranks, data, l2, out, optimizer="auto", model="logistic"):
     mpiexec = str(Path(sys.executable).parent / "mpiexec")
 
     def command(tol):
         return [
             *(mpiexec, "-n", str(ranks), sys.executable, "-m", "mpigd", "train", str(data)),
-            *("--model", "logistic", "--l2", str(l2), "--tol", str(tol)),
+            *("--model", model, "--l2", str(l2), "--tol", str(tol)),
             *("--optimizer", optimizer),
             *("--ftol", "0", "--max-iter", "100000", "--out", str(out), "--quiet"),
         ]
@@ -140,11 +147,11 @@ def mpigd_peer(ranks, data, l2, out, optimizer="auto"):
     return Peer(name, command, theta, training)
 
 
-def sklearn_peer(flavour, data, C, out, threads=1):
+def sklearn_peer(flavour, data, C, out, threads=1, model="logistic"):
     def command(tol):
         return [
             *(sys.executable, "-c", SKLEARN, str(data), repr(C), repr(tol), str(out)),
-            *(flavour, str(threads)),
+            *(flavour, str(threads), model),
         ]
 
     many = "thread" if threads == 1 else "threads"
@@ -155,7 +162,7 @@ def sklearn_peer(flavour, data, C, out, threads=1):
 
 
 def make_data(args, folder: Path) -> Path:
-    stem = f"mpigd-{args.layout}-{args.rows}-{args.features}"
+    stem = f"mpigd-{args.model}-{args.layout}-{args.rows}-{args.features}"
     data = folder / (stem + (f"-{args.per_row:g}.h5" if args.layout == "sparse" else ".h5"))
     if not data.exists():
         extra = ("--density", repr(args.per_row / args.features)) if args.layout == "sparse" else ()
@@ -163,7 +170,7 @@ def make_data(args, folder: Path) -> Path:
             [
                 *(sys.executable, "-m", "mpigd", "data", "make", str(data)),
                 *("--rows", str(args.rows), "--features", str(args.features)),
-                *("--seed", "1", "--quiet", *extra),
+                *("--seed", "1", "--model", args.model, "--quiet", *extra),
             ],
             check=True,
         )
@@ -176,7 +183,7 @@ def report(args, X, peers, f_star) -> str:
     if sp.issparse(X):
         what += f", {X.nnz:,} values ({X.nnz / m:.1f} a row)"
     lines = [
-        f"## Logistic regression, {args.layout}: {what}, l2 = {args.l2:g}; "
+        f"## {args.model.capitalize()} regression, {args.layout}: {what}, l2 = {args.l2:g}; "
         f"{os.cpu_count()} cores, median of {args.repeats}",
         "",
         "| | tolerance | gap to f* | wall s (whole process) | training s | speed-up, wall | "
@@ -224,7 +231,7 @@ def plot(args, peers, path):
     ax.barh(y - 0.2, trains, 0.4, label="training")
     ax.set_yticks(y, names)
     ax.set_xlabel("seconds (median)")
-    ax.set_title(f"logistic regression, {args.layout} {args.rows:,} x {args.features:,}")
+    ax.set_title(f"{args.model} regression, {args.layout} {args.rows:,} x {args.features:,}")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -233,6 +240,7 @@ def plot(args, peers, path):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--layout", choices=("dense", "sparse"), default="dense")
+    parser.add_argument("--model", choices=("logistic", "poisson"), default="logistic")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--features", type=int, default=64)
     parser.add_argument("--per-row", type=float, default=40.0, help="sparse: values a row")
@@ -244,33 +252,37 @@ def main() -> None:
     )
     parser.add_argument("--out", help="default: benchmarks/results/peers-LAYOUT")
     args = parser.parse_args()
-    out = args.out or f"benchmarks/results/peers-{args.layout}"
+    out = args.out or f"benchmarks/results/peers-{args.layout}" + (
+        "" if args.model == "logistic" else f"-{args.model}"
+    )
 
     folder = Path(os.environ.get("TMPDIR", tempfile.gettempdir()))
     data = make_data(args, folder)
     X, y = load(data)
-    C = 1.0 / (args.l2 * X.shape[0])
-    reference = sklearn_peer("plain", data, C, folder / "mpigd-peers-reference.npy")
+    model = args.model
+    C = args.l2 if model == "poisson" else 1.0 / (args.l2 * X.shape[0])  # alpha, or C
+    reference = sklearn_peer("plain", data, C, folder / "mpigd-peers-reference.npy", 1, model)
     reference.run(1e-12)
-    f_star = objective(X, y, reference.theta(), args.l2)
+    f_star = objective(X, y, reference.theta(), args.l2, model)
 
     peers = [
-        mpigd_peer(p, data, args.l2, folder / f"mpigd-peers-{p}-{o}.h5", o)
+        mpigd_peer(p, data, args.l2, folder / f"mpigd-peers-{p}-{o}.h5", o, model)
         for o in args.optimizers
         for p in args.ranks
     ]
-    peers.append(sklearn_peer("plain", data, C, folder / "mpigd-peers-sk.npy"))
+    peers.append(sklearn_peer("plain", data, C, folder / "mpigd-peers-sk.npy", 1, model))
     if importlib.util.find_spec("sklearnex"):
         for threads in sorted({1, max(args.ranks)}):  # oneDAL alone, and on the cores mpigd has
             saved = folder / f"mpigd-peers-skx{threads}.npy"
-            peers.append(sklearn_peer("intelex", data, C, saved, threads))
+            peers.append(sklearn_peer("intelex", data, C, saved, threads, model))
     for peer in peers:
-        peer.tune(X, y, args.l2, f_star)
+        peer.tune(X, y, args.l2, f_star, model)
     for _ in range(args.repeats):
         for peer in peers:
             peer.time_once()
 
     record = {
+        "model": model,
         "layout": args.layout,
         "rows": X.shape[0],
         "features": X.shape[1],

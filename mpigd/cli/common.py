@@ -124,11 +124,6 @@ def add_memory(parser) -> None:
     )
 
 
-def model_name(model: str) -> str:
-    """How the output names a model: ``logistic regression``, ``linear SVM``."""
-    return "linear SVM" if model == "svm" else f"{model} regression"
-
-
 def add_model(parser, models) -> None:
     """``--model`` and the parameters of the losses that have one."""
     parser.add_argument(

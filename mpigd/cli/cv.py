@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._version import __version__
 from ..errors import plural
-from ..kernels.losses import MODELS
+from ..kernels.losses import MODELS, model_name
 from ..parallel import library_version, on_root
 from .common import (
     add_checkpointing,
@@ -17,7 +17,6 @@ from .common import (
     add_y_key,
     check_outputs_on_root,
     data_source,
-    model_name,
     once,
     refuses_negative,
     reporter,

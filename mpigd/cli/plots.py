@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import MpigdError
 from ..io.outputs import writing
-from .common import model_name
+from ..kernels.losses import model_name
 
 
 def check_plotting() -> None:

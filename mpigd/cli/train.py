@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._version import __version__
 from ..errors import plural
-from ..kernels.losses import MODELS
+from ..kernels.losses import MODELS, model_name
 from ..optimize import OPTIMIZERS, Progress
 from ..parallel import library_version, on_root, wtime
 from ..train.driver import fit
@@ -20,7 +20,6 @@ from .common import (
     add_y_key,
     check_outputs_on_root,
     data_source,
-    model_name,
     once,
     positive_int,
     refuses_negative,

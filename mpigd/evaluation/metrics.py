@@ -55,15 +55,18 @@ def unit_deviance(y: np.ndarray, log_mu, power: float) -> np.ndarray:
     the mean, so a log-link model's predictor is used as it is. Collective: no."""
     from scipy.special import xlogy  # evaluation only: not on training's path
 
+    def times_y(values):  # 0 where y is 0, also where the value is infinite
+        return np.multiply(y, values, out=np.zeros(np.shape(y)), where=y != 0)
+
     with np.errstate(over="ignore"):  # a mean beyond float64: inf deviance
         if power == 1.0:
-            return 2.0 * (xlogy(y, y) - y * log_mu - y + np.exp(log_mu))
+            return 2.0 * (xlogy(y, y) - times_y(log_mu) - y + np.exp(log_mu))
         if power == 2.0:
             return 2.0 * (log_mu - np.log(y) + y * np.exp(-log_mu) - 1.0)
         p = power
         return 2.0 * (
             np.maximum(y, 0.0) ** (2 - p) / ((1 - p) * (2 - p))
-            - y * np.exp((1 - p) * log_mu) / (1 - p)
+            - times_y(np.exp((1 - p) * log_mu)) / (1 - p)
             + np.exp((2 - p) * log_mu) / (2 - p)
         )
 

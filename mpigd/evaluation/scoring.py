@@ -104,10 +104,11 @@ def predict(
     memory: float | None = None,
 ) -> int:
     """Write ``model``'s predictions for every row of ``data`` to the HDF5 file ``out``:
-    ``prediction`` (values, or class labels) and, for classifiers, ``probability``
-    (P(y = 1), or one column per class). Rank 0 creates the file under a temporary name,
-    each rank writes its rows in turn, and the finished file is renamed into place.
-    Returns the number of rows. Rows are streamed as by :func:`evaluate`. Collective: yes.
+    ``prediction`` (values, means ``exp(z)`` for the log-link models, or class labels)
+    and, for logistic and softmax, ``probability`` (P(y = 1), or one column per class).
+    Rank 0 creates the file under a temporary name, each rank writes its rows in turn,
+    and the finished file is renamed into place. Returns the number of rows. Rows are
+    streamed as by :func:`evaluate`. Collective: yes.
     """
     comm = default_comm(comm)
     model = _load(comm, model)

@@ -135,8 +135,9 @@ static INLINE void pointwise(Loss loss, Py_ssize_t rows, const double *z, const 
         break;
     case LOSS_TWEEDIE: /* exp((2 - p) z) / (2 - p) - y exp((1 - p) z) / (1 - p) */
 #pragma omp simd
-        for (Py_ssize_t i = 0; i < rows; i++) {
-            double e2 = exp_real((2.0 - a) * z[i]), ye1 = y[i] * exp_real((1.0 - a) * z[i]);
+        for (Py_ssize_t i = 0; i < rows; i++) { /* y = 0: no second term, even where exp is inf */
+            double e2 = exp_real((2.0 - a) * z[i]);
+            double ye1 = y[i] != 0.0 ? y[i] * exp_real((1.0 - a) * z[i]) : 0.0;
             r[i] = e2 - ye1;
             v[i] = e2 / (2.0 - a) - ye1 / (1.0 - a);
         }
@@ -172,11 +173,11 @@ static INLINE double block_losses(Loss loss, Py_ssize_t rows, const double *z, c
     pointwise(loss, rows, z, y, r, v, need_loss);
     if (unweighted) /* each row's loss before the weights (cross-validation) */
         memcpy(unweighted, v, (size_t)rows * sizeof(double));
-    if (s) {
+    if (s) { /* a row of weight 0 adds nothing, also where its loss overflowed to inf */
 #pragma omp simd
         for (Py_ssize_t i = 0; i < rows; i++) {
-            v[i] *= s[i];
-            r[i] *= s[i];
+            v[i] = s[i] != 0.0 ? v[i] * s[i] : 0.0;
+            r[i] = s[i] != 0.0 ? r[i] * s[i] : 0.0;
         }
     }
 #pragma omp simd reduction(+:total, rs)

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..partition import BLOCK_BYTES, rows_per_block
 from . import compiled
-from .losses import PointwiseLoss, SquaredLoss
+from .losses import PointwiseLoss, SquaredLoss, weighted
 from .theta import unpack_theta
 
 
@@ -80,8 +80,7 @@ def reference_sums(
     for rows, X_b in row_blocks(X, block_bytes):
         values, dz = loss.values_and_derivative(X_b @ W + b, y[rows])
         if weights is not None:
-            values = values * weights[rows]
-            dz = dz * (weights[rows] if K == 1 else weights[rows, None])
+            values, dz = weighted(values, weights[rows]), weighted(dz, weights[rows])
         loss_sum += values.sum()
         grad_W += X_b.T @ dz
         if K == 1:
@@ -102,7 +101,7 @@ def local_hessian(X, y, theta, loss, *, weights=None, block_bytes=BLOCK_BYTES) -
     for rows, X_b in row_blocks(X, block_bytes):
         d = loss.curvature(X_b @ w + b, y[rows])
         if weights is not None:
-            d = d * weights[rows]
+            d = weighted(d, weights[rows])
         A_b = np.hstack([X_b, np.ones((len(d), 1))])
         hessian += (A_b * d[:, None]).T @ A_b
     return hessian
@@ -115,7 +114,7 @@ def local_curvature(X, y, theta, loss, *, weights=None, block_bytes=BLOCK_BYTES)
     d = np.empty(X.shape[0])
     for rows, X_b in row_blocks(X, block_bytes):
         d[rows] = loss.curvature(X_b @ w + b, y[rows])
-    return d if weights is None else d * weights
+    return d if weights is None else weighted(d, weights)
 
 
 def curvature_product(X, d, v) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import compiled, is_sparse
 from .dense import row_blocks
-from .losses import PointwiseLoss
+from .losses import PointwiseLoss, weighted
 
 
 def fold_weights(y, fold, labels, weights=None, class_weights=None) -> np.ndarray:
@@ -108,9 +108,10 @@ def reference_fold_sums(
             y[rows], fold[rows], labels, None if weights is None else weights[rows], class_weights
         )
         values = values.reshape(r, F)
-        loss_sums += (values * w).sum(axis=0)
-        held_out_sums += (values * (fold[rows, None] == labels[None, :])).sum(axis=0)
-        R = (dz.reshape(r, F, K) * w[:, :, None]).reshape(r, F * K)
+        loss_sums += weighted(values, w).sum(axis=0)
+        held_out = (fold[rows, None] == labels[None, :]).astype(np.float64)
+        held_out_sums += weighted(values, held_out).sum(axis=0)
+        R = weighted(dz.reshape(r, F, K), w[:, :, None]).reshape(r, F * K)
         grad_W += np.asarray(X_b.T @ R)
         grad_b += R.sum(axis=0)
     grad = np.empty_like(Theta, dtype=np.float64)

@@ -128,6 +128,20 @@ class SoftmaxLoss:
         return class_label_problem(y, self.n_outputs)
 
 
+def weighted(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``values * weights`` (weights broadcast along the last axis of ``values`` if it
+    has more), 0 where a weight is 0: a row that does not count adds nothing, also where
+    its loss overflowed to inf, as in the compiled kernels. Collective: no."""
+    w = weights if values.ndim == weights.ndim else weights[:, None]
+    out = np.zeros(np.broadcast_shapes(values.shape, w.shape))
+    return np.multiply(values, w, out=out, where=w != 0)
+
+
+def _times_y(y: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """``y * e``, 0 where y is 0 (even where e overflowed to inf)."""
+    return np.multiply(y, e, out=np.zeros(np.broadcast_shapes(y.shape, e.shape)), where=y != 0)
+
+
 def _exp(z: np.ndarray) -> np.ndarray:
     """``exp(z)``, inf where it overflows (a loss there is inf: the line search steps
     back, and training that cannot start says so), without NumPy's warning."""
@@ -163,11 +177,11 @@ class GammaLoss:
     parameter = 0.0
 
     def values_and_derivative(self, z, y):
-        ye = y * _exp(-z)
+        ye = _times_y(y, _exp(-z))
         return z + ye, 1.0 - ye
 
     def curvature(self, z, y):
-        return y * _exp(-z)
+        return _times_y(y, _exp(-z))
 
     def label_problem(self, y):
         return LabelProblem.of("gamma targets must be > 0", y, ~(y > 0))
@@ -188,12 +202,12 @@ class TweedieLoss:
 
     def values_and_derivative(self, z, y):
         p = self.parameter
-        e2, ye1 = _exp((2.0 - p) * z), y * _exp((1.0 - p) * z)
+        e2, ye1 = _exp((2.0 - p) * z), _times_y(y, _exp((1.0 - p) * z))
         return e2 / (2.0 - p) - ye1 / (1.0 - p), e2 - ye1
 
     def curvature(self, z, y):
         p = self.parameter
-        return (2.0 - p) * _exp((2.0 - p) * z) - (1.0 - p) * y * _exp((1.0 - p) * z)
+        return (2.0 - p) * _exp((2.0 - p) * z) - (1.0 - p) * _times_y(y, _exp((1.0 - p) * z))
 
     def label_problem(self, y):
         return LabelProblem.of("tweedie targets must be >= 0", y, y < 0)
@@ -264,6 +278,11 @@ BINARY = ("logistic", "svm")
 LOG_LINK = ("poisson", "gamma", "tweedie")
 #: The deviance power of each log-link model without a power of its own.
 POWERS = {"poisson": 1.0, "gamma": 2.0}
+
+
+def model_name(model: str) -> str:
+    """How messages name a model: ``logistic regression``, ``linear SVM``. Collective: no."""
+    return "linear SVM" if model == "svm" else f"{model} regression"
 
 
 def make_loss(

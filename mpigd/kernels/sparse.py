@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import compiled
-from .losses import PointwiseLoss, SquaredLoss
+from .losses import PointwiseLoss, SquaredLoss, weighted
 from .theta import unpack_theta
 
 
@@ -41,8 +41,7 @@ def reference_sums(
     grad_W, grad_b = unpack_theta(grad_sum, n, K)
     values, dz = loss.values_and_derivative(X @ W + b, y)
     if weights is not None:
-        values = values * weights
-        dz = dz * (weights if K == 1 else weights[:, None])
+        values, dz = weighted(values, weights), weighted(dz, weights)
     grad_W[...] = X.T @ dz
     if K == 1:
         grad_sum[n] = dz.sum()
@@ -58,7 +57,7 @@ def local_hessian(X, y, theta, loss, *, weights=None) -> np.ndarray:
     w, b = unpack_theta(theta, n)
     d = loss.curvature(X @ w + b, y)
     if weights is not None:
-        d = d * weights
+        d = weighted(d, weights)
     hessian = np.empty((n + 1, n + 1))
     hessian[:n, :n] = (X.T @ X.multiply(d[:, None]).tocsr()).toarray()
     hessian[:n, n] = hessian[n, :n] = X.T @ d
@@ -71,7 +70,7 @@ def local_curvature(X, y, theta, loss, *, weights=None) -> np.ndarray:
     :func:`mpigd.kernels.dense.local_curvature`. Collective: no."""
     w, b = unpack_theta(theta, X.shape[1])
     d = loss.curvature(X @ w + b, y)
-    return d if weights is None else d * weights
+    return d if weights is None else weighted(d, weights)
 
 
 def curvature_product(X, d, v) -> np.ndarray:

@@ -143,8 +143,10 @@ def _direction(theta, g, H, hessp, hess_diag, singular_ridge) -> tuple[np.ndarra
         try:
             direction = -_solve(H, g)
         except SingularSystem:
-            ridge = singular_ridge * max(float(np.trace(H)) / len(g), 1e-300)
-            direction = -np.linalg.solve(H + ridge * np.eye(len(g)), g)
+            scale = float(np.trace(H)) / len(g)
+            if not scale > 0:  # no curvature at all (Huber beyond epsilon): no Newton step
+                return -g, -(g_norm**2)
+            direction = -np.linalg.solve(H + singular_ridge * scale * np.eye(len(g)), g)
     slope = float(g @ direction)
     if not slope < 0:
         direction, slope = -g, -(g_norm**2)

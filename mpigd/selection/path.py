@@ -310,6 +310,7 @@ def _refit(comm, local, options, plan: _Plan, record, progress, objective, class
         max_iter=options.max_iter, tol=options.tol, ftol=options.ftol,
         standardize=options.standardize, weight_key=options.weight_key,
         class_weight=options.class_weight, x_key=options.x_key, y_key=options.y_key,
+        power=options.power, epsilon=options.epsilon,
         init=LinearModel.from_theta(options.model, raw, n, K),
     ).model  # fmt: skip
     fitted.info.update({f"cv_{key}": _attr(record[key]) for key in _MODEL_KEYS if key in record})

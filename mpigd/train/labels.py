@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import MpigdError
 from ..io.dataset import LocalData
-from ..kernels.losses import BINARY, CLASSIFIERS
+from ..kernels.losses import BINARY, CLASSIFIERS, model_name
 from ..parallel import allreduce_sum, gather_all, max_over_ranks, warn0
 
 
@@ -104,9 +104,9 @@ def encode(comm, local: LocalData, model: str) -> tuple[LocalData, np.ndarray]:
     wanted = "exactly 2" if model in BINARY else "at least 2"
     if (model in BINARY and len(classes) != 2) or len(classes) < 2:
         shown = ", ".join(f"{c:g}" for c in classes[:10]) + (" ..." if len(classes) > 10 else "")
-        what = "the linear SVM" if model == "svm" else f"{model} regression"
         raise MpigdError(
-            f"{what} needs {wanted} label values; '{local.info.y_key}' has {len(classes)}: {shown}"
+            f"{model_name(model)} needs {wanted} label values; '{local.info.y_key}' has "
+            f"{len(classes)}: {shown}"
         )
     y = np.searchsorted(classes, local.y).astype(np.float64)
     return replace(local, y=y), classes

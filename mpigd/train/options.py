@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import MpigdError
 from ..io.outputs import human_bytes
-from ..kernels.losses import CLASSIFIERS, MODELS, PointwiseLoss, make_loss
+from ..kernels.losses import CLASSIFIERS, MODELS, PointwiseLoss, make_loss, model_name
 from ..objective import Objective
 from ..optimize import OPTIMIZERS, L1Penalty, Optimizer
 from ..optimize import check_stopping as check_stopping_options
@@ -236,13 +236,17 @@ def choose_optimizer(model: str, l1: float, n_features: int, *, sparse: bool) ->
     data, L-BFGS was 3.4x to 7x faster. The squared hinge's curvature jumps where a row
     crosses its margin, which stalls L-BFGS short of the minimum (scikit-learn's sample
     weight check found its coefficients 2e-4 off, at any tol), while Newton-CG on the generalised
-    Hessian, liblinear's method for this loss, reaches it. Collective: no.
+    Hessian, liblinear's method for this loss, reaches it. Huber's generalised curvature
+    is 0 wherever every residual lies beyond epsilon (at the start, often): Newton has no
+    step there, so Huber trains with L-BFGS. Collective: no.
     """
     if l1 > 0:
         return "nesterov"
     if model == "linear" and n_features + 1 <= NORMAL_MAX_PARAMETERS:
         return "normal"
-    if model == "svm" or (sparse and model != "softmax" and n_features + 1 > FULL_HESSIAN_MAX):
+    if model == "svm" or (
+        sparse and model not in ("softmax", "huber") and n_features + 1 > FULL_HESSIAN_MAX
+    ):
         return "newton"
     return "lbfgs"
 
@@ -328,7 +332,7 @@ def parameters_problem(
     what = (
         f"softmax with {n_outputs:,} classes (labels 0 .. {n_outputs - 1:,})"
         if model == "softmax"
-        else f"{model} regression on {n_features:,} features"
+        else f"{model_name(model)} on {n_features:,} features"
     )
     hint = "; softmax labels must be class indices 0 .. K-1" if model == "softmax" else ""
     return (

@@ -446,7 +446,7 @@ CASES = {
     "svm with three label values": Case(
         "train {tmp}/c3.h5 --model svm --labels auto --out {tmp}/n.h5",
         EXIT_INPUT,
-        "the linear SVM needs exactly 2 label values; 'y' has 3: 0, 1, 2",
+        "linear SVM needs exactly 2 label values; 'y' has 3: 0, 1, 2",
         (files(c3__h5=h5(X=np.ones((10, 1)), y=np.arange(10.0) % 3)),),
         NEW,
         mpi=True,

@@ -367,3 +367,22 @@ def test_select_with_the_compiled_kernels_turned_off():
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == ["numpy MPIGD_KERNELS=numpy"] * 3
+
+
+@needs_compiled
+@pytest.mark.parametrize("kind", ["poisson", "gamma", "tweedie"])
+def test_overflow_where_it_does_not_count_stays_out_of_the_sums(kind):
+    # A row of weight 0 (a held-out row in cross-validation) whose exp overflows, and a
+    # tweedie row with y = 0 whose second term's exp does: neither makes a NaN.
+    loss = make_loss(kind, power=1.9)
+    X = np.array([[1.0], [0.5], [900.0], [-900.0]])
+    y = np.array([1.0, 2.0, 1.0, 1.0 if kind != "tweedie" else 0.0])
+    weights = np.array([1.0, 1.0, 0.0, 1.0 if kind == "tweedie" else 0.0])
+    theta = np.array([1.0, 0.0])
+    for X_ in (X, sp.csr_matrix(X)):
+        fused = (compiled.csr_sweep if sp.issparse(X_) else compiled.dense_sweep)(
+            X_, y, theta, loss, weights=weights
+        )
+        reference = for_rows(X_).reference_sums(X_, y, theta, loss, weights=weights)
+        assert np.isfinite(fused[0]) and np.isfinite(fused[1]).all()
+        assert_close(fused, reference, np.float64)

@@ -5,6 +5,8 @@ reach the model file."""
 
 from __future__ import annotations
 
+import warnings
+
 import h5py
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from conftest import EPSILON, POWER, random_problem, reference_objective, write_
 from scipy.optimize import minimize
 
 from mpigd import fit, load_model
+from mpigd.train.driver import ConvergenceWarning
 
 FAMILY = ["poisson", "gamma", "tweedie", "huber", "svm"]
 PARAMETER = {"tweedie": {"power": POWER}, "huber": {"epsilon": EPSILON}}
@@ -88,3 +91,35 @@ def test_the_loss_parameter_is_recorded_and_changes_the_model(tmp_path):
     linear = fit(path, "linear", l2=L2).model
     assert "power" not in linear.info and "epsilon" not in linear.info
     assert fit(path, "huber", epsilon=0.5, l2=L2).model.info["epsilon"] == 0.5
+
+
+def test_cv_trains_its_final_model_with_the_loss_parameter(tmp_path):
+    from mpigd import cv
+
+    X, y = random_problem("tweedie", 300, 4, seed=12)
+    path = write_h5(tmp_path / "d.h5", X, y)
+    chosen = cv(path, "tweedie", power=1.2, l2_path=[0.03], folds=3).model
+    alone = fit(path, "tweedie", power=1.2, l2=0.03, tol=1e-9).model
+    assert chosen.info["power"] == 1.2
+    np.testing.assert_allclose(chosen.coef, alone.coef, rtol=1e-5, atol=1e-7)
+    huber = cv(path, "huber", epsilon=0.3, l2_path=[0.03], folds=3).model
+    assert huber.info["epsilon"] == 0.3
+
+
+def test_newton_without_curvature_steps_down_the_gradient(tmp_path):
+    # Every residual beyond epsilon at the start: Huber's generalised Hessian is 0.
+    X, y = random_problem("linear", 200, 3, seed=13)
+    path = write_h5(tmp_path / "d.h5", X, y + 1000.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.filterwarnings("error", category=RuntimeWarning)
+        model = fit(path, "huber", optimizer="newton", max_iter=5).model
+    history = model.history
+    assert np.all(np.isfinite(history)) and np.all(np.diff(history) < 0)
+
+
+def test_log_link_scores_use_the_log_of_the_mean():
+    from mpigd import PoissonRegressor
+
+    est = PoissonRegressor(alpha=0.0).fit([[0.0], [1.0], [2.0]], [1.0, 2.0, 3.0])
+    assert np.isfinite(est.score([[0.0], [-5000.0]], [1.0, 0.0]))  # a mean of 0 in float64
