@@ -163,7 +163,7 @@ def checked_rows(X, y, weights, n_features: int, model: str | None = None, name:
         if problem:
             raise InvalidInputError(
                 f"y: {problem.rule}; found {problem.count:,} other values (e.g. "
-                f"{problem.example:g})"
+                f"{problem.example:g} in row {problem.first})"
             )
     return X, y, weights
 

@@ -147,14 +147,15 @@ def local_rows(comm, local: LocalData, model: str) -> LocalData:
 
 
 def label_error(info: DatasetInfo, local: LocalData, problem: LabelProblem, note: str = ""):
-    """The error for bad labels in this rank's rows, which merges with the same problem
-    on other ranks (counts summed). Collective: no."""
+    """The error for bad labels in this rank's rows, naming the rows from the first bad
+    one to the last; it merges with the same problem on other ranks (counts summed, rows
+    joined). Collective: no."""
     return MpigdError.in_rows(
         f"{literal(info.path)}: '{literal(info.y_key)}': {literal(problem.rule)}; found "
-        f"{{count}} other values (e.g. {{example}}){literal(note)}",
+        f"{{count}} other values (e.g. {{example}}) in rows {{rows}}{literal(note)}",
         problem.count,
-        local.start,
-        local.stop,
+        local.start + problem.first,
+        local.start + problem.last + 1,
         f"{problem.example:g}",
     )
 

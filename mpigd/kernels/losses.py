@@ -27,16 +27,23 @@ def log1pexp_and_expit(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class LabelProblem(NamedTuple):
-    """Labels that break a loss's ``rule``: how many, and one of them."""
+    """Labels that break a loss's ``rule``: how many, the first of them, and the indices
+    of the first and the last of them in ``y``."""
 
     rule: str
     count: int
     example: float
+    first: int = 0
+    last: int = 0
 
     @classmethod
     def of(cls, rule: str, y: np.ndarray, bad: np.ndarray) -> LabelProblem | None:
         """The problem of the labels ``y[bad]``, or None if there are none."""
-        return cls(rule, int(np.count_nonzero(bad)), float(y[bad][0])) if bad.any() else None
+        where = np.flatnonzero(bad)
+        if len(where) == 0:
+            return None
+        first, last = int(where[0]), int(where[-1])
+        return cls(rule, len(where), float(y[first]), first, last)
 
 
 class PointwiseLoss(Protocol):

@@ -337,7 +337,8 @@ CASES = {
     "train poisson on negative counts": Case(
         "train {tmp}/t.h5 --model poisson --out {tmp}/new.h5",
         EXIT_INPUT,
-        "'y': poisson targets must be >= 0 (counts or rates); found 2 other values (e.g. -1)",
+        "'y': poisson targets must be >= 0 (counts or rates); found 2 other values (e.g. -1) "
+        "in rows 0:",
         (files(t__h5=labels(COUNTS)),),
         ("new.h5",),
         mpi=True,
@@ -345,7 +346,7 @@ CASES = {
     "cv gamma on a zero target": Case(
         "cv {tmp}/t.h5 --model gamma --l2-path 1:0.1:2 --out {tmp}/new.h5",
         EXIT_INPUT,
-        f"'y': gamma targets must be > 0; found 3 other values (e.g. {COUNTS[0]})",
+        f"'y': gamma targets must be > 0; found 3 other values (e.g. {COUNTS[0]}) in rows 0:",
         (files(t__h5=labels(COUNTS)),),
         ("new.h5",),
         mpi=True,

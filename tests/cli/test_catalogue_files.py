@@ -546,7 +546,7 @@ CASES = {
         "train {tmp}/pm.h5 --model logistic --out {tmp}/new.h5",
         EXIT_INPUT,
         "logistic labels must be 0 or 1 (any two values: --labels auto); found "
-        f"{MINUS_ONES} other values (e.g. -1)",
+        f"{MINUS_ONES} other values (e.g. -1) in rows ",
         (files(pm__h5=converted),),
         ("new.h5",),
         mpi=True,
@@ -555,7 +555,7 @@ CASES = {
         "train {tmp}/pm.h5 --model softmax --out {tmp}/new.h5",
         EXIT_INPUT,
         f"class labels must be integers 0, 1, 2, ...; found {MINUS_ONES} other values (e.g. "
-        "-1) (any label values: --labels auto)",
+        "-1) in rows ",
         (files(pm__h5=converted),),
         ("new.h5",),
     ),

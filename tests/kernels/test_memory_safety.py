@@ -339,7 +339,7 @@ def test_a_coo_matrix_is_converted_by_the_estimators_and_refused_by_fit():
 
 
 LOCAL_LABELS = {
-    ("softmax", -1.0): "class labels must be integers 0, 1, 2, ...; found 1 other values (e.g. -1)",
+    ("softmax", -1.0): "integers 0, 1, 2, ...; found 1 other values (e.g. -1 in row 4)",
     ("softmax", 0.5): "class labels must be integers",
     ("softmax", np.nan): "y holds NaN or infinite values",
     ("logistic", 7.0): "logistic labels must be 0 or 1",

@@ -230,7 +230,7 @@ def test_bad_labels_in_one_ranks_rows_are_agreed_and_named(problems, folder):
     assert proc.returncode != 0 and seconds < 30
     assert proc.stderr.count("mpigd: error:") == 1
     expected = "labels must be 0 or 1 (any two values: --labels auto); found 1 other values"
-    assert f"{expected} (e.g. 2) (on rank 2)" in proc.stderr
+    assert f"{expected} (e.g. 2) in rows 1008:1009 (on rank 2)" in proc.stderr
     assert not (folder / "never.h5").exists()
 
 
