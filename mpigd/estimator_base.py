@@ -23,6 +23,7 @@ except ImportError as exc:  # the estimators only; training needs no scikit-lear
     ) from exc
 
 from .errors import InvalidInputError, MpigdError, merge_reports, report_of
+from .evaluation.metrics import regression
 from .io.dataset import DatasetInfo, LocalData
 from .io.memory import checked_sparse
 from .parallel import allreduce_sum, default_comm, gather_all, rows_before
@@ -319,12 +320,7 @@ def r2_score(estimator, X, y, sample_weight=None) -> float:
     """R² of a regressor over every rank's rows, weighted as scikit-learn's (the mean of
     y first, then the sums of squares, each one reduction). Collective: yes."""
     comm, y, w, predicted = scored_rows(estimator, X, y, sample_weight, float)
-    total, y_sum = summed(comm, w.sum(), w @ y)
-    residual = y - predicted
-    sse, sst = summed(comm, w @ (residual * residual), w @ np.square(y - y_sum / total))
-    if sst > 0:
-        return float(1.0 - sse / sst)
-    return 1.0 if sse == 0 else 0.0
+    return regression(comm, y, predicted, weights=w)["r2"]
 
 
 def accuracy(estimator, X, y, sample_weight=None) -> float:

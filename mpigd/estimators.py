@@ -40,8 +40,9 @@ from .estimator_base import (  # it says what to install where scikit-learn is m
     accuracy,
     r2_score,
     scored_rows,
-    summed,
 )
+from .evaluation.metrics import deviance
+from .kernels.losses import DEFAULT_EPSILON, DEFAULT_POWER, deviance_power
 
 __all__ = [
     "GammaRegressor",
@@ -92,7 +93,7 @@ class HuberRegressor(LinearRegression):
     _model = "huber"
 
     def __init__(
-        self, *, epsilon: float = 1.35, l2: float = 0.0, l1: float = 0.0,
+        self, *, epsilon: float = DEFAULT_EPSILON, l2: float = 0.0, l1: float = 0.0,
         optimizer: str = "auto", max_iter: int | None = None, tol: float = 1e-6,
         ftol: float = 1e-12, standardize: bool = False, comm=None,
     ):  # fmt: skip
@@ -108,7 +109,6 @@ class _LogLinkRegressor(RegressorMixin, _Estimator):
     scikit-learn's ``alpha`` (mpigd's ``l2``), the score D² of the deviance."""
 
     _model = ""
-    _power = 1.0
 
     def __init__(
         self, *, alpha: float = 1.0, l1: float = 0.0, optimizer: str = "auto",
@@ -142,23 +142,13 @@ class _LogLinkRegressor(RegressorMixin, _Estimator):
     def score(self, X, y, sample_weight=None) -> float:
         """D² over every rank's rows: the share of the deviance of the weighted mean of y
         that the model explains, as scikit-learn's. Collective: yes."""
-        from .evaluation.metrics import unit_deviance
-
-        power = self._deviance_power()
         comm, y, w, log_mean = scored_rows(self, X, y, sample_weight, float)
-        total, y_sum, deviance = summed(comm, w.sum(), w @ y, w @ unit_deviance(y, log_mean, power))
-        with np.errstate(divide="ignore", invalid="ignore"):  # every y 0: no null deviance
-            (null,) = summed(comm, w @ unit_deviance(y, np.log(y_sum / total), power))
-        if null > 0:
-            return float(1.0 - deviance / null)
-        return 1.0 if deviance == 0 else 0.0
+        power = deviance_power(self._model, getattr(self, "power", None))
+        return deviance(comm, y, log_mean, power, weights=w)["d2"]
 
     def _scored_values(self, X) -> np.ndarray:
         """The log of the mean (the decision values): no mean that underflows to 0."""
         return self._decision(X)
-
-    def _deviance_power(self) -> float:
-        return self._power
 
 
 class PoissonRegressor(_LogLinkRegressor):
@@ -167,7 +157,7 @@ class PoissonRegressor(_LogLinkRegressor):
     (alpha/2)||w||^2``, the minimiser of scikit-learn's ``PoissonRegressor(alpha)``.
     Fitted: ``coef_`` (n,), ``intercept_``, ``n_iter_``, ``n_features_in_``."""
 
-    _model, _power = "poisson", 1.0
+    _model = "poisson"
 
 
 class GammaRegressor(_LogLinkRegressor):
@@ -175,7 +165,7 @@ class GammaRegressor(_LogLinkRegressor):
     / mean s + (alpha/2)||w||^2``, the minimiser of scikit-learn's
     ``GammaRegressor(alpha)``. Fitted as :class:`PoissonRegressor`."""
 
-    _model, _power = "gamma", 2.0
+    _model = "gamma"
 
 
 class TweedieRegressor(_LogLinkRegressor):
@@ -188,7 +178,7 @@ class TweedieRegressor(_LogLinkRegressor):
     _model = "tweedie"
 
     def __init__(
-        self, *, power: float = 1.5, alpha: float = 1.0, l1: float = 0.0,
+        self, *, power: float = DEFAULT_POWER, alpha: float = 1.0, l1: float = 0.0,
         optimizer: str = "auto", max_iter: int | None = None, tol: float = 1e-6,
         ftol: float = 1e-12, standardize: bool = False, comm=None,
     ):  # fmt: skip
@@ -197,9 +187,6 @@ class TweedieRegressor(_LogLinkRegressor):
             standardize=standardize, comm=comm,
         )  # fmt: skip
         self.power = power
-
-    def _deviance_power(self) -> float:
-        return float(self.power)
 
 
 class _Classifier(ClassifierMixin, _Estimator):

@@ -14,7 +14,7 @@ from .io.hdf5 import get_dataset, open_input
 from .io.outputs import read_attrs, writing
 from .kernels import is_sparse
 from .kernels.dense import row_blocks
-from .kernels.losses import BINARY, LOG_LINK, MODELS, POWERS
+from .kernels.losses import BINARY, DEFAULT_POWER, LOG_LINK, MODELS, deviance_power
 from .kernels.theta import unpack_theta
 
 
@@ -57,9 +57,7 @@ class LinearModel:
     def power(self) -> float | None:
         """The deviance power of a log-link model (poisson 1, gamma 2, tweedie its own, as
         trained), None for the others."""
-        if self.kind == "tweedie":
-            return float(self.info.get("power", 1.5))
-        return POWERS.get(self.kind)
+        return deviance_power(self.kind, float(self.info.get("power", DEFAULT_POWER)))
 
     @property
     def history(self) -> np.ndarray | None:

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from ..errors import EXIT_INPUT, MpigdError
 from ..host import parse_bytes
 from ..io.outputs import check_outputs, write_json
+from ..kernels.losses import DEFAULT_EPSILON, DEFAULT_POWER
 from ..parallel import on_root, print0
 
 
@@ -139,13 +140,13 @@ def add_model(parser, models) -> None:
         "--power",
         type=float,
         metavar="P",
-        help="tweedie's power, 1 < P < 2 (default: 1.5)",
+        help=f"tweedie's power, 1 < P < 2 (default: {DEFAULT_POWER})",
     )
     parser.add_argument(
         "--epsilon",
         type=float,
         metavar="E",
-        help="huber's threshold: residuals beyond E cost linearly (default: 1.35)",
+        help=f"huber's threshold: residuals beyond E cost linearly (default: {DEFAULT_EPSILON})",
     )
 
 

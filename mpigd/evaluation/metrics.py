@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.losses import BINARY, LOG_LINK
+from ..kernels.losses import BINARY, LOG_LINK, times_y
 from ..parallel import allreduce_sum, min_max_over_ranks
 
 
@@ -34,19 +34,42 @@ def _sums(comm, *values) -> np.ndarray:
     return out
 
 
-def regression(comm, y: np.ndarray, predicted: np.ndarray) -> dict:
-    """RMSE, MAE and R² of ``predicted`` against ``y``. R² uses the global mean of y
-    (a second reduction) instead of the cancellation-prone sum of squares. Collective: yes.
+def _total(values: np.ndarray, weights: np.ndarray | None) -> float:
+    """The sum of ``values``, each times its row's weight where there are weights."""
+    return values.sum() if weights is None else weights @ values
+
+
+def _squares(r: np.ndarray, weights: np.ndarray | None) -> float:
+    """The sum of the squares of ``r``, each times its row's weight where there are weights."""
+    return r @ r if weights is None else weights @ (r * r)
+
+
+def _share_explained(residual: float, null: float) -> float:
+    """``1 - residual / null`` (R², D²); for a null of 0 or none (constant targets),
+    scikit-learn's convention: 1 if the residual is 0 too, else 0."""
+    if null > 0:
+        return float(1.0 - residual / null)
+    return 1.0 if residual == 0 else 0.0
+
+
+def regression(comm, y: np.ndarray, predicted: np.ndarray, weights=None) -> dict:
+    """RMSE, MAE and R² of ``predicted`` against ``y``, with row ``weights`` if given (as
+    scikit-learn's ``sample_weight``). R² uses the global mean of y (a second reduction)
+    instead of the cancellation-prone sum of squares. Collective: yes.
     """
     r = predicted - y
-    n, y_sum, sse, sae = _sums(comm, len(y), y.sum(), r @ r, np.abs(r).sum())
-    mean = y_sum / n
-    (sst,) = _sums(comm, np.square(y - mean).sum())
-    if sst > 0:
-        r2 = 1.0 - sse / sst
-    else:  # constant targets: scikit-learn's convention
-        r2 = 1.0 if sse == 0 else 0.0
-    return {"rows": int(n), "rmse": float(np.sqrt(sse / n)), "mae": float(sae / n), "r2": r2}
+    total = len(y) if weights is None else weights.sum()
+    rows, total, y_sum, sse, sae = _sums(
+        comm, len(y), total, _total(y, weights), _squares(r, weights), _total(np.abs(r), weights)
+    )
+    mean = y_sum / total
+    (sst,) = _sums(comm, _total(np.square(y - mean), weights))
+    return {
+        "rows": int(rows),
+        "rmse": float(np.sqrt(sse / total)),
+        "mae": float(sae / total),
+        "r2": _share_explained(sse, sst),
+    }
 
 
 def unit_deviance(y: np.ndarray, log_mu, power: float) -> np.ndarray:
@@ -55,42 +78,42 @@ def unit_deviance(y: np.ndarray, log_mu, power: float) -> np.ndarray:
     the mean, so a log-link model's predictor is used as it is. Collective: no."""
     from scipy.special import xlogy  # evaluation only: not on training's path
 
-    def times_y(values):  # 0 where y is 0, also where the value is infinite
-        return np.multiply(y, values, out=np.zeros(np.shape(y)), where=y != 0)
-
+    log_mu = np.broadcast_to(log_mu, np.shape(y))
     with np.errstate(over="ignore"):  # a mean beyond float64: inf deviance
         if power == 1.0:
-            return 2.0 * (xlogy(y, y) - times_y(log_mu) - y + np.exp(log_mu))
+            return 2.0 * (xlogy(y, y) - times_y(y, log_mu) - y + np.exp(log_mu))
         if power == 2.0:
             return 2.0 * (log_mu - np.log(y) + y * np.exp(-log_mu) - 1.0)
         p = power
         return 2.0 * (
             np.maximum(y, 0.0) ** (2 - p) / ((1 - p) * (2 - p))
-            - times_y(np.exp((1 - p) * log_mu)) / (1 - p)
+            - times_y(y, np.exp((1 - p) * log_mu)) / (1 - p)
             + np.exp((2 - p) * log_mu) / (2 - p)
         )
 
 
-def deviance(comm, y: np.ndarray, z: np.ndarray, power: float) -> dict:
+def deviance(comm, y: np.ndarray, z: np.ndarray, power: float, weights=None) -> dict:
     """Mean Tweedie deviance and D² (scikit-learn's ``d2_tweedie_score``: the share of
     the deviance of the constant mean of y that the model explains) of a log-link model
-    with predictors ``z``, and the MAE and RMSE of its mean ``exp(z)``. The mean of y
-    takes a second reduction, as R² does. Collective: yes."""
+    with predictors ``z``, and the MAE and RMSE of its mean ``exp(z)``, with row
+    ``weights`` if given. The mean of y takes a second reduction, as R² does.
+    Collective: yes."""
     with np.errstate(over="ignore"):
         r = np.exp(z) - y
-    n, y_sum, dev, sse, sae = _sums(
-        comm, len(y), y.sum(), unit_deviance(y, z, power).sum(), r @ r, np.abs(r).sum()
-    )
-    mean = y_sum / n
-    null = unit_deviance(y, np.log(mean), power).sum() if mean > 0 else np.nan
+    total = len(y) if weights is None else weights.sum()
+    rows, total, y_sum, dev, sse, sae = _sums(
+        comm, len(y), total, _total(y, weights), _total(unit_deviance(y, z, power), weights),
+        _squares(r, weights), _total(np.abs(r), weights),
+    )  # fmt: skip
+    mean = y_sum / total
+    null = _total(unit_deviance(y, np.log(mean), power), weights) if mean > 0 else np.nan
     (null,) = _sums(comm, null)
-    d2 = 1.0 - dev / null if null > 0 else (1.0 if dev == 0 else 0.0)
     return {
-        "rows": int(n),
-        "deviance": float(dev / n),
-        "d2": float(d2),
-        "mae": float(sae / n),
-        "rmse": float(np.sqrt(sse / n)),
+        "rows": int(rows),
+        "deviance": float(dev / total),
+        "d2": _share_explained(dev, null),
+        "mae": float(sae / total),
+        "rmse": float(np.sqrt(sse / total)),
     }
 
 

@@ -184,7 +184,7 @@ def _csr_arrays(X) -> tuple:
 
 def _code(loss: PointwiseLoss) -> tuple[int, float]:
     """The C code's loss code and parameter (tweedie's power, huber's epsilon, else 0)."""
-    return _LOSS_CODES[loss.name], float(getattr(loss, "parameter", 0.0))
+    return _LOSS_CODES[loss.name], float(loss.parameter)
 
 
 def _float64(a):

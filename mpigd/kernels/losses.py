@@ -33,8 +33,8 @@ class LabelProblem(NamedTuple):
     rule: str
     count: int
     example: float
-    first: int = 0
-    last: int = 0
+    first: int
+    last: int
 
     @classmethod
     def of(cls, rule: str, y: np.ndarray, bad: np.ndarray) -> LabelProblem | None:
@@ -135,6 +135,11 @@ class SoftmaxLoss:
         return class_label_problem(y, self.n_outputs)
 
 
+#: The loss parameters' defaults: tweedie's power (compound Poisson-Gamma, between the
+#: Poisson and the Gamma), huber's epsilon (scikit-learn's ``HuberRegressor``'s).
+DEFAULT_POWER, DEFAULT_EPSILON = 1.5, 1.35
+
+
 def weighted(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """``values * weights`` (weights broadcast along the last axis of ``values`` if it
     has more), 0 where a weight is 0: a row that does not count adds nothing, also where
@@ -144,8 +149,8 @@ def weighted(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.multiply(values, w, out=out, where=w != 0)
 
 
-def _times_y(y: np.ndarray, e: np.ndarray) -> np.ndarray:
-    """``y * e``, 0 where y is 0 (even where e overflowed to inf)."""
+def times_y(y: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """``y * e``, 0 where y is 0 (even where e overflowed to inf). Collective: no."""
     return np.multiply(y, e, out=np.zeros(np.broadcast_shapes(y.shape, e.shape)), where=y != 0)
 
 
@@ -184,11 +189,11 @@ class GammaLoss:
     parameter = 0.0
 
     def values_and_derivative(self, z, y):
-        ye = _times_y(y, _exp(-z))
+        ye = times_y(y, _exp(-z))
         return z + ye, 1.0 - ye
 
     def curvature(self, z, y):
-        return _times_y(y, _exp(-z))
+        return times_y(y, _exp(-z))
 
     def label_problem(self, y):
         return LabelProblem.of("gamma targets must be > 0", y, ~(y > 0))
@@ -202,19 +207,19 @@ class TweedieLoss:
     name = "tweedie"
     n_outputs = 1
 
-    def __init__(self, power: float = 1.5):
+    def __init__(self, power: float = DEFAULT_POWER):
         if not 1.0 < power < 2.0:
             raise ValueError(f"tweedie power must lie strictly between 1 and 2, got {power}")
         self.parameter = float(power)
 
     def values_and_derivative(self, z, y):
         p = self.parameter
-        e2, ye1 = _exp((2.0 - p) * z), _times_y(y, _exp((1.0 - p) * z))
+        e2, ye1 = _exp((2.0 - p) * z), times_y(y, _exp((1.0 - p) * z))
         return e2 / (2.0 - p) - ye1 / (1.0 - p), e2 - ye1
 
     def curvature(self, z, y):
         p = self.parameter
-        return (2.0 - p) * _exp((2.0 - p) * z) - (1.0 - p) * _times_y(y, _exp((1.0 - p) * z))
+        return (2.0 - p) * _exp((2.0 - p) * z) - (1.0 - p) * times_y(y, _exp((1.0 - p) * z))
 
     def label_problem(self, y):
         return LabelProblem.of("tweedie targets must be >= 0", y, y < 0)
@@ -228,7 +233,7 @@ class HuberLoss:
     name = "huber"
     n_outputs = 1
 
-    def __init__(self, epsilon: float = 1.35):
+    def __init__(self, epsilon: float = DEFAULT_EPSILON):
         if not epsilon > 0:
             raise ValueError(f"huber epsilon must be > 0, got {epsilon}")
         self.parameter = float(epsilon)
@@ -287,13 +292,23 @@ LOG_LINK = ("poisson", "gamma", "tweedie")
 POWERS = {"poisson": 1.0, "gamma": 2.0}
 
 
+def deviance_power(model: str, parameter: float | None = None) -> float | None:
+    """The power of the deviance that scores a log-link ``model`` (poisson 1, gamma 2,
+    tweedie its ``parameter``), None for the others. Collective: no."""
+    return POWERS.get(model, parameter) if model in LOG_LINK else None
+
+
 def model_name(model: str) -> str:
     """How messages name a model: ``logistic regression``, ``linear SVM``. Collective: no."""
     return "linear SVM" if model == "svm" else f"{model} regression"
 
 
 def make_loss(
-    model: str, n_classes: int = 2, *, power: float = 1.5, epsilon: float = 1.35
+    model: str,
+    n_classes: int = 2,
+    *,
+    power: float = DEFAULT_POWER,
+    epsilon: float = DEFAULT_EPSILON,
 ) -> PointwiseLoss:
     """The pointwise loss of ``model``; softmax needs the class count, tweedie its
     ``power``, huber its ``epsilon``. Collective: no."""

@@ -18,7 +18,7 @@ from ..errors import Interrupted
 from ..evaluation import metrics
 from ..io.stream import chunks, like
 from ..kernels.folds import fold_scores, select_fold_sums
-from ..kernels.losses import POWERS, PointwiseLoss
+from ..kernels.losses import PointwiseLoss, deviance_power
 from ..objective import PackedReduction, Reduced, local_pass, penalized
 from ..parallel import allreduce_sum, rank_local, wtime
 from ..scaling import Scaling
@@ -170,8 +170,8 @@ class FoldObjectives(Reduced):
         other metrics, or points that were not evaluated, take one sweep over X and
         the reductions of each fold's metric. Collective: yes."""
         losses = [self._held_out.get(j, (None, 0.0)) for j in range(self.folds)]
-        cached = {"linear": "rmse", "logistic": "log_loss", "softmax": "log_loss"}
-        if cached.get(model) == metric and all(
+        from_losses = {"linear": "rmse", "logistic": "log_loss", "softmax": "log_loss"}
+        if from_losses.get(model) == metric and all(
             cached is not None and np.array_equal(cached, theta)
             for (cached, _), theta in zip(losses, thetas, strict=True)
         ):
@@ -188,7 +188,7 @@ class FoldObjectives(Reduced):
                 or [fold_scores(like(self.X_local), Theta, self.n_outputs, self.fold[:0], every)]
             )
         self.score_passes += 1
-        power = POWERS.get(model, self.loss.parameter)
+        power = deviance_power(model, self.loss.parameter)
         score = partial(metrics.of_model, kind=model, power=power, auc=metric == "roc_auc")
         held_out = [self.fold == j for j in range(self.folds)]
         return [score(self.comm, y=self.y_local[rows], z=z[rows])[metric] for rows in held_out]

@@ -139,10 +139,10 @@ class TrainOptions:
         return tuple(field.name for field in fields(cls))
 
     def loss(self, n_classes: int = 2) -> PointwiseLoss:
-        """The pointwise loss of the model (softmax needs the class count)."""
-        power = 1.5 if self.power is None else self.power
-        epsilon = 1.35 if self.epsilon is None else self.epsilon
-        return make_loss(self.model, n_classes, power=power, epsilon=epsilon)
+        """The pointwise loss of the model (softmax needs the class count), with its
+        parameter where one is given (else the loss's default)."""
+        given = {"power": self.power, "epsilon": self.epsilon}
+        return make_loss(self.model, n_classes, **{k: v for k, v in given.items() if v is not None})
 
     @property
     def stopping(self) -> dict:
@@ -162,7 +162,7 @@ class TrainOptions:
             "class_weight": self.class_weight or "",
             "n_outputs": n_outputs,
         }
-        if self.model in ("tweedie", "huber"):
+        if self.model in LOSS_PARAMETERS:
             settings[LOSS_PARAMETERS[self.model]] = self.loss().parameter
         if optimizer == "sgd":
             settings.update(batch_size=self.batch_size, seed=self.seed)
