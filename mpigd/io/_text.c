@@ -26,7 +26,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define TEXT_ABI 2   /* bumped with the calling convention: a stale build is never used */
+#define TEXT_ABI 3   /* bumped with the calling convention: a stale build is never used */
 #define TOKEN_MAX 63 /* longest number token parsed here (longer: not plain) */
 #define INDEX_DIGITS 18 /* longest LIBSVM index parsed here (< 2^63) */
 #define EXPONENT_MAX 100000 /* where an exponent's value saturates */
@@ -71,23 +71,108 @@ static void add_digit(Number *num, int d, int *significant, int fraction)
     (*significant)++;
 }
 
+/* Digits eight at a time where the bytes allow (a little-endian load of 8 bytes, the
+ * first in the lowest); byte by byte elsewhere, and on other machines. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define EIGHT_AT_A_TIME 1
+#else
+#define EIGHT_AT_A_TIME 0
+#endif
+
+/* 10^0 .. 10^19, each exactly a uint64_t. */
+static const uint64_t POW10_INT[] = {
+    UINT64_C(1), UINT64_C(10), UINT64_C(100), UINT64_C(1000), UINT64_C(10000),
+    UINT64_C(100000), UINT64_C(1000000), UINT64_C(10000000), UINT64_C(100000000),
+    UINT64_C(1000000000), UINT64_C(10000000000), UINT64_C(100000000000),
+    UINT64_C(1000000000000), UINT64_C(10000000000000), UINT64_C(100000000000000),
+    UINT64_C(1000000000000000), UINT64_C(10000000000000000), UINT64_C(100000000000000000),
+    UINT64_C(1000000000000000000), UINT64_C(10000000000000000000)};
+
+#if EIGHT_AT_A_TIME
+/* The value of the eight ASCII digits in v (the first in its lowest byte; a 0 byte reads
+ * as the digit 0), by three multiplications that each join neighbouring lanes. */
+static uint64_t eight_digits(uint64_t v)
+{
+    v = ((v & UINT64_C(0x0F0F0F0F0F0F0F0F)) * 2561) >> 8;
+    v = ((v & UINT64_C(0x00FF00FF00FF00FF)) * 6553601) >> 16;
+    return ((v & UINT64_C(0x0000FFFF0000FFFF)) * UINT64_C(42949672960001)) >> 32;
+}
+#endif
+
+/* How many digits start at p, reading no further than `limit`. */
+static Py_ssize_t digit_run(const char *p, const char *limit)
+{
+    const char *s = p;
+#if EIGHT_AT_A_TIME
+    for (; limit - s >= 8; s += 8) {
+        uint64_t v;
+        memcpy(&v, s, 8);
+        /* a byte's high bit is set where it is below '0', above '9' or not ASCII; a carry
+         * or borrow leaves a byte only from a non-digit, and moves to later bytes */
+        uint64_t other = ((v + UINT64_C(0x4646464646464646)) | (v - UINT64_C(0x3030303030303030)) |
+                          v) & UINT64_C(0x8080808080808080);
+        if (other)
+            return (s - p) + (__builtin_ctzll(other) >> 3);
+    }
+#endif
+    while (s < limit && is_digit(*s))
+        s++;
+    return s - p;
+}
+
+/* The value of the n <= 19 digits at p, reading no further than `limit`. */
+static uint64_t digits_value(const char *p, Py_ssize_t n, const char *limit)
+{
+    uint64_t m = 0;
+#if EIGHT_AT_A_TIME
+    uint64_t v;
+    for (; n >= 8; n -= 8, p += 8) {
+        memcpy(&v, p, 8);
+        m = m * POW10_INT[8] + eight_digits(v);
+    }
+    if (n > 0 && limit - p >= 8) { /* the last n digits, moved to the top of the word */
+        memcpy(&v, p, 8);
+        return m * POW10_INT[n] + eight_digits(v << (8 * (8 - n)));
+    }
+#else
+    (void)limit;
+#endif
+    for (; n > 0; n--, p++)
+        m = m * 10 + (uint64_t)(*p - '0');
+    return m;
+}
+
 /* Scans the number token at p, reading no further than `limit`: the end of its grammar
- * match, or NULL where none starts at p. */
+ * match, or NULL where none starts at p. Up to 19 digits in all are read as one integer;
+ * more go digit by digit, the first 19 significant ones kept. */
 static const char *scan_number(const char *p, const char *limit, Number *num)
 {
-    int significant = 0, digits = 0;
     memset(num, 0, sizeof *num);
     num->exact = 1;
     if (p < limit && (*p == '+' || *p == '-'))
         num->negative = *p++ == '-';
-    for (; p < limit && is_digit(*p); p++, digits++)
-        add_digit(num, *p - '0', &significant, 0);
-    num->int_digits = digits;
-    if (p < limit && *p == '.')
-        for (p++; p < limit && is_digit(*p); p++, digits++)
-            add_digit(num, *p - '0', &significant, 1);
-    if (!digits)
+    const char *whole = p, *fraction = p;
+    Py_ssize_t n_whole = digit_run(p, limit), n_fraction = 0;
+    p += n_whole;
+    if (p < limit && *p == '.') {
+        fraction = ++p;
+        n_fraction = digit_run(p, limit);
+        p += n_fraction;
+    }
+    if (!n_whole && !n_fraction)
         return NULL;
+    num->int_digits = n_whole;
+    if (n_whole + n_fraction <= 19) {
+        num->mantissa = digits_value(whole, n_whole, limit) * POW10_INT[n_fraction] +
+                        digits_value(fraction, n_fraction, limit);
+        num->scale = -n_fraction;
+    } else {
+        int significant = 0;
+        for (const char *d = whole; d < whole + n_whole; d++)
+            add_digit(num, *d - '0', &significant, 0);
+        for (const char *d = fraction; d < fraction + n_fraction; d++)
+            add_digit(num, *d - '0', &significant, 1);
+    }
     if (p < limit && (*p == 'e' || *p == 'E')) {
         const char *e = p + 1;
         int negative = e < limit && *e == '-';
@@ -222,10 +307,12 @@ static int libsvm_line(const char *p, const char *end, Sparse *out, int64_t numb
             break;
         if (digits == p) /* the token before ends in something else than a blank */
             return LINE_NOT_PLAIN;
-        int64_t index = 0;
-        for (p = digits; p < end && is_digit(*p) && p - digits < INDEX_DIGITS; p++)
-            index = index * 10 + (*p - '0');
-        if (p == digits || p == end || *p != ':' || index <= last)
+        Py_ssize_t n = digit_run(digits, end);
+        if (n == 0 || n > INDEX_DIGITS)
+            return LINE_NOT_PLAIN;
+        int64_t index = (int64_t)digits_value(digits, n, end);
+        p = digits + n;
+        if (p == end || *p != ':' || index <= last)
             return LINE_NOT_PLAIN;
         p++;
         if (pairs >= out->pair_cap)
@@ -929,6 +1016,26 @@ static PyObject *py_line_end(PyObject *self, PyObject *args)
     return PyLong_FromSsize_t(end);
 }
 
+/* newlines(text) -> int: the count of "\n" bytes in text (any bytes-like object). */
+static PyObject *py_newlines(PyObject *self, PyObject *args)
+{
+    PyObject *obj;
+    Py_buffer view;
+    Py_ssize_t count = 0;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O:newlines", &obj) || !take_text(obj, &view))
+        return NULL;
+    const char *p = view.buf, *end = p + view.len;
+    Py_BEGIN_ALLOW_THREADS
+    while (p < end && (p = memchr(p, '\n', (size_t)(end - p)))) {
+        count++;
+        p++;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(count);
+}
+
 static PyMethodDef methods[] = {
     {"libsvm_plain", py_libsvm_plain, METH_VARARGS,
      "libsvm_plain(text, out, first_line, pair_base) -> (consumed, rows, pairs, lines, "
@@ -946,6 +1053,8 @@ static PyMethodDef methods[] = {
      "libsvm_plain."},
     {"line_end", py_line_end, METH_VARARGS,
      "line_end(text, start) -> int\n\nThe offset past the end of the line at start."},
+    {"newlines", py_newlines, METH_VARARGS,
+     "newlines(text) -> int\n\nThe count of newline bytes in text."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -11,8 +11,9 @@ Each rank reads the lines that start in its byte range of the inputs
 2. **Output**: rank 0 creates the output under a temporary name, every chunk of every
    dataset allocated now and never filled, and closes it (:func:`create_datasets`); each
    rank then writes its rows' bytes at their offsets (:class:`Datasets`, ``pwrite``), in
-   parallel and without HDF5 holding the file open, and syncs them. Rank 0 renames the
-   file into place once every rank is done (:func:`shared_output`).
+   parallel and without HDF5 holding the file open, and syncs them, the bytes written
+   so far going to the disk in the background while it parses the rest. Rank 0 renames
+   the file into place once every rank is done (:func:`shared_output`).
 
 The output's bytes do not depend on the number of ranks. What a format counts and
 decides is in :mod:`~mpigd.io.text_formats`, the steps in order in
@@ -22,6 +23,7 @@ decides is in :mod:`~mpigd.io.text_formats`, the steps in order in
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -153,20 +155,57 @@ class Extent:
             row += rows
 
 
+#: Bytes written between two background syncs of an output (:class:`Datasets`).
+SYNC_BYTES = 32 * 2**20
+
+
+class _BackgroundSync:
+    """``fdatasync`` of one open file in a thread of its own, one at a time: the pages
+    written so far go to the disk while the caller goes on. The error of a sync is kept
+    for :meth:`finish`, since the kernel reports a failed write-back to one sync only."""
+
+    def __init__(self, fd: int):
+        self.fd, self.thread, self.error = fd, None, None
+
+    def start(self) -> bool:
+        """Start a sync unless one is still running; whether one started."""
+        if self.thread is not None and self.thread.is_alive():
+            return False
+        self.thread = threading.Thread(target=self._sync, name="mpigd-sync", daemon=True)
+        self.thread.start()
+        return True
+
+    def _sync(self) -> None:
+        try:
+            os.fdatasync(self.fd)
+        except OSError as error:
+            self.error = error
+
+    def finish(self) -> None:
+        """Wait for the running sync; raise the error of any that failed."""
+        if self.thread is not None:
+            self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 class Datasets:
     """Datasets of a closed HDF5 file, allocated in full, written by byte offset
-    (``pwrite``): any rank, any rows, in parallel. Collective: no."""
+    (``pwrite``): any rank, any rows, in parallel; synced to the disk in the background
+    every :data:`SYNC_BYTES` and in full on leaving. Collective: no."""
 
     def __init__(self, path: str, extents: dict[str, Extent]):
         self.path, self.extents = path, extents
-        self.fd = -1
+        self.fd, self.unsynced, self.syncing = -1, 0, None
 
     def __enter__(self) -> Datasets:
         self.fd = os.open(self.path, os.O_WRONLY)
+        self.syncing = _BackgroundSync(self.fd)
         return self
 
     def __exit__(self, *exc) -> None:
         try:
+            self.syncing.finish()  # before the descriptor closes, on error too
             if exc[0] is None:
                 os.fsync(self.fd)
         finally:
@@ -185,6 +224,9 @@ class Datasets:
             while view:
                 done = os.pwrite(self.fd, view, at)
                 view, at = view[done:], at + done
+        self.unsynced += rows.nbytes
+        if self.unsynced >= SYNC_BYTES and self.syncing.start():
+            self.unsynced = 0
 
 
 def create_datasets(path: str, shapes: dict, attrs: dict) -> dict[str, Extent]:

@@ -23,9 +23,8 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from ..errors import MpigdError
+from .parse import count_newlines
 
 #: Readers of compressed inputs, by suffix.
 COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
@@ -149,11 +148,6 @@ def _blocks_of(f, limit: int | None, block_bytes: int) -> Iterator[memoryview]:
             continue
         carry = bytes(data[cut:])
         yield data[:cut]
-
-
-def count_newlines(block) -> int:
-    """The newlines in ``block`` (any bytes-like object). Collective: no."""
-    return int(np.count_nonzero(np.frombuffer(block, np.uint8) == 10))
 
 
 def piece_blocks(piece: Piece, bounds: tuple[int, int], block_bytes: int = BLOCK_BYTES):

@@ -108,6 +108,38 @@ def test_hard_numbers_are_read_exactly_as_float_reads_them(choice):
     assert np.array_equal(got[0].view(np.int64), int64_bits([[float(t)] * 2 for t in HARD]))
 
 
+def test_digit_runs_of_every_length_are_read_at_any_distance_from_the_texts_end():
+    """Runs of 1 to 24 digits, before and after the point and as indices, where 8 bytes
+    follow and where the text ends within them (the compiled parser reads 8 at a time
+    where the bytes allow): each value is float()'s, each index its integer."""
+    rng = np.random.default_rng(5)
+    tokens = []
+    for whole in range(0, 25):
+        for fraction in (None, *range(0, 25)):
+            if whole == 0 and not fraction:
+                continue
+            w = "".join(map(str, rng.integers(0, 10, whole)))
+            tokens.append(
+                w
+                if fraction is None
+                else w + "." + "".join(map(str, rng.integers(0, 10, fraction)))
+            )
+    tokens += ["0" * k + "7" for k in range(24)] + ["0." + "0" * k + "3" for k in range(24)]
+    for token in tokens:
+        for tail in ("", "\n", " 9:1\n"):
+            text = f"1 3:{token}{tail}".encode()
+            got = both(parse.libsvm_lines, text, first_line=1)
+            assert int64_bits(got.values)[0] == int64_bits([float(token)])[0], token
+    indices = ["".join(map(str, rng.integers(1, 10, k))) for k in range(1, 21)]
+    for index in [*indices, str(2**63 - 1), str(2**63)]:
+        for tail in ("", "\n", "  \n"):
+            got = both(parse.libsvm_lines, f"1 {index}:2.5{tail}".encode(), first_line=1)
+            if int(index) < 2**63:  # 19 digits go to the reference, which reads them
+                assert got.indices.tolist() == [int(index)], index
+            else:
+                assert isinstance(got, str) and "too large" in got, (index, got)
+
+
 digits = st.text("0123456789", max_size=25)
 decimals = st.builds(
     lambda sign, whole, point, fraction, exponent: sign + whole + point + fraction + exponent,
@@ -323,6 +355,16 @@ def test_lines_are_counted_with_or_without_a_final_newline(text, n_lines):
     assert parse.numeric_lines(text, path="f", first_line=1, delimiter=",", width=1)[2] == n_lines
 
 
+@pytest.mark.parametrize("choice", PARSERS)
+@pytest.mark.parametrize("text", [b"", b"\n", b"x", b"\r\n\n", b"a\nb\n\nc", bytes(range(256)) * 9])
+def test_newlines_are_counted_alike_on_both_paths(choice, text):
+    if choice == "compiled" and parse._text is None:
+        pytest.skip(parse.why_not)
+    exact = np.frombuffer(text, np.uint8).copy()  # ends where its memory does
+    assert read(parse.count_newlines, choice, exact) == text.count(b"\n")
+    assert read(parse.count_newlines, choice, memoryview(text)[1:]) == text[1:].count(b"\n")
+
+
 def test_values_false_leaves_the_values_out_and_the_rest_alike():
     text = b"1 1:0.5 3:2\n-1 qid:1 2:1e-5\n"
     full = parse.libsvm_lines(text, path="f", first_line=1)
@@ -471,6 +513,8 @@ def test_the_c_parsers_refuse_a_text_that_is_not_bytes(text_module, text, error)
         text_module.numeric_plain(text, (np.empty(4), np.empty(4, np.int64)), 1, ",", 1)
     with pytest.raises(error):
         text_module.line_end(text, 0)
+    with pytest.raises(error):
+        text_module.newlines(text)
 
 
 @pytest.mark.parametrize("change", BAD_OUT)
