@@ -25,6 +25,7 @@ Writes PREFIX.json and PREFIX.md (with this machine's CPU named).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -156,6 +157,10 @@ def main() -> None:
     if args.objectives:
         print(json.dumps(objectives(Path(args.objectives), args.l2)))
         return
+    # mpigd's modules byte-compiled, as a regular install leaves them (an editable one
+    # under PYTHONDONTWRITEBYTECODE would compile them in every timed process)
+    package = importlib.util.find_spec("mpigd").submodule_search_locations[0]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", package], env=ENV, check=True)
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR", "/tmp")) as tmp:
         tmp = Path(tmp)
         sizes = dict(rows=args.rows, features=args.features, per_row=args.per_row)

@@ -123,21 +123,57 @@ def line_bounds(piece: Piece, n_bytes: int) -> tuple[int, int]:
         return line_start(f, piece.start, n_bytes), line_start(f, piece.stop, n_bytes)
 
 
+class _Buffers:
+    """Read buffers, each used again once no view of it is alive, so that a block is read
+    into memory already mapped rather than into fresh pages to fault in and zero. A
+    bytearray cannot be resized while a view of it exists: that is how a buffer still in
+    use (by this reader's caller, or by whatever it kept) is told apart, and it is never
+    overwritten."""
+
+    SLACK = 2**16  # room for the carried-over part of a line, in a buffer of a block
+    KEEP = 3  # buffers kept for use again
+
+    def __init__(self, block_bytes: int):
+        self.size, self.pool = block_bytes + self.SLACK, []
+
+    def get(self, n_bytes: int) -> bytearray:
+        """A buffer of at least ``n_bytes`` that nothing else views."""
+        for buffer in self.pool:
+            if len(buffer) >= n_bytes and _unviewed(buffer):
+                return buffer
+        buffer = bytearray(max(n_bytes, self.size))
+        if len(self.pool) < self.KEEP and len(buffer) == self.size:
+            self.pool.append(buffer)
+        return buffer
+
+
+def _unviewed(buffer: bytearray) -> bool:
+    """Whether no view of ``buffer`` exists: it can be shrunk by a byte and grown back."""
+    try:
+        del buffer[-1]
+    except BufferError:
+        return False
+    buffer.append(0)
+    return True
+
+
 def _blocks_of(f, limit: int | None, block_bytes: int) -> Iterator[memoryview]:
     """Blocks of whole lines from ``f``'s position: ``limit`` bytes (None: to the end),
     cut after the last newline of each read; a line longer than a block is read whole.
-    Each block is a view of a buffer of its own, read into without a copy."""
-    carry = b""
-    remaining = limit
+    Each block is a view of a buffer that is not read into again while any view of it is
+    alive; read into without a copy."""
+    carry, remaining, buffers = b"", limit, _Buffers(block_bytes)
     while True:
         want = block_bytes if remaining is None else min(block_bytes, remaining)
-        buffer = bytearray(len(carry) + want)
-        buffer[: len(carry)] = carry
-        got = f.readinto(memoryview(buffer)[len(carry) :]) if want > 0 else 0
+        buffer = buffers.get(len(carry) + want)
+        view = memoryview(buffer)
+        view[: len(carry)] = carry
+        got = f.readinto(view[len(carry) : len(carry) + want]) if want > 0 else 0
         got = got or 0
         if remaining is not None:
             remaining -= got
-        data = memoryview(buffer)[: len(carry) + got]
+        data = view[: len(carry) + got]
+        del view
         if not got:
             if carry:
                 yield data
@@ -147,7 +183,9 @@ def _blocks_of(f, limit: int | None, block_bytes: int) -> Iterator[memoryview]:
             carry = bytes(data)  # no newline yet: one line longer than a block
             continue
         carry = bytes(data[cut:])
-        yield data[:cut]
+        block, data = data[:cut], None
+        yield block
+        del block
 
 
 def piece_blocks(piece: Piece, bounds: tuple[int, int], block_bytes: int = BLOCK_BYTES):

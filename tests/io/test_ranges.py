@@ -91,3 +91,20 @@ def test_globs_expand_in_sorted_order_and_bad_inputs_are_named(tmp_path):
         expand_inputs([str(tmp_path)])
     with pytest.raises(MpigdError, match="given twice"):
         expand_inputs([str(tmp_path / "part-00000"), str(tmp_path / "part-0000[0]")])
+
+
+def test_a_block_kept_is_never_read_into_again_and_dropped_ones_are_reused(tmp_path):
+    text = b"".join(b"%d %s\n" % (i, b"y" * (i % 50)) for i in range(20_000))
+    path = tmp_path / "a.txt"
+    path.write_bytes(text)
+    piece = rank_pieces([str(path)], [len(text)], 0, 1)[0]
+    bounds = line_bounds(piece, len(text))
+    kept = list(piece_blocks(piece, bounds, 4096))  # every view alive at once
+    assert len(kept) > 100 and b"".join(kept) == text
+    assert len({id(block.obj) for block in kept}) == len(kept)
+    buffers, joined = [], []  # the buffers themselves (not views): ids are not reused
+    for block in piece_blocks(piece, bounds, 4096):  # each dropped for the next
+        if not any(block.obj is buffer for buffer in buffers):
+            buffers.append(block.obj)
+        joined.append(bytes(block))
+    assert b"".join(joined) == text and len(buffers) <= 3
