@@ -100,7 +100,7 @@ static uint64_t eight_digits(uint64_t v)
 #endif
 
 /* How many digits start at p, reading no further than `limit`. */
-static Py_ssize_t digit_run(const char *p, const char *limit)
+static inline Py_ssize_t digit_run(const char *p, const char *limit)
 {
     const char *s = p;
 #if EIGHT_AT_A_TIME
@@ -121,7 +121,7 @@ static Py_ssize_t digit_run(const char *p, const char *limit)
 }
 
 /* The value of the n <= 19 digits at p, reading no further than `limit`. */
-static uint64_t digits_value(const char *p, Py_ssize_t n, const char *limit)
+static inline uint64_t digits_value(const char *p, Py_ssize_t n, const char *limit)
 {
     uint64_t m = 0;
 #if EIGHT_AT_A_TIME
