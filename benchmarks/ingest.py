@@ -68,7 +68,13 @@ def write_data(folder: Path, rows: int, n: int, per_row: int, csv_rows: int, see
 
 def run(command: list[str]) -> tuple[float, int, str]:
     """Wall seconds, the largest resident set (bytes) of any of its processes, and what
-    it printed."""
+    it printed. The HDF5 files it writes are removed first and the disk synced, untimed:
+    each run writes a new file, as a first conversion does (replacing a file has the file
+    system free the old one's blocks within the timed sync)."""
+    for arg in command:
+        if arg.endswith(".h5"):
+            Path(arg).unlink(missing_ok=True)
+    os.sync()
     start = time.perf_counter()
     proc = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)

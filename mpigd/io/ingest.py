@@ -206,8 +206,8 @@ class Datasets:
     def __exit__(self, *exc) -> None:
         try:
             self.syncing.finish()  # before the descriptor closes, on error too
-            if exc[0] is None:
-                os.fsync(self.fd)
+            if exc[0] is None:  # the data: the file's size and metadata are rank 0's commit's
+                os.fdatasync(self.fd)
         finally:
             os.close(self.fd)
 
