@@ -256,6 +256,10 @@ def main() -> None:
         "" if args.model == "logistic" else f"-{args.model}"
     )
 
+    # mpigd's modules byte-compiled, as a regular install leaves them (an editable one
+    # under PYTHONDONTWRITEBYTECODE would compile them in every timed process)
+    package = importlib.util.find_spec("mpigd").submodule_search_locations[0]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", package], env=ENV, check=True)
     folder = Path(os.environ.get("TMPDIR", tempfile.gettempdir()))
     data = make_data(args, folder)
     X, y = load(data)
