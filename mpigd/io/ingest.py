@@ -157,12 +157,15 @@ class Extent:
 
 #: Bytes written between two background syncs of an output (:class:`Datasets`).
 SYNC_BYTES = 32 * 2**20
+#: A file's data to the disk (fdatasync; fsync where the system has no fdatasync).
+datasync = getattr(os, "fdatasync", os.fsync)
 
 
 class _BackgroundSync:
-    """``fdatasync`` of one open file in a thread of its own, one at a time: the pages
-    written so far go to the disk while the caller goes on. The error of a sync is kept
-    for :meth:`finish`, since the kernel reports a failed write-back to one sync only."""
+    """A data sync (``fdatasync``; ``fsync`` where there is none) of one open file in a
+    thread of its own, one at a time: the pages written so far go to the disk while the
+    caller goes on. The error of a sync is kept for :meth:`finish`, since the kernel
+    reports a failed write-back to one sync only."""
 
     def __init__(self, fd: int):
         self.fd, self.thread, self.error = fd, None, None
@@ -177,14 +180,18 @@ class _BackgroundSync:
 
     def _sync(self) -> None:
         try:
-            os.fdatasync(self.fd)
-        except OSError as error:
+            datasync(self.fd)
+        except BaseException as error:  # kept, and raised by finish
             self.error = error
+
+    def join(self) -> None:
+        """Wait for the running sync, if any."""
+        if self.thread is not None:
+            self.thread.join()
 
     def finish(self) -> None:
         """Wait for the running sync; raise the error of any that failed."""
-        if self.thread is not None:
-            self.thread.join()
+        self.join()
         if self.error is not None:
             raise self.error
 
@@ -205,10 +212,11 @@ class Datasets:
 
     def __exit__(self, *exc) -> None:
         try:
-            self.syncing.finish()  # before the descriptor closes, on error too
-            if exc[0] is None:  # the data: the file's size and metadata are rank 0's commit's
-                os.fdatasync(self.fd)
+            if exc[0] is None:  # an error on the way out keeps its own exception
+                self.syncing.finish()
+                datasync(self.fd)  # the data; the size and metadata are rank 0's commit's
         finally:
+            self.syncing.join()  # no sync of a closed (or reused) descriptor
             os.close(self.fd)
 
     def put(self, name: str, first: int, rows: np.ndarray) -> None:

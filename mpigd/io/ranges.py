@@ -10,7 +10,7 @@ the middle: it goes whole to the rank whose range holds its first byte, which ba
 whole files by size.
 
 A range is read in blocks of whole lines of about :data:`BLOCK_BYTES` (a longer line is
-one block), so memory holds one block whatever the input's size.
+one block), so memory holds a few blocks whatever the input's size.
 """
 
 from __future__ import annotations

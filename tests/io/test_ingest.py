@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 
 import h5py
 import numpy as np
 import pytest
 
+from mpigd.errors import MpigdError
 from mpigd.io import ingest
 
 
-def written(path, monkeypatch, parts, sync=os.fdatasync):
+def written(path, monkeypatch, parts, sync=ingest.datasync):
     """Write ``parts`` (first row, rows) into ``X`` of a new file at ``path``, a
     background sync started after every write; the calls of ``sync``."""
     calls = []
@@ -24,7 +26,7 @@ def written(path, monkeypatch, parts, sync=os.fdatasync):
         return sync(fd)
 
     monkeypatch.setattr(ingest, "SYNC_BYTES", 1)
-    monkeypatch.setattr(ingest.os, "fdatasync", spy)
+    monkeypatch.setattr(ingest, "datasync", spy)
     extents = ingest.create_datasets(str(path), {"X": ((10, 3), "float64")}, {})
     with ingest.Datasets(str(path), extents) as out:
         for first, rows in parts:
@@ -43,8 +45,23 @@ def test_rows_written_in_any_order_with_background_syncs_read_back(tmp_path, mon
 
 
 def test_a_failed_background_sync_is_raised_when_the_datasets_close(tmp_path, monkeypatch):
+    def failing_in_the_background(fd):  # the last sync, on the way out, succeeds
+        if threading.current_thread() is not threading.main_thread():
+            raise OSError(errno.EIO, "write-back failed")
+        return os.fsync(fd)
+
+    with pytest.raises(OSError, match="write-back failed"):
+        written(tmp_path / "out.h5", monkeypatch, [(0, np.ones((2, 3)))], failing_in_the_background)
+
+
+def test_an_error_while_writing_is_not_replaced_by_a_failed_sync(tmp_path, monkeypatch):
     def failing(fd):
         raise OSError(errno.EIO, "write-back failed")
 
-    with pytest.raises(OSError, match="write-back failed"):
-        written(tmp_path / "out.h5", monkeypatch, [(0, np.ones((2, 3)))], sync=failing)
+    monkeypatch.setattr(ingest, "datasync", failing)
+    extents = ingest.create_datasets(str(tmp_path / "out.h5"), {"X": ((4, 3), "float64")}, {})
+    with pytest.raises(MpigdError, match="more rows than counted"):
+        with ingest.Datasets(str(tmp_path / "out.h5"), extents) as out:
+            monkeypatch.setattr(ingest, "SYNC_BYTES", 1)
+            out.put("X", 0, np.ones((2, 3)))  # a background sync starts, and fails
+            out.put("X", 3, np.ones((2, 3)))  # beyond the counted rows
