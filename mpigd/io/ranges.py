@@ -173,7 +173,7 @@ def _blocks_of(f, limit: int | None, block_bytes: int) -> Iterator[memoryview]:
         if remaining is not None:
             remaining -= got
         data = view[: len(carry) + got]
-        del view
+        del view  # this reader keeps no view of its own: only its caller's keep a buffer busy
         if not got:
             if carry:
                 yield data
