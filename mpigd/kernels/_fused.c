@@ -57,18 +57,6 @@ static Py_ssize_t block_rows(Py_ssize_t row_bytes)
 /* Columns of X_b^T r accumulated in registers over a block (four AVX2 vectors). */
 #define CHUNK 16
 
-/* The sum of the CHUNK partial sums of a dot product, added as a tree (four lanes of four,
- * then across them) rather than a chain of CHUNK dependent adds. */
-static inline double chunk_total(const double acc[CHUNK])
-{
-    _Static_assert(CHUNK == 16, "chunk_total adds 16 partial sums");
-    double t0 = (acc[0] + acc[8]) + (acc[4] + acc[12]);
-    double t1 = (acc[1] + acc[9]) + (acc[5] + acc[13]);
-    double t2 = (acc[2] + acc[10]) + (acc[6] + acc[14]);
-    double t3 = (acc[3] + acc[11]) + (acc[7] + acc[15]);
-    return (t0 + t2) + (t1 + t3);
-}
-
 #include "_losses.h"
 
 /* ---- what a sweep reads and writes ---------------------------------------------------- */
