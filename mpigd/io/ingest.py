@@ -38,7 +38,7 @@ from ..parallel import (
     rank_local,
 )
 from ..partition import CHUNK_BYTES, rows_per_block
-from .outputs import check_outputs, commit, temporary_beside
+from .outputs import check_outputs, commit, temporary_beside, write_errors
 from .ranges import (
     Piece,
     count_newlines,
@@ -119,11 +119,20 @@ def rank_text(comm, inputs: Inputs) -> RankText:
 def shared_output(comm, output) -> Iterator[str]:
     """A temporary file beside ``output`` (made by rank 0, named on every rank) that
     replaces ``output`` when the block ends on every rank without error, and is removed
-    otherwise. Collective: yes."""
-    tmp = on_root(comm, lambda: temporary_beside(output), share=True)
+    otherwise; a failure to make, sync or rename it names ``output``. Collective: yes."""
+
+    def make() -> str:
+        with write_errors(output):
+            return temporary_beside(output)
+
+    def put_in_place() -> None:
+        with write_errors(output):
+            commit(tmp, output)
+
+    tmp = on_root(comm, make, share=True)
     try:
         yield tmp
-        on_root(comm, lambda: commit(tmp, output))
+        on_root(comm, put_in_place)
     except BaseException:
         if comm.rank == 0:
             Path(tmp).unlink(missing_ok=True)
@@ -199,22 +208,26 @@ class _BackgroundSync:
 class Datasets:
     """Datasets of a closed HDF5 file, allocated in full, written by byte offset
     (``pwrite``): any rank, any rows, in parallel; synced to the disk in the background
-    every :data:`SYNC_BYTES` and in full on leaving. Collective: no."""
+    every :data:`SYNC_BYTES` and in full on leaving. A failed write or sync (a full
+    disk, EIO) is an :class:`MpigdError` naming ``name``, the file the user asked
+    for (``path`` is its temporary name). Collective: no."""
 
-    def __init__(self, path: str, extents: dict[str, Extent]):
-        self.path, self.extents = path, extents
+    def __init__(self, path: str, extents: dict[str, Extent], name=None):
+        self.path, self.extents, self.name = path, extents, path if name is None else name
         self.fd, self.unsynced, self.syncing = -1, 0, None
 
     def __enter__(self) -> Datasets:
-        self.fd = os.open(self.path, os.O_WRONLY)
+        with write_errors(self.name):
+            self.fd = os.open(self.path, os.O_WRONLY)
         self.syncing = _BackgroundSync(self.fd)
         return self
 
     def __exit__(self, *exc) -> None:
         try:
             if exc[0] is None:  # an error on the way out keeps its own exception
-                self.syncing.finish()
-                datasync(self.fd)  # the data; the size and metadata are rank 0's commit's
+                with write_errors(self.name):
+                    self.syncing.finish()
+                    datasync(self.fd)  # the data; the size and metadata: rank 0's commit
         finally:
             self.syncing.join()  # no sync of a closed (or reused) descriptor
             os.close(self.fd)
@@ -227,11 +240,12 @@ class Datasets:
             return
         if first < 0 or first + len(rows) > extent.shape[0] or rows.shape[1:] != extent.shape[1:]:
             raise MpigdError("the input changed while converting: more rows than counted")
-        for at, start, count in extent.spans(first, len(rows)):
-            view = memoryview(rows[start : start + count]).cast("B")
-            while view:
-                done = os.pwrite(self.fd, view, at)
-                view, at = view[done:], at + done
+        with write_errors(self.name):
+            for at, start, count in extent.spans(first, len(rows)):
+                view = memoryview(rows[start : start + count]).cast("B")
+                while view:
+                    done = os.pwrite(self.fd, view, at)
+                    view, at = view[done:], at + done
         self.unsynced += rows.nbytes
         if self.unsynced >= SYNC_BYTES and self.syncing.start():
             self.unsynced = 0

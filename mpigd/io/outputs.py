@@ -156,12 +156,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         raise
 
 
-#: Why a write fails that no retry mends: the device is full, the quota spent, or the
-#: file system mounted read-only.
+#: Why a write fails that no retry mends: the device is full, the quota spent, the file
+#: system mounted read-only, or the file grown past the largest the process may write.
 _ENVIRONMENT = {
     errno.ENOSPC: "no space left on its device",
     errno.EDQUOT: "the disk quota is exceeded",
     errno.EROFS: "its file system is read-only",
+    errno.EFBIG: "it would exceed the largest file this process may write (ulimit -f) "
+    "or its file system holds",
 }
 
 

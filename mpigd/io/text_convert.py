@@ -28,6 +28,7 @@ from .ingest import (
     rank_text,
     shared_output,
 )
+from .outputs import write_errors
 from .text import csv_head
 from .text_formats import Counts, Csr, Csv, Format, Hashed, Libsvm, Plan, indices_of
 
@@ -135,8 +136,13 @@ def write_rows(comm, output, plan: Plan, attrs: dict, dtype, rows) -> None:
     on_root(comm, lambda: _fits(plan, output, dtype))
     with shared_output(comm, output) as tmp:
         shapes = plan.shapes(dtype)
-        layout = on_root(comm, lambda: create_datasets(tmp, shapes, attrs), share=True)
-        with rank_local(comm), Datasets(tmp, layout) as out:
+
+        def create() -> dict:
+            with write_errors(output):
+                return create_datasets(tmp, shapes, attrs)
+
+        layout = on_root(comm, create, share=True)
+        with rank_local(comm), Datasets(tmp, layout, output) as out:
             sink = _Sink(out, plan)
             for X, y in rows():
                 sink.add(X, y)

@@ -1,6 +1,7 @@
 """The output side of text conversion (mpigd.io.ingest): datasets allocated in full and
 written by byte offset, synced to the disk in the background while rows keep coming, a
-failed background sync reported, never lost."""
+failed background sync reported, never lost; a failed write or sync is one error naming
+the output."""
 
 from __future__ import annotations
 
@@ -50,8 +51,20 @@ def test_a_failed_background_sync_is_raised_when_the_datasets_close(tmp_path, mo
             raise OSError(errno.EIO, "write-back failed")
         return os.fsync(fd)
 
-    with pytest.raises(OSError, match="write-back failed"):
+    with pytest.raises(MpigdError, match=r"cannot write .*out\.h5: .*write-back failed"):
         written(tmp_path / "out.h5", monkeypatch, [(0, np.ones((2, 3)))], failing_in_the_background)
+
+
+def test_a_full_disk_while_writing_names_the_output_not_its_temporary_name(tmp_path, monkeypatch):
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    extents = ingest.create_datasets(str(tmp_path / ".out.h5.tmp"), {"X": ((4, 3), "f8")}, {})
+    with ingest.Datasets(str(tmp_path / ".out.h5.tmp"), extents, "out.h5") as out:
+        monkeypatch.setattr(ingest.os, "pwrite", full)
+        with pytest.raises(MpigdError) as raised:
+            out.put("X", 0, np.ones((2, 3)))
+    assert str(raised.value) == "cannot write out.h5: no space left on its device"
 
 
 def test_an_error_while_writing_is_not_replaced_by_a_failed_sync(tmp_path, monkeypatch):

@@ -12,7 +12,7 @@ import json
 import h5py
 import numpy as np
 import pytest
-from conftest import run_mpi_commands
+from conftest import ROOT, run_mpi, run_mpi_commands
 
 from mpigd.errors import EXIT_INPUT
 
@@ -204,6 +204,28 @@ def test_an_error_is_one_line_naming_the_file_and_line_and_leaves_nothing(conver
         assert len(lines) == 1 and message in lines[0], (ranks, stderr)
         assert not (folder / f"{name}.h5").exists()
         assert not list(folder.glob(f".{name}.h5.*"))  # no temporary file left
+
+
+def test_a_write_failing_on_one_rank_is_one_line_and_leaves_nothing(tmp_path):
+    """The last of 3 ranks may write only the first 64 KiB of any file (as if its disk
+    were full there): every rank ends, with one line naming the output and why."""
+    rng = np.random.default_rng(5)
+    lines = [
+        f"{i % 2} " + " ".join(f"{j}:{v:.6f}" for j, v in enumerate(rng.random(20), 1))
+        for i in range(4000)
+    ]  # 80,000 values, 640 KB: the last rank's start past 400 KB
+    (tmp_path / "in.svm").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.h5"
+    limit = ROOT / "tests" / "mpi" / "mpi_write_limit.py"
+    proc = run_mpi(3, limit, 65536, "data", "convert", tmp_path / "in.svm", out, "--quiet")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("mpigd: error")]
+    assert proc.returncode == EXIT_INPUT, proc.stderr
+    assert errors == [
+        f"mpigd: error: cannot write {out}: it would exceed the largest file "
+        "this process may write (ulimit -f) or its file system holds (on rank 2)"
+    ], proc.stderr
+    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.svm"]  # no output, no temporary
 
 
 def test_an_input_that_changes_while_read_is_named(tmp_path):
