@@ -209,13 +209,8 @@ def run_make(args, comm) -> int:
 
 def _make_criteo(comm, args, say) -> int:
     from ..io.criteo import write_criteo
-    from ..io.outputs import atomic_path
 
-    def write() -> None:
-        with atomic_path(args.out) as tmp:
-            write_criteo(tmp, args.rows, seed=args.seed)
-
-    on_root(comm, write)
+    on_root(comm, lambda: write_criteo(args.out, args.rows, seed=args.seed))  # atomic
     say(f"wrote {args.out}: {args.rows:,} lines in Criteo's layout, seed {args.seed}")
     return 0
 

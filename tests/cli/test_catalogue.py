@@ -519,6 +519,13 @@ CASES = {
         (nearly_full("full"),),
         ("full/new.h5",),
     ),
+    "data make --format criteo onto a full disk": Case(
+        "data make {tmp}/full/new.tsv --format criteo --rows 1000",
+        EXIT_INPUT,
+        "the Criteo-like file {tmp}/full/new.tsv would take",
+        (nearly_full("full"),),
+        ("full/new.tsv",),
+    ),
     "data make into a folder path": Case(
         "data make {tmp}/dir --rows 10 --features 2",
         EXIT_INPUT,
