@@ -57,6 +57,24 @@ static Py_ssize_t block_rows(Py_ssize_t row_bytes)
 /* Columns of X_b^T r accumulated in registers over a block (four AVX2 vectors). */
 #define CHUNK 16
 
+/* A dense dot product x.w is summed in LANES partial sums (lane l: the j = l mod LANES,
+ * in order), added by lanes_total, then the bias, then the tail j >= n - n % LANES in
+ * order: the same operations whether an output is swept alone or with three others, so
+ * its bits never depend on which outputs share a sweep (a resumed cross-validation sweeps
+ * fewer folds). LANES independent chains of adds, not one: the adds do not wait on each
+ * other. */
+#define LANES 16
+
+static inline double lanes_total(const double acc[LANES])
+{
+    _Static_assert(LANES == 16, "lanes_total adds 16 partial sums");
+    double t0 = (acc[0] + acc[8]) + (acc[4] + acc[12]);
+    double t1 = (acc[1] + acc[9]) + (acc[5] + acc[13]);
+    double t2 = (acc[2] + acc[10]) + (acc[6] + acc[14]);
+    double t3 = (acc[3] + acc[11]) + (acc[7] + acc[15]);
+    return (t0 + t2) + (t1 + t3);
+}
+
 #include "_losses.h"
 
 /* ---- what a sweep reads and writes ---------------------------------------------------- */

@@ -321,6 +321,27 @@ def test_selected_fold_sums_give_the_same_bits_as_the_per_call_path(layout):
         assert not any(np.any(a) for a in empty)
 
 
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_fold_models_sums_do_not_depend_on_the_folds_swept_with_it(layout, dtype):
+    """A cross-validation resumed after a stop sweeps fewer folds at once: each model's
+    sums must have the same bits alone, in a group of four outputs, or after one."""
+    X, y, _, loss, _ = problem("logistic", 150, 37, dtype, seed=4)  # 37: a ragged tail
+    if layout == "csr":
+        X[np.abs(X) < 0.5] = 0.0
+        X = sp.csr_matrix(X)
+    F = 6
+    rng = np.random.default_rng(6)
+    Theta = rng.standard_normal((X.shape[1] + 1, F))
+    fold = rng.integers(0, F, X.shape[0])
+    sweep = folds.select_fold_sums(X, loss)
+    every = sweep(X, y, Theta, loss, fold, np.arange(F))
+    for subset in ([4], [5], [3, 4, 5], [1, 2, 3, 4, 5], [5, 0, 1, 2, 3]):
+        some = sweep(X, y, Theta[:, subset], loss, fold, np.array(subset))
+        for got, want in zip(some, every, strict=True):
+            assert np.array_equal(got, want[..., subset]), subset
+
+
 @needs_compiled
 @pytest.mark.parametrize("layout", ["dense", "csr"])
 def test_arrays_that_disagree_with_the_rows_are_a_value_error_from_the_chosen_kernels(layout):
