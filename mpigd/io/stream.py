@@ -220,7 +220,12 @@ def _read_error(rows: StreamedRows, lo: int, hi: int, exc: BaseException) -> Bas
 
 class _Source:
     """The file of some :class:`StreamedRows`, open for one pass, reading a block's
-    bytes into a buffer."""
+    bytes into a buffer. Each dataset a pass reads (a CSR group's values and column
+    indices: two regions of the file, read block by block in turn) has a descriptor of
+    its own: the kernel keeps its read-ahead per open file, and one descriptor going
+    back and forth between two regions reads ahead less (cold, a CSR pass's reads took
+    0.70 s with two descriptors where one took 1.03 s; ``POSIX_FADV_SEQUENTIAL`` on
+    them, 0.93 s)."""
 
     def __init__(self, rows: StreamedRows):
         info = rows.info
@@ -228,15 +233,22 @@ class _Source:
             self.file = h5py.File(info.path, "r")
         except READ_ERRORS as exc:
             raise MpigdError(f"opening {info.path} for a pass over its rows failed: {exc}") from exc
-        self.fd = os.open(info.path, os.O_RDONLY)
-        self.datasets = _datasets(self.file, rows)
+        self.fds: list[int] = []
+        try:
+            self.datasets = _datasets(self.file, rows)
+            for _ in self.datasets:
+                self.fds.append(os.open(info.path, os.O_RDONLY))
+        except BaseException:  # nothing left open
+            self.__exit__()
+            raise
         self.offsets = rows.raw_offsets
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
-        os.close(self.fd)
+        for fd in self.fds:
+            os.close(fd)
         self.file.close()
 
     def fill(self, rows: StreamedRows, buffers, lo: int, hi: int) -> int:
@@ -261,7 +273,7 @@ class _Source:
         for at, size in layout.spans(first, last):
             end = done + size
             while done < end:
-                got = os.preadv(self.fd, [view[done:end]], at + done - (end - size))
+                got = os.preadv(self.fds[which], [view[done:end]], at + done - (end - size))
                 if got == 0:
                     raise OSError(f"the file ends {end - done:,} bytes early")
                 done += got

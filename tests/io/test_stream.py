@@ -134,6 +134,44 @@ def test_a_read_that_fails_mid_pass_names_the_rows(files, tmp_path):
         next(X.blocks())  # the next pass
 
 
+def test_a_csr_pass_reads_each_region_through_its_own_descriptor(files, monkeypatch):
+    """Values and column indices lie in two regions of the file: one descriptor each, so
+    that the kernel reads ahead in both; an open that fails leaves nothing open."""
+    from mpigd.io import stream
+
+    info = inspect_dataset(files["csr"])
+    rows = StreamedRows(info, 0, info.n_rows, 400)
+    read_by = {}
+    real_preadv = os.preadv
+
+    def spy(fd, buffers, offset):
+        read_by.setdefault(fd, []).append(offset)
+        return real_preadv(fd, buffers, offset)
+
+    monkeypatch.setattr(stream.os, "preadv", spy)
+    with stream._Source(rows) as source:
+        assert len(source.fds) == 2
+        for lo, hi in rows.bounds:
+            source.fill(rows, stream._buffers(rows), lo, hi)
+    assert sorted(read_by) == sorted(source.fds)
+    offsets = list(read_by.values())
+    assert max(offsets[0]) < min(offsets[1]) or max(offsets[1]) < min(offsets[0])  # apart
+    monkeypatch.undo()
+    opened, real_open = [], os.open
+
+    def second_open_fails(path, flags):
+        if opened:
+            raise OSError(24, "Too many open files")
+        opened.append(real_open(path, flags))
+        return opened[-1]
+
+    monkeypatch.setattr(stream.os, "open", second_open_fails)
+    with pytest.raises(OSError, match="Too many open files"):
+        stream._Source(rows)
+    with pytest.raises(OSError):  # closed by the failed open's clean-up
+        os.fstat(opened[0])
+
+
 def test_an_objective_pass_that_fails_is_an_error_not_a_hang(files, tmp_path):
     path = tmp_path / "gone.h5"
     path.write_bytes(files["csr"].read_bytes())
