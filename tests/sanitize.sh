@@ -20,7 +20,7 @@ rm -f "$build"/mpigd/kernels/_fused*.so "$build"/mpigd/io/_text*.so
 suffix=$(python -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
 include=$(python -c "import sysconfig; print(sysconfig.get_paths()['include'])")
 "$cc" -shared -fPIC -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
-    -fno-sanitize-recover=all -fopenmp-simd -fno-trapping-math -I"$include" \
+    -fno-sanitize-recover=all -fopenmp-simd -fno-trapping-math -ffp-contract=off -I"$include" \
     "$root/mpigd/kernels/_fused.c" -o "$build/mpigd/kernels/_fused$suffix"
 "$cc" -shared -fPIC -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
     -fno-sanitize-recover=all -fno-trapping-math -I"$include" \

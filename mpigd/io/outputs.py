@@ -131,11 +131,17 @@ def commit(tmp: str, path: str | os.PathLike) -> None:
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    folder_fd = os.open(Path(path).parent, os.O_RDONLY)
     try:
-        os.fsync(folder_fd)
-    finally:
-        os.close(folder_fd)
+        folder_fd = os.open(Path(path).parent, os.O_RDONLY)
+        try:
+            os.fsync(folder_fd)
+        finally:
+            os.close(folder_fd)
+    except OSError as exc:  # the output is in place: say so, not that it was not written
+        raise MpigdError(
+            f"{path} is written, but syncing its folder failed ({os_error_reason(exc)}): "
+            "a crash of the machine now could undo its rename"
+        ) from exc
 
 
 @contextmanager
@@ -179,8 +185,10 @@ def environment_reason(exc: Exception) -> str | None:
 
 def os_error_reason(exc: OSError) -> str:
     """A short reason for a write error: :func:`environment_reason`, else the error's
-    text. Collective: no."""
-    return environment_reason(exc) or str(exc)
+    text, without the file names an ``OSError`` carries (the caller names the output; a
+    temporary name would only confuse). Collective: no."""
+    named = isinstance(exc, OSError) and exc.filename is not None and exc.strerror
+    return environment_reason(exc) or (f"[Errno {exc.errno}] {exc.strerror}" if named else str(exc))
 
 
 def space_problem(path: PathLike, n_bytes: float, what: str = "output") -> str | None:

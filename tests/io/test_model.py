@@ -148,6 +148,39 @@ def test_writing_turns_os_errors_into_one_clear_error_and_keeps_the_old_file(tmp
     assert path.read_text() == "new"
 
 
+def test_a_write_error_names_the_output_not_the_temporary_file(tmp_path, monkeypatch):
+    from mpigd.io import outputs
+
+    path = tmp_path / "out.h5"
+
+    def failing_rename(src, dst):
+        raise OSError(5, "Input/output error", str(src), None, str(dst))
+
+    monkeypatch.setattr(outputs.os, "replace", failing_rename)
+    with pytest.raises(MpigdError) as raised:
+        with outputs.writing(path) as tmp:
+            Path(tmp).write_text("new")
+    assert str(raised.value) == f"cannot write {path}: [Errno 5] Input/output error"
+    assert os.listdir(tmp_path) == []  # the temporary file removed
+
+
+def test_a_folder_sync_failing_after_the_rename_says_the_output_is_written(tmp_path, monkeypatch):
+    from mpigd.io import outputs
+
+    path, real_fsync = tmp_path / "out.json", os.fsync
+
+    def folder_fails(fd):
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            raise OSError(5, "Input/output error")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(outputs.os, "fsync", folder_fails)
+    with pytest.raises(MpigdError, match=r"out\.json is written, but syncing its folder failed"):
+        with outputs.writing(path) as tmp:
+            Path(tmp).write_text("new")
+    assert path.read_text() == "new" and os.listdir(tmp_path) == ["out.json"]
+
+
 def test_outputs_never_name_inputs_or_each_other(tmp_path, monkeypatch):
     from mpigd.io.outputs import clash_problem
 
