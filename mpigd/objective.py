@@ -224,24 +224,20 @@ class Objective(Reduced):
     # -- local passes: one kernel call a chunk of rows (all of them, when in memory) ------
     def _sums(self, X, y, weights, raw, out, also: Callable | None = None) -> float:
         """Loss and gradient sums over rows ``X`` into ``out`` (the loss sum returned):
-        the first chunk's sums straight into ``out``, each later one's added to it.
-        ``also(rows, X_b)`` is called on each chunk too (in the same pass over the disk,
-        for rows streamed from it)."""
-        loss_sum, scratch = 0.0, None
+        the first chunk's sums straight into ``out``, each later one continuing them (the
+        compiled sweeps add a streamed pass's blocks as one sweep over the rows in memory
+        does, bit for bit). ``also(rows, X_b)`` is called on each chunk too (in the same
+        pass over the disk, for rows streamed from it)."""
+        loss_sum = None
         for rows, X_b in chunks(X):
             if also is not None:
                 also(rows, X_b)
-            target = out if scratch is None else scratch
-            part, _ = self.kernels.local_sums(
-                X_b, y[rows], raw, self.loss, out=target, weights=_rows_of(weights, rows)
+            loss_sum, _ = self.kernels.local_sums(
+                X_b, y[rows], raw, self.loss, out, weights=_rows_of(weights, rows), after=loss_sum
             )
-            loss_sum += part
-            if scratch is None:
-                scratch = np.empty_like(out)
-            else:
-                out += scratch
-        if scratch is None:  # no rows at all
+        if loss_sum is None:  # no rows at all
             out[:] = 0.0
+            return 0.0
         return loss_sum
 
     def _added(self, shape, part: Callable) -> np.ndarray:

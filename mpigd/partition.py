@@ -13,6 +13,11 @@ from .errors import MpigdError
 #: (``X_b^T r``) reads it from cache rather than memory.
 BLOCK_BYTES = 2**21
 
+#: The compiled sweeps sum rows in blocks whose row counts divide this (their ``BLOCK``):
+#: a streamed pass whose blocks begin at multiples of it continues the sums block for
+#: block as one sweep over the rows in memory does, so the two give the same bits.
+SWEEP_ROWS = 64
+
 #: Parameter vectors an optimiser may hold at once (L-BFGS: 10 curvature pairs, plus the
 #: iterate, gradient, direction and line-search points), for the memory estimates.
 OPTIMIZER_VECTORS = 32
@@ -91,6 +96,15 @@ def rows_per_block(
     least 1, and at most ``n_rows`` (when given, and at least 1). Collective: no."""
     rows = max(1, block_bytes // max(int(row_bytes), 1))
     return rows if n_rows is None else min(rows, max(n_rows, 1))
+
+
+def float_block_rows(n_features: int, block_bytes: int = BLOCK_BYTES) -> int:
+    """Rows in a block of about ``block_bytes`` of ``n_features`` float64 values (the
+    NumPy kernels' and the column sums' blocks), a multiple of :data:`SWEEP_ROWS` where
+    that leaves one: a pass streamed in blocks of a multiple of it sums the same blocks
+    as a pass over the rows in memory. Collective: no."""
+    rows = rows_per_block(8 * n_features, block_bytes)
+    return rows - rows % SWEEP_ROWS if rows >= SWEEP_ROWS else rows
 
 
 def check_folds(folds: int, n_rows: int | None = None) -> None:

@@ -76,16 +76,24 @@ class Scaling:
         return A
 
 
-def moment_sums(X, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def moment_sums(X, shift: np.ndarray, sums=None) -> tuple[np.ndarray, np.ndarray]:
     """Column sums of ``x - shift`` and ``(x - shift)^2`` over the rows of ``X``, in blocks
     without a copy of X (for CSR rows, over the stored values with the zeros counted per
-    column). Collective: no."""
+    column), added to ``sums`` (``(total, squares)``, returned) where given. Dense rows
+    are added a block at a time (:func:`~mpigd.kernels.dense.row_blocks`): a streamed
+    pass whose blocks are multiples of them adds the same blocks in the same order as
+    one over the rows in memory. Collective: no."""
     if is_sparse(X):  # never densified: the zeros' share is counted per column
         from .kernels.sparse import column_sums
 
-        return column_sums(X, shift)
+        first, second = column_sums(X, shift)
+        if sums is None:
+            return first, second
+        sums[0][...] += first
+        sums[1][...] += second
+        return sums
     n = X.shape[1]
-    total, squares = np.zeros(n), np.zeros(n)
+    total, squares = (np.zeros(n), np.zeros(n)) if sums is None else sums
     for _, X_b in row_blocks(X):
         centred = X_b - shift
         total += centred.sum(axis=0)
@@ -119,9 +127,7 @@ def standardization(comm, X_local: np.ndarray, shift: np.ndarray) -> Scaling:
     # that fails there is raised on every rank
     with rank_local(comm):
         for _, X_b in chunks(X_local):
-            total, squares = moment_sums(X_b, shift)
-            sums[:n] += total
-            sums[n : 2 * n] += squares
+            moment_sums(X_b, shift, (sums[:n], sums[n : 2 * n]))
     sums[2 * n] = X_local.shape[0]
     allreduce_sum(comm, sums)
     return scaling_from_sums(sums[:n], sums[n : 2 * n], sums[2 * n], shift)

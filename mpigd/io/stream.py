@@ -29,7 +29,7 @@ import h5py
 import numpy as np
 
 from ..errors import MpigdError
-from ..partition import rows_per_block
+from ..partition import SWEEP_ROWS, float_block_rows, rows_per_block
 from . import sparse
 from .dataset import DatasetInfo, LocalData, check_finite, read_columns
 from .hdf5 import READ_ERRORS
@@ -57,6 +57,12 @@ class StreamedRows:
             self.bounds = _csr_bounds(self.indptr, self.block_values)
         else:
             rows = rows_per_block(self.dtype.itemsize * max(info.n_features, 1), block_bytes)
+            # whole blocks of the column sums, else of the compiled sweep, where they fit:
+            # their sums continue block for block as over the rows in memory, bit for bit
+            for whole in (float_block_rows(info.n_features), SWEEP_ROWS):
+                if rows >= whole:
+                    rows -= rows % whole
+                    break
             k = stop - start
             self.bounds = [(lo, min(lo + rows, k)) for lo in range(0, k, rows)]
         # where the bytes lie in the file, to read them straight from it (found once)
@@ -371,11 +377,15 @@ def _read_indptr(info: DatasetInfo, start: int, stop: int) -> np.ndarray:
 
 
 def _csr_bounds(indptr: np.ndarray, values: int) -> list[tuple[int, int]]:
-    """Consecutive row ranges of at most ``values`` stored values (at least one row)."""
+    """Consecutive row ranges of at most ``values`` stored values (at least one row),
+    each ending at a multiple of :data:`~mpigd.partition.SWEEP_ROWS` rows where that
+    leaves it a row (so that the compiled sweep continues the sums bit for bit)."""
     bounds, first, m = [], 0, len(indptr) - 1
     while first < m:
         last = int(np.searchsorted(indptr, indptr[first] + values, side="right")) - 1
         last = min(max(last, first + 1), m)
+        if last < m and last - last % SWEEP_ROWS > first:
+            last -= last % SWEEP_ROWS
         bounds.append((first, last))
         first = last
     return bounds

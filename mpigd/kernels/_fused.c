@@ -31,7 +31,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define KERNEL_ABI 6 /* bumped with the calling convention: a stale build is never used */
+#define KERNEL_ABI 7 /* bumped with the calling convention: a stale build is never used */
 
 enum {
     LOSS_LINEAR = 0,
@@ -49,10 +49,15 @@ enum {
 #define BLOCK 64
 #define BLOCK_BYTES (128 * 1024)
 
+/* A power of two (1 .. BLOCK), so that BLOCK rows are always whole blocks: a sweep that
+ * continues another's sums from a row that is a multiple of BLOCK (a streamed pass's next
+ * block) adds the same blocks in the same order as one sweep over all the rows. */
 static Py_ssize_t block_rows(Py_ssize_t row_bytes)
 {
-    Py_ssize_t rows = BLOCK_BYTES / (row_bytes > 0 ? row_bytes : 1);
-    return rows < 1 ? 1 : rows > BLOCK ? BLOCK : rows;
+    Py_ssize_t fit = BLOCK_BYTES / (row_bytes > 0 ? row_bytes : 1), rows = BLOCK;
+    while (rows > 1 && rows > fit)
+        rows /= 2;
+    return rows;
 }
 /* Columns of X_b^T r accumulated in registers over a block (four AVX2 vectors). */
 #define CHUNK 16
@@ -110,9 +115,12 @@ typedef struct {
 
 /* What a sweep writes: the gradient sums of W (laid out as W) and of b (K), its scratch
  * z and r (BLOCK x K each), and, for CSR, why it stopped (NULL: it did not) and at which
- * row. */
+ * row. A sweep adds its rows to G and r_sum as they are, and returns their loss sum added
+ * to `total`, one block at a time: zeros and 0 start a new sum; another sweep's sums
+ * continue it. */
 typedef struct {
     double *G, *r_sum, *z, *r;
+    double total;
     const char *problem;
     Py_ssize_t bad_row;
 } Out;
@@ -223,6 +231,8 @@ typedef struct {
         Py_ssize_t K;
     } model;
     Py_buffer grad;
+    int add;      /* add to grad (and to start) instead of overwriting it */
+    double start; /* with add: the loss sum of the rows before these */
     struct {
         Py_buffer fold, labels, cw, loss_sums;
         int given;
@@ -502,15 +512,17 @@ static int run_dense(const Call *c, double *total)
     size_t grad_bytes = (size_t)c->grad.len;
     Model model = {theta, theta + n * K, K, {c->model.loss, c->model.param},
                    c->model.need_loss};
-    Out out = {grad, grad + n * K, z, z + BLOCK * K, NULL, -1};
+    Out out = {grad, grad + n * K, z, z + BLOCK * K, c->add ? c->start : 0.0, NULL, -1};
     Py_BEGIN_ALLOW_THREADS
-    memset(grad, 0, grad_bytes);
+    if (!c->add)
+        memset(grad, 0, grad_bytes);
     if (K > 1) {
         double *Wt = out.r + BLOCK * K, *Gt = Wt + n * K;
-        memset(Gt, 0, (size_t)(n * K) * sizeof(double));
         for (Py_ssize_t j = 0; j < n; j++)
-            for (Py_ssize_t k = 0; k < K; k++)
+            for (Py_ssize_t k = 0; k < K; k++) {
                 Wt[k * n + j] = theta[j * K + k];
+                Gt[k * n + j] = grad[j * K + k];
+            }
         model.W = Wt;
         out.G = Gt;
     }
@@ -539,22 +551,25 @@ static int run_csr(const Call *c, double *total, Out *out)
     size_t grad_bytes = (size_t)c->grad.len;
     Model model = {theta, theta + n * K, K, {c->model.loss, c->model.param},
                    c->model.need_loss};
-    *out = (Out){grad, grad + n * K, z, z + BLOCK * K, NULL, -1};
+    *out = (Out){grad, grad + n * K, z, z + BLOCK * K, c->add ? c->start : 0.0, NULL, -1};
     Py_BEGIN_ALLOW_THREADS
-    memset(grad, 0, grad_bytes);
+    if (!c->add)
+        memset(grad, 0, grad_bytes);
     *total = csr_sweep(&rows, &model, c->folds.given ? &folds : NULL, out);
     Py_END_ALLOW_THREADS
     free(z);
     return 1;
 }
 
-/* dense_sums(rows, model, grad[, folds]) -> float: the loss sum; grad is overwritten.
+/* dense_sums(rows, model, (grad, add, start)[, folds]) -> float: the loss sum.
  *   rows = (X, m, n, y, weights): X float32 or float64, m x n, row-major; y float64 (m);
  *          weights float64, m, or empty for none
  *   model = (theta, loss, param, K, need_loss): theta float64 ((n + 1) K, as mpigd lays
  *          it out), loss the code (LOSS_*) and param its parameter (tweedie's power,
  *          huber's epsilon; else ignored), K its outputs
- *   grad: float64, (n + 1) K, written
+ *   grad: float64, (n + 1) K: overwritten, or with add true added to, and the loss sum
+ *          returned is then added to start (the sums of earlier rows, continued as one
+ *          sweep over all of them would, where these rows begin at a multiple of BLOCK)
  *   folds = (fold, labels, class_weights, loss_sums): the K outputs are K fold models
  *          (Folds); loss_sums (float64, 2K) is added to. */
 static PyObject *py_dense_sums(PyObject *self, PyObject *args)
@@ -564,11 +579,10 @@ static PyObject *py_dense_sums(PyObject *self, PyObject *args)
     double total = 0.0;
     (void)self;
     memset(&c, 0, sizeof c);
-    if (!PyArg_ParseTuple(args, "(OnnOO)(Oidnp)O|(OOOO):dense_sums", &o.X, &c.rows.m,
-                          &c.rows.n, &o.y, &o.s, &o.theta, &c.model.loss,
-                          &c.model.param, &c.model.K,
-                          &c.model.need_loss, &o.grad, &o.fold, &o.labels, &o.cw,
-                          &o.loss_sums))
+    if (!PyArg_ParseTuple(args, "(OnnOO)(Oidnp)(Opd)|(OOOO):dense_sums", &o.X, &c.rows.m,
+                          &c.rows.n, &o.y, &o.s, &o.theta, &c.model.loss, &c.model.param,
+                          &c.model.K, &c.model.need_loss, &o.grad, &c.add, &c.start, &o.fold,
+                          &o.labels, &o.cw, &o.loss_sums))
         return NULL;
     c.folds.given = o.fold != NULL;
     int ok = take_all(&o, &c, 0) && check_call(&c, 0);
@@ -581,7 +595,7 @@ static PyObject *py_dense_sums(PyObject *self, PyObject *args)
     return PyFloat_FromDouble(total);
 }
 
-/* csr_sums(rows, model, grad[, folds]) -> float, as dense_sums with
+/* csr_sums(rows, model, (grad, add, start)[, folds]) -> float, as dense_sums with
  *   rows = (data, indices, indptr, m, n, y, weights): data float32 or float64 (nnz),
  *          indices int32 or int64 (nnz), indptr int32 or int64 (m + 1; int64 with int64
  *          indices), indptr[0] at data's first value. */
@@ -593,10 +607,11 @@ static PyObject *py_csr_sums(PyObject *self, PyObject *args)
     double total = 0.0;
     (void)self;
     memset(&c, 0, sizeof c);
-    if (!PyArg_ParseTuple(args, "(OOOnnOO)(Oidnp)O|(OOOO):csr_sums", &o.X, &o.indices,
+    if (!PyArg_ParseTuple(args, "(OOOnnOO)(Oidnp)(Opd)|(OOOO):csr_sums", &o.X, &o.indices,
                           &o.indptr, &c.rows.m, &c.rows.n, &o.y, &o.s, &o.theta,
-                          &c.model.loss, &c.model.param, &c.model.K, &c.model.need_loss, &o.grad, &o.fold,
-                          &o.labels, &o.cw, &o.loss_sums))
+                          &c.model.loss, &c.model.param, &c.model.K, &c.model.need_loss,
+                          &o.grad, &c.add, &c.start, &o.fold, &o.labels, &o.cw,
+                          &o.loss_sums))
         return NULL;
     c.folds.given = o.fold != NULL;
     int ok = take_all(&o, &c, 1) && check_call(&c, 1);
@@ -615,11 +630,12 @@ static PyObject *py_csr_sums(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"dense_sums", py_dense_sums, METH_VARARGS,
-     "dense_sums(rows, model, grad[, folds]) -> float\n\nFused loss and gradient sums, dense "
-     "rows: rows = (X, m, n, y, weights), model = (theta, loss, param, K, need_loss), folds = "
-     "(fold, labels, class_weights, loss_sums)."},
+     "dense_sums(rows, model, (grad, add, start)[, folds]) -> float\n\nFused loss and "
+     "gradient sums, dense rows: rows = (X, m, n, y, weights), model = (theta, loss, param, K, "
+     "need_loss), folds = (fold, labels, class_weights, loss_sums)."},
     {"csr_sums", py_csr_sums, METH_VARARGS,
-     "csr_sums(rows, model, grad[, folds]) -> float\n\nFused loss and gradient sums, CSR "
+     "csr_sums(rows, model, (grad, add, start)[, folds]) -> float\n\nFused loss and gradient "
+     "sums, CSR "
      "rows: rows = (data, indices, indptr, m, n, y, weights), the rest as dense_sums."},
     {NULL, NULL, 0, NULL},
 };
@@ -632,7 +648,9 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__fused(void)
 {
     PyObject *mod = PyModule_Create(&module);
-    if (mod && PyModule_AddIntConstant(mod, "ABI", KERNEL_ABI) < 0) {
+    _Static_assert((BLOCK & (BLOCK - 1)) == 0, "block_rows halves BLOCK to a divisor of it");
+    if (mod && (PyModule_AddIntConstant(mod, "ABI", KERNEL_ABI) < 0 ||
+                PyModule_AddIntConstant(mod, "BLOCK", BLOCK) < 0)) {
         Py_DECREF(mod);
         return NULL;
     }

@@ -50,14 +50,34 @@ class Kernels:
         return f"<{self.name} kernels for {layout} rows{why}>"
 
     def local_sums(
-        self, X, y, theta, loss: PointwiseLoss, out=None, *, weights=None, need_loss=True
+        self,
+        X,
+        y,
+        theta,
+        loss: PointwiseLoss,
+        out=None,
+        *,
+        weights=None,
+        need_loss=True,
+        after=None,
     ) -> tuple[float, np.ndarray]:
         """Unscaled loss and gradient sums over the rows of ``X``, as
         :func:`mpigd.kernels.dense.reference_sums`; ``need_loss=False`` lets the compiled
-        sweep skip the loss (its sum is then 0). Collective: no."""
-        if self._sweep is None:
+        sweep skip the loss (its sum is then 0). ``after``: the loss sum of earlier rows,
+        whose gradient sums ``out`` holds; these rows' sums are added to both (the
+        compiled sweep continues the earlier sums exactly as one sweep over all the rows
+        would where the earlier rows are a multiple of
+        :data:`~mpigd.partition.SWEEP_ROWS`; the NumPy kernels add this
+        sweep's sums to them). Collective: no."""  # fmt: skip
+        if self._sweep is not None:
+            return self._sweep(
+                X, y, theta, loss, out, weights=weights, need_loss=need_loss, after=after
+            )
+        if after is None:
             return self.layout.reference_sums(X, y, theta, loss, out, weights=weights)
-        return self._sweep(X, y, theta, loss, out, weights=weights, need_loss=need_loss)
+        part, grad = self.layout.reference_sums(X, y, theta, loss, weights=weights)
+        out += grad
+        return after + part, out
 
     def local_hessian(self, X, y, theta, loss: PointwiseLoss, *, weights=None) -> np.ndarray:
         """Unscaled curvature sum, (n + 1, n + 1); single-output losses. Collective: no."""

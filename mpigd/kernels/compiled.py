@@ -23,10 +23,11 @@ import os
 import numpy as np
 
 from ..errors import InvalidInputError, MpigdError
+from ..partition import SWEEP_ROWS
 from . import is_sparse
 from .losses import PointwiseLoss
 
-ABI = 6  # must match KERNEL_ABI in _fused.c: a stale build is never called
+ABI = 7  # must match KERNEL_ABI in _fused.c: a stale build is never called
 #: Where BLAS is faster than the fused sweep (benchmarks/local_pass.py and the README's
 #: kernel table, this project's 2-core machine): dense rows wider than this many
 #: features (gemv streams a wide row at memory speed; at 16,384 the fused sweep is 0.7x),
@@ -61,7 +62,7 @@ def _load():
     except ImportError as error:
         reason = f"the compiled kernels are not built ({error}); reinstall mpigd with a C compiler"
     else:
-        if getattr(_fused, "ABI", None) == ABI:
+        if getattr(_fused, "ABI", None) == ABI and getattr(_fused, "BLOCK", None) == SWEEP_ROWS:
             return _fused, None
         reason = "the compiled kernels are from another version; reinstall mpigd"
     if choice == "compiled":
@@ -124,35 +125,55 @@ def _float_rows(a) -> bool:
 # -- the sweeps: no checks in Python, the C code makes them --------------------------------
 
 
-def dense_sweep(X, y, theta, loss: PointwiseLoss, out=None, *, weights=None, need_loss=True):
+def dense_sweep(
+    X, y, theta, loss: PointwiseLoss, out=None, *, weights=None, need_loss=True, after=None
+):
     """:func:`mpigd.kernels.dense.local_sums` in one fused sweep over C-ordered float32 or
     float64 ``X``. With ``need_loss=False`` the loss sum is 0 and its transcendental work is
     skipped. Arrays the C code cannot follow are a ``ValueError``; ``out`` must be a
-    C-ordered float64 vector. Collective: no."""
+    C-ordered float64 vector. ``after``: the loss sum of the rows before these, whose
+    gradient sums ``out`` holds; these rows' sums are added to both, bit for bit as one
+    sweep over all the rows would add them where the earlier rows are a multiple of
+    :data:`~mpigd.partition.SWEEP_ROWS` (the C code's ``BLOCK``). Collective: no."""
     m, n = X.shape
-    grad = np.empty(np.shape(theta)) if out is None else out
     rows = (X, m, n, _float64(y), _weights(weights))
     model = (_float64(theta), *_code(loss), loss.n_outputs, need_loss)
-    return _fused.dense_sums(rows, model, grad), grad
+    grad, sums = _sums_out(theta, out, after)
+    return _fused.dense_sums(rows, model, sums), grad
 
 
-def csr_sweep(X, y, theta, loss: PointwiseLoss, out=None, *, weights=None, need_loss=True):
+def csr_sweep(
+    X, y, theta, loss: PointwiseLoss, out=None, *, weights=None, need_loss=True, after=None
+):
     """:func:`mpigd.kernels.sparse.local_sums` in one fused sweep over CSR ``X``'s ``data``
     and ``indices``, as :func:`dense_sweep`. Collective: no."""
     m, n = X.shape
-    grad = np.empty(np.shape(theta)) if out is None else out
     rows = (*_csr_arrays(X), m, n, _float64(y), _weights(weights))
     model = (_float64(theta), *_code(loss), loss.n_outputs, need_loss)
-    return _fused.csr_sums(rows, model, grad), grad
+    grad, sums = _sums_out(theta, out, after)
+    return _fused.csr_sums(rows, model, sums), grad
 
 
-def fold_sweep(X, y, Theta, loss: PointwiseLoss, fold, labels, *, weights=None, class_weights=None):
+def _sums_out(theta, out, after) -> tuple[np.ndarray, tuple]:
+    """The gradient array a sweep writes, and the C code's ``(grad, add, start)``."""
+    if after is not None and out is None:
+        raise ValueError("a sweep continuing earlier sums (after=...) needs their out")
+    grad = np.empty(np.shape(theta)) if out is None else out
+    return grad, (grad, after is not None, 0.0 if after is None else float(after))
+
+
+def fold_sweep(
+    X, y, Theta, loss: PointwiseLoss, fold, labels, *, weights=None, class_weights=None, into=None
+):
     """:func:`mpigd.kernels.folds.fold_sums` of single-output models in one fused sweep
     (the F models side by side, as the outputs of one model) over C-ordered float rows or
-    CSR ``X``. Collective: no."""
+    CSR ``X``. ``into``: ``(loss_sums (2F,), grad ((n + 1) F,))``, float64 vectors these
+    rows' sums are added to (continued as by one sweep over all the rows, as ``after``
+    in :func:`dense_sweep`); the arrays returned are then views of them. Collective: no."""
     m, n = X.shape
     _, F = np.shape(Theta)  # a ValueError unless 2-D; the C code checks p = n + 1
-    loss_sums = np.zeros(2 * F)  # training, then validation losses
+    # training, then validation losses
+    loss_sums, grad = (np.zeros(2 * F), None) if into is None else into
     folds = (
         np.ascontiguousarray(fold, dtype=np.int64),
         np.ascontiguousarray(labels, dtype=np.int64),
@@ -160,13 +181,14 @@ def fold_sweep(X, y, Theta, loss: PointwiseLoss, fold, labels, *, weights=None, 
         loss_sums,
     )
     theta = _float64(Theta).ravel()  # (n + 1, F) in C order: F outputs of one model
-    grad = np.empty(theta.shape)
+    out = (np.empty(theta.shape) if grad is None else grad, into is not None, 0.0)
+    grad = out[0]
     model = (theta, *_code(loss), F, True)
     tail = (m, n, _float64(y), _weights(weights))
     if getattr(X, "format", None) == "csr":
-        _fused.csr_sums((*_csr_arrays(X), *tail), model, grad, folds)
+        _fused.csr_sums((*_csr_arrays(X), *tail), model, out, folds)
     else:
-        _fused.dense_sums((X, *tail), model, grad, folds)
+        _fused.dense_sums((X, *tail), model, out, folds)
     return loss_sums[:F], loss_sums[F:], grad.reshape(n + 1, F)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..partition import BLOCK_BYTES, rows_per_block
+from ..partition import BLOCK_BYTES, float_block_rows
 from . import compiled
 from .losses import PointwiseLoss, SquaredLoss, weighted
 from .theta import unpack_theta
@@ -19,7 +19,7 @@ from .theta import unpack_theta
 def row_blocks(X: np.ndarray, block_bytes: int = BLOCK_BYTES):
     """``(rows, X_b)`` for consecutive blocks of about ``block_bytes`` of float64 rows;
     ``X_b`` is widened to float64 (a copy only for float32 or integer X). Collective: no."""
-    rows = rows_per_block(8 * X.shape[1], block_bytes)
+    rows = float_block_rows(X.shape[1], block_bytes)
     for start in range(0, X.shape[0], rows):
         yield slice(start, start + rows), np.asarray(X[start : start + rows], dtype=np.float64)
 

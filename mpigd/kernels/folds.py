@@ -66,6 +66,21 @@ class FoldSums:
             X, y, Theta, loss, fold, labels, weights=weights, class_weights=class_weights
         )
 
+    def add(self, into, X, y, Theta, loss: PointwiseLoss, fold, labels, **options) -> None:
+        """Add the sums over these rows to ``into``: ``(loss_sums (2F,), grad ((n + 1)
+        F,))``, the training then the validation loss sums and the gradient sums laid
+        out as ``Theta``. The compiled sweep continues them as one sweep over all the
+        rows would (bit for bit where the earlier rows are a multiple of
+        :data:`~mpigd.partition.SWEEP_ROWS`). Collective: no."""
+        if self.name == "compiled":
+            compiled.fold_sweep(X, y, Theta, loss, fold, labels, **options, into=into)
+            return
+        loss_sums, held_out, grads = self._sums(X, y, Theta, loss, fold, labels, **options)
+        F = len(loss_sums)
+        into[0][:F] += loss_sums
+        into[0][F:] += held_out
+        into[1][...] += grads.ravel()
+
 
 def select_fold_sums(X, loss: PointwiseLoss) -> FoldSums:
     """:func:`fold_sums` for rows laid out as ``X`` and ``loss``, chosen once: the

@@ -149,7 +149,8 @@ class FoldObjectives(Reduced):
         weights = self.weights
         class_weights = None if self.class_weights is None else self.class_weights[models]
         for rows, X_b in chunks(self.X_local):
-            loss_sums, held_out, grads = self.fold_sums(
+            self.fold_sums.add(
+                (buffer[: 2 * F], buffer[2 * F : -1]),
                 X_b,
                 self.y_local[rows],
                 Theta,
@@ -159,9 +160,6 @@ class FoldObjectives(Reduced):
                 weights=None if weights is None else weights[rows],
                 class_weights=class_weights,
             )
-            buffer[:F] += loss_sums
-            buffer[F : 2 * F] += held_out
-            buffer[2 * F : -1] += grads.ravel()
 
     def validation(self, thetas: list[np.ndarray], model: str, metric: str) -> list[float]:
         """``metric`` of each model j on fold j's rows (unweighted, as

@@ -18,8 +18,10 @@ from mpigd.errors import MpigdError
 from mpigd.io.budget import STREAM_ENV, block_bytes
 from mpigd.io.dataset import inspect_dataset, rank_range, read_block
 from mpigd.io.stream import StreamedRows, chunks, read_streamed
+from mpigd.kernels import compiled
 from mpigd.kernels.losses import make_loss
 from mpigd.objective import Objective
+from mpigd.partition import SWEEP_ROWS
 from mpigd.scaling import standardization
 
 
@@ -103,6 +105,50 @@ def test_every_evaluation_equals_the_in_memory_one(files, kind, weighted):
     np.testing.assert_allclose(streamed.hess_diagonal(theta), held.hess_diagonal(theta), **close)
     np.testing.assert_allclose(streamed.hessian(theta)[2], held.hessian(theta)[2], **close)
     assert streamed.X_local.passes > 1 and held.n_evals == streamed.n_evals
+
+
+@pytest.mark.skipif(compiled.name() != "compiled", reason="the NumPy kernels' sums follow BLAS")
+@pytest.mark.parametrize("kind", ["f64", "f32", "csr"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_streamed_sums_are_the_in_memory_bits(files, kind, weighted):
+    """Blocks of whole multiples of SWEEP_ROWS rows (here 4 to 6 blocks, the last one
+    short): the compiled sweep continues one block's sums with the next, so the loss and
+    gradient are those of one sweep over the rows in memory, bit for bit."""
+    info = inspect_dataset(files[kind], weight_key="w")
+    row_bytes = 4 * 9 if kind == "f32" else 8 * 9
+    block = 3 * SWEEP_ROWS * row_bytes + row_bytes // 2  # not a multiple of the rows
+    if kind == "csr":
+        block = 2 * 12 * SWEEP_ROWS * 9  # about two sweeps' blocks of values
+    held, streamed = _objectives(
+        info, make_loss("logistic"), block, weighted=weighted, standardize=False
+    )
+    _assert_same_bits(held, streamed)
+
+
+def _assert_same_bits(held, streamed):
+    bounds = streamed.X_local.bounds
+    assert len(bounds) > 3 and all(lo % SWEEP_ROWS == 0 for lo, _ in bounds)
+    theta = np.random.default_rng(0).standard_normal(held.size) * 0.3
+    (f0, g0), (f1, g1) = held(theta), streamed(theta)
+    assert f1 == f0
+    np.testing.assert_array_equal(g1, g0)
+
+
+@pytest.mark.skipif(compiled.name() != "compiled", reason="the NumPy kernels' sums follow BLAS")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_streamed_blocks_of_whole_column_sum_blocks_standardise_to_the_same_bits(tmp_path, dtype):
+    """Standardisation's mean and spread are column sums over float64 blocks of about 2
+    MiB (here 384 rows of 600 features); streamed in blocks of two of them, the scaling,
+    and so every evaluation, has the in-memory bits."""
+    X, y = random_problem("logistic", 3000, 600, seed=8)
+    info = inspect_dataset(write_h5(tmp_path / "wide.h5", X.astype(dtype), y))
+    block = 2 * 384 * 600 * np.dtype(dtype).itemsize + 100
+    held, streamed = _objectives(
+        info, make_loss("logistic"), block, weighted=False, standardize=True
+    )
+    np.testing.assert_array_equal(streamed.scaling.mean, held.scaling.mean)
+    np.testing.assert_array_equal(streamed.scaling.std, held.scaling.std)
+    _assert_same_bits(held, streamed)
 
 
 def test_softmax_streamed_equals_in_memory(tmp_path):

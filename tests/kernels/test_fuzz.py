@@ -63,13 +63,14 @@ def _single_loss(call: dict):
 
 def grouped(call: dict) -> tuple:
     """The arguments of ``_fused.dense_sums`` or ``_fused.csr_sums`` for a drawn call:
-    ``(rows, model, grad[, folds])``."""
+    ``(rows, model, (grad, add, start)[, folds])``."""
     values = ("data", "indices", "indptr") if "data" in call else ("X",)
     rows = tuple(call[k] for k in (*values, "m", "n", "y", "weights"))
     model = (call["theta"], call["loss"], call.get("param", 0.0), call["K"], call["need_loss"])
+    out = (call["grad"], False, 0.0)  # overwritten, not added to
     if "fold" not in call:
-        return rows, model, call["grad"]
-    return rows, model, call["grad"], tuple(call[k] for k in ("fold", "labels", "cw", "loss_sums"))
+        return rows, model, out
+    return rows, model, out, tuple(call[k] for k in ("fold", "labels", "cw", "loss_sums"))
 
 
 def _labels(draw, m: int, K: int) -> np.ndarray:

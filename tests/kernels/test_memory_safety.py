@@ -40,13 +40,15 @@ M, N = 5, 3
 
 def call(args: dict) -> tuple:
     """The grouped arguments of ``_fused.dense_sums`` or ``_fused.csr_sums`` for named
-    ``args``: ``(rows, model, grad[, folds])``, folds when ``args["fold"]`` is given."""
+    ``args``: ``(rows, model, (grad, add, start)[, folds])``, folds when ``args["fold"]``
+    is given."""
     values = ("data", "indices", "indptr") if "data" in args else ("X",)
     rows = tuple(args[k] for k in (*values, "m", "n", "y", "weights"))
     model = (args["theta"], args["loss"], args.get("param", 0.0), args["K"], args["need_loss"])
+    out = (args["grad"], False, 0.0)  # overwritten, not added to
     if args["fold"] is None:
-        return rows, model, args["grad"]
-    return rows, model, args["grad"], tuple(args[k] for k in ("fold", "labels", "cw", "loss_sums"))
+        return rows, model, out
+    return rows, model, out, tuple(args[k] for k in ("fold", "labels", "cw", "loss_sums"))
 
 
 def csr_args(**change):
