@@ -2,11 +2,11 @@
 
 When a rank's slice of X does not fit its memory budget (or ``--memory`` asks for less),
 the objective does not hold X: it holds a :class:`StreamedRows`, and each evaluation
-iterates :func:`chunks` over it. A reader thread fills block ``k + 1`` while the caller's
-kernel (compiled, with the GIL released) sums block ``k``: two buffers, reused on every
-pass, so a pass costs the larger of reading and computing, and memory stays two blocks
-however large the slice is. The blocks come in the same order on every pass, so a run is
-repeatable bit for bit.
+iterates :func:`chunks` over it. A reader thread fills blocks ``k + 1`` and ``k + 2``
+while the caller's kernel (compiled, with the GIL released) sums block ``k``:
+:data:`~mpigd.io.budget.BUFFERS` buffers, reused on every pass, so a pass costs the larger
+of reading and computing, and memory stays a few blocks however large the slice is. The
+blocks come in the same order on every pass, so a run is repeatable bit for bit.
 
 Values that HDF5 stores unfiltered, in the dtype the kernels take, contiguously or in
 chunks of whole rows (as mpigd writes them), are read with ``os.preadv`` at their
@@ -31,6 +31,7 @@ import numpy as np
 from ..errors import MpigdError
 from ..partition import SWEEP_ROWS, float_block_rows, rows_per_block
 from . import sparse
+from .budget import BUFFERS
 from .dataset import DatasetInfo, LocalData, check_finite, read_columns
 from .hdf5 import READ_ERRORS
 
@@ -150,14 +151,15 @@ def read_streamed(info: DatasetInfo, start: int, stop: int, block: int) -> Local
 class _Pass:
     """One pass over a :class:`StreamedRows`: a reader thread fills a free buffer with the
     next block and hands it over; the caller gives a buffer back when it asks for the
-    next block. Two buffers: the read of block k + 1 overlaps the work on block k."""
+    next block. :data:`~mpigd.io.budget.BUFFERS` buffers: the reads of the blocks after
+    block k overlap the work on it."""
 
     def __init__(self, rows: StreamedRows, bounds: list[tuple[int, int]]):
         self.rows, self.bounds = rows, bounds
         self.free: queue.Queue = queue.Queue()
         self.full: queue.Queue = queue.Queue()
         self.stopping = threading.Event()
-        for _ in range(2):
+        for _ in range(BUFFERS):
             self.free.put(_buffers(rows))
         self.thread = threading.Thread(target=self._read, name="mpigd-stream", daemon=True)
         self.thread.start()
