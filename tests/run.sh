@@ -3,7 +3,8 @@
 # multi-rank tests, which launch mpiexec with 1 to 4 ranks themselves; every marker (slow,
 # slurm, cluster) included. Then the numerical tests, those whose results go through the
 # kernels, again on the NumPy kernels (MPIGD_KERNELS=numpy), the fallback of a machine where
-# the compiled kernels were not built. Last, the memory-safety step (tests/sanitize.sh):
+# the compiled kernels were not built, and the kernel tests on the dense sweep that does not
+# fuse multiply-adds (MPIGD_KERNELS_NO_FMA=1), which CPUs without FMA run. Last, the memory-safety step (tests/sanitize.sh):
 # the compiled kernels rebuilt with AddressSanitizer and UBSan under the kernel, sparse,
 # estimator, memory-safety and fuzz tests.
 # Extra arguments go to pytest (e.g. -k partition, -x).
@@ -15,4 +16,5 @@ python -m pytest "$@"
 MPIGD_KERNELS=numpy python -m pytest -q "$@" \
     tests/kernels/test_kernels.py tests/kernels/test_objective.py tests/optimize \
     tests/io/test_sparse.py tests/io/test_stream.py tests/mpi/test_mpi.py tests/selection
+MPIGD_KERNELS_NO_FMA=1 python -m pytest -q "$@" tests/kernels/test_kernels.py
 bash tests/sanitize.sh "$@"

@@ -29,6 +29,7 @@
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define KERNEL_ABI 7 /* bumped with the calling convention: a stale build is never used */
@@ -151,13 +152,41 @@ static INLINE double block_losses_of(const Rows *rows, const Model *model, const
 #define NOINLINE
 #endif
 
+/* The dense sweep twice per element type: with each product added to its sum by a fused
+ * multiply-add (one rounding), for CPUs that have them (x86-64-v3: AVX2 and FMA), and
+ * with a multiply and an add (two roundings) for the rest. The build never fuses on its
+ * own (-ffp-contract=off), so each variant's bits are fixed by its source; which one runs
+ * is decided once, when the module loads (fma_rows). */
+#define PLAIN_MULADD(a, b, c) ((c) + (a) * (b))
+
 #define T double
 #define SUFFIX f64
+#define MULADD PLAIN_MULADD
+#define DENSE_TARGET CLONES
 #include "_fused_dense.inc"
 
 #define T float
 #define SUFFIX f32
+#define MULADD PLAIN_MULADD
+#define DENSE_TARGET CLONES
 #include "_fused_dense.inc"
+
+#ifdef X86_64_V3
+#define T double
+#define SUFFIX f64_fma
+#define MULADD fma
+#define DENSE_TARGET X86_64_V3
+#include "_fused_dense.inc"
+
+#define T float
+#define SUFFIX f32_fma
+#define MULADD fma
+#define DENSE_TARGET X86_64_V3
+#include "_fused_dense.inc"
+#endif
+
+/* Whether the dense sweeps fuse their multiply-adds: set when the module loads. */
+static int fma_rows = 0;
 
 #define T double
 #define I int32_t
@@ -197,6 +226,11 @@ static INLINE double block_losses_of(const Rows *rows, const Model *model, const
 
 static double dense_sweep(const Rows *rows, const Model *model, const Folds *cv, Out *out)
 {
+#ifdef X86_64_V3
+    if (fma_rows)
+        return rows->value_bytes == 4 ? dense_sums_f32_fma(rows, model, cv, out)
+                                      : dense_sums_f64_fma(rows, model, cv, out);
+#endif
     return rows->value_bytes == 4 ? dense_sums_f32(rows, model, cv, out)
                                   : dense_sums_f64(rows, model, cv, out);
 }
@@ -649,8 +683,13 @@ PyMODINIT_FUNC PyInit__fused(void)
 {
     PyObject *mod = PyModule_Create(&module);
     _Static_assert((BLOCK & (BLOCK - 1)) == 0, "block_rows halves BLOCK to a divisor of it");
+#ifdef X86_64_V3
+    __builtin_cpu_init();
+    fma_rows = __builtin_cpu_supports("x86-64-v3") && getenv("MPIGD_KERNELS_NO_FMA") == NULL;
+#endif
     if (mod && (PyModule_AddIntConstant(mod, "ABI", KERNEL_ABI) < 0 ||
-                PyModule_AddIntConstant(mod, "BLOCK", BLOCK) < 0)) {
+                PyModule_AddIntConstant(mod, "BLOCK", BLOCK) < 0 ||
+                PyModule_AddIntConstant(mod, "FMA", fma_rows) < 0)) {
         Py_DECREF(mod);
         return NULL;
     }

@@ -12,6 +12,7 @@
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
 #if __has_attribute(target_clones)
 #define CLONES __attribute__((target_clones("default", "arch=x86-64-v3")))
+#define X86_64_V3 __attribute__((target("arch=x86-64-v3")))
 #endif
 #endif
 #ifndef CLONES

@@ -26,6 +26,33 @@ needs_compiled = pytest.mark.skipif(
 )
 
 
+@needs_compiled
+def test_the_fused_multiply_add_sweep_can_be_turned_off():
+    """MPIGD_KERNELS_NO_FMA chooses the dense sweep that multiplies and adds apart (what
+    CPUs without FMA run; tests/run.sh runs this file again under it); the sums of the
+    two agree to rounding."""
+    script = (
+        "import sys, numpy as np; from mpigd.kernels import _fused, compiled;"
+        " from mpigd.kernels.losses import make_loss;"
+        " rng = np.random.default_rng(5); X = rng.standard_normal((300, 37));"
+        " y = (rng.random(300) < 0.5) * 1.0; theta = rng.standard_normal(38) / 4;"
+        " f, g = compiled.dense_sweep(X, y, theta, make_loss('logistic'));"
+        " print(_fused.FMA, repr(float(f)), *map(repr, g.tolist()))"
+    )
+    runs = {}
+    for off in (False, True):
+        env = {k: v for k, v in os.environ.items() if k != "MPIGD_KERNELS_NO_FMA"}
+        if off:
+            env["MPIGD_KERNELS_NO_FMA"] = "1"
+        proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                              text=True)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        flag, *sums = proc.stdout.split()
+        runs[off] = (int(flag), np.array(sums, dtype=float))
+    assert runs[True][0] == 0
+    np.testing.assert_allclose(runs[False][1], runs[True][1], rtol=1e-12, atol=1e-12)
+
+
 def test_the_compiled_kernels_are_built_unless_turned_off():
     # CI installs with a C compiler: a build that silently failed must fail here.
     if os.environ.get("MPIGD_KERNELS") == "numpy":
