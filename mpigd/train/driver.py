@@ -173,7 +173,11 @@ def _optimizer(comm, options: TrainOptions, problem: Problem) -> str:
     if optimizer == "auto":
         sparse = bool(max_over_ranks(comm, [float(is_sparse(like(problem.local.X)))])[0])
         optimizer = choose_optimizer(
-            options.model, options.l1, problem.info.n_features, sparse=sparse
+            options.model,
+            options.l1,
+            problem.info.n_features,
+            sparse=sparse,
+            streamed=problem.streamed,  # the same on every rank: all stream or none
         )
     if optimizer == "sgd" and problem.streamed:  # the same on every rank: all stream or none
         raise MpigdError(

@@ -9,6 +9,7 @@ from conftest import random_problem, sparse_problem, write_csr, write_h5
 
 from mpigd import load_model
 from mpigd.cli import main
+from mpigd.io.budget import STREAM_ENV
 
 
 @pytest.fixture
@@ -215,11 +216,20 @@ def test_a_closed_output_pipe_ends_quietly_with_sigpipe_status(data):
         ("logistic", 2500, "csr", "newton"),  # wide sparse: preconditioned Newton-CG
         ("logistic", 2500, "dense", "lbfgs"),
         ("logistic", 30, "csr", "lbfgs"),  # narrow: Newton would form the Hessian
+        ("logistic", 30, "dense", "lbfgs"),
+        ("logistic", 30, "streamed", "newton"),  # fewer passes over the disk
+        ("logistic", 100, "streamed", "lbfgs"),  # the Hessian's sums would cost more
+        ("softmax", 30, "streamed", "lbfgs"),
         ("linear", 5000, "csr", "newton"),  # beyond the normal equations' width
         ("linear", 30, "csr", "normal"),
+        ("linear", 30, "streamed", "normal"),  # one pass
     ],
 )
-def test_auto_picks_the_optimizer_by_layout_and_width(tmp_path, model, features, layout, chosen):
+def test_auto_picks_the_optimizer_by_layout_and_width(
+    tmp_path, monkeypatch, model, features, layout, chosen
+):
+    if layout == "streamed":
+        monkeypatch.setenv(STREAM_ENV, "64K")
     X, y = sparse_problem(model, 300, features, seed=1)
     path = tmp_path / "d.h5"
     if layout == "csr":
@@ -229,7 +239,9 @@ def test_auto_picks_the_optimizer_by_layout_and_width(tmp_path, model, features,
     out = tmp_path / "m.h5"
     argv = ["train", str(path), "--model", model, "--l2", "1e-3", "--out", str(out), "--quiet"]
     assert main(argv) == 0
-    assert load_model(out).info["optimizer"] == chosen
+    info = load_model(out).info
+    assert info["optimizer"] == chosen
+    assert bool(info.get("streamed", False)) == (layout == "streamed")
 
 
 def test_a_rank_reports_a_stop_only_after_the_one_before_could_end_the_job():
