@@ -4,9 +4,10 @@ When a rank's slice of X does not fit its memory budget (or ``--memory`` asks fo
 the objective does not hold X: it holds a :class:`StreamedRows`, and each evaluation
 iterates :func:`chunks` over it. A reader thread fills blocks ``k + 1`` and ``k + 2``
 while the caller's kernel (compiled, with the GIL released) sums block ``k``:
-:data:`~mpigd.io.budget.BUFFERS` buffers, reused on every pass, so a pass costs the larger
-of reading and computing, and memory stays a few blocks however large the slice is. The
-blocks come in the same order on every pass, so a run is repeatable bit for bit.
+:data:`~mpigd.io.budget.BUFFERS` buffers, made for each pass and reused by its blocks, so
+a pass costs the larger of reading and computing, and memory stays a few blocks however
+large the slice is. The blocks come in the same order on every pass, so a run is
+repeatable bit for bit.
 
 Values that HDF5 stores unfiltered, in the dtype the kernels take, contiguously or in
 chunks of whole rows (as mpigd writes them), are read with ``os.preadv`` at their

@@ -685,7 +685,9 @@ PyMODINIT_FUNC PyInit__fused(void)
     _Static_assert((BLOCK & (BLOCK - 1)) == 0, "block_rows halves BLOCK to a divisor of it");
 #ifdef X86_64_V3
     __builtin_cpu_init();
-    fma_rows = __builtin_cpu_supports("x86-64-v3") && getenv("MPIGD_KERNELS_NO_FMA") == NULL;
+    const char *no_fma = getenv("MPIGD_KERNELS_NO_FMA"); /* set, and neither "" nor "0" */
+    fma_rows = __builtin_cpu_supports("x86-64-v3") &&
+               !(no_fma && no_fma[0] && strcmp(no_fma, "0") != 0);
 #endif
     if (mod && (PyModule_AddIntConstant(mod, "ABI", KERNEL_ABI) < 0 ||
                 PyModule_AddIntConstant(mod, "BLOCK", BLOCK) < 0 ||

@@ -40,16 +40,18 @@ def test_the_fused_multiply_add_sweep_can_be_turned_off():
         " print(_fused.FMA, repr(float(f)), *map(repr, g.tolist()))"
     )
     runs = {}
-    for off in (False, True):
+    for off in (False, True, "0"):  # "0" (or empty) leaves it on
         env = {k: v for k, v in os.environ.items() if k != "MPIGD_KERNELS_NO_FMA"}
         if off:
-            env["MPIGD_KERNELS_NO_FMA"] = "1"
+            env["MPIGD_KERNELS_NO_FMA"] = "1" if off is True else off
         proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                               text=True)  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         flag, *sums = proc.stdout.split()
         runs[off] = (int(flag), np.array(sums, dtype=float))
     assert runs[True][0] == 0
+    assert runs["0"][0] == runs[False][0]
+    np.testing.assert_array_equal(runs["0"][1], runs[False][1])
     np.testing.assert_allclose(runs[False][1], runs[True][1], rtol=1e-12, atol=1e-12)
 
 
