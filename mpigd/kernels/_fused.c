@@ -669,8 +669,8 @@ static PyMethodDef methods[] = {
      "need_loss), folds = (fold, labels, class_weights, loss_sums)."},
     {"csr_sums", py_csr_sums, METH_VARARGS,
      "csr_sums(rows, model, (grad, add, start)[, folds]) -> float\n\nFused loss and gradient "
-     "sums, CSR "
-     "rows: rows = (data, indices, indptr, m, n, y, weights), the rest as dense_sums."},
+     "sums, CSR rows: rows = (data, indices, indptr, m, n, y, weights), the rest as "
+     "dense_sums."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -172,17 +172,16 @@ def fold_sweep(
     in :func:`dense_sweep`); the arrays returned are then views of them. Collective: no."""
     m, n = X.shape
     _, F = np.shape(Theta)  # a ValueError unless 2-D; the C code checks p = n + 1
-    # training, then validation losses
-    loss_sums, grad = (np.zeros(2 * F), None) if into is None else into
+    theta = _float64(Theta).ravel()  # (n + 1, F) in C order: F outputs of one model
+    # training, then validation losses; the gradient sums
+    loss_sums, grad = (np.zeros(2 * F), np.empty(theta.shape)) if into is None else into
     folds = (
         np.ascontiguousarray(fold, dtype=np.int64),
         np.ascontiguousarray(labels, dtype=np.int64),
         _NO_WEIGHTS if class_weights is None else _float64(class_weights),
         loss_sums,
     )
-    theta = _float64(Theta).ravel()  # (n + 1, F) in C order: F outputs of one model
-    out = (np.empty(theta.shape) if grad is None else grad, into is not None, 0.0)
-    grad = out[0]
+    out = (grad, into is not None, 0.0)  # added to: fold sums never carry a loss sum
     model = (theta, *_code(loss), F, True)
     tail = (m, n, _float64(y), _weights(weights))
     if getattr(X, "format", None) == "csr":

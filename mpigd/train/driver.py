@@ -177,9 +177,10 @@ def _optimizer(comm, options: TrainOptions, problem: Problem) -> str:
             options.l1,
             problem.info.n_features,
             sparse=sparse,
-            streamed=problem.streamed,  # the same on every rank: all stream or none
+            streamed=problem.streamed,
         )
-    if optimizer == "sgd" and problem.streamed:  # the same on every rank: all stream or none
+    # problem.streamed is the same on every rank (all stream or none), and so the choice
+    if optimizer == "sgd" and problem.streamed:
         raise MpigdError(
             "--optimizer sgd reads rows at random, which rows streamed from disk cannot "
             "give; use lbfgs, newton or gd (or more memory: --memory)"

@@ -257,16 +257,9 @@ def choose_optimizer(
         return "nesterov"
     if model == "linear" and n_features + 1 <= NORMAL_MAX_PARAMETERS:
         return "normal"
-    if model == "svm" or (
-        sparse and model not in ("softmax", "huber") and n_features + 1 > FULL_HESSIAN_MAX
-    ):
-        return "newton"
-    if (
-        streamed
-        and not sparse
-        and model not in ("softmax", "huber")
-        and n_features <= STREAMED_NEWTON_MAX_FEATURES
-    ):
+    wide_sparse = sparse and n_features + 1 > FULL_HESSIAN_MAX
+    narrow_streamed = streamed and not sparse and n_features <= STREAMED_NEWTON_MAX_FEATURES
+    if model == "svm" or (model not in ("softmax", "huber") and (wide_sparse or narrow_streamed)):
         return "newton"
     return "lbfgs"
 
