@@ -11,6 +11,7 @@ memory (1M x 64 and 262k x 256, float64 and float32; median of 9 passes).
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -61,7 +62,10 @@ def main() -> None:
             runs[name].append(json.loads(done.stdout))
     if runs["fused"][0]["fma"] != 1:
         sys.exit("this CPU has no FMA: both runs would time the same sweep")
-    lines = ["# logistic sweep, ms a pass (median of 9), rounds alternated; plain/fused ratio"]
+    lines = [
+        "# logistic sweep, ms a pass (median of 9), rounds alternated; plain/fused ratio",
+        f"# machine: {platform.node()}, {os.cpu_count()} cores, {platform.machine()}",
+    ]
     for case in [k for k in runs["fused"][0] if k != "fma"]:
         fused = [1e3 * r[case] for r in runs["fused"]]
         plain = [1e3 * r[case] for r in runs["plain"]]
