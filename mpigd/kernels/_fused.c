@@ -50,6 +50,13 @@ enum {
 #define BLOCK 64
 #define BLOCK_BYTES (128 * 1024)
 
+/* The CSR sweep gathers the predictors of a span of rows before it scatters their
+ * gradient terms: at most this many derivatives (rows x outputs, 8 MiB) a span. Gather
+ * and scatter each touch one (n, K) array at the rows' columns; alternating between the
+ * two every block of rows took twice as long on Zipf-popular columns of a 262,144-wide
+ * matrix, as long on flat ones (benchmarks/csr_spans.py). */
+#define SPAN_VALUES ((Py_ssize_t)1 << 20)
+
 /* A power of two (1 .. BLOCK), so that BLOCK rows are always whole blocks: a sweep that
  * continues another's sums from a row that is a multiple of BLOCK (a streamed pass's next
  * block) adds the same blocks in the same order as one sweep over all the rows. */
@@ -115,28 +122,30 @@ typedef struct {
 } Folds;
 
 /* What a sweep writes: the gradient sums of W (laid out as W) and of b (K), its scratch
- * z and r (BLOCK x K each), and, for CSR, why it stopped (NULL: it did not) and at which
+ * z (BLOCK x K) and r (span x K: the dense sweep's span is BLOCK rows, the CSR sweep's
+ * up to SPAN_VALUES / K), and, for CSR, why it stopped (NULL: it did not) and at which
  * row. A sweep adds its rows to G and r_sum as they are, and returns their loss sum added
  * to `total`, one block at a time: zeros and 0 start a new sum; another sweep's sums
  * continue it. */
 typedef struct {
     double *G, *r_sum, *z, *r;
+    Py_ssize_t span;
     double total;
     const char *problem;
     Py_ssize_t bad_row;
 } Out;
 
-/* The losses of the block of `count` rows from `start`: one model, softmax, or K fold
- * models. */
+/* The losses of the block of `count` rows from `start` (predictors in out->z, their
+ * derivatives into r): one model, softmax, or K fold models. */
 static INLINE double block_losses_of(const Rows *rows, const Model *model, const Folds *cv,
-                                     Py_ssize_t start, Py_ssize_t count, Out *out)
+                                     Py_ssize_t start, Py_ssize_t count, Out *out, double *r)
 {
     const double *y = rows->y + start, *s = rows->s ? rows->s + start : NULL;
     if (!cv)
-        return losses(model->loss, count, model->K, out->z, y, s, out->r, out->r_sum,
+        return losses(model->loss, count, model->K, out->z, y, s, r, out->r_sum,
                       model->need_loss);
     fold_losses(model->loss, count, model->K, out->z, y, s, cv->fold + start, cv->labels,
-                cv->cw, out->r, out->r_sum, cv->loss_sums);
+                cv->cw, r, out->r_sum, cv->loss_sums);
     return 0.0;
 }
 
@@ -546,7 +555,7 @@ static int run_dense(const Call *c, double *total)
     size_t grad_bytes = (size_t)c->grad.len;
     Model model = {theta, theta + n * K, K, {c->model.loss, c->model.param},
                    c->model.need_loss};
-    Out out = {grad, grad + n * K, z, z + BLOCK * K, c->add ? c->start : 0.0, NULL, -1};
+    Out out = {grad, grad + n * K, z, z + BLOCK * K, BLOCK, c->add ? c->start : 0.0, NULL, -1};
     Py_BEGIN_ALLOW_THREADS
     if (!c->add)
         memset(grad, 0, grad_bytes);
@@ -570,12 +579,23 @@ static int run_dense(const Call *c, double *total)
     return 1;
 }
 
+/* The rows of a CSR span for m rows of K outputs: whole blocks, at most SPAN_VALUES
+ * derivatives (at least one block), no more blocks than the m rows fill. */
+static Py_ssize_t csr_span(Py_ssize_t m, Py_ssize_t K)
+{
+    Py_ssize_t most = SPAN_VALUES / (K > 0 ? K : 1) / BLOCK * BLOCK;
+    Py_ssize_t need = (m + BLOCK - 1) / BLOCK * BLOCK;
+    most = most > BLOCK ? most : BLOCK;
+    return need < most ? (need > BLOCK ? need : BLOCK) : most;
+}
+
 /* The CSR sweep of a checked call, without the GIL; its loss sum in *total, and in
  * out->problem why it could not follow the rows. 0: no memory. */
 static int run_csr(const Call *c, double *total, Out *out)
 {
     const Py_ssize_t n = c->rows.n, K = c->model.K;
-    double *z = malloc(2 * BLOCK * (size_t)K * sizeof(double));
+    const Py_ssize_t span = csr_span(c->rows.m, K);
+    double *z = malloc((size_t)(BLOCK + span) * (size_t)K * sizeof(double));
     if (!z)
         return 0;
     Rows rows = rows_of(c);
@@ -585,7 +605,7 @@ static int run_csr(const Call *c, double *total, Out *out)
     size_t grad_bytes = (size_t)c->grad.len;
     Model model = {theta, theta + n * K, K, {c->model.loss, c->model.param},
                    c->model.need_loss};
-    *out = (Out){grad, grad + n * K, z, z + BLOCK * K, c->add ? c->start : 0.0, NULL, -1};
+    *out = (Out){grad, grad + n * K, z, z + BLOCK * K, span, c->add ? c->start : 0.0, NULL, -1};
     Py_BEGIN_ALLOW_THREADS
     if (!c->add)
         memset(grad, 0, grad_bytes);
@@ -691,6 +711,7 @@ PyMODINIT_FUNC PyInit__fused(void)
 #endif
     if (mod && (PyModule_AddIntConstant(mod, "ABI", KERNEL_ABI) < 0 ||
                 PyModule_AddIntConstant(mod, "BLOCK", BLOCK) < 0 ||
+                PyModule_AddIntConstant(mod, "SPAN_VALUES", SPAN_VALUES) < 0 ||
                 PyModule_AddIntConstant(mod, "FMA", fma_rows) < 0)) {
         Py_DECREF(mod);
         return NULL;

@@ -121,6 +121,46 @@ def test_csr_fused_sums_equal_the_scipy_reference(kind, dtype, index, weighted):
     )
 
 
+def _continued(X, y, theta, loss, weights, piece):
+    """The sums of compiled.csr_sweep over X's rows in pieces of ``piece`` rows, each
+    piece's sweep continuing the last one's (``after``)."""
+    grad, total = np.empty_like(theta), None
+    for start in range(0, X.shape[0], piece):
+        rows = slice(start, start + piece)
+        w = None if weights is None else weights[rows]
+        total, _ = compiled.csr_sweep(X[rows], y[rows], theta, loss, grad, weights=w, after=total)
+    return total, grad
+
+
+@needs_compiled
+@pytest.mark.parametrize("K", [1, 4096])
+def test_a_csr_sweep_over_several_spans_sums_as_one_block_after_another(K):
+    """The CSR sweep gathers a span of rows (_fused.SPAN_VALUES derivatives: 1M rows of one
+    output, 256 of 4096) before it scatters them. Over rows of several spans it gives the
+    bits of sweeps over pieces within one span each, continued, and the scipy reference's
+    sums to rounding; an index outside the columns in a later span names its row."""
+    from mpigd.kernels import _fused
+
+    span = _fused.SPAN_VALUES // K
+    m, n = 4 * span + 100, 8
+    rng = np.random.default_rng(7)
+    X = sp.random(m, n, density=0.2, format="csr", random_state=rng)
+    if K == 1:
+        loss, y = make_loss("logistic"), (rng.random(m) < 0.5).astype(float)
+    else:
+        loss, y = make_loss("softmax", K), rng.integers(0, K, m).astype(float)
+    theta = rng.standard_normal((n + 1) * K) / 4
+    weights = rng.uniform(0, 2, m)
+    f, g = compiled.csr_sweep(X, y, theta, loss, weights=weights)
+    f_pieces, g_pieces = _continued(X, y, theta, loss, weights, span // 4)
+    assert f == f_pieces and np.array_equal(g, g_pieces)
+    assert_close((f, g), sparse.reference_sums(X, y, theta, loss, weights=weights), np.float64)
+    bad_row = 3 * span + int(np.argmax(np.diff(X.indptr[3 * span :]) > 0))  # has values
+    X.indices[X.indptr[bad_row]] = n
+    with pytest.raises(ValueError, match=rf"\(row {bad_row}\)"):
+        compiled.csr_sweep(X, y, theta, loss, weights=weights)
+
+
 @needs_compiled
 def test_int32_indptr_with_int64_indices_is_widened():
     X, y, theta, loss, _ = problem("logistic", 40, 10, np.float64)
