@@ -53,7 +53,7 @@ enum {
 /* The CSR sweep gathers the predictors of a span of rows before it scatters their
  * gradient terms: at most this many derivatives (rows x outputs, 8 MiB) a span. Gather
  * and scatter each touch one (n, K) array at the rows' columns; alternating between the
- * two every block of rows took twice as long on Zipf-popular columns of a 262,144-wide
+ * two every block of rows took 1.9 times as long on Zipf-popular columns of a 262,144-wide
  * matrix, as long on flat ones (benchmarks/csr_spans.py). */
 #define SPAN_VALUES ((Py_ssize_t)1 << 20)
 
