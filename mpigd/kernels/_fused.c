@@ -1,7 +1,8 @@
 /*
  * Fused local sums for mpigd: one sweep over this rank's rows computes z = x W + b, the
- * pointwise loss and its derivative r, and accumulates X^T r, so each row of X is read
- * from memory once while it is in cache. Dense rows (float32 or float64, row-major) and
+ * pointwise loss and its derivative r, and accumulates X^T r, so each dense row of X is
+ * read from memory once while it is in cache (CSR rows: once per span, from memory again
+ * for the scatter where the span outgrows the cache; _fused_csr.inc). Dense rows (float32 or float64, row-major) and
  * CSR rows (float32 or float64 values; int32 or int64 indices and indptr); the losses of
  * _losses.h (least squares, logistic, softmax, Poisson, Gamma, Tweedie, Huber and the
  * squared hinge); optional row weights. Sums are float64.
@@ -20,10 +21,12 @@
  * points take each array's element type from its buffer (not from a flag), check every
  * buffer's length against the sizes they index with, softmax labels before they are used
  * as class indices, indptr (non-decreasing, within the stored values) before the sweep,
- * and each block's column indices before the block is swept (its gather and scatter then
- * follow only checked indices), so no argument can make a loop read or write outside its
- * buffers: a bad one is a ValueError. No Python objects are touched while the GIL is
- * released.
+ * and each block's column indices before the block is swept, so no argument can make a
+ * loop read or write outside its buffers: a bad one is a ValueError. The CSR sweep also
+ * checks every row range and column index again where it reads it, the value checked
+ * being the one followed, so arrays that another thread changes during the sweep are
+ * never followed outside the buffers either (the sums are then refused or meaningless).
+ * No Python objects are touched while the GIL is released.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -157,8 +160,10 @@ static INLINE double block_losses_of(const Rows *rows, const Model *model, const
  * cost the CSR softmax gather and scatter loops registers (4% more instructions). */
 #if defined(__GNUC__)
 #define NOINLINE __attribute__((noinline))
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
 #else
 #define NOINLINE
+#define UNLIKELY(x) (x)
 #endif
 
 /* The dense sweep twice per element type: with each product added to its sum by a fused

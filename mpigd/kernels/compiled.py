@@ -1,7 +1,8 @@
 """The compiled fused kernels (``_fused.c``) and when to use them.
 
 One sweep over a block of rows computes the predictors, the pointwise loss and ``X_b^T r``
-while the block is in cache; float32 X is read as it is, never widened into a copy. The
+while the block is in cache (CSR rows: the predictors and losses of a span of blocks, then
+its ``X_b^T r``); float32 X is read as it is, never widened into a copy. The
 extension is built when mpigd is installed (a C compiler is all it needs) and is
 optional: without it, or with ``MPIGD_KERNELS=numpy`` in the environment, the NumPy and
 scipy.sparse kernels, which are the reference these are tested against, do the work.

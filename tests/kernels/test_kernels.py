@@ -133,12 +133,14 @@ def _continued(X, y, theta, loss, weights, piece):
 
 
 @needs_compiled
-@pytest.mark.parametrize("K", [1, 4096])
-def test_a_csr_sweep_over_several_spans_sums_as_one_block_after_another(K):
+@pytest.mark.parametrize("K, piece", [(1, 1 << 18), (64, 64)])
+def test_a_csr_sweep_over_several_spans_sums_as_one_block_after_another(K, piece):
     """The CSR sweep gathers a span of rows (_fused.SPAN_VALUES derivatives: 1M rows of one
-    output, 256 of 4096) before it scatters them. Over rows of several spans it gives the
-    bits of sweeps over pieces within one span each, continued, and the scipy reference's
-    sums to rounding; an index outside the columns in a later span names its row."""
+    output, 16,384 of 64) before it scatters them. Over rows of several spans it gives the
+    bits of sweeps over pieces of ``piece`` rows, continued (64: one block each, the order
+    of the sweep before spans), and the scipy reference's sums to rounding; an index
+    outside the columns names its row, in the first block of a later span and in a block
+    within one."""
     from mpigd.kernels import _fused
 
     span = _fused.SPAN_VALUES // K
@@ -152,13 +154,15 @@ def test_a_csr_sweep_over_several_spans_sums_as_one_block_after_another(K):
     theta = rng.standard_normal((n + 1) * K) / 4
     weights = rng.uniform(0, 2, m)
     f, g = compiled.csr_sweep(X, y, theta, loss, weights=weights)
-    f_pieces, g_pieces = _continued(X, y, theta, loss, weights, span // 4)
+    f_pieces, g_pieces = _continued(X, y, theta, loss, weights, piece)
     assert f == f_pieces and np.array_equal(g, g_pieces)
     assert_close((f, g), sparse.reference_sums(X, y, theta, loss, weights=weights), np.float64)
-    bad_row = 3 * span + int(np.argmax(np.diff(X.indptr[3 * span :]) > 0))  # has values
-    X.indices[X.indptr[bad_row]] = n
-    with pytest.raises(ValueError, match=rf"\(row {bad_row}\)"):
-        compiled.csr_sweep(X, y, theta, loss, weights=weights)
+    for near in (3 * span, 2 * span + 5 * 64 + 3):
+        bad = X.copy()
+        row = near + int(np.argmax(np.diff(bad.indptr[near:]) > 0))  # a row with values
+        bad.indices[bad.indptr[row]] = n
+        with pytest.raises(ValueError, match=rf"\(row {row}\)"):
+            compiled.csr_sweep(bad, y, theta, loss, weights=weights)
 
 
 @needs_compiled

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import importlib
 import re
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -448,3 +450,42 @@ def test_one_dimensional_and_unsigned_sparse_input_is_one_clear_error_or_used():
     assert fitted.model.coef.shape == (3,)
     with pytest.raises(mpigd.MpigdError, match="the ranks hold 4 rows in all, but the data"):
         mpigd.fit(LocalData(replace(info, n_rows=5), 0, 4, X, np.array([0.0, 1, 0, 1])), "logistic")
+
+
+#: Another thread changes indices while a CSR sweep of 1.1M rows runs with the GIL
+#: released: after rows 0..63 were checked and gathered, before their scatter at the end
+#: of the span.
+_RACE = """
+import threading, time, numpy as np
+from mpigd.kernels import _fused
+m, n, per = 1_100_000, 1000, 20
+indptr = (np.arange(m + 1) * per).astype(np.int32)
+indices = np.random.default_rng(0).integers(0, n, m * per).astype(np.int32)
+data, y, theta = np.ones(m * per), np.zeros(m), np.zeros(n + 1)
+def change():
+    time.sleep(0.03)
+    indices[: 64 * per] = 2**31 - 1
+thread = threading.Thread(target=change)
+thread.start()
+try:
+    total = _fused.csr_sums(
+        (data, indices, indptr, m, n, y, np.empty(0)), (theta, 1, 0.0, 1, 1),
+        (np.empty(n + 1), 0, 0.0),
+    )
+    print("sums", total)
+except ValueError as exc:
+    print("refused", exc)
+thread.join()
+"""
+
+
+def test_indices_changed_by_another_thread_during_a_csr_sweep_are_never_followed():
+    """The CSR sweep checks each index where it reads it, the value checked being the one
+    followed: indices that another thread changes after the block check (the GIL is
+    released for the sweep) are refused or summed, never followed outside W or G."""
+    _fused()
+    done = subprocess.run(
+        [sys.executable, "-c", _RACE], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert re.fullmatch(r"(sums \S+|refused .*\(row \d+\))\n", done.stdout), done.stdout
