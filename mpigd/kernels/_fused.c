@@ -23,9 +23,10 @@
  * as class indices, indptr (non-decreasing, within the stored values) before the sweep,
  * and each block's column indices before the block is swept, so no argument can make a
  * loop read or write outside its buffers: a bad one is a ValueError. The CSR sweep also
- * checks every row range and column index again where it reads it, the value checked
- * being the one followed, so arrays that another thread changes during the sweep are
- * never followed outside the buffers either (the sums are then refused or meaningless).
+ * checks every row range and column index again where it reads it (READ_ONCE: the value
+ * checked is the one followed), and softmax clamps each label where it becomes an index
+ * (class_of), so arrays that another thread changes during a sweep are never followed
+ * outside the buffers either (the sums are then refused or meaningless).
  * No Python objects are touched while the GIL is released.
  */
 #define PY_SSIZE_T_CLEAN
@@ -161,9 +162,13 @@ static INLINE double block_losses_of(const Rows *rows, const Model *model, const
 #if defined(__GNUC__)
 #define NOINLINE __attribute__((noinline))
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
+/* One read of *p, never repeated by the compiler: a value checked and then followed is
+ * the value read (arrays another thread changes during a sweep). */
+#define READ_ONCE(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 #else
 #define NOINLINE
 #define UNLIKELY(x) (x)
+#define READ_ONCE(p) (*(const volatile __typeof__(*(p)) *)(p))
 #endif
 
 /* The dense sweep twice per element type: with each product added to its sum by a fused

@@ -202,6 +202,14 @@ static INLINE double log_ge1(double x)
     return x <= 1.7976931348623157e308 ? result : x;
 }
 
+/* The class of label y among K: checked before the sweep (check_call), and clamped again
+ * here where it becomes an index, so that a label another thread changes during the sweep
+ * (the GIL is released) never indexes outside the row; a valid label is itself. */
+static inline Py_ssize_t class_of(double y, Py_ssize_t K)
+{
+    return y >= 0.0 && y < (double)K ? (Py_ssize_t)y : 0;
+}
+
 /* Losses of a block of rows with K predictors each (z and r row-major, rows x K); z is
  * overwritten. One output: block_losses. Softmax: each row's exponentials (shifted by
  * the row's largest predictor, so none overflows) are vectorised over the outputs, and
@@ -217,7 +225,7 @@ static INLINE double losses(Loss loss, Py_ssize_t rows, Py_ssize_t K, double *z,
         double *zi = z + i * K, top = zi[0], sum = 0.0;
         for (Py_ssize_t k = 1; k < K; k++)
             top = zi[k] > top ? zi[k] : top;
-        label_z[i] = zi[(Py_ssize_t)y[i]] - top;
+        label_z[i] = zi[class_of(y[i], K)] - top;
 #pragma omp simd reduction(+:sum)
         for (Py_ssize_t k = 0; k < K; k++) {
             zi[k] = exp_nonpos(zi[k] - top);
@@ -238,7 +246,7 @@ static INLINE double losses(Loss loss, Py_ssize_t rows, Py_ssize_t K, double *z,
             ri[k] = scale * zi[k];
             r_sum[k] += ri[k];
         }
-        Py_ssize_t label = (Py_ssize_t)y[i];
+        Py_ssize_t label = class_of(y[i], K);
         ri[label] -= weight;
         r_sum[label] -= weight;
     }

@@ -452,21 +452,30 @@ def test_one_dimensional_and_unsigned_sparse_input_is_one_clear_error_or_used():
         mpigd.fit(LocalData(replace(info, n_rows=5), 0, 4, X, np.array([0.0, 1, 0, 1])), "logistic")
 
 
-#: Another thread changes indices while a CSR sweep of 1.1M rows runs with the GIL
-#: released: after rows 0..63 were checked and gathered, before their scatter at the end
-#: of the span.
+#: Another thread changes indices (or indptr) while a CSR sweep of 1.1M rows runs with the
+#: GIL released: it turns the first value's column (or row end) of every 997th row of
+#: the first span bad and back, over and over, until the call returns, and counts the
+#: changes it made while the call ran.
 _RACE = """
-import threading, time, numpy as np
+import sys, threading, numpy as np
 from mpigd.kernels import _fused
 m, n, per = 1_100_000, 1000, 20
 indptr = (np.arange(m + 1) * per).astype(np.int32)
 indices = np.random.default_rng(0).integers(0, n, m * per).astype(np.int32)
 data, y, theta = np.ones(m * per), np.zeros(m), np.zeros(n + 1)
+target, at = (indptr, np.arange(1, m, 997)) if sys.argv[1] == "indptr" else (
+    indices, indptr[:-1:997])
+good, bad = target[at].copy(), np.int32(2**31 - 1)
+running, done, changes = threading.Event(), threading.Event(), [0]
 def change():
-    time.sleep(0.03)
-    indices[: 64 * per] = 2**31 - 1
+    running.wait()
+    while not done.is_set():
+        changes[0] += 1  # before the change: a sweep it made fail has seen one
+        target[at] = bad
+        target[at] = good
 thread = threading.Thread(target=change)
 thread.start()
+running.set()
 try:
     total = _fused.csr_sums(
         (data, indices, indptr, m, n, y, np.empty(0)), (theta, 1, 0.0, 1, 1),
@@ -475,17 +484,25 @@ try:
     print("sums", total)
 except ValueError as exc:
     print("refused", exc)
+during = changes[0]
+done.set()
 thread.join()
+print("changes", during)
 """
 
 
-def test_indices_changed_by_another_thread_during_a_csr_sweep_are_never_followed():
-    """The CSR sweep checks each index where it reads it, the value checked being the one
-    followed: indices that another thread changes after the block check (the GIL is
-    released for the sweep) are refused or summed, never followed outside W or G."""
+@pytest.mark.parametrize("array", ["indices", "indptr"])
+def test_arrays_changed_by_another_thread_during_a_csr_sweep_are_never_followed(array):
+    """The CSR sweep checks each row range and column index where it reads it, the value
+    checked being the one followed: indices or indptr that another thread changes during
+    a sweep (the GIL is released) are refused or summed, never followed outside the
+    buffers (a build that followed them crashed here)."""
     _fused()
     done = subprocess.run(
-        [sys.executable, "-c", _RACE], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", _RACE, array], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert re.fullmatch(r"(sums \S+|refused .*\(row \d+\))\n", done.stdout), done.stdout
+    outcome = r"(sums \S+|refused .*\(row \d+\))\nchanges (\d+)\n"
+    found = re.fullmatch(outcome, done.stdout)
+    assert found, done.stdout
+    assert int(found[2]) > 0, "the other thread changed nothing while the sweep ran"
