@@ -4,9 +4,10 @@
 # slurm, cluster) included. Then the numerical tests, those whose results go through the
 # kernels, again on the NumPy kernels (MPIGD_KERNELS=numpy), the fallback of a machine where
 # the compiled kernels were not built, and the kernel tests on the dense sweep's variant
-# that does not fuse multiply-adds (MPIGD_KERNELS_NO_FMA=1, as CPUs without FMA sum). Last, the memory-safety step (tests/sanitize.sh):
-# the compiled kernels rebuilt with AddressSanitizer and UBSan under the kernel, sparse,
-# estimator, memory-safety and fuzz tests.
+# that does not fuse multiply-adds (MPIGD_KERNELS_NO_FMA=1, as CPUs without FMA sum).
+# Last, the memory-safety step (tests/sanitize.sh): the compiled kernels rebuilt with
+# AddressSanitizer and UBSan under the kernel, sparse, estimator, memory-safety and fuzz
+# tests.
 # Extra arguments go to pytest (e.g. -k partition, -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -2,10 +2,11 @@
  * Fused local sums for mpigd: one sweep over this rank's rows computes z = x W + b, the
  * pointwise loss and its derivative r, and accumulates X^T r, so each dense row of X is
  * read from memory once while it is in cache (CSR rows: once per span, from memory again
- * for the scatter where the span outgrows the cache; _fused_csr.inc). Dense rows (float32 or float64, row-major) and
- * CSR rows (float32 or float64 values; int32 or int64 indices and indptr); the losses of
- * _losses.h (least squares, logistic, softmax, Poisson, Gamma, Tweedie, Huber and the
- * squared hinge); optional row weights. Sums are float64.
+ * for the scatter where the span outgrows the cache; _fused_csr.inc). Dense rows
+ * (float32 or float64, row-major) and CSR rows (float32 or float64 values; int32 or
+ * int64 indices and indptr); the losses of _losses.h (least squares, logistic, softmax,
+ * Poisson, Gamma, Tweedie, Huber and the squared hinge); optional row weights. Sums are
+ * float64.
  *
  * The sweeps are written once, in _fused_dense.inc and _fused_csr.inc, and included here
  * once per element type. They take their arguments in four structs: the rows (Rows), the
