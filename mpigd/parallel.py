@@ -302,6 +302,16 @@ def gather_all(comm: MPI.Comm, obj) -> list:
 
 
 @collective
+def gather_parts(comm: MPI.Comm, part: np.ndarray, counts: list[int]) -> np.ndarray:
+    """Every rank's float64 ``part`` (``counts[r]`` numbers from rank r) in rank order,
+    on every rank, with the buffer API. Collective: yes."""
+    out = np.empty(sum(counts))
+    part = np.ascontiguousarray(part, dtype=np.float64)
+    _wait(comm, comm.Allgatherv, part, [out, counts])
+    return out
+
+
+@collective
 def rows_before(comm: MPI.Comm, n_local: int) -> int:
     """Sum of ``n_local`` over the ranks below this one (an exclusive scan). Collective: yes."""
     return _wait(comm, comm.exscan, n_local) or 0

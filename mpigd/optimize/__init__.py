@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .base import Memoized, OptimizeResult, Progress, check_stopping
+from .base import WHOLE, Memoized, OptimizeResult, Progress, Whole, check_stopping
 from .gd import gradient_descent
 from .lbfgs import lbfgs
 from .nesterov import L1Penalty, accelerated_gradient
@@ -27,7 +27,8 @@ class Optimizer:
 
     ``needs`` names the extra keyword arguments beyond ``fun`` and the stopping options:
     ``lr``, ``penalty`` (an :class:`L1Penalty`), ``hess_fun``, ``hessp``, ``hess_diag``,
-    ``batch_fun``, ``n_rows``, ``batch_size``, ``seed``.
+    ``batch_fun``, ``n_rows``, ``batch_size``, ``seed``, ``vectors`` (how its vectors
+    are held: a :class:`Whole`, or slices of them).
     """
 
     run: Callable[..., OptimizeResult]
@@ -40,7 +41,7 @@ class Optimizer:
 OPTIMIZERS: dict[str, Optimizer] = {
     "gd": Optimizer(gradient_descent, ("lr",)),
     "nesterov": Optimizer(accelerated_gradient, ("lr", "penalty"), l1=True),
-    "lbfgs": Optimizer(lbfgs),
+    "lbfgs": Optimizer(lbfgs, ("vectors",)),
     "newton": Optimizer(newton, ("hess_fun", "hessp", "hess_diag"), single_output=True),
     "normal": Optimizer(normal_equations, ("hess_fun",), single_output=True, least_squares=True),
     "sgd": Optimizer(sgd, ("lr", "batch_fun", "n_rows", "batch_size", "seed")),
@@ -48,12 +49,14 @@ OPTIMIZERS: dict[str, Optimizer] = {
 
 __all__ = [
     "OPTIMIZERS",
+    "WHOLE",
     "L1Penalty",
     "Memoized",
     "OptimizeResult",
     "Optimizer",
     "Progress",
     "SingularSystem",
+    "Whole",
     "accelerated_gradient",
     "batch_rows",
     "check_stopping",

@@ -21,7 +21,8 @@ class Progress:
 
     ``state()`` returns the optimiser's full state, from which the same optimiser,
     given it as ``resume``, continues exactly as if it had never stopped; it is built
-    only when called (for a checkpoint).
+    only when called (for a checkpoint). Collective: as the optimiser's vectors are
+    (L-BFGS's, given slices, are gathered whole on every rank).
     """
 
     nit: int
@@ -95,6 +96,36 @@ def sufficient_decrease(f, f_new, slope, slope_new, step, c1, approx_tol) -> boo
     if abs(f_new - f) <= approx_tol * abs(f):
         return bool(slope_new <= -(1 - 2 * c1) * slope)
     return bool(f_new <= f + c1 * step * slope)
+
+
+class Whole:
+    """Vectors held whole: what an optimiser's vector work runs on by default.
+
+    An optimiser that keeps many vectors of the parameters' length (L-BFGS's curvature
+    pairs) works on ``part(v)`` of each and adds their dot products with ``dot`` and
+    ``dots``; ``whole(part)`` gives back the full vector (or, for a 2-D array, each row's
+    full vector). Here the part is the vector itself. A caller may give an optimiser
+    another object with these four methods whose parts are slices, and whose ``dot``,
+    ``dots`` and ``whole`` then combine the parts of all holders (collective calls, made
+    in the same order everywhere because every holder runs the same optimiser on the same
+    numbers): the vector work divides among them, and the optimiser never knows how.
+    """
+
+    def part(self, v: np.ndarray) -> np.ndarray:
+        return v
+
+    def dot(self, a: np.ndarray, b: np.ndarray) -> float:
+        return a @ b
+
+    def dots(self, *pairs: tuple[np.ndarray, np.ndarray]) -> list[float]:
+        """``[a @ b for a, b in pairs]``: several dot products in one combination."""
+        return [a @ b for a, b in pairs]
+
+    def whole(self, part: np.ndarray) -> np.ndarray:
+        return part
+
+
+WHOLE = Whole()
 
 
 class Memoized:

@@ -8,7 +8,17 @@ from typing import Any
 
 import numpy as np
 
-from .base import FLAT, Function, Iterations, Memoized, OptimizeResult, Progress, check_stopping
+from .base import (
+    FLAT,
+    WHOLE,
+    Function,
+    Iterations,
+    Memoized,
+    OptimizeResult,
+    Progress,
+    Whole,
+    check_stopping,
+)
 from .linesearch import armijo_search, wolfe_search
 
 
@@ -28,6 +38,7 @@ def lbfgs(
     backtrack_tries: int = 30,
     callback: Callable[[Progress], None] | None = None,
     resume: dict[str, Any] | None = None,
+    vectors: Whole = WHOLE,
 ) -> OptimizeResult:
     """Minimise ``fun`` by limited-memory BFGS (Nocedal & Wright, Numerical Optimization,
     algorithms 7.4 and 7.5).
@@ -43,16 +54,22 @@ def lbfgs(
     which holds all that is needed to continue exactly. Stopping rules as in
     :func:`gradient_descent`.
 
-    Collective: as ``fun`` is.
+    The pairs and the two-loop recursion live in ``vectors``' parts (:class:`Whole`:
+    the vectors themselves): given slices, each holder keeps and updates its slice of
+    every pair, so that the recursion's work and memory divide among the holders; its
+    dot products are combined over them and the direction is made whole for the line
+    search. Each pair's ``s.y`` and ``y.y`` are computed once, when it is kept.
+
+    Collective: as ``fun`` and ``vectors`` are.
     """
     check_stopping(max_iter=max_iter, tol=tol, ftol=ftol, lr=None)
     run = Iterations(theta0, resume, max_iter=max_iter, tol=tol, ftol=ftol, callback=callback)
     memo = Memoized(run.counting(fun))
-    pairs_s, pairs_y, f_before = _restore(resume)
-    p = len(run.theta)
+    pairs, f_before = _restore(resume, vectors)
+    p = len(vectors.part(run.theta))
     run.extra_state = lambda: {
-        "pairs_s": np.array(pairs_s).reshape(-1, p),
-        "pairs_y": np.array(pairs_y).reshape(-1, p),
+        "pairs_s": vectors.whole(np.array([pair[0] for pair in pairs]).reshape(-1, p)),
+        "pairs_y": vectors.whole(np.array([pair[1] for pair in pairs]).reshape(-1, p)),
         "f_before": np.nan if f_before is None else f_before,
     }
     search = partial(
@@ -66,37 +83,48 @@ def lbfgs(
     )
     if stop := run.begin(*memo(run.theta)):
         return stop
-    work = np.empty((2, len(run.theta)))  # the two-loop's vectors, allocated once
+    work = np.empty((2, p))  # the two-loop's vectors, allocated once
 
     while not (stop := run.stop_before_step()):
         theta, f, g = run.theta, run.f, run.g
-        direction = -_two_loop(g, pairs_s, pairs_y, work)
+        direction = -vectors.whole(_two_loop(vectors.part(g), pairs, vectors, work))
         if not g @ direction < 0:  # not a descent direction: forget the curvature pairs
-            pairs_s, pairs_y, direction = [], [], -g
+            pairs, direction = [], -g
         alpha = search(theta, f, g, direction, f_before)
         if alpha is None:
-            if pairs_s:  # retry once along the steepest descent
-                pairs_s, pairs_y, f_before = [], [], None
+            if pairs:  # retry once along the steepest descent
+                pairs, f_before = [], None
                 continue
             return run.result(False, FLAT)
         theta_new = theta + alpha * direction
         f_new, g_new = memo(theta_new)
-        s, y = theta_new - theta, g_new - g
-        if s @ y > curvature_tol * float(y @ y):  # keep only pairs with positive curvature
-            pairs_s, pairs_y = [*pairs_s, s][-memory:], [*pairs_y, y][-memory:]
+        pair = _pair(vectors, theta, theta_new, g, g_new)
+        if pair[2] > curvature_tol * float(pair[3]):  # only pairs with positive curvature
+            pairs = [*pairs, pair][-memory:]
         f_before = f
         if stop := run.advance(theta_new, f_new, g_new, float(alpha)):
             break
     return stop
 
 
-def _restore(resume: dict[str, Any] | None) -> tuple[list, list, float | None]:
-    """The curvature pairs ``s``, ``y`` and the loss before the last step (None: no step
-    yet) that ``resume`` holds; none at a fresh start."""
+def _pair(vectors: Whole, theta, theta_new, g, g_new) -> tuple:
+    """The curvature pair of a step, ``(s, y, s.y, y.y)``, ``s`` and ``y`` in parts."""
+    s = vectors.part(theta_new) - vectors.part(theta)
+    y = vectors.part(g_new) - vectors.part(g)
+    return (s, y, *vectors.dots((s, y), (y, y)))
+
+
+def _restore(resume: dict[str, Any] | None, vectors: Whole) -> tuple[list, float | None]:
+    """The curvature pairs ``(s, y, s.y, y.y)`` and the loss before the last step (None:
+    no step yet) that ``resume`` holds; none at a fresh start."""
     if resume is None:
-        return [], [], None
+        return [], None
     f_before = resume["f_before"] if np.isfinite(resume["f_before"]) else None
-    return list(resume["pairs_s"]), list(resume["pairs_y"]), f_before
+    pairs = []
+    for s, y in zip(resume["pairs_s"], resume["pairs_y"], strict=True):
+        s, y = vectors.part(s).copy(), vectors.part(y).copy()
+        pairs.append((s, y, *vectors.dots((s, y), (y, y))))
+    return pairs, f_before
 
 
 def _line_search(
@@ -155,19 +183,19 @@ def _along(memo: Memoized, theta: np.ndarray, direction: np.ndarray, t: float):
     return f, float(g @ direction)
 
 
-def _two_loop(g: np.ndarray, pairs_s: list, pairs_y: list, work: np.ndarray) -> np.ndarray:
+def _two_loop(g: np.ndarray, pairs: list, vectors: Whole, work: np.ndarray) -> np.ndarray:
     """The L-BFGS inverse-Hessian approximation times ``g`` (Nocedal & Wright, algorithm
-    7.4), in ``work`` (two vectors of g's length: the result and a scratch one, so that
-    no vector is allocated); each pair's ``y.s`` is computed once. Returns ``work[0]``."""
+    7.4) over the pairs ``(s, y, s.y, y.y)``, on ``vectors``' parts: ``g`` and the pairs
+    are parts, and so is the result, in ``work`` (two vectors of a part's length: the
+    result and a scratch one, so that no vector is allocated). Returns ``work[0]``."""
     q, scratch = work
     np.copyto(q, g)
-    curvatures = [y @ s for s, y in zip(pairs_s, pairs_y, strict=True)]
     alphas = []
-    for s, y, ys in zip(reversed(pairs_s), reversed(pairs_y), reversed(curvatures), strict=True):
-        alphas.append((s @ q) / ys)
+    for s, y, sy, _ in reversed(pairs):
+        alphas.append(vectors.dot(s, q) / sy)
         q -= np.multiply(y, alphas[-1], out=scratch)
-    if pairs_s:
-        q *= curvatures[-1] / (pairs_y[-1] @ pairs_y[-1])
-    for s, y, ys, alpha in zip(pairs_s, pairs_y, curvatures, reversed(alphas), strict=True):
-        q += np.multiply(s, alpha - (y @ q) / ys, out=scratch)
+    if pairs:
+        q *= pairs[-1][2] / pairs[-1][3]
+    for (s, y, sy, _), alpha in zip(pairs, reversed(alphas), strict=True):
+        q += np.multiply(s, alpha - vectors.dot(y, q) / sy, out=scratch)
     return q

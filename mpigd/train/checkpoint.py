@@ -212,9 +212,8 @@ def checkpointing(
             callback(progress)
         stop = objective.stop_requested
         if stop or progress.nit % every == 0:
-            on_root(
-                comm, lambda: Checkpoint(optimizer, progress.state(), run, comm.size).save(path)
-            )
+            state = progress.state()  # on every rank: it may gather vectors held in slices
+            on_root(comm, lambda: Checkpoint(optimizer, state, run, comm.size).save(path))
         if stop:
             why = stop_flag.received or "a signal on another rank"
             raise Preempted(

@@ -16,6 +16,7 @@ from ..optimize import OPTIMIZERS, L1Penalty, Optimizer
 from ..optimize import check_stopping as check_stopping_options
 from ..optimize.newton import FULL_HESSIAN_MAX
 from ..partition import OPTIMIZER_VECTORS, check_folds, rows_per_block
+from ..vectors import vectors_for
 from .labels import check_labels
 
 #: ``optimizer="auto"`` solves linear regression with up to this many parameters by the
@@ -282,6 +283,7 @@ def optimizer_arguments(
         "n_rows": n_rows,
         "batch_size": options.batch_size,
         "seed": options.seed,
+        "vectors": vectors_for(objective.comm, objective.size),
     }
     return {key: available[key] for key in spec.needs}
 

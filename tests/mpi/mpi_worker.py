@@ -4,7 +4,8 @@ train, and have rank 0 save what every rank computed, for the test to compare.
 Usage: python tests/mpi/mpi_worker.py L2 TOL DATA.h5 OUT.npz MODEL [DATA.h5 OUT.npz MODEL ...]
 (each problem in turn, in one launch). MODEL may carry its loss's parameter, as
 ``tweedie:1.4`` or ``huber:1.0``. Linear and logistic train with gradient descent, the
-others with L-BFGS.
+others with L-BFGS, its vectors split over the ranks at P > 1 (below the size at which
+training splits them, so that the tests on every rank count cover the split).
 """
 
 import sys
@@ -12,7 +13,7 @@ import sys
 import numpy as np
 from mpi4py import MPI
 
-from mpigd import fit
+from mpigd import fit, vectors
 from mpigd.io.dataset import inspect_dataset, read_block
 from mpigd.kernels.losses import make_loss
 from mpigd.objective import Objective
@@ -29,6 +30,10 @@ def main(data, out, spec, l2, tol):
     loss, grad = objective(theta)
 
     optimizer = "gd" if model in ("linear", "logistic") else "lbfgs"
+    vectors.SPLIT_FROM = 1
+    assert isinstance(vectors.vectors_for(comm, info.n_features + 1), vectors.RankSlices) == (
+        comm.size > 1
+    )
     fitted = fit(
         data, model, comm=comm, optimizer=optimizer, l2=l2, tol=tol, ftol=0.0, max_iter=5000,
         **parameter,
