@@ -13,12 +13,11 @@ import signal
 import sys
 import warnings
 
-from threadpoolctl import threadpool_limits
-
 from .._version import __version__
 from ..errors import Interrupted, MpigdError
 from ..parallel import default_comm, launcher_rank, print0
-from .common import RootParser, blas_threads, run_options
+from ..threads import blas_threads
+from .common import RootParser, run_options
 from .guard import run_guarded
 
 
@@ -66,5 +65,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, comm) -> int:
-    with threadpool_limits(limits=blas_threads(args), user_api="blas"):
+    with blas_threads(args.threads):
         return args.func(args, comm)

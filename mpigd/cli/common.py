@@ -4,7 +4,6 @@ rank-0 reporting, output checks and writes on rank 0, and progress display."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from contextlib import contextmanager
 
@@ -13,6 +12,7 @@ from ..host import parse_bytes
 from ..io.outputs import check_outputs, write_json
 from ..kernels.losses import DEFAULT_EPSILON, DEFAULT_POWER
 from ..parallel import on_root, print0
+from ..threads import MAX_THREADS
 
 
 class DefaultsFormatter(argparse.HelpFormatter):
@@ -152,9 +152,6 @@ def add_model(parser, models) -> None:
 
 #: The most BLAS threads a rank may ask for (BLAS libraries take a C int, and no node has
 #: more cores than this).
-MAX_THREADS = 4096
-
-
 def thread_count(text: str) -> int:
     """A BLAS thread count: a whole number from 1 to :data:`MAX_THREADS`."""
     value = positive_int(text)
@@ -178,20 +175,6 @@ def run_options() -> argparse.ArgumentParser:
     )
 
     return parser
-
-
-def blas_threads(args) -> int:
-    """``--threads``, else ``$MPIGD_NUM_THREADS``, else 1. Collective: no."""
-    if args.threads is not None:
-        return args.threads
-    text = os.environ.get("MPIGD_NUM_THREADS", "1")
-    try:
-        return thread_count(text)
-    except (ValueError, argparse.ArgumentTypeError):
-        raise MpigdError(
-            f"MPIGD_NUM_THREADS={text!r} is not a whole number from 1 to {MAX_THREADS} (BLAS "
-            "threads per rank)"
-        ) from None
 
 
 def add_command(commands, name: str, run_options, func, **kwargs) -> argparse.ArgumentParser:

@@ -22,6 +22,7 @@ from ..io.stream import chunks, like
 from ..kernels.losses import BINARY, CLASSIFIERS, LabelProblem, class_label_problem
 from ..model import LinearModel, load_model
 from ..parallel import default_comm, in_rank_order, on_root, rank_local
+from ..threads import limited
 from . import metrics
 
 
@@ -32,6 +33,7 @@ def _load(comm, model: LinearModel | str | os.PathLike) -> LinearModel:
         return load_model(model)
 
 
+@limited
 def evaluate(
     data: str | os.PathLike,
     model: LinearModel | str | os.PathLike,
@@ -94,6 +96,7 @@ def _encode(info, local, classes):
     return replace(local, y=index.astype(np.float64))
 
 
+@limited
 def predict(
     data: str | os.PathLike,
     model: LinearModel | str | os.PathLike,

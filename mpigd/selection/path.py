@@ -28,6 +28,7 @@ from ..optimize import OPTIMIZERS, L1Penalty
 from ..optimize.lockstep import run_lockstep
 from ..parallel import default_comm, max_over_ranks, on_root, warn0, wtime
 from ..partition import check_folds
+from ..threads import limited
 from ..train import labels as label_rules
 from ..train.driver import ConvergenceWarning, fit
 from ..train.options import TrainOptions, option
@@ -79,6 +80,7 @@ class _Plan:
         return "nesterov" if self.kind == "l1" else "lbfgs"
 
 
+@limited
 def cv(
     data: str | os.PathLike,
     model: str = "logistic",

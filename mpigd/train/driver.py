@@ -36,6 +36,7 @@ from ..parallel import (
     wtime,
 )
 from ..scaling import Scaling, standardization
+from ..threads import limited
 from .checkpoint import checkpointing, resume_state
 from .labels import row_weights
 from .options import TrainOptions, choose_optimizer, hessian_problem, optimizer_arguments
@@ -58,6 +59,7 @@ class FitResult:
     timings: dict[str, float]
 
 
+@limited
 def fit(
     data: str | os.PathLike | LocalData,
     model: str = "logistic",

@@ -18,12 +18,14 @@ PACKAGE = Path(__file__).resolve().parents[2] / "mpigd"
 #: import from the rooms of lower layers only.
 LAYERS = (
     ("_version", "errors", "host"),
+    ("threads",),
     ("partition",),
     ("parallel",),
     ("kernels",),
     ("io",),
     ("scaling",),
     ("model", "objective", "optimize"),
+    ("vectors",),
     ("evaluation", "train"),
     ("selection",),
     ("estimator_base",),
