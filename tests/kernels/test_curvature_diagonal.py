@@ -26,3 +26,22 @@ def test_hessian_diagonal_is_the_diagonal_of_the_hessian(layout, scaled, weighte
     theta = 0.3 * rng.standard_normal(13)
     _, _, H = f.hessian(theta)
     np.testing.assert_allclose(f.hess_diagonal(theta), np.diag(H), rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("index", [np.int32, np.int64])
+def test_csr_diagonal_sums_over_blocks_of_rows_as_over_all_rows(monkeypatch, dtype, index):
+    from mpigd.kernels import sparse
+
+    X, _ = sparse_problem("logistic", 101, 9, seed=8)
+    X = X.astype(dtype)
+    X[[3, 40, 41]] = 0  # rows with no stored value, one at a block's end
+    X.eliminate_zeros()
+    X.indices, X.indptr = X.indices.astype(index), X.indptr.astype(index)
+    d = np.random.default_rng(2).uniform(0.1, 2.0, 101)
+    dense = X.toarray().astype(np.float64)
+    expected = np.array([(dense**2).T @ d, dense.T @ d])
+    monkeypatch.setattr(sparse, "DIAGONAL_BLOCK_ROWS", 7)  # 15 blocks, the last of 3 rows
+    np.testing.assert_allclose(
+        sparse.curvature_diagonal(X, d), expected, rtol=1e-6 if dtype == np.float32 else 1e-13
+    )
