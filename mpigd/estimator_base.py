@@ -27,6 +27,7 @@ from .evaluation.metrics import regression
 from .io.dataset import DatasetInfo, LocalData
 from .io.memory import checked_sparse
 from .parallel import allreduce_sum, default_comm, gather_all, rows_before
+from .threads import limited
 
 
 def _comm(estimator):
@@ -275,6 +276,7 @@ class _Estimator(BaseEstimator):
         """What ``score`` compares with the labels: the predictions."""
         return self.predict(X)
 
+    @limited
     def _decision(self, X) -> np.ndarray:
         check_is_fitted(self)
         X = _validate_data(

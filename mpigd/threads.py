@@ -20,6 +20,8 @@ from threadpoolctl import threadpool_limits
 from .errors import MpigdError
 
 ENV = "MPIGD_NUM_THREADS"
+#: The most BLAS threads a rank may ask for (BLAS libraries take a C int, and no node has
+#: more cores than this).
 MAX_THREADS = 4096
 T = TypeVar("T")
 

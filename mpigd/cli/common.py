@@ -150,8 +150,6 @@ def add_model(parser, models) -> None:
     )
 
 
-#: The most BLAS threads a rank may ask for (BLAS libraries take a C int, and no node has
-#: more cores than this).
 def thread_count(text: str) -> int:
     """A BLAS thread count: a whole number from 1 to :data:`MAX_THREADS`."""
     value = positive_int(text)

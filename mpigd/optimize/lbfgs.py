@@ -68,8 +68,8 @@ def lbfgs(
     pairs, f_before = _restore(resume, vectors)
     p = len(vectors.part(run.theta))
     run.extra_state = lambda: {
-        "pairs_s": vectors.whole(np.array([pair[0] for pair in pairs]).reshape(-1, p)),
-        "pairs_y": vectors.whole(np.array([pair[1] for pair in pairs]).reshape(-1, p)),
+        "pairs_s": vectors.whole(np.array([pair[0] for pair in pairs]).reshape(len(pairs), p)),
+        "pairs_y": vectors.whole(np.array([pair[1] for pair in pairs]).reshape(len(pairs), p)),
         "f_before": np.nan if f_before is None else f_before,
     }
     search = partial(

@@ -88,6 +88,8 @@ def fit(
         Defaults to ``COMM_WORLD``.
     callback : callable, optional
         Called on every rank with a :class:`~mpigd.optimize.Progress` after each iteration.
+        Its ``state()`` is collective when L-BFGS holds its vectors in slices (65,536
+        parameters or more on several ranks): call it on every rank, or on none.
     checkpoint : path, optional
         Rank 0 writes the optimiser's full state here (atomically) every
         ``checkpoint_every`` iterations; while it is set, SIGTERM and SIGUSR1 make every

@@ -46,3 +46,14 @@ def test_a_bad_thread_count_in_the_environment_is_one_clear_error(data, monkeypa
     monkeypatch.setenv("MPIGD_NUM_THREADS", "many")
     with pytest.raises(MpigdError, match="MPIGD_NUM_THREADS='many' is not a whole number"):
         fit(data, "logistic")
+
+
+def test_every_entry_point_of_the_python_api_runs_inside_the_limit():
+    import mpigd
+    from mpigd.estimator_base import _Estimator
+    from mpigd.threads import limited
+
+    wrapper = limited(lambda: None).__code__  # what fit, tested above, runs
+    entries = (mpigd.fit, mpigd.cv, mpigd.evaluate, mpigd.predict, _Estimator._decision)
+    for entry in entries:
+        assert entry.__code__ is wrapper, entry.__qualname__
