@@ -55,9 +55,8 @@ class RankSlices(Whole):
         if part.ndim == 1:
             return gather_parts(self.comm, part, self.counts)
         rows = part.shape[0]
-        flat = gather_parts(self.comm, part, [rows * count for count in self.counts])
-        ends = np.cumsum([rows * count for count in self.counts])[:-1]
-        blocks = np.split(flat, ends)
+        sizes = [rows * count for count in self.counts]
+        blocks = np.split(gather_parts(self.comm, part, sizes), np.cumsum(sizes)[:-1])
         return np.hstack([b.reshape(rows, c) for b, c in zip(blocks, self.counts, strict=True)])
 
 

@@ -98,7 +98,8 @@ def lbfgs(
             return run.result(False, FLAT)
         theta_new = theta + alpha * direction
         f_new, g_new = memo(theta_new)
-        pair = _pair(vectors, theta, theta_new, g, g_new)
+        s = vectors.part(theta_new) - vectors.part(theta)
+        pair = _pair(vectors, s, vectors.part(g_new) - vectors.part(g))
         if pair[2] > curvature_tol * float(pair[3]):  # only pairs with positive curvature
             pairs = [*pairs, pair][-memory:]
         f_before = f
@@ -107,10 +108,8 @@ def lbfgs(
     return stop
 
 
-def _pair(vectors: Whole, theta, theta_new, g, g_new) -> tuple:
-    """The curvature pair of a step, ``(s, y, s.y, y.y)``, ``s`` and ``y`` in parts."""
-    s = vectors.part(theta_new) - vectors.part(theta)
-    y = vectors.part(g_new) - vectors.part(g)
+def _pair(vectors: Whole, s: np.ndarray, y: np.ndarray) -> tuple:
+    """The curvature pair ``(s, y, s.y, y.y)`` of the parts ``s`` and ``y``."""
     return (s, y, *vectors.dots((s, y), (y, y)))
 
 
@@ -120,10 +119,10 @@ def _restore(resume: dict[str, Any] | None, vectors: Whole) -> tuple[list, float
     if resume is None:
         return [], None
     f_before = resume["f_before"] if np.isfinite(resume["f_before"]) else None
-    pairs = []
-    for s, y in zip(resume["pairs_s"], resume["pairs_y"], strict=True):
-        s, y = vectors.part(s).copy(), vectors.part(y).copy()
-        pairs.append((s, y, *vectors.dots((s, y), (y, y))))
+    pairs = [
+        _pair(vectors, vectors.part(s).copy(), vectors.part(y).copy())
+        for s, y in zip(resume["pairs_s"], resume["pairs_y"], strict=True)
+    ]
     return pairs, f_before
 
 
