@@ -21,13 +21,14 @@ import numpy as np
 from ..errors import InvalidInputError, MpigdError
 from .parse import (
     PLAIN_DELIMITERS,
+    Scratch,
     SparseLines,
-    SparseRows,
     bytes_of,
     check_delimiter,
     compiled_parser,
     read_compiled,
     read_reference,
+    sparse_rows,
 )
 
 _MASK32 = 0xFFFFFFFF
@@ -183,6 +184,7 @@ def hashed_lines(
     categorical: frozenset[int] | set[int],
     names: list[str] | None,
     hash_bits: int,
+    into: Scratch | None = None,
 ) -> SparseLines:
     """The data lines of ``buf``, whole lines of delimited text numbered from
     ``first_line``, as CSR rows with the categorical columns hashed, exactly as
@@ -208,10 +210,11 @@ def hashed_lines(
     A line with another number of fields, or a label or nonblank numeric field that is not
     a finite number, is an :class:`~mpigd.errors.MpigdError` naming ``path``, the line and
     the column (1-based, and its name in ``names``); a bad argument (``hash_bits`` outside
-    1 .. 31 included) an :class:`~mpigd.errors.InvalidInputError`. Collective: no."""
+    1 .. 31 included) an :class:`~mpigd.errors.InvalidInputError`. With ``into`` (a
+    :class:`~mpigd.io.parse.Scratch`), the rows are views of its arrays. Collective: no."""
     text, first_line = bytes_of(buf), operator.index(first_line)
     how = _hashing(path, delimiter, width, label, categorical, names, hash_bits)
-    out = SparseRows(len(text), True)
+    out = sparse_rows(len(text), True, into)
     parser = compiled_parser()
     parser = parser if delimiter in PLAIN_DELIMITERS else None
 

@@ -122,17 +122,47 @@ def _trimmed(a: np.ndarray, size: int) -> np.ndarray:
     return a[:size] if 2 * size >= len(a) else a[:size].copy()
 
 
+def _fit(rows, name: str, size: int) -> None:
+    """Cut the array ``rows.name`` to its first ``size`` rows: in place where nothing
+    else refers to it (NumPy checks, and its ``realloc`` of a shorter array copies
+    nothing and gives the rest back), else as :func:`_trimmed` does."""
+    a = vars(rows).pop(name)
+    try:
+        a.resize((size, *a.shape[1:]), refcheck=True)
+    except ValueError:  # a view of it is alive (or it is one): never moved under it
+        a = _trimmed(a, size)
+    setattr(rows, name, a)
+
+
 class SparseRows:
     """CSR rows being filled: by the compiled parser in place (:meth:`room`), and by the
     reference one row at a time (:meth:`append`)."""
 
-    def __init__(self, n_bytes: int, values: bool):
+    def __init__(self, n_bytes: int, values: bool, reused: bool = False):
         rows, pairs = n_bytes // BYTES_PER_ROW + 16, n_bytes // BYTES_PER_PAIR + 16
         self.labels, self.numbers = np.empty(rows), np.empty(rows, np.int64)
         self.indptr = np.zeros(rows + 1, np.int64)
         self.indices = np.empty(pairs, np.int64)
         self.values = np.empty(pairs) if values else None
         self.n_rows = self.n_pairs = 0
+        self.reused = reused  # by the next parse: results are views (see Scratch)
+
+    def reset(self, n_bytes: int, values: bool) -> SparseRows:
+        """Empty again, with room for ``n_bytes`` of text: the arrays are kept where they
+        are large enough (a result made before is overwritten), else made anew."""
+        rows, pairs = n_bytes // BYTES_PER_ROW + 16, n_bytes // BYTES_PER_PAIR + 16
+        if rows > len(self.labels):
+            self.labels, self.numbers = np.empty(rows), np.empty(rows, np.int64)
+            self.indptr = np.zeros(rows + 1, np.int64)
+        if pairs > len(self.indices):
+            self.indices = np.empty(pairs, np.int64)
+            self.values = None
+        if values and self.values is None:
+            self.values = np.empty(len(self.indices))
+        elif not values:
+            self.values = None
+        self.n_rows = self.n_pairs = 0
+        return self
 
     def reserve(self, rows: int, pairs: int) -> None:
         """Room for ``rows`` more rows and ``pairs`` more pairs (twice as much, or more,
@@ -182,24 +212,34 @@ class SparseRows:
 
     def result(self, n_lines: int) -> SparseLines:
         r, p = self.n_rows, self.n_pairs
-        values = None if self.values is None else _trimmed(self.values, p)
+        if self.reused:
+            values = None if self.values is None else self.values[:p]
+            arrays = self.labels[:r], self.indptr[: r + 1], self.indices[:p], values
+            return SparseLines(*arrays, self.numbers[:r], n_lines)
+        for name, size in (("labels", r), ("indptr", r + 1), ("indices", p), ("numbers", r)):
+            _fit(self, name, size)
+        if self.values is not None:
+            _fit(self, "values", p)
         return SparseLines(
-            _trimmed(self.labels, r),
-            _trimmed(self.indptr, r + 1),
-            _trimmed(self.indices, p),
-            values,
-            _trimmed(self.numbers, r),
-            n_lines,
+            self.labels, self.indptr, self.indices, self.values, self.numbers, n_lines
         )
 
 
 class _DenseRows:
     """Dense rows of ``width`` values being filled, as :class:`SparseRows`."""
 
-    def __init__(self, n_bytes: int, width: int):
+    def __init__(self, n_bytes: int, width: int, reused: bool = False):
         rows = n_bytes // (BYTES_PER_FIELD * width) + 16
         self.values, self.numbers = np.empty((rows, width)), np.empty(rows, np.int64)
+        self.n_rows, self.reused = 0, reused
+
+    def reset(self, n_bytes: int, width: int) -> _DenseRows:
+        """As :meth:`SparseRows.reset`; made anew for another width."""
+        rows = n_bytes // (BYTES_PER_FIELD * width) + 16
+        if rows > len(self.numbers) or width != self.values.shape[1]:
+            self.values, self.numbers = np.empty((rows, width)), np.empty(rows, np.int64)
         self.n_rows = 0
+        return self
 
     def grow(self) -> None:
         size = 2 * len(self.numbers)
@@ -220,7 +260,38 @@ class _DenseRows:
         self.wrote(1)
 
     def result(self, n_lines: int) -> tuple[np.ndarray, np.ndarray, int]:
-        return _trimmed(self.values, self.n_rows), _trimmed(self.numbers, self.n_rows), n_lines
+        if self.reused:
+            return self.values[: self.n_rows], self.numbers[: self.n_rows], n_lines
+        _fit(self, "values", self.n_rows)
+        _fit(self, "numbers", self.n_rows)
+        return self.values, self.numbers, n_lines
+
+
+class Scratch:
+    """Arrays that one parse after another fills again (``into=`` of the readers), so
+    that a pass over many blocks keeps the same few pages warm instead of faulting in
+    new ones for every block. What a parse into it returns is made of views of these
+    arrays: valid until the next parse into the same scratch."""
+
+    def __init__(self):
+        self.rows: SparseRows | _DenseRows | None = None
+
+    def sparse(self, n_bytes: int, values: bool) -> SparseRows:
+        if isinstance(self.rows, SparseRows):
+            return self.rows.reset(n_bytes, values)
+        self.rows = SparseRows(n_bytes, values, reused=True)
+        return self.rows
+
+    def dense(self, n_bytes: int, width: int) -> _DenseRows:
+        if isinstance(self.rows, _DenseRows):
+            return self.rows.reset(n_bytes, width)
+        self.rows = _DenseRows(n_bytes, width, reused=True)
+        return self.rows
+
+
+def sparse_rows(n_bytes: int, values: bool, into: Scratch | None) -> SparseRows:
+    """Rows to parse ``n_bytes`` of text into: new ones, or ``into``'s."""
+    return SparseRows(n_bytes, values) if into is None else into.sparse(n_bytes, values)
 
 
 # -- the lines ----------------------------------------------------------------------------
@@ -293,7 +364,9 @@ def _libsvm_row(path, number: int, line: str):
     return None
 
 
-def libsvm_lines(buf, *, path, first_line: int, values: bool = True) -> SparseLines:
+def libsvm_lines(
+    buf, *, path, first_line: int, values: bool = True, into: Scratch | None = None
+) -> SparseLines:
     """The data lines of ``buf``, whole lines of LIBSVM text numbered from ``first_line``,
     as CSR rows. A ``#`` starts a comment; blank and comment-only lines give no row.
     ``qid:`` tokens are skipped; each row's pairs are sorted by index, and an index given
@@ -301,9 +374,10 @@ def libsvm_lines(buf, *, path, first_line: int, values: bool = True) -> SparseLi
     with finite numbers and indices >= 0 (an :class:`~mpigd.errors.MpigdError` naming
     ``path``, the line and the column). ``values=False``, the counting pass of a two-pass
     reader, leaves the values out (``values`` is None) but still checks them, finite
-    included. Collective: no."""
+    included. With ``into`` (a :class:`Scratch`), the rows are views of its arrays.
+    Collective: no."""
     text, first_line = bytes_of(buf), operator.index(first_line)
-    out = SparseRows(len(text), values)
+    out = sparse_rows(len(text), values, into)
     parser = compiled_parser()
 
     queries = []
@@ -358,7 +432,14 @@ def check_delimiter(delimiter) -> None:
 
 
 def numeric_lines(
-    buf, *, path, first_line: int, delimiter: str, width: int, names=None
+    buf,
+    *,
+    path,
+    first_line: int,
+    delimiter: str,
+    width: int,
+    names=None,
+    into: Scratch | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """The data lines of ``buf``, whole lines of delimited numeric text numbered from
     ``first_line``, as ``(values, numbers, n_lines)``: values (rows, width) float64, the
@@ -366,12 +447,13 @@ def numeric_lines(
     give no row) included. Each line is read as ``np.loadtxt`` reads it (quoted fields
     too); one that is not ``width`` finite numbers is an
     :class:`~mpigd.errors.MpigdError` naming ``path``, the line and, where it can, the
-    column (by its name in ``names``, if given). Collective: no."""
+    column (by its name in ``names``, if given). With ``into`` (a :class:`Scratch`), the
+    values are a view of its arrays. Collective: no."""
     text, first_line = bytes_of(buf), operator.index(first_line)
     check_delimiter(delimiter)
     if operator.index(width) < 1:
         raise InvalidInputError(f"width {width}: need at least one field")
-    out = _DenseRows(len(text), width)
+    out = _DenseRows(len(text), width) if into is None else into.dense(len(text), width)
     parser = compiled_parser()
     parser = parser if delimiter in PLAIN_DELIMITERS else None
 

@@ -9,7 +9,6 @@ decide (:meth:`Format.plan`).
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from dataclasses import dataclass, replace
 
@@ -29,6 +28,7 @@ from .ingest import (
     shared_output,
 )
 from .outputs import write_errors
+from .parse import Scratch
 from .text import csv_head
 from .text_formats import Counts, Csr, Csv, Format, Hashed, Libsvm, Plan, indices_of
 
@@ -149,40 +149,38 @@ def write_rows(comm, output, plan: Plan, attrs: dict, dtype, rows) -> None:
             sink.finish()
 
 
-#: Bytes of parsed rows a rank keeps from its counting pass, so that the writing pass
-#: need not parse them again; the blocks after them are parsed twice, so that memory
-#: stays bounded whatever the input's size.
-KEEP_BYTES = 128 * 2**20
-
-
 def convert_text(comm, source: TextInput, output, *, dtype="float64", layout=None) -> Plan:
     """Convert ``source`` to ``output`` on every rank of ``comm`` (``layout`` "sparse"
     or "dense"; by default LIBSVM is sparse and CSV dense); returns what was written.
-    Collective: yes."""
+    Two passes over each rank's text, each parsing a block at a time into the same
+    arrays: the first counts, the second writes as it parses, so that a rank's memory
+    is a few blocks whatever the input's size (measured faster than keeping the first
+    pass's rows: fresh pages cost more than parsing again). Collective: yes."""
     inputs = on_root(comm, lambda: list_inputs(source.patterns, output), share=True)
     reader = text_reader(comm, inputs, source, dtype, layout)
     text = rank_text(comm, inputs)
-    counts, kept = counting_pass(comm, reader, text, KEEP_BYTES)
+    counts, _ = counting_pass(comm, reader, text, keep=False)
     plan = counted(comm, reader, counts)
 
-    def rows():
-        yield from map(reader.matrix, kept)
-        for piece, block, first, _ in itertools.islice(reader.blocks(text), len(kept), None):
-            yield reader.matrix(reader.rows(piece.path, block, first))
+    def rows():  # each block's rows are written before the next is parsed into scratch
+        scratch = Scratch()
+        for piece, block, first, _ in reader.blocks(text):
+            yield reader.matrix(reader.rows(piece.path, block, first, into=scratch))
 
     write_rows(comm, output, plan, plan.attrs(inputs, reader.fmt), dtype, rows)
     on_root(comm, inputs.check_unchanged)
     return plan
 
 
-def counting_pass(comm, reader: Format, text: RankText, keep_bytes: float):
-    """``(counts, kept)``: this rank's counts of its rows (:meth:`Format.count`) and the
-    first of its parsed blocks, up to ``keep_bytes``, so that they need not be parsed
-    again. Each block is parsed once, its lines numbered from the piece's start; then an
-    exclusive scan of each file's newlines numbers them in their files, and a block that
-    failed is parsed again with those numbers, for its error to name its line.
-    Collective: yes."""
-    counts, kept, room, failed = Counts(), [], keep_bytes, None
+def counting_pass(comm, reader: Format, text: RankText, *, keep: bool):
+    """``(counts, kept)``: this rank's counts of its rows (:meth:`Format.count`) and,
+    with ``keep``, its parsed blocks, in order (without, the values are not stored and
+    each block is parsed into the arrays of the one before). Each block is parsed once,
+    its lines numbered from the piece's start; then an exclusive scan of each file's
+    newlines numbers them in their files, and a block that failed is parsed again with
+    those numbers, for its error to name its line. Collective: yes."""
+    counts, kept, failed = Counts(), [], None
+    scratch = None if keep else Scratch()
     newlines = np.zeros(len(reader.inputs.paths), dtype=np.int64)
     with rank_local(comm):
         for piece, block, first, n in reader.blocks(text):
@@ -190,17 +188,13 @@ def counting_pass(comm, reader: Format, text: RankText, keep_bytes: float):
             if failed is not None:
                 continue
             try:
-                parsed = reader.rows(piece.path, block, first, values=room > 0)
+                parsed = reader.rows(piece.path, block, first, values=keep, into=scratch)
             except MpigdError:
                 failed = piece, bytes(block), first
                 continue
             reader.count(counts, piece.file, parsed)
-            if room > 0:
-                parsed = compact(parsed)
-                size = _nbytes(parsed)
-                room = room - size if room >= size else 0  # the kept blocks: a prefix
-            if room > 0:
-                kept.append(parsed)
+            if keep:
+                kept.append(compact(parsed))
     before = sums_before(comm, newlines)
     text.renumber(before)
     counts.renumber(before)
@@ -214,25 +208,25 @@ def counting_pass(comm, reader: Format, text: RankText, keep_bytes: float):
 
 def compact(parsed):
     """A parsed block as it is kept: its own arrays, no larger than they need be (the
-    parser's may be views of larger ones), indices as int32 where they fit, without the
-    line numbers (the counts have used them)."""
+    parser's are, unless they are views of larger ones, which are copied), indices as
+    int32 where they fit, without the line numbers (the counts have used them)."""
     if isinstance(parsed, tuple):  # CSV: (values, line numbers, lines)
-        return np.array(parsed[0]), np.zeros(0, np.int64), parsed[2]
+        return _own(parsed[0]), np.zeros(0, np.int64), parsed[2]
     fits = len(parsed.indices) == 0 or parsed.indices.max() <= np.iinfo(np.int32).max
     return replace(
         parsed,
-        labels=np.array(parsed.labels),
-        indptr=np.array(parsed.indptr),
-        indices=parsed.indices.astype(np.int32 if fits else np.int64),
-        values=None if parsed.values is None else np.array(parsed.values),
+        labels=_own(parsed.labels),
+        indptr=_own(parsed.indptr),
+        indices=parsed.indices.astype(np.int32) if fits else _own(parsed.indices),
+        values=None if parsed.values is None else _own(parsed.values),
         numbers=np.zeros(0, np.int64),
     )
 
 
-def _nbytes(parsed) -> int:
-    """The bytes of a parsed block's arrays."""
-    arrays = parsed.__dict__.values() if hasattr(parsed, "__dict__") else parsed
-    return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
+def _own(a: np.ndarray) -> np.ndarray:
+    """``a`` if it holds its own memory, else a copy: a kept view would keep all of the
+    array it is a view of."""
+    return a if a.base is None else a.copy()
 
 
 def _decided(comm, reader: Format, counts: list[Counts]) -> Plan:

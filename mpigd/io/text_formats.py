@@ -148,7 +148,10 @@ class Format:
         """:meth:`RankText.blocks`, as this format reads them."""
         return text.blocks()
 
-    def rows(self, path, block: bytes, first: int, *, values: bool = True):
+    def rows(self, path, block: bytes, first: int, *, values: bool = True, into=None):
+        """The rows of ``block``, whole lines numbered from ``first`` (``values=False``:
+        for counting only; ``into``: a :class:`~mpigd.io.parse.Scratch` whose arrays
+        they are views of)."""
         raise NotImplementedError
 
     def count(self, counts: Counts, file: int, parsed) -> None:
@@ -165,8 +168,8 @@ class Libsvm(Format):
         super().__init__(inputs, dtype, layout)
         self.n_features, self.zero_based, self.base, self.width = n_features, zero_based, 1, 0
 
-    def rows(self, path, block, first, *, values=True):
-        return parse.libsvm_lines(block, path=path, first_line=first, values=values)
+    def rows(self, path, block, first, *, values=True, into=None):
+        return parse.libsvm_lines(block, path=path, first_line=first, values=values, into=into)
 
     def count(self, counts, file, lines) -> None:
         counts.rows += len(lines.labels)
@@ -274,11 +277,11 @@ class Csv(Format):
             start, number = end, number + 1
         return b"", number, False
 
-    def rows(self, path, block, first, *, values=True):
+    def rows(self, path, block, first, *, values=True, into=None):
         head = self.head
         return parse.numeric_lines(
             block, path=path, first_line=first, delimiter=head.delimiter, width=head.width,
-            names=head.names,
+            names=head.names, into=into,
         )  # fmt: skip
 
     def count(self, counts, file, parsed) -> None:
@@ -372,12 +375,12 @@ class Hashed(Csv):
         self.hash_bits = hash_bits
         self.numeric = [c for c in head.keep if c not in self.categorical]
 
-    def rows(self, path, block, first, *, values=True):
+    def rows(self, path, block, first, *, values=True, into=None):
         head = self.head
         return hashing.hashed_lines(
             block, path=path, first_line=first, delimiter=head.delimiter, width=head.width,
             label=head.y_column, categorical=frozenset(self.categorical), names=head.names,
-            hash_bits=self.hash_bits,
+            hash_bits=self.hash_bits, into=into,
         )  # fmt: skip
 
     def count(self, counts, file, lines) -> None:

@@ -56,7 +56,7 @@ def read_text_rows(
         source = replace(source, label="none")
     inputs = on_root(comm, lambda: list_inputs(source.patterns, source.cache), share=True)
     reader = text_reader(comm, inputs, source, np.float64, None)
-    counts, parsed = counting_pass(comm, reader, rank_text(comm, inputs), float("inf"))
+    counts, parsed = counting_pass(comm, reader, rank_text(comm, inputs), keep=True)
     plan = counted(comm, reader, counts)
     on_root(comm, inputs.check_unchanged)
     with rank_local(comm):

@@ -322,6 +322,16 @@ def test_odd_lines_are_read_alike_and_as_the_csv_module_reads_them():
         assert row[len(row) - len(hashed) :] == hashed, r
 
 
+def test_hashed_rows_parsed_into_a_scratch_are_what_fresh_arrays_give(criteo_text):
+    scratch = parse.Scratch()
+    for text in (criteo_text, criteo_text[: len(criteo_text) // 3].rsplit(b"\n", 1)[0]):
+        got = hashing.hashed_lines(
+            text, path="f", first_line=1, hash_bits=10, into=scratch, **CRITEO
+        )
+        assert same(got, hashing.hashed_lines(text, path="f", first_line=1, hash_bits=10,
+                                              **CRITEO))  # fmt: skip
+
+
 @needs_compiled
 def test_plain_lines_never_reach_the_reference(monkeypatch, criteo_text):
     calls = []

@@ -412,6 +412,65 @@ def test_the_arrays_grow_past_their_first_guess(choice):
     assert values.shape == (20001, 1) and values[-1, 0] == 2.0 and numbers[-1] == 20001
 
 
+@pytest.mark.parametrize("choice", PARSERS)
+def test_a_scratch_is_filled_again_and_gives_what_fresh_arrays_give(choice):
+    """Blocks parsed one after another into one Scratch: each result is what a fresh
+    parse gives, the next block (no larger) reuses the same memory, and a larger one,
+    or one that outgrows the first guess, gets new arrays without losing a row."""
+    if choice == "compiled" and parse._text is None:
+        pytest.skip(parse.why_not)
+    rng = np.random.default_rng(3)
+    lines = [f"{rng.integers(-1, 2)} " + " ".join(f"{i}:{rng.random():.5f}"
+             for i in sorted(rng.choice(99, rng.integers(0, 6), replace=False) + 1))
+             for _ in range(400)]  # fmt: skip
+    big, small = "\n".join(lines).encode() + b"\n", "\n".join(lines[:50]).encode() + b"\n"
+    wide = b"1 " + b" ".join(b"%d:1" % i for i in range(1, 3000)) + b"\n"
+    for values in (True, False):
+        scratch, seen = parse.Scratch(), []
+        for text in (big, small, small + b"# c\n" + big, wide * 3):
+            got = read(parse.libsvm_lines, choice, text, path="f", first_line=7,
+                       values=values, into=scratch)  # fmt: skip
+            fresh = read(parse.libsvm_lines, choice, text, path="f", first_line=7, values=values)
+            assert same(got, fresh)
+            seen.append(got.indices)
+        assert np.shares_memory(seen[0], seen[1])  # the smaller block: the same arrays
+        assert not np.shares_memory(seen[1], seen[2])  # the larger one: new arrays
+    dense, scratch = b"1,2\n3,4\n\n5,6\n", parse.Scratch()
+    first = read(parse.numeric_lines, choice, dense, path="f", first_line=1, delimiter=",",
+                 width=2, into=scratch)  # fmt: skip
+    again = read(parse.numeric_lines, choice, dense[:8], path="f", first_line=1,
+                 delimiter=",", width=2, into=scratch)  # fmt: skip
+    assert again[0].tolist() == [[1, 2], [3, 4]] and np.shares_memory(first[0], again[0])
+    other = read(parse.numeric_lines, choice, b"1,2,3\n", path="f", first_line=1,
+                 delimiter=",", width=3, into=scratch)  # fmt: skip
+    assert other[0].tolist() == [[1, 2, 3]]
+
+
+@pytest.mark.parametrize("choice", PARSERS)
+def test_a_fresh_parse_returns_arrays_of_its_own_cut_to_size(choice):
+    """Without a scratch, the arrays are the parser's own, shrunk where they were made
+    (not views of larger ones, nor copies): a kept block holds no spare room."""
+    if choice == "compiled" and parse._text is None:
+        pytest.skip(parse.why_not)
+    got = read(parse.libsvm_lines, choice, b"1 1:1 2:2\n-1 3:0.5\n" * 1000, path="f",
+               first_line=1)  # fmt: skip
+    for a in (got.labels, got.indptr, got.indices, got.values, got.numbers):
+        assert a.base is None and a.flags.owndata
+    assert got.labels.shape == (2000,) and got.indices.shape == (3000,)
+    values, numbers, _ = read(parse.numeric_lines, choice, b"1,2\n3,4\n", path="f",
+                              first_line=1, delimiter=",", width=2)  # fmt: skip
+    assert values.base is None and values.shape == (2, 2) and numbers.shape == (2,)
+
+
+def test_an_array_with_a_view_alive_is_never_moved_but_copied():
+    rows = parse.SparseRows(4096, True)
+    rows.indices[:3] = [1, 2, 3]
+    view = rows.indices[:8]
+    parse._fit(rows, "indices", 3)
+    assert rows.indices.tolist() == [1, 2, 3] and view[:3].tolist() == [1, 2, 3]
+    assert not np.shares_memory(rows.indices, view)  # most of it unused: a copy
+
+
 # ------------------------------------------------------------ the division of labour
 
 
