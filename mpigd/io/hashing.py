@@ -21,15 +21,13 @@ import numpy as np
 from ..errors import InvalidInputError, MpigdError
 from .parse import (
     PLAIN_DELIMITERS,
-    Scratch,
-    SparseLines,
     bytes_of,
     check_delimiter,
     compiled_parser,
     read_compiled,
     read_reference,
-    sparse_rows,
 )
+from .parsed import Scratch, SparseLines, sparse_rows
 
 _MASK32 = 0xFFFFFFFF
 
@@ -211,7 +209,7 @@ def hashed_lines(
     a finite number, is an :class:`~mpigd.errors.MpigdError` naming ``path``, the line and
     the column (1-based, and its name in ``names``); a bad argument (``hash_bits`` outside
     1 .. 31 included) an :class:`~mpigd.errors.InvalidInputError`. With ``into`` (a
-    :class:`~mpigd.io.parse.Scratch`), the rows are views of its arrays. Collective: no."""
+    :class:`~mpigd.io.parsed.Scratch`), the rows are views of its arrays. Collective: no."""
     text, first_line = bytes_of(buf), operator.index(first_line)
     how = _hashing(path, delimiter, width, label, categorical, names, hash_bits)
     out = sparse_rows(len(text), True, into)

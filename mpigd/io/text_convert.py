@@ -28,7 +28,7 @@ from .ingest import (
     shared_output,
 )
 from .outputs import write_errors
-from .parse import Scratch
+from .parsed import Scratch
 from .text import csv_head
 from .text_formats import Counts, Csr, Csv, Format, Hashed, Libsvm, Plan, indices_of
 

@@ -150,7 +150,7 @@ class Format:
 
     def rows(self, path, block: bytes, first: int, *, values: bool = True, into=None):
         """The rows of ``block``, whole lines numbered from ``first`` (``values=False``:
-        for counting only; ``into``: a :class:`~mpigd.io.parse.Scratch` whose arrays
+        for counting only; ``into``: a :class:`~mpigd.io.parsed.Scratch` whose arrays
         they are views of)."""
         raise NotImplementedError
 

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mpigd.errors import InvalidInputError, MpigdError
-from mpigd.io import parse
+from mpigd.io import parse, parsed
 
 needs_compiled = pytest.mark.skipif(
     parse._text is None, reason=f"compiled text parser off: {parse.why_not}"
@@ -463,10 +463,10 @@ def test_a_fresh_parse_returns_arrays_of_its_own_cut_to_size(choice):
 
 
 def test_an_array_with_a_view_alive_is_never_moved_but_copied():
-    rows = parse.SparseRows(4096, True)
+    rows = parsed.SparseRows(4096, True)
     rows.indices[:3] = [1, 2, 3]
     view = rows.indices[:8]
-    parse._fit(rows, "indices", 3)
+    parsed._fit(rows, "indices", 3)
     assert rows.indices.tolist() == [1, 2, 3] and view[:3].tolist() == [1, 2, 3]
     assert not np.shares_memory(rows.indices, view)  # most of it unused: a copy
 
