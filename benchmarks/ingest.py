@@ -19,6 +19,10 @@ each ``--repeats`` times in turn, median reported (needs the ``peers`` extra and
   ``(1/m) sum log-loss + L2/2 |w|^2`` on the same rows;
 - peak memory: the largest resident set of any process of ``mpigd data convert`` at P = 1.
 
+The LIBSVM table gives each ratio to scikit-learn's load call twice: of the medians, and
+round by round (the two commands timed seconds apart), whose spread shows how much
+this machine's speed moved during the run.
+
 Writes PREFIX.json and PREFIX.md (with this machine's CPU named).
 """
 
@@ -227,13 +231,17 @@ def report(args, times, peak, objectives, sizes, nnz) -> None:
         f"{record['machine']}; median of {args.repeats}, whole processes (and "
         "scikit-learn's load call alone)",
         "",
-        "| LIBSVM | seconds | MB/s | rows/s | against scikit-learn's load call |",
-        "|---|---|---|---|---|",
+        "| LIBSVM | seconds | MB/s | rows/s | against scikit-learn's load call | the same, "
+        "round by round: median (least - most) |",
+        "|---|---|---|---|---|---|",
     ]
     for name in ("sklearn load (call)", "sklearn load (process)", "vw parse (process)",
                  "mpigd convert P=1", "mpigd convert P=2"):  # fmt: skip
         s = median[name]
-        lines.append(f"| {name} | {s:.2f} | {mb / s:,.0f} | {args.rows / s:,.0f} | {sk / s:.1f}x |")
+        rounds = np.divide(times["sklearn load (call)"], times[name])  # each in one round
+        spread = f"{np.median(rounds):.1f}x ({rounds.min():.1f} - {rounds.max():.1f})"
+        lines.append(f"| {name} | {s:.2f} | {mb / s:,.0f} | {args.rows / s:,.0f} | {sk / s:.1f}x "
+                     f"| {spread} |")  # fmt: skip
     csv_mb, pandas = sizes["data.csv"] / 1e6, median["pandas read_csv"]
     lines += ["", f"| CSV, {args.csv_rows:,} x 20, {csv_mb:,.0f} MB | seconds | MB/s | "
               "against pandas |", "|---|---|---|---|"]  # fmt: skip

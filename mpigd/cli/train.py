@@ -7,8 +7,6 @@ from ..errors import plural
 from ..kernels.losses import MODELS, model_name
 from ..optimize import OPTIMIZERS, Progress
 from ..parallel import library_version, on_root, wtime
-from ..train.driver import fit
-from ..train.options import TrainOptions
 from .common import (
     add_checkpointing,
     add_command,
@@ -153,6 +151,9 @@ def _progress_printer(say, every: int, start: float, announce):
 
 def run(args, comm) -> int:
     """``mpigd train``; returns the exit status. Collective: yes."""
+    from ..train.driver import fit  # not loaded by the other commands (data convert's start)
+    from ..train.options import TrainOptions
+
     say = reporter(comm, args.quiet)
     check_outputs_on_root(
         comm,

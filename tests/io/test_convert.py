@@ -214,3 +214,19 @@ def test_block_parser_agrees_with_the_line_parser():
     assert fast is not None
     for name in ("labels", "row", "index", "value"):
         np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name))
+
+
+def test_a_conversion_loads_neither_the_training_modules_nor_numpy_ma(tmp_path):
+    """A conversion's start is its own: ``mpigd train``'s modules are imported when it
+    runs, and the label counts do without ``np.unique`` (whose first call imports
+    ``numpy.ma``), about 50 ms of each rank's start together."""
+    (tmp_path / "a.svm").write_text("1 1:0.5 3:2\n-1 2:1\n")
+    code = (
+        "import sys; from mpigd.cli import main; "
+        f"status = main(['data', 'convert', {str(tmp_path / 'a.svm')!r}, "
+        f"{str(tmp_path / 'a.h5')!r}, '--quiet']); "
+        "print(status, *sorted(m for m in ('mpigd.train.driver', 'mpigd.objective', "
+        "'numpy.ma') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split() == ["0"], done.stdout + done.stderr
