@@ -130,9 +130,11 @@ def counted(comm, reader: Format, counts: Counts) -> Plan:
     return plan
 
 
-def write_rows(comm, output, plan: Plan, attrs: dict, dtype, rows) -> None:
+def write_rows(comm, output, plan: Plan, attrs: dict, dtype, rows, check=None) -> None:
     """Write ``output`` (atomically) with ``plan``'s datasets, each rank its ``rows``:
-    ``(X, y)`` pairs in order, which must add up to its counts. Collective: yes."""
+    ``(X, y)`` pairs in order, which must add up to its counts; ``check`` (on rank 0,
+    once every rank has written) may still refuse the output, which is then never put
+    in place. Collective: yes."""
     on_root(comm, lambda: _fits(plan, output, dtype))
     with shared_output(comm, output) as tmp:
         shapes = plan.shapes(dtype)
@@ -147,6 +149,8 @@ def write_rows(comm, output, plan: Plan, attrs: dict, dtype, rows) -> None:
             for X, y in rows():
                 sink.add(X, y)
             sink.finish()
+        if check is not None:
+            on_root(comm, check)
 
 
 def convert_text(comm, source: TextInput, output, *, dtype="float64", layout=None) -> Plan:
@@ -167,18 +171,18 @@ def convert_text(comm, source: TextInput, output, *, dtype="float64", layout=Non
         for piece, block, first, _ in reader.blocks(text):
             yield reader.matrix(reader.rows(piece.path, block, first, into=scratch))
 
-    write_rows(comm, output, plan, plan.attrs(inputs, reader.fmt), dtype, rows)
-    on_root(comm, inputs.check_unchanged)
+    attrs = plan.attrs(inputs, reader.fmt)  # an input changed since it was listed: no output
+    write_rows(comm, output, plan, attrs, dtype, rows, check=inputs.check_unchanged)
     return plan
 
 
 def counting_pass(comm, reader: Format, text: RankText, *, keep: bool):
     """``(counts, kept)``: this rank's counts of its rows (:meth:`Format.count`) and,
-    with ``keep``, its parsed blocks, in order (without, the values are not stored and
-    each block is parsed into the arrays of the one before). Each block is parsed once,
-    its lines numbered from the piece's start; then an exclusive scan of each file's
-    newlines numbers them in their files, and a block that failed is parsed again with
-    those numbers, for its error to name its line. Collective: yes."""
+    with ``keep``, its parsed blocks, in order (without, each block is parsed into the
+    arrays of the one before, and LIBSVM's values are checked but not stored). Each block
+    is parsed once, its lines numbered from the piece's start; then an exclusive scan of
+    each file's newlines numbers them in their files, and a block that failed is parsed
+    again with those numbers, for its error to name its line. Collective: yes."""
     counts, kept, failed = Counts(), [], None
     scratch = None if keep else Scratch()
     newlines = np.zeros(len(reader.inputs.paths), dtype=np.int64)

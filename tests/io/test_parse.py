@@ -11,6 +11,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+import sys
 from unittest import mock
 
 import numpy as np
@@ -452,6 +453,8 @@ def test_a_fresh_parse_returns_arrays_of_its_own_cut_to_size(choice):
     (not views of larger ones, nor copies): a kept block holds no spare room."""
     if choice == "compiled" and parse._text is None:
         pytest.skip(parse.why_not)
+    if sys.gettrace() is not None:  # NumPy's reference check then refuses every resize
+        pytest.skip("under a trace function (debugger, coverage) the arrays are copies")
     got = read(parse.libsvm_lines, choice, b"1 1:1 2:2\n-1 3:0.5\n" * 1000, path="f",
                first_line=1)  # fmt: skip
     for a in (got.labels, got.indptr, got.indices, got.values, got.numbers):
@@ -467,8 +470,9 @@ def test_an_array_with_a_view_alive_is_never_moved_but_copied():
     rows.indices[:3] = [1, 2, 3]
     view = rows.indices[:8]
     parsed._fit(rows, "indices", 3)
-    assert rows.indices.tolist() == [1, 2, 3] and view[:3].tolist() == [1, 2, 3]
-    assert not np.shares_memory(rows.indices, view)  # most of it unused: a copy
+    assert rows.indices.tolist() == [1, 2, 3]
+    assert not np.shares_memory(rows.indices, view)  # most of it unused: a copy (the view
+    # itself is not read: were it resized under, that would read freed memory)
 
 
 # ------------------------------------------------------------ the division of labour

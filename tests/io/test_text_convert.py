@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 
 import h5py
 import numpy as np
@@ -247,3 +248,65 @@ def test_qid_tokens_are_ignored_with_one_warning(converted):
         stderr = "".join(outcomes["edge"]["stderr"])
         warned = [line for line in stderr.splitlines() if "qid: tokens of" in line]
         assert len(warned) == 1 and "of 54 lines are ignored" in warned[0], (ranks, stderr)
+
+
+def test_an_input_changed_between_the_passes_leaves_no_output(tmp_path, monkeypatch):
+    """The text is read twice (counting, then writing); an input rewritten in between,
+    to the same size, is refused before the output is put in place: the old output
+    stays as it was and no temporary file is left."""
+    from mpigd.cli import main
+    from mpigd.io import text_convert
+
+    src, out = tmp_path / "in.svm", tmp_path / "out.h5"
+    src.write_text("1 1:0.5\n-1 2:1\n1 1:0.5\n")
+    out.write_bytes(b"the user's old output")
+    counted = text_convert.counted
+
+    def rewritten(comm, reader, counts):
+        plan = counted(comm, reader, counts)
+        src.write_text(src.read_text().replace("0.5", "0.7"))
+        os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 10**9))
+        return plan
+
+    monkeypatch.setattr(text_convert, "counted", rewritten)
+    assert main(["data", "convert", str(src), str(out), "--quiet"]) == EXIT_INPUT
+    assert out.read_bytes() == b"the user's old output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.svm", "out.h5"]
+
+
+@pytest.mark.parametrize("fmt", ["libsvm", "csv", "hashed"])
+def test_many_small_blocks_through_one_scratch_give_the_same_file(tmp_path, monkeypatch, fmt):
+    """Every block of each pass is parsed into the arrays of the block before: with
+    blocks of 4 KiB (hundreds of them, some lines longer than a block) the datasets are
+    those of one 8 MiB block."""
+    from mpigd.cli import main
+    from mpigd.io import ranges
+
+    rng = np.random.default_rng(5)
+    if fmt == "libsvm":
+        src, extra = tmp_path / "in.svm", []
+        src.write_text(libsvm_text(3000, 5) + "\n1 " + " ".join(f"{j}:1" for j in range(1, 900)))
+    else:
+        src = tmp_path / "in.csv"
+        rows = [f"{rng.integers(2)},{rng.normal():.6g},c{rng.integers(50)},{rng.random():.3g}"
+                for _ in range(4000)]  # fmt: skip
+        src.write_text("y,a,b,c\n" + "\n".join(rows) + "\n")
+        extra = ["--label", "y"] + (["--categorical", "b", "--hash-bits", "6"] * (fmt == "hashed"))
+        if fmt == "csv":
+            src.write_text(src.read_text().replace(",c", ",1"))
+
+    def datasets(path):
+        with h5py.File(path) as f:
+            found = {}
+            f.visititems(
+                lambda k, v: found.update({k: v[()]}) if isinstance(v, h5py.Dataset) else None
+            )
+            return found
+
+    assert main(["data", "convert", str(src), str(tmp_path / "big.h5"), "--quiet", *extra]) == 0
+    monkeypatch.setattr(ranges.piece_blocks, "__defaults__", (4096,))
+    assert main(["data", "convert", str(src), str(tmp_path / "small.h5"), "--quiet", *extra]) == 0
+    big, small = datasets(tmp_path / "big.h5"), datasets(tmp_path / "small.h5")
+    assert big.keys() == small.keys() and len(big) >= 2
+    for name in big:
+        assert big[name].tobytes() == small[name].tobytes(), name
