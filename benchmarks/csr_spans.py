@@ -71,6 +71,23 @@ def kernel_of(rev: str, folder: str):
     return module
 
 
+def minmax(a):
+    return [float(np.min(a)), float(np.max(a))]
+
+
+def sums_of(module, X, y, theta, loss, grad):
+    """A call of ``module``'s ``csr_sums`` on these rows into ``grad``, returning the loss
+    sum, in the calling convention of the module's ABI: 5 (the issue's kernel, 630bd36)
+    takes no loss parameter, 5 and 6 write the gradient alone, 7 continues given sums."""
+    rows = (*compiled._csr_arrays(X), *X.shape, y, compiled._NO_WEIGHTS)
+    code, parameter = compiled._code(loss)
+    if module.ABI >= 7:
+        return lambda: module.csr_sums(rows, (theta, code, parameter, 1, True), (grad, False, 0.0))
+    if module.ABI == 6:
+        return lambda: module.csr_sums(rows, (theta, code, parameter, 1, True), grad)
+    return lambda: module.csr_sums(rows, (theta, code, 1, True), grad)
+
+
 def case(rng, popularity, features, per_row, mb, rounds, piece, against=None):
     rows = (mb << 20) // (12 * per_row)
     weights = zipf_popularity(features) if popularity == "zipf" else None
@@ -90,12 +107,8 @@ def case(rng, popularity, features, per_row, mb, rounds, piece, against=None):
 
     timed = {"spans": lambda: compiled.csr_sweep(X, y, theta, loss, grad)}
     if against is not None:  # the same call as csr_sweep's, to the other build
-        call = (
-            (*compiled._csr_arrays(X), rows, features, y, compiled._NO_WEIGHTS),
-            (theta, *compiled._code(loss), 1, True),
-        )
         other = np.empty_like(theta)
-        timed["against"] = lambda: against.csr_sums(*call, (other, False, 0.0))
+        timed["against"] = sums_of(against, X, y, theta, loss, other)
     timed |= {
         f"pieces of {piece}": by_pieces,
         "scipy X@w + X.T@r": lambda: (X @ w, X.T @ r),
@@ -113,8 +126,10 @@ def case(rng, popularity, features, per_row, mb, rounds, piece, against=None):
     row = {"case": f"{popularity} {rows:,} x {features:,}, {X.nnz:,} values", "ns_per_value": ns}
     if against is not None:
         mine = compiled.csr_sweep(X, y, theta, loss)
-        theirs = against.csr_sums(*call, (other, False, 0.0))
+        theirs = timed["against"]()
         row["same_bits"] = bool(mine[0] == theirs and np.array_equal(mine[1], other))
+        by_round = np.array(times["against"]) / np.array(times["spans"])
+        row["against_over_spans_by_round"] = [float(np.median(by_round)), *minmax(by_round)]
     return row
 
 
@@ -139,14 +154,16 @@ def main():
     )
     names = list(results[0]["ns_per_value"])
     piece = next(n for n in names if n.startswith("pieces"))
-    extra = "  against/spans same bits" if args.against else ""
+    extra = "  against/spans  by round (range)  same bits" if args.against else ""
     print(f"{'case':48} " + " ".join(f"{n:>18}" for n in names) + "  pieces/spans" + extra)
     for row in results:
         ns = row["ns_per_value"]
         line = f"{row['case']:48} " + " ".join(f"{ns[n]:18.2f}" for n in names)
         line += f"  {ns[piece] / ns['spans']:12.2f}"
         if args.against:
-            line += f"  {ns['against'] / ns['spans']:13.2f} {row['same_bits']!s:>9}"
+            mid, low, high = row["against_over_spans_by_round"]
+            line += f"  {ns['against'] / ns['spans']:13.2f}  {mid:5.2f} ({low:.2f}-{high:.2f})"
+            line += f" {row['same_bits']!s:>9}"
         print(line)
     if args.json:
         with open(args.json, "w") as f:
