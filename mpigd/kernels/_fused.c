@@ -166,10 +166,13 @@ static INLINE double block_losses_of(const Rows *rows, const Model *model, const
 /* One read of *p, never repeated by the compiler: a value checked and then followed is
  * the value read (arrays another thread changes during a sweep). */
 #define READ_ONCE(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+/* Ask for the cache line at p ahead of its reads (into L1; a hint, never a read). */
+#define PREFETCH(p) __builtin_prefetch((p), 0, 3)
 #else
 #define NOINLINE
 #define UNLIKELY(x) (x)
 #define READ_ONCE(p) (*(const volatile __typeof__(*(p)) *)(p))
+#define PREFETCH(p) ((void)(p))
 #endif
 
 /* The dense sweep twice per element type: with each product added to its sum by a fused
