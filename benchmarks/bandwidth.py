@@ -1,7 +1,8 @@
 """Memory read bandwidth of one core and of several at once: ``X.sum()`` over a 256 MB
-float64 array in each of P processes started together, the aggregate the sum of their
-rates. The ceiling for P ranks' evaluations on one node: an evaluation reads every rank's
-rows once, so L-BFGS's E evaluations over B bytes of rows take at least E B / aggregate.
+float64 array in each of P processes timed together (each starts timing once all have
+touched their memory), the aggregate the sum of their best rates. The ceiling for P
+ranks' evaluations on one node: an evaluation reads every rank's rows once, so L-BFGS's
+E evaluations over B bytes of rows take at least E B / aggregate.
 
 Usage: python benchmarks/bandwidth.py [--mb MB] [--ranks 1 2] [--rounds R] [--out PREFIX]
 """
@@ -21,9 +22,13 @@ SUMS = 9  # each process's X.sum() calls; its rate is the best of them
 
 
 def one(mb: int) -> None:
-    """One process's best X.sum() rate over `mb` MB, GB/s, on stdout."""
+    """One process's best X.sum() rate over `mb` MB, GB/s, on stdout: its memory is
+    touched and "ready" said before the timing, which starts when the parent says go
+    (a line on stdin), so that the processes' timings overlap."""
     x = np.ones((mb << 20) // 8)
     x.sum()
+    print("ready", flush=True)
+    sys.stdin.readline()
     best = float("inf")
     for _ in range(SUMS):
         start = time.perf_counter()
@@ -33,10 +38,23 @@ def one(mb: int) -> None:
 
 
 def together(count: int, mb: int) -> list[float]:
-    """The rates of `count` processes started together."""
+    """The rates of `count` processes timed together, once all have touched their memory."""
     cmd = [sys.executable, __file__, "--one", "--mb", str(mb)]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(count)]
-    return [float(p.communicate()[0]) for p in procs]
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+    procs = [subprocess.Popen(cmd, **pipes) for _ in range(count)]
+    for proc in procs:
+        if proc.stdout.readline().strip() != "ready":
+            raise SystemExit("a timing process failed before its timing")
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    rates = []
+    for proc in procs:
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"a timing process failed (exit status {proc.returncode})")
+        rates.append(float(out))
+    return rates
 
 
 def main() -> None:
@@ -50,13 +68,14 @@ def main() -> None:
     if args.one:
         return one(args.mb)
     runs = {p: [] for p in args.ranks}
-    for _ in range(args.rounds):
-        for p in args.ranks:
+    for k in range(args.rounds):  # the order of the counts reversed every other round
+        for p in args.ranks if k % 2 == 0 else args.ranks[::-1]:
             runs[p].append(together(p, args.mb))
     lines = [
         f"# {platform.node()}, {os.cpu_count()} cores, {platform.machine()}; X.sum() over "
-        f"{args.mb} MB float64 in P processes at once, best of {SUMS} sums each; "
-        f"median (least - most) of {args.rounds} rounds, the rounds alternating P",
+        f"{args.mb} MB float64 in P processes timed together, best of {SUMS} sums each; "
+        f"median (least - most): per process over all processes and rounds, together over "
+        f"{args.rounds} rounds, each count's order reversed every other round",
         f"{'P':>3} {'per process GB/s':>28} {'together GB/s':>28}",
     ]
     for p, rounds in runs.items():

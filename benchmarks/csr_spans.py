@@ -78,14 +78,17 @@ def minmax(a):
 def sums_of(module, X, y, theta, loss, grad):
     """A call of ``module``'s ``csr_sums`` on these rows into ``grad``, returning the loss
     sum, in the calling convention of the module's ABI: 5 (the issue's kernel, 630bd36)
-    takes no loss parameter, 5 and 6 write the gradient alone, 7 continues given sums."""
+    takes no loss parameter, 5 and 6 write the gradient alone, 7 continues given sums.
+    The module is built with today's flags (FLAGS), not necessarily its revision's."""
     rows = (*compiled._csr_arrays(X), *X.shape, y, compiled._NO_WEIGHTS)
     code, parameter = compiled._code(loss)
-    if module.ABI >= 7:
+    if module.ABI == 7:
         return lambda: module.csr_sums(rows, (theta, code, parameter, 1, True), (grad, False, 0.0))
     if module.ABI == 6:
         return lambda: module.csr_sums(rows, (theta, code, parameter, 1, True), grad)
-    return lambda: module.csr_sums(rows, (theta, code, 1, True), grad)
+    if module.ABI == 5:
+        return lambda: module.csr_sums(rows, (theta, code, 1, True), grad)
+    raise SystemExit(f"the other build's kernel has ABI {module.ABI}; 5 to 7 can be called")
 
 
 def case(rng, popularity, features, per_row, mb, rounds, piece, against=None):

@@ -1,12 +1,14 @@
 """The dense sweep of this build against that of a git revision, side by side.
 
-Both kernels sweep the same rows in one process, in alternated rounds (logistic loss and
-gradient from memory: 1M x 64 and 262k x 256 rows, float64 and float32); each row of
-the output gives both medians in ns a row, the ratio of the other build's time to this
-build's round by round (median, least - most), and whether the two sums have the same
-bits. The other build is made as ``csr_spans.py --against`` makes it.
+Both kernels sweep the same rows in one process, in rounds that alternate which goes first
+(logistic loss and gradient from memory, MB of X at each width of ``--features``, float64
+and float32); each row of the output gives both medians in ns a row, the ratio of the
+other build's time to this build's round by round (median, least - most), and whether the
+two sums have the same bits. The other build is made as ``csr_spans.py --against`` makes
+it, and must have this build's calling convention (ABI 7).
 
-    python benchmarks/dense_ab.py --against REV [--mb MB] [--rounds R] [--out PREFIX]
+    python benchmarks/dense_ab.py --against REV [--features 64 256] [--mb MB]
+                                  [--rounds R] [--out PREFIX]
 """
 
 import argparse
@@ -20,8 +22,6 @@ from csr_spans import kernel_of, minmax
 
 from mpigd.kernels import _fused, compiled
 from mpigd.kernels.losses import make_loss
-
-SHAPES = ((64, np.float64), (64, np.float32), (256, np.float64), (256, np.float32))
 
 
 def case(rng, n, dtype, mb, rounds, other) -> dict:
@@ -39,8 +39,8 @@ def case(rng, n, dtype, mb, rounds, other) -> dict:
 
     sums = {name: sweep(name) for name in kernels}  # and the warm-up
     times = {name: [] for name in kernels}
-    for _ in range(rounds):
-        for name in kernels:
+    for k in range(rounds):  # this build first in even rounds, the other in odd ones
+        for name in ("this", "other") if k % 2 == 0 else ("other", "this"):
             start = time.perf_counter()
             sweep(name)
             times[name].append(time.perf_counter() - start)
@@ -58,6 +58,7 @@ def case(rng, n, dtype, mb, rounds, other) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--against", metavar="REV", required=True)
+    parser.add_argument("--features", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--mb", type=int, default=256, help="bytes of X, MB")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--out", help="write PREFIX.txt and PREFIX.json")
@@ -67,10 +68,14 @@ def main() -> None:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder:
         other = kernel_of(args.against, folder)
-        results = [case(rng, n, dtype, args.mb, args.rounds, other) for n, dtype in SHAPES]
+        if other.ABI != compiled.ABI:
+            raise SystemExit(f"{args.against}'s kernel has ABI {other.ABI}, not {compiled.ABI}")
+        shapes = [(n, dtype) for n in args.features for dtype in (np.float64, np.float32)]
+        results = [case(rng, n, dtype, args.mb, args.rounds, other) for n, dtype in shapes]
     lines = [
         f"# machine: {platform.node()}, {platform.machine()}; logistic sweep from memory, "
-        f"{args.mb} MB of X; ns a row, median of {args.rounds} alternated rounds; "
+        f"{args.mb} MB of X; ns a row, median of {args.rounds} rounds, each build first "
+        f"in every other one; "
         f"other: the kernel of {args.against}",
         f"{'rows':28} {'this':>8} {'other':>8}  other/this by round (range)  same bits",
     ]

@@ -73,10 +73,10 @@ static Py_ssize_t block_rows(Py_ssize_t row_bytes)
     return rows;
 }
 /* The dense sweep asks for the next block's rows ahead of their reads where a block is
- * at most this many bytes: 1.1-1.3x less time from memory at 64 KiB and below (float32,
- * n = 28 to 256; float64, n = 28 and 64), none at 128 KiB (n = 256 float64) and 1.15x
- * more at n = 1000 float64, whose next block pushed this one out of L1
- * (benchmarks/dense_ab.py). */
+ * at most this many bytes. Measured from memory against the sweep without it
+ * (benchmarks/dense_ab.py, this project's 2-core machine): less time at float64 n = 64
+ * and float32 n = 64 to 256 (blocks of 16 to 64 KiB), as long at n = 256 float64 (128
+ * KiB, not asked ahead), and more time at n = 1000 float64 (125 KiB) when asked ahead. */
 #define PREFETCH_BYTES (64 * 1024)
 
 /* Columns of X_b^T r accumulated in registers over a block (four AVX2 vectors). */
