@@ -72,11 +72,12 @@ static Py_ssize_t block_rows(Py_ssize_t row_bytes)
         rows /= 2;
     return rows;
 }
-/* The dense sweep asks for the next block's rows ahead of their reads where a block is
- * at most this many bytes. Measured from memory against the sweep without it
- * (benchmarks/dense_ab.py, this project's 2-core machine): less time at float64 n = 64
- * and float32 n = 64 to 256 (blocks of 16 to 64 KiB), as long at n = 256 float64 (128
- * KiB, not asked ahead), and more time at n = 1000 float64 (125 KiB) when asked ahead. */
+/* The dense sweep asks for the next block's rows ahead of their reads (rows of 32 bytes
+ * or more): at float32 always, at float64 where a block is at most this many bytes.
+ * Measured from memory against the sweep without it (benchmarks/dense_ab.py, this
+ * project's 2-core machine): less time at float32 n = 28 to 1000 and float64 n = 7 and
+ * 64, as long at float64 n = 28 and 128; more time at float64 n = 1000 (125 KiB blocks)
+ * and at n = 7 float32 (28-byte rows) when asked ahead. */
 #define PREFETCH_BYTES (64 * 1024)
 
 /* Columns of X_b^T r accumulated in registers over a block (four AVX2 vectors). */
