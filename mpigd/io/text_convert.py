@@ -171,7 +171,8 @@ def convert_text(comm, source: TextInput, output, *, dtype="float64", layout=Non
         for piece, block, first, _ in reader.blocks(text):
             yield reader.matrix(reader.rows(piece.path, block, first, into=scratch))
 
-    attrs = plan.attrs(inputs, reader.fmt)  # an input changed since it was listed: no output
+    attrs = plan.attrs(inputs, reader.fmt)
+    # an input changed since it was listed (the text is read twice): no output
     write_rows(comm, output, plan, attrs, dtype, rows, check=inputs.check_unchanged)
     return plan
 
